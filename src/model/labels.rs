@@ -1,0 +1,127 @@
+use std::fmt;
+
+use compact_str::CompactString;
+use xxhash_rust::xxh3::Xxh3;
+
+/// The label that carries the metric name.
+pub const METRIC_NAME_LABEL: &str = "__name__";
+
+/// Label names and values: short strings are stored inline (up to 24 bytes),
+/// which covers almost every real label without a heap allocation.
+pub type LabelStr = CompactString;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Label {
+    pub name: LabelStr,
+    pub value: LabelStr,
+}
+
+impl Label {
+    pub fn new(name: impl Into<LabelStr>, value: impl Into<LabelStr>) -> Self {
+        Label { name: name.into(), value: value.into() }
+    }
+}
+
+/// The identity of a series. Receivers may hand over labels in any order;
+/// the pipeline sorts them (see [`Labels::sort`]) before anything hashes them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Labels(pub Vec<Label>);
+
+impl Labels {
+    pub fn new() -> Self {
+        Labels(Vec::new())
+    }
+
+    pub fn with_capacity(n: usize) -> Self {
+        Labels(Vec::with_capacity(n))
+    }
+
+    pub fn push(&mut self, name: impl Into<LabelStr>, value: impl Into<LabelStr>) {
+        self.0.push(Label::new(name, value));
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|l| l.name == name).map(|l| l.value.as_str())
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.get(METRIC_NAME_LABEL)
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Label> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Sorts by name (then value, so the order is total).
+    pub fn sort(&mut self) {
+        if !self.0.is_sorted() {
+            self.0.sort_unstable();
+        }
+    }
+
+    /// A stable 64-bit hash of the series identity, independent of process
+    /// and machine (it keys Kafka partitions and shards). Labels must be sorted.
+    pub fn series_hash(&self) -> u64 {
+        let mut h = Xxh3::new();
+        for l in &self.0 {
+            h.update(l.name.as_bytes());
+            h.update(&[0xff]);
+            h.update(l.value.as_bytes());
+            h.update(&[0xfe]);
+        }
+        h.digest()
+    }
+}
+
+impl fmt::Display for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.name().unwrap_or("");
+        f.write_str(name)?;
+        f.write_str("{")?;
+        let mut first = true;
+        for l in self.0.iter().filter(|l| l.name != METRIC_NAME_LABEL) {
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            write!(f, "{}={:?}", l.name, l.value.as_str())?;
+        }
+        f.write_str("}")
+    }
+}
+
+impl<N: Into<LabelStr>, V: Into<LabelStr>> FromIterator<(N, V)> for Labels {
+    fn from_iter<T: IntoIterator<Item = (N, V)>>(iter: T) -> Self {
+        Labels(iter.into_iter().map(|(n, v)| Label::new(n, v)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_depends_on_boundaries_not_just_bytes() {
+        let a: Labels = [("a", "bc")].into_iter().collect();
+        let b: Labels = [("ab", "c")].into_iter().collect();
+        assert_ne!(a.series_hash(), b.series_hash());
+    }
+
+    #[test]
+    fn sorted_labels_hash_equal_regardless_of_input_order() {
+        let mut a: Labels = [("__name__", "up"), ("job", "x"), ("a", "1")].into_iter().collect();
+        let mut b: Labels = [("a", "1"), ("job", "x"), ("__name__", "up")].into_iter().collect();
+        a.sort();
+        b.sort();
+        assert_eq!(a.series_hash(), b.series_hash());
+        assert_eq!(a.to_string(), "up{a=\"1\",job=\"x\"}");
+    }
+}

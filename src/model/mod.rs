@@ -1,0 +1,89 @@
+//! The neutral data model every receiver produces and every sink consumes.
+//!
+//! A [`Sample`] is one numeric value of one series at one instant. All
+//! dimensionality lives in [`Labels`]; the metric name is the label `__name__`.
+//! Nothing backend-specific lives here (DESIGN §1, invariant 2).
+
+mod ack;
+mod labels;
+
+pub use ack::{Ack, AckOutcome, AckReceiver};
+pub use labels::{Label, LabelStr, Labels, METRIC_NAME_LABEL};
+
+/// The kind of metric a sample belongs to, as far as the sender told us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricKind {
+    #[default]
+    Unspecified,
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+}
+
+impl MetricKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Unspecified => "unspecified",
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
+            MetricKind::Summary => "summary",
+        }
+    }
+}
+
+/// One value of one series at one time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: Labels,
+    pub value: f64,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    pub kind: MetricKind,
+}
+
+impl Sample {
+    pub fn new(labels: Labels, value: f64, timestamp_ms: i64) -> Self {
+        Sample { labels, value, timestamp_ms, kind: MetricKind::Unspecified }
+    }
+
+    pub fn name(&self) -> &str {
+        self.labels.name().unwrap_or("")
+    }
+}
+
+/// The unit of work on every channel: many samples and, optionally, the
+/// acknowledgement that completes once every sink has delivered or dropped them.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub samples: Vec<Sample>,
+    pub ack: Option<Ack>,
+}
+
+impl Batch {
+    pub fn new(samples: Vec<Sample>) -> Self {
+        Batch { samples, ack: None }
+    }
+
+    pub fn with_ack(samples: Vec<Sample>, ack: Ack) -> Self {
+        Batch { samples, ack: Some(ack) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
