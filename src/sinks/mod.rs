@@ -1,0 +1,136 @@
+//! Sinks: everything backend-specific lives below this module (DESIGN §1.2).
+//!
+//! Each sink is a [`Sink`] driven by the shared [`worker`], which takes
+//! batches from the sink's queue, groups them by size and age, hands them to
+//! the sink once, and does the accounting.
+
+pub mod blackhole;
+pub mod file;
+pub mod line_protocol;
+mod worker;
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use worker::{BatchConfig, SinkBatch, run_worker};
+
+use crate::queue::QueueConfig;
+use crate::telemetry::DropReason;
+
+/// `[sinks.<name>]`, selected by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    File(file::FileSinkConfig),
+    Blackhole(blackhole::BlackholeSinkConfig),
+}
+
+/// Settings every sink has, whatever its type.
+#[derive(Debug, Clone)]
+pub struct CommonSinkSettings<'a> {
+    pub queue: &'a QueueConfig,
+    pub batch: &'a BatchConfig,
+    pub unhealthy_after: Duration,
+}
+
+impl SinkConfig {
+    pub fn common(&self) -> CommonSinkSettings<'_> {
+        match self {
+            SinkConfig::File(c) => {
+                CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
+            }
+            SinkConfig::Blackhole(c) => {
+                CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
+            }
+        }
+    }
+
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let common = self.common();
+        common.queue.check()?;
+        common.batch.check()
+    }
+}
+
+/// Why a batch could not be delivered; decides how it is counted.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The backend refused the data for good (it would refuse it again).
+    #[error("rejected by {sink}: {message}")]
+    Rejected { sink: String, message: String },
+    /// Retrying stopped (time budget spent) while the backend kept failing.
+    #[error("{sink}: gave up after retrying: {message}")]
+    RetryExhausted { sink: String, message: String },
+    /// Some samples could not be written in this backend's format.
+    #[error("{sink}: {count} samples cannot be represented: {message}")]
+    Unrepresentable { sink: String, count: usize, message: String },
+    #[error("{sink}: I/O error: {source}")]
+    Io { sink: String, source: std::io::Error },
+}
+
+impl SinkError {
+    pub fn reason(&self) -> DropReason {
+        match self {
+            SinkError::Rejected { .. } | SinkError::Unrepresentable { .. } => DropReason::Rejected,
+            SinkError::RetryExhausted { .. } | SinkError::Io { .. } => DropReason::RetryExhausted,
+        }
+    }
+}
+
+/// What a sink reports for one batch: how many samples it delivered and,
+/// if some were not, why. `delivered + failed.count == batch.samples`.
+#[derive(Debug)]
+pub struct Delivery {
+    pub delivered: usize,
+    pub failed: Option<(usize, SinkError)>,
+}
+
+impl Delivery {
+    pub fn all(n: usize) -> Self {
+        Delivery { delivered: n, failed: None }
+    }
+
+    pub fn none(n: usize, error: SinkError) -> Self {
+        Delivery { delivered: 0, failed: Some((n, error)) }
+    }
+}
+
+/// A backend writer. The worker calls `deliver` with one batch at a time and
+/// waits for it; network sinks retry inside `deliver` (shared layers).
+pub trait Sink: Send + 'static {
+    fn deliver(&mut self, batch: &SinkBatch) -> impl Future<Output = Delivery> + Send;
+
+    /// Called once after the queue is drained, before the worker exits.
+    fn close(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// Starts the worker of sink `name`, reading from `queue`.
+pub fn spawn_sink(
+    name: &str,
+    config: &SinkConfig,
+    loaded: &crate::config::LoadedConfig,
+    queue: std::sync::Arc<crate::queue::MemoryQueue>,
+    health: crate::telemetry::SinkHealth,
+) -> Result<tokio::task::JoinHandle<()>, SinkBuildError> {
+    let batch = config.common().batch.clone();
+    let handle = match config {
+        SinkConfig::File(c) => {
+            let sink = file::FileSink::new(name, loaded.resolve(&c.path));
+            tokio::spawn(run_worker(sink, queue, batch, health))
+        }
+        SinkConfig::Blackhole(_) => tokio::spawn(run_worker(blackhole::BlackholeSink, queue, batch, health)),
+    };
+    Ok(handle)
+}
+
+/// A sink that cannot be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("sink {sink}: {message}")]
+pub struct SinkBuildError {
+    pub sink: String,
+    pub message: String,
+}
