@@ -11,11 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::LoadedConfig;
 use crate::pipeline::{self, Stages};
-use crate::queue::{Ledger, MemoryQueue};
+use crate::queue::{Ledger, QueueError, SinkQueue};
 use crate::receivers::submit::Submitter;
 use crate::receivers::{ReceiverConfig, grpc, http};
 use crate::sinks::{self, SinkBuildError};
-use crate::telemetry::{self, DropReason, Health, ReceiverMetrics, SinkMetrics};
+use crate::telemetry::{self, Health, ReceiverMetrics, SinkMetrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -23,6 +23,8 @@ pub enum DaemonError {
     Bind { what: String, addr: std::net::SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Sink(#[from] SinkBuildError),
+    #[error("sink {sink}: {source}")]
+    Queue { sink: String, source: QueueError },
 }
 
 /// The addresses the daemon actually listens on (useful with port 0).
@@ -69,12 +71,15 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let mut addrs = BoundAddrs::default();
 
     // Sinks first, so nothing is accepted before it has somewhere to go.
-    let mut queues: BTreeMap<String, Arc<MemoryQueue>> = BTreeMap::new();
+    let mut queues: BTreeMap<String, Arc<SinkQueue>> = BTreeMap::new();
     let mut sink_tasks = Vec::new();
+    let data_dir = loaded.resolve(&config.data_dir);
     for (name, sink_config) in &config.sinks {
         let common = sink_config.common();
         let ledger = Ledger::new(SinkMetrics::new(name));
-        let queue = Arc::new(MemoryQueue::new(common.queue.max_samples, common.queue.when_full, ledger));
+        let queue = SinkQueue::open(name, common.queue, &data_dir, ledger)
+            .map_err(|source| DaemonError::Queue { sink: name.clone(), source })?;
+        let queue = Arc::new(queue);
         let sink_health = health.register_sink(name, common.unhealthy_after);
         sink_tasks.push(sinks::spawn_sink(name, sink_config, &loaded, queue.clone(), sink_health)?);
         queues.insert(name.clone(), queue);
@@ -179,7 +184,8 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             t.abort();
         }
         for (name, q) in &queues {
-            let lost = q.ledger().abandon_queued(DropReason::Shutdown);
+            // Memory queues count what is left as dropped; disk queues keep it.
+            let lost = q.finish();
             if lost > 0 {
                 tracing::warn!(sink = %name, samples = lost, "dropped at shutdown");
             }

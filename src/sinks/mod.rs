@@ -113,7 +113,7 @@ pub fn spawn_sink(
     name: &str,
     config: &SinkConfig,
     loaded: &crate::config::LoadedConfig,
-    queue: std::sync::Arc<crate::queue::MemoryQueue>,
+    queue: std::sync::Arc<crate::queue::SinkQueue>,
     health: crate::telemetry::SinkHealth,
 ) -> Result<tokio::task::JoinHandle<()>, SinkBuildError> {
     let batch = config.common().batch.clone();

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::Sink;
 use crate::model::{Batch, Sample};
-use crate::queue::MemoryQueue;
+use crate::queue::{QueueItem, SinkQueue};
 use crate::telemetry::SinkHealth;
 
 /// `batch = { max_samples = 10000, max_age_ms = 200 }`: a request goes out when
@@ -55,6 +55,8 @@ pub mod defaults {
 #[derive(Debug, Default)]
 pub struct SinkBatch {
     parts: Vec<(Arc<Batch>, Range<usize>)>,
+    /// The queue items the parts came from, settled together once the outcome is counted.
+    items: Vec<(QueueItem, usize)>,
     len: usize,
 }
 
@@ -67,9 +69,18 @@ impl SinkBatch {
         self.len == 0
     }
 
-    fn push(&mut self, batch: Arc<Batch>, range: Range<usize>) {
+    fn push(&mut self, item: QueueItem, range: Range<usize>) {
         self.len += range.len();
-        self.parts.push((batch, range));
+        self.parts.push((item.batch.clone(), range.clone()));
+        self.items.push((item, range.len()));
+    }
+
+    /// Tells the queue these samples are done (delivered or counted as
+    /// dropped); a disk queue forgets a record once all of its samples are.
+    pub fn settle(&self) {
+        for (item, n) in &self.items {
+            item.settle(*n);
+        }
     }
 
     pub fn samples(&self) -> impl Iterator<Item = &Sample> + '_ {
@@ -99,11 +110,11 @@ impl SinkBatch {
 }
 
 /// Pulls from `queue` until it is closed and drained, delivering through `sink`.
-pub async fn run_worker<S: Sink>(mut sink: S, queue: Arc<MemoryQueue>, config: BatchConfig, health: SinkHealth) {
+pub async fn run_worker<S: Sink>(mut sink: S, queue: Arc<SinkQueue>, config: BatchConfig, health: SinkHealth) {
     let ledger = queue.ledger().clone();
     let max_age = Duration::from_millis(config.max_age_ms);
     // The unsent rest of a batch larger than one request.
-    let mut carry: Option<(Arc<Batch>, usize)> = None;
+    let mut carry: Option<(QueueItem, usize)> = None;
     loop {
         let mut out = SinkBatch::default();
         let first = match carry.take() {
@@ -149,6 +160,7 @@ pub async fn run_worker<S: Sink>(mut sink: S, queue: Arc<MemoryQueue>, config: B
                 tracing::warn!(sink = ledger.name(), samples = count, %error, "samples dropped at sink");
             }
         }
+        out.settle();
     }
     sink.close().await;
 }
