@@ -1,6 +1,8 @@
 {{/*
 Mistakes that would otherwise surface only when the pod starts, or never.
-Called from the ConfigMap, which every mode renders.
+Called from the ConfigMap, which every mode renders. Rules of tsrelay's own
+config checks are left to `tsrelay validate` (scripts/check-deploy runs it on
+every rendered config) rather than copied here, where they could drift.
 */}}
 {{- define "tsrelay.validateValues" -}}
 {{- $dataDir := toString (.Values.config.data_dir | default "") -}}
@@ -15,12 +17,14 @@ Called from the ConfigMap, which every mode renders.
 {{- fail (printf "config.limits.memory_bytes (%d) exceeds resources.limits.memory (%d bytes): the kernel would kill tsrelay before its own limit applies" $explicit $container) -}}
 {{- end -}}
 {{- end -}}
+{{- $feeding := dict -}}
 {{- range $name, $pipeline := .Values.pipelines -}}
 {{- if $pipeline -}}
 {{- range $pipeline.receivers -}}
 {{- if not (get ($.Values.receivers | default dict) .) -}}
 {{- fail (printf "pipelines.%s.receivers names %q, which is not defined under receivers" $name .) -}}
 {{- end -}}
+{{- $_ := set $feeding . $name -}}
 {{- end -}}
 {{- range $pipeline.sinks -}}
 {{- if not (get ($.Values.sinks | default dict) .) -}}
@@ -28,6 +32,9 @@ Called from the ConfigMap, which every mode renders.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- if not $feeding -}}
+{{- fail "pipelines: define at least one pipeline with receivers and sinks; nothing would flow" -}}
 {{- end -}}
 {{- if eq .Values.mode "deployment" -}}
 {{- if and .Values.persistence.enabled (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1)) -}}
