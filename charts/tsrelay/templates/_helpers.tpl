@@ -301,6 +301,7 @@ they do not collide with those of the pod tsrelay is added to.
 - name: {{ include "tsrelay.namePrefix" . }}config
   configMap:
     name: {{ include "tsrelay.fullname" . }}
+{{- if not (include "tsrelay.dataFromClaimTemplate" .) }}
 - name: {{ include "tsrelay.namePrefix" . }}data
   {{- if .Values.persistence.enabled }}
   persistentVolumeClaim:
@@ -312,6 +313,7 @@ they do not collide with those of the pod tsrelay is added to.
     {{- else }} {}
     {{- end }}
   {{- end }}
+{{- end }}
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
@@ -342,6 +344,36 @@ Public sidecar interface. From a chart that has tsrelay as a dependency
 {{- fail "tsrelay.sidecar.volumes: set tsrelay.mode=sidecar in the including chart's values" -}}
 {{- end -}}
 {{- include "tsrelay.volumes" . -}}
+{{- end -}}
+
+{{/*
+True when the data volume comes from the including StatefulSet's
+volumeClaimTemplates (sidecar mode, persistence.claimTemplate).
+*/}}
+{{- define "tsrelay.dataFromClaimTemplate" -}}
+{{- if and (eq .Values.mode "sidecar") .Values.persistence.enabled .Values.persistence.claimTemplate -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+For a StatefulSet that includes the sidecar with persistence.claimTemplate:
+a list item for its volumeClaimTemplates, giving every pod a data claim of
+its own (disk queues are never shared).
+*/}}
+{{- define "tsrelay.sidecar.volumeClaimTemplate" -}}
+{{- if not (include "tsrelay.dataFromClaimTemplate" .) -}}
+{{- fail "tsrelay.sidecar.volumeClaimTemplate: set tsrelay.persistence.enabled and tsrelay.persistence.claimTemplate to true" -}}
+{{- end -}}
+- metadata:
+    name: tsrelay-data
+  spec:
+    accessModes:
+      {{- toYaml .Values.persistence.accessModes | nindent 6 }}
+    {{- with .Values.persistence.storageClassName }}
+    storageClassName: {{ . | quote }}
+    {{- end }}
+    resources:
+      requests:
+        storage: {{ .Values.persistence.size }}
 {{- end -}}
 
 {{- define "tsrelay.sidecar.podAnnotations" -}}

@@ -41,8 +41,8 @@ every rendered config) rather than copied here, where they could drift.
 {{- fail "persistence: replicas of a Deployment would share one volume, and with it their disk queues; use replicaCount: 1 with autoscaling.enabled: false, or leave persistence off (emptyDir) to scale out" -}}
 {{- end -}}
 {{- else -}}
-{{- if and .Values.persistence.enabled (not .Values.persistence.existingClaim) -}}
-{{- fail "persistence in sidecar mode needs persistence.existingClaim (the chart creates claims in deployment mode only); the claim must belong to a single pod, since disk queues cannot be shared" -}}
+{{- if and .Values.persistence.enabled (not .Values.persistence.existingClaim) (not .Values.persistence.claimTemplate) -}}
+{{- fail "persistence in sidecar mode needs persistence.claimTemplate (a StatefulSet's volumeClaimTemplates, one claim per pod) or persistence.existingClaim (one pod only): the chart creates claims in deployment mode only, and disk queues cannot be shared" -}}
 {{- end -}}
 {{- if .Values.serviceMonitor.enabled -}}
 {{- fail "serviceMonitor needs mode: deployment (a sidecar has no Service of its own); scrape the sidecar's admin port from the including chart's monitoring instead" -}}
