@@ -10,12 +10,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LoadedConfig;
+use crate::limits::{BudgetError, MemoryBudget, MemoryPressure, watch_rss};
 use crate::pipeline::{self, Stages};
 use crate::queue::{Ledger, QueueError, SinkQueue};
 use crate::receivers::submit::Submitter;
 use crate::receivers::{ReceiverConfig, grpc, http};
 use crate::sinks::{self, SinkBuildError};
-use crate::telemetry::{self, Health, ReceiverMetrics, SinkMetrics};
+use crate::telemetry::{self, Health, MemoryMetrics, ReceiverMetrics, SinkMetrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -25,6 +26,8 @@ pub enum DaemonError {
     Sink(#[from] SinkBuildError),
     #[error("sink {sink}: {source}")]
     Queue { sink: String, source: QueueError },
+    #[error("{origin}: {source}")]
+    MemoryBudget { origin: String, source: BudgetError },
 }
 
 /// The addresses the daemon actually listens on (useful with port 0).
@@ -65,7 +68,14 @@ async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, Dae
 /// Starts everything the config describes on the current runtime.
 pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let config = &loaded.config;
+    let budget = MemoryBudget::estimate(config);
+    budget.check().map_err(|source| DaemonError::MemoryBudget { origin: loaded.origin(), source })?;
     let prometheus = telemetry::install_recorder();
+    let memory_metrics = MemoryMetrics::new();
+    memory_metrics.limit_bytes.set(config.limits.memory_bytes as f64);
+    memory_metrics.worst_case_bytes.set(budget.total() as f64);
+    let pressure = MemoryPressure::default();
+    let rss_watch = watch_rss(config.limits.rss_high_water_bytes(), pressure.clone(), memory_metrics);
     let health = Health::default();
     let stop = CancellationToken::new();
     let mut addrs = BoundAddrs::default();
@@ -115,6 +125,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
                     max_wait: Duration::from_millis(c.max_wait_ms),
                     ack: c.ack,
                     ack_timeout: c.ack_timeout,
+                    pressure: pressure.clone(),
                 };
                 let (c, n) = (c.clone(), name.clone());
                 tokio::spawn(async move {
@@ -132,6 +143,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
                     max_wait: Duration::from_millis(c.max_wait_ms),
                     ack: c.ack,
                     ack_timeout: c.ack_timeout,
+                    pressure: pressure.clone(),
                 };
                 let (c, n) = (c.clone(), name.clone());
                 tokio::spawn(async move {
@@ -190,6 +202,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
                 tracing::warn!(sink = %name, samples = lost, "dropped at shutdown");
             }
         }
+        rss_watch.abort();
         let _ = admin_task.await;
         tracing::info!("stopped");
     });

@@ -135,6 +135,7 @@ fn check_references(loaded: &LoadedConfig) -> Result<(), ConfigError> {
             return Err(invalid(format!("receivers.{name} is not used by any pipeline")));
         }
     }
+    c.limits.check().map_err(invalid)?;
     for (name, s) in &c.sinks {
         s.check().map_err(|m| invalid(format!("sinks.{name}: {m}")))?;
     }

@@ -13,7 +13,7 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 
 pub use config::PipelineConfig;
-pub use ingest::{IngestError, PipelineInput};
+pub use ingest::{INGEST_BATCH_MAX_SAMPLES, IngestError, PipelineInput};
 pub use stage::{DropTally, StatefulStage, StatelessStage};
 
 use crate::model::{Ack, Batch, Sample};

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 
-pub use disk::{DiskQueue, DiskQueueError, DiskQueueOptions, RecordToken};
+pub use disk::{DiskQueue, DiskQueueError, DiskQueueOptions, READ_AHEAD_SAMPLES, RecordToken};
 pub use ledger::{Ledger, LedgerTotals};
 pub use memory::MemoryQueue;
 
@@ -157,6 +157,9 @@ pub enum QueueError {
 
 /// A sink's queue, whichever kind its config asks for. The fanout pushes
 /// shared batches; the sink worker pops [`QueueItem`]s and settles them.
+// One per sink, built once and shared behind an `Arc`: the size gap between
+// the variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum SinkQueue {
     Memory(MemoryQueue),
     Disk(DiskQueue),
