@@ -220,14 +220,17 @@ pub fn classify(api: ApiVersion, status: StatusCode, retry_after: Option<&str>, 
     }
 }
 
-/// InfluxDB 1.x ends a partial-write error with `dropped=N`: the other lines were written.
+/// The lines a 1.x partial write refused: those it could not parse (each
+/// named by an `unable to parse` message) plus `dropped=N` (parsed but refused,
+/// e.g. a field type conflict). The other lines were written.
 fn partial_write_dropped(body: &str) -> Option<usize> {
     if !body.contains("partial write") {
         return None;
     }
     let at = body.rfind("dropped=")? + "dropped=".len();
     let digits: String = body[at..].chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+    let dropped: usize = digits.parse().ok()?;
+    Some(dropped + body.matches("unable to parse '").count())
 }
 
 fn clip(body: &str) -> &str {
@@ -272,6 +275,8 @@ mod tests {
         let conflict = r#"{"error":"partial write: field type conflict: input field \"value\" on measurement \"m\" is type float, already exists as type integer dropped=2"}"#;
         assert!(matches!(done(classify(v1, StatusCode::BAD_REQUEST, None, conflict)), Answer::PartlyWritten { dropped: 2, .. }));
         assert!(matches!(done(classify(v1, StatusCode::BAD_REQUEST, None, "unable to parse")), Answer::Rejected(_)));
+        let unparsable = r#"{"error":"partial write: unable to parse 'a,h=x\\ v=1 1': invalid tag format\nunable to parse 'a,h=y\\ v=1 2': invalid tag format dropped=1"}"#;
+        assert!(matches!(done(classify(v1, StatusCode::BAD_REQUEST, None, unparsable)), Answer::PartlyWritten { dropped: 3, .. }));
         let missing = r#"{"error":"database not found: \"x\""}"#;
         assert!(matches!(done(classify(v1, StatusCode::NOT_FOUND, None, missing)), Answer::DatabaseNotFound(_)));
         assert!(matches!(done(classify(ApiVersion::V2, StatusCode::NOT_FOUND, None, missing)), Answer::Rejected(_)));
