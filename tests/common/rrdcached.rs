@@ -61,7 +61,9 @@ impl Rrdcached {
     /// Stops rrdcached cleanly (it writes its journal) and starts it again on
     /// the same socket, port and directories.
     pub fn restart(&mut self, down_for: Duration) {
-        assert!(self.process.terminate(Duration::from_secs(20)), "rrdcached did not stop:\n{}", self.process.log_tail());
+        if self.process.is_running() {
+            assert!(self.process.terminate(Duration::from_secs(20)), "rrdcached did not stop:\n{}", self.process.log_tail());
+        }
         std::thread::sleep(down_for);
         let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(self.root.join("pid"));
