@@ -186,7 +186,10 @@ fn v1_413_splits_the_batch_until_it_fits() {
     let t = Tsrelay::start(dir.path(), &config(grpc, &sink, &["influx"]));
     let t0 = now_ms() - 600_000;
     let points: Vec<(f64, i64)> = (0..300).map(|i| (i as f64, t0 + i * 1000)).collect();
-    write_all(grpc, vec![series(&[("__name__", "split_me"), ("host", "a-rather-long-host-name")], &points, MetricType::Gauge)]);
+    write_all(
+        grpc,
+        vec![series(&[("__name__", "split_me"), ("host", "a-rather-long-host-name")], &points, MetricType::Gauge)],
+    );
     assert_eq!(settle(&t, "influx", 300.0), (300.0, 0.0));
     let rows = influx.select_all("metrics", "split_me");
     assert_eq!(rows.len(), 300);
@@ -295,12 +298,8 @@ fn scripted_server(script: Vec<(u16, &'static str)>) -> (u16, Arc<Mutex<Vec<Seen
 #[test]
 fn v2_token_retry_after_and_413_against_a_scripted_server() {
     let dir = tempfile::tempdir().unwrap();
-    let (port, seen) = scripted_server(vec![
-        (429, "retry-after: 1\r\n"),
-        (503, "retry-after: 1\r\n"),
-        (413, ""),
-        (500, ""),
-    ]);
+    let (port, seen) =
+        scripted_server(vec![(429, "retry-after: 1\r\n"), (503, "retry-after: 1\r\n"), (413, ""), (500, "")]);
     let grpc = free_port();
     let sinks = format!(
         r#"

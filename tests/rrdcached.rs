@@ -48,7 +48,8 @@ fn settle(t: &Tsrelay, n: f64) -> BTreeMap<String, f64> {
         (sum_metric(&m, SENT, &[l]) + sum_metric(&m, DROPPED, &[l]) >= n).then_some(())
     });
     let m = t.metrics();
-    let (received, sent, dropped) = (sum_metric(&m, RECEIVED, &[l]), sum_metric(&m, SENT, &[l]), sum_metric(&m, DROPPED, &[l]));
+    let (received, sent, dropped) =
+        (sum_metric(&m, RECEIVED, &[l]), sum_metric(&m, SENT, &[l]), sum_metric(&m, DROPPED, &[l]));
     let queued = sum_metric(&m, "tsrelay_queue_samples", &[l]);
     assert_eq!(received, n);
     assert_eq!(received, sent + dropped + queued, "accounting: {m:?}");
@@ -128,8 +129,10 @@ fn label_values_cannot_leave_the_base_directory() {
     );
     // Nothing appeared next to the base directory or above it.
     let root = rrd.base.parent().unwrap();
-    let outside: Vec<String> =
-        Rrdcached::files_under(root).into_iter().filter(|f| !f.starts_with("base/") && !f.starts_with("journal/")).collect();
+    let outside: Vec<String> = Rrdcached::files_under(root)
+        .into_iter()
+        .filter(|f| !f.starts_with("base/") && !f.starts_with("journal/"))
+        .collect();
     assert_eq!(outside, vec!["pid", "sock"]);
     assert!(!dir.path().join("etc").exists() && !dir.path().join("x.rrd").exists());
 }
@@ -174,7 +177,11 @@ fn same_second_is_coalesced_and_older_samples_are_out_of_order() {
             ),
             // rrdcached says t0+50 is not newer than its last update (t0+100);
             // the newer t0+110 of the same command is resent and written.
-            series(&[("__name__", "pre"), ("host", "a")], &[(5.0, ms(t0 + 50)), (11.0, ms(t0 + 110))], MetricType::Gauge),
+            series(
+                &[("__name__", "pre"), ("host", "a")],
+                &[(5.0, ms(t0 + 50)), (11.0, ms(t0 + 110))],
+                MetricType::Gauge,
+            ),
         ],
     );
     let m = settle(&t, 6.0);
@@ -183,13 +190,24 @@ fn same_second_is_coalesced_and_older_samples_are_out_of_order() {
     assert_eq!(sum_metric(&m, SENT, &["sink=\"rrd\""]), 4.0);
 
     // Older than what the sink itself wrote: dropped before sending.
-    write_all(grpc, vec![series(&[("__name__", "co"), ("host", "a")], &[(9.0, ms(t0 + 15)), (4.0, ms(t0 + 30))], MetricType::Gauge)]);
+    write_all(
+        grpc,
+        vec![series(
+            &[("__name__", "co"), ("host", "a")],
+            &[(9.0, ms(t0 + 15)), (4.0, ms(t0 + 30))],
+            MetricType::Gauge,
+        )],
+    );
     let m = settle(&t, 8.0);
     assert_eq!(dropped(&m, "out_of_order"), 2.0);
     assert_eq!(sum_metric(&m, SENT, &["sink=\"rrd\""]), 5.0);
 
     let co = fetch(&rrd, "co/a.rrd", t0, t0 + 30);
-    assert_eq!((co.get(&(t0 + 10)), co.get(&(t0 + 20)), co.get(&(t0 + 30))), (Some(&2.0), Some(&3.0), Some(&4.0)), "{co:?}");
+    assert_eq!(
+        (co.get(&(t0 + 10)), co.get(&(t0 + 20)), co.get(&(t0 + 30))),
+        (Some(&2.0), Some(&3.0), Some(&4.0)),
+        "{co:?}"
+    );
     let pre = fetch(&rrd, "pre/a.rrd", t0 + 100, t0 + 110);
     assert_eq!(pre.get(&(t0 + 110)), Some(&11.0), "{pre:?}");
 }
@@ -202,7 +220,14 @@ fn an_rrdcached_restart_mid_stream_loses_nothing() {
     let t = Tsrelay::start(dir.path(), &config(grpc, &rrd.unix_address(), ""));
     let t0 = t0();
     let send = |k: i64| {
-        write_all(grpc, vec![series(&[("__name__", "stream"), ("host", "a")], &[(k as f64, (t0 + k * STEP) * 1000)], MetricType::Gauge)])
+        write_all(
+            grpc,
+            vec![series(
+                &[("__name__", "stream"), ("host", "a")],
+                &[(k as f64, (t0 + k * STEP) * 1000)],
+                MetricType::Gauge,
+            )],
+        )
     };
     for k in 0..10 {
         send(k);

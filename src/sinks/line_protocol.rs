@@ -85,7 +85,8 @@ mod tests {
 
     #[test]
     fn backslashes_never_swallow_a_separator() {
-        let labels: Labels = [("__name__", "m"), ("path", "C:\\temp"), ("q", "a\\,b"), ("t", "end\\")].into_iter().collect();
+        let labels: Labels =
+            [("__name__", "m"), ("path", "C:\\temp"), ("q", "a\\,b"), ("t", "end\\")].into_iter().collect();
         let s = Sample::new(labels, 2.5, 1);
         let mut out = Vec::new();
         assert!(encode_sample(&s, "m", "value", &mut out));

@@ -62,7 +62,11 @@ impl Rrdcached {
     /// the same socket, port and directories.
     pub fn restart(&mut self, down_for: Duration) {
         if self.process.is_running() {
-            assert!(self.process.terminate(Duration::from_secs(20)), "rrdcached did not stop:\n{}", self.process.log_tail());
+            assert!(
+                self.process.terminate(Duration::from_secs(20)),
+                "rrdcached did not stop:\n{}",
+                self.process.log_tail()
+            );
         }
         std::thread::sleep(down_for);
         let _ = std::fs::remove_file(&self.socket);

@@ -143,7 +143,9 @@ impl InfluxdbService {
         metrics.in_flight_requests.increment(1.0);
         let result = req.body(body).send().await;
         let answer = match result {
-            Err(e) => Attempt::Retry { after: None, message: format!("POST {}: {}", self.redacted_url(), error_chain(&e)) },
+            Err(e) => {
+                Attempt::Retry { after: None, message: format!("POST {}: {}", self.redacted_url(), error_chain(&e)) }
+            }
             Ok(resp) => {
                 let status = resp.status();
                 let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -178,7 +180,10 @@ impl InfluxdbService {
                 if status.is_success() && !body.contains("\"error\"") {
                     Attempt::Done(Ok(()))
                 } else if status.is_server_error() {
-                    Attempt::Retry { after: None, message: format!("CREATE DATABASE {db:?}: {status}: {}", clip(&body)) }
+                    Attempt::Retry {
+                        after: None,
+                        message: format!("CREATE DATABASE {db:?}: {status}: {}", clip(&body)),
+                    }
                 } else {
                     Attempt::Done(Err(format!("CREATE DATABASE {db:?}: {status}: {}", clip(&body))))
                 }
@@ -273,10 +278,16 @@ mod tests {
         let v1 = ApiVersion::V1;
         assert_eq!(done(classify(v1, StatusCode::NO_CONTENT, None, "")), Answer::Written);
         let conflict = r#"{"error":"partial write: field type conflict: input field \"value\" on measurement \"m\" is type float, already exists as type integer dropped=2"}"#;
-        assert!(matches!(done(classify(v1, StatusCode::BAD_REQUEST, None, conflict)), Answer::PartlyWritten { dropped: 2, .. }));
+        assert!(matches!(
+            done(classify(v1, StatusCode::BAD_REQUEST, None, conflict)),
+            Answer::PartlyWritten { dropped: 2, .. }
+        ));
         assert!(matches!(done(classify(v1, StatusCode::BAD_REQUEST, None, "unable to parse")), Answer::Rejected(_)));
         let unparsable = r#"{"error":"partial write: unable to parse 'a,h=x\\ v=1 1': invalid tag format\nunable to parse 'a,h=y\\ v=1 2': invalid tag format dropped=1"}"#;
-        assert!(matches!(done(classify(v1, StatusCode::BAD_REQUEST, None, unparsable)), Answer::PartlyWritten { dropped: 3, .. }));
+        assert!(matches!(
+            done(classify(v1, StatusCode::BAD_REQUEST, None, unparsable)),
+            Answer::PartlyWritten { dropped: 3, .. }
+        ));
         let missing = r#"{"error":"database not found: \"x\""}"#;
         assert!(matches!(done(classify(v1, StatusCode::NOT_FOUND, None, missing)), Answer::DatabaseNotFound(_)));
         assert!(matches!(done(classify(ApiVersion::V2, StatusCode::NOT_FOUND, None, missing)), Answer::Rejected(_)));

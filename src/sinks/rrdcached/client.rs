@@ -87,7 +87,12 @@ impl Connection {
         match tokio::time::timeout(timeout, connect).await {
             Err(_) => Err(ClientError::Timeout { address: name, timeout }),
             Ok(Err(source)) => Err(ClientError::Connect { address: name, source }),
-            Ok(Ok(stream)) => Ok(Connection { stream: BufReader::new(stream), address: name, line: String::new(), commands_sent: false }),
+            Ok(Ok(stream)) => Ok(Connection {
+                stream: BufReader::new(stream),
+                address: name,
+                line: String::new(),
+                commands_sent: false,
+            }),
         }
     }
 

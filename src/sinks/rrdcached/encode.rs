@@ -266,7 +266,9 @@ impl Router {
                 Some(t) => {
                     let parsed = self.parsed.entry(t.clone()).or_insert_with(|| {
                         PathTemplate::parse(t)
-                            .inspect_err(|e| tracing::warn!(template = %t, error = %e, "registry rrdcached.path ignored"))
+                            .inspect_err(
+                                |e| tracing::warn!(template = %t, error = %e, "registry rrdcached.path ignored"),
+                            )
                             .ok()
                     });
                     parsed.as_ref().unwrap_or(&self.template)
@@ -346,7 +348,14 @@ pub fn write_updates(path: &str, points: &[(i64, f64)], out: &mut Vec<u8>, per_l
 
 /// `CREATE <path> -b <start> -s <step> -O DS:<ds>:<type>:<heartbeat>:<min>:U RRA:...`,
 /// starting one second before the first value so that value is accepted.
-pub fn create_command(path: &str, first_ts: i64, step: u64, heartbeat: u64, target: &Target, rras: &[String]) -> String {
+pub fn create_command(
+    path: &str,
+    first_ts: i64,
+    step: u64,
+    heartbeat: u64,
+    target: &Target,
+    rras: &[String],
+) -> String {
     let mut s = String::with_capacity(128 + rras.len() * 24);
     let _ = write!(
         s,
@@ -440,10 +449,16 @@ mod tests {
 
     #[test]
     fn template_renders_labels() {
-        assert_eq!(render("{__name__}/{host}.rrd", &[("__name__", "cpu"), ("host", "web-1")]).unwrap(), "cpu/web-1.rrd");
+        assert_eq!(
+            render("{__name__}/{host}.rrd", &[("__name__", "cpu"), ("host", "web-1")]).unwrap(),
+            "cpu/web-1.rrd"
+        );
         assert_eq!(render("{host}.rrd", &[("__name__", "cpu")]), Err("host".to_string()));
         let mut out = String::new();
-        PathTemplate::parse("{a}/{b}.rrd").unwrap().render(&labels(&[("a", "x")]), MissingLabel::Placeholder, "none", &mut out).unwrap();
+        PathTemplate::parse("{a}/{b}.rrd")
+            .unwrap()
+            .render(&labels(&[("a", "x")]), MissingLabel::Placeholder, "none", &mut out)
+            .unwrap();
         assert_eq!(out, "x/none.rrd");
     }
 
@@ -461,7 +476,10 @@ mod tests {
             let p = render("{host}.rrd", &[("host", value)]).unwrap();
             assert_eq!(p, format!("{safe}.rrd"), "{value}");
             let p = render("{host}", &[("host", value)]).unwrap();
-            assert!(!p.starts_with('/') && p.split('/').all(|c| c != ".." && c != "." && !c.is_empty()), "{value} → {p}");
+            assert!(
+                !p.starts_with('/') && p.split('/').all(|c| c != ".." && c != "." && !c.is_empty()),
+                "{value} → {p}"
+            );
         }
         // A value that is exactly `..` in its own component.
         assert_eq!(render("d/{host}/x.rrd", &[("host", "..")]).unwrap(), "d/__/x.rrd");
@@ -558,7 +576,9 @@ mod tests {
         assert_eq!(parse_batch_error("2 No such file: /b/nope.rrd\n"), Some((2, "No such file: /b/nope.rrd")));
         assert_eq!(classify_error("No such file: /b/nope.rrd"), ErrorKind::NoSuchFile);
         assert_eq!(
-            classify_error("illegal attempt to update using time 1795323100.000000 when last update time is 1795323180.000000 (minimum one second step)"),
+            classify_error(
+                "illegal attempt to update using time 1795323100.000000 when last update time is 1795323180.000000 (minimum one second step)"
+            ),
             ErrorKind::NotNewer { last: Some(1795323180) }
         );
         assert_eq!(classify_error("RRD Error: creating '/b/y.rrd': File exists"), ErrorKind::FileExists);

@@ -156,7 +156,8 @@ impl RrdcachedSink {
         for &i in &idx {
             let f = &work[i].file;
             let first = f.points.first().map_or(0, |p| p.0);
-            commands.extend_from_slice(create_command(&f.path, first, step, heartbeat, &f.target, &self.rras).as_bytes());
+            commands
+                .extend_from_slice(create_command(&f.path, first, step, heartbeat, &f.target, &self.rras).as_bytes());
         }
         let errors = self.exchange(&commands, &AtomicBool::new(false)).await?;
         let mut failed = vec![false; work.len()];
@@ -215,7 +216,11 @@ impl RrdcachedSink {
             let points = &item.file.points[start..start + n];
             let mut resend = |pts: &[(i64, f64)], create: bool| {
                 let entry = again[w].get_or_insert_with(|| Work {
-                    file: FilePoints { path: item.file.path.clone(), target: item.file.target.clone(), points: Vec::new() },
+                    file: FilePoints {
+                        path: item.file.path.clone(),
+                        target: item.file.target.clone(),
+                        points: Vec::new(),
+                    },
                     create: false,
                 });
                 entry.file.points.extend_from_slice(pts);
