@@ -89,7 +89,8 @@ impl InfluxdbSink {
 
     async fn send_all(&mut self) -> Tally {
         let mut tally = Tally::default();
-        let mut pending: Vec<Range<usize>> = vec![0..self.lines.lines()];
+        let mut pending: Vec<Range<usize>> = Vec::with_capacity(8);
+        pending.push(0..self.lines.lines());
         let mut tried_create = false;
         while let Some(range) = pending.pop() {
             if range.is_empty() {

@@ -524,7 +524,7 @@ mod tests {
         );
         let mut counter = Sample::new(labels(&[("__name__", "req"), ("host", "a")]), 1.0, 2_500);
         counter.kind = MetricKind::Counter;
-        let samples = vec![
+        let samples = [
             counter.clone(),
             Sample::new(labels(&[("__name__", "req"), ("host", "a")]), 2.0, 2_900),
             Sample::new(labels(&[("__name__", "port_in"), ("device", "sw1"), ("port", "3")]), 5.0, 1_000),
