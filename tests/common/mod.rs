@@ -221,3 +221,7 @@ pub fn read_lp_file(path: &Path) -> Vec<(String, f64, i64)> {
         })
         .collect()
 }
+
+pub mod grpc_client;
+pub mod influxdb;
+pub mod rrdcached;
