@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::config::Config;
 use crate::pipeline::{INGEST_BATCH_MAX_SAMPLES, PipelineConfig};
-use crate::queue::{DiskQueueOptions, QueueKind};
+use crate::queue::{DiskQueueOptions, QueueKind, WhenFull};
 
 /// Runtime, allocator, buffers and code of an idle daemon (an idle release
 /// build measures about 12 MiB resident; a debug build about 20 MiB).
@@ -49,24 +49,45 @@ impl MemoryBudget {
         let per_sample = config.limits.bytes_per_sample;
         let samples = |n: u64| n.saturating_mul(per_sample);
         let mut items = vec![BudgetItem { what: "process baseline".into(), bytes: BASELINE_BYTES }];
+        let shared = shared_queue_groups(config);
+        for (pipeline, group) in &shared {
+            let (largest, cap) =
+                group.iter().map(|(n, c)| (n, *c)).max_by_key(|(_, c)| *c).expect("groups are not empty");
+            let shards = config.pipelines[*pipeline].shard_count() as u64;
+            // Queues of one stream hold suffixes of it: their union is the
+            // largest, plus the batches shards are pushing meanwhile.
+            let skew = shards * INGEST_BATCH_MAX_SAMPLES as u64;
+            let names = group.iter().map(|(n, _)| format!("sinks.{n}")).collect::<Vec<_>>().join(", ");
+            let what = if group.len() == 1 {
+                format!("sinks.{largest} queue ({cap} samples)")
+            } else {
+                format!("queues of {names} (one stream of pipelines.{pipeline}: the largest, {cap} samples, counts)")
+            };
+            items.push(BudgetItem { what, bytes: samples(cap + skew * (group.len() as u64 - 1)) });
+        }
+        let grouped: std::collections::BTreeSet<&str> = shared.values().flatten().map(|(n, _)| n.as_str()).collect();
         for (name, sink) in &config.sinks {
             let common = sink.common();
             let q = common.queue;
-            items.push(match q.kind {
-                QueueKind::Memory => BudgetItem {
-                    what: format!("sinks.{name} queue ({} samples)", q.max_samples),
-                    bytes: samples(q.max_samples as u64),
-                },
-                QueueKind::Disk => {
-                    let segment = DiskQueueOptions::new(q.max_bytes, q.when_full, q.fsync).segment_bytes;
-                    let read_ahead = crate::queue::READ_AHEAD_SAMPLES as u64;
-                    BudgetItem {
-                        what: format!("sinks.{name} disk queue read-ahead ({read_ahead} samples) and buffers"),
-                        // Decoded read-ahead, one record being read, encode buffers.
-                        bytes: samples(read_ahead) + 3 * segment.min(4 << 20),
+            if grouped.contains(name.as_str()) {
+                // Counted with its group above.
+            } else {
+                items.push(match q.kind {
+                    QueueKind::Memory => BudgetItem {
+                        what: format!("sinks.{name} queue ({} samples)", q.max_samples),
+                        bytes: samples(q.max_samples as u64),
+                    },
+                    QueueKind::Disk => {
+                        let segment = DiskQueueOptions::new(q.max_bytes, q.when_full, q.fsync).segment_bytes;
+                        let read_ahead = crate::queue::READ_AHEAD_SAMPLES as u64;
+                        BudgetItem {
+                            what: format!("sinks.{name} disk queue read-ahead ({read_ahead} samples) and buffers"),
+                            // Decoded read-ahead, one record being read, encode buffers.
+                            bytes: samples(read_ahead) + 3 * segment.min(4 << 20),
+                        }
                     }
-                }
-            });
+                });
+            }
             let batch = common.batch.max_samples as u64 * sink_batches_in_hand(sink);
             items.push(BudgetItem {
                 what: format!("sinks.{name} worker ({batch} samples in hand)"),
@@ -120,6 +141,26 @@ impl MemoryBudget {
         }
         out
     }
+}
+
+/// Memory queues that can only hold suffixes of one pipeline's stream,
+/// grouped by that pipeline: fed by it alone, and full means wait (`block`)
+/// or evict the oldest (`drop_oldest`). The fanout shares each batch among
+/// them, so a batch queued for several sinks is in memory once. A
+/// `drop_newest` queue keeps old batches the others have released, so it
+/// counts on its own, as does a sink fed by several pipelines.
+fn shared_queue_groups(config: &Config) -> std::collections::BTreeMap<&str, Vec<(&String, u64)>> {
+    let mut groups: std::collections::BTreeMap<&str, Vec<(&String, u64)>> = Default::default();
+    for (name, sink) in &config.sinks {
+        let q = sink.common().queue;
+        if q.kind != QueueKind::Memory || q.when_full == WhenFull::DropNewest {
+            continue;
+        }
+        let mut feeders = config.pipelines.iter().filter(|(_, p)| p.sinks.contains(name));
+        let (Some((pipeline, _)), None) = (feeders.next(), feeders.next()) else { continue };
+        groups.entry(pipeline.as_str()).or_default().push((name, q.max_samples as u64));
+    }
+    groups
 }
 
 /// Batches of `batch.max_samples` a sink worker may hold at once: the one it
@@ -201,19 +242,42 @@ shards = 2
         let c = config(&format!("[limits]\nmemory_bytes = 100000000\n{BASE}"));
         let err = MemoryBudget::estimate(&c).check().unwrap_err().to_string();
         assert!(err.starts_with("worst-case memory"), "{err}");
-        assert!(err.contains("largest: sinks.big queue (1000000 samples) 343.3 MiB"), "{err}");
+        assert!(err.contains("largest: queues of sinks.big, sinks.small (one stream of pipelines.main"), "{err}");
         assert!(err.contains("limits.memory_bytes = 95.4 MiB (100000000)"), "{err}");
     }
 
     #[test]
     fn every_queue_is_counted() {
-        let b = MemoryBudget::estimate(&config(BASE));
+        let c = config(&BASE.replace("max_samples = 1000 }", "max_samples = 1000, when_full = \"drop_newest\" }"));
+        let b = MemoryBudget::estimate(&c);
         let names: Vec<&str> = b.items.iter().map(|i| i.what.as_str()).collect();
         for expected in ["sinks.big queue", "sinks.small queue", "sinks.big worker", "pipelines.main ingest queue"] {
             assert!(names.iter().any(|n| n.starts_with(expected)), "{expected} missing from {names:?}");
         }
         let queue = b.items.iter().find(|i| i.what.starts_with("sinks.big queue")).unwrap();
         assert_eq!(queue.bytes, 1_000_000 * crate::config::defaults::bytes_per_sample());
+    }
+
+    #[test]
+    fn queues_of_one_stream_count_once() {
+        let per = crate::config::defaults::bytes_per_sample();
+        let b = MemoryBudget::estimate(&config(BASE));
+        let q: Vec<&BudgetItem> =
+            b.items.iter().filter(|i| i.what.contains("queue") && i.what.contains("sinks.")).collect();
+        assert_eq!(q.len(), 1, "{q:?}");
+        assert!(q[0].what.contains("sinks.big, sinks.small"), "{q:?}");
+        // The largest queue, plus one shard push of skew per further queue.
+        assert_eq!(q[0].bytes, (1_000_000 + 2 * INGEST_BATCH_MAX_SAMPLES as u64) * per);
+    }
+
+    #[test]
+    fn a_sink_fed_by_two_pipelines_counts_on_its_own() {
+        let c = config(&format!(
+            "{BASE}\n[receivers.grpc]\ntype = \"grpc\"\n[pipelines.other]\nreceivers = [\"grpc\"]\nsinks = [\"big\"]\n"
+        ));
+        let b = MemoryBudget::estimate(&c);
+        assert!(b.items.iter().any(|i| i.what == "sinks.big queue (1000000 samples)"), "{:?}", b.items);
+        assert!(b.items.iter().any(|i| i.what == "sinks.small queue (1000 samples)"), "{:?}", b.items);
     }
 
     #[test]

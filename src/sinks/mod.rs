@@ -148,6 +148,14 @@ pub fn spawn_sink(
     health: crate::telemetry::SinkHealth,
 ) -> Result<tokio::task::JoinHandle<()>, SinkBuildError> {
     let batch = config.common().batch.clone();
+    // A disk queue keeps the data instead of giving up on it (DESIGN §2): retry without a time limit.
+    let durable = queue.is_durable();
+    let unbounded = |mut retry: retry::RetryConfig| {
+        if durable {
+            retry.max_retry_duration = Duration::MAX;
+        }
+        retry
+    };
     let handle = match config {
         SinkConfig::File(c) => {
             let sink = file::FileSink::new(name, loaded.resolve(&c.path));
@@ -160,13 +168,15 @@ pub fn spawn_sink(
                 .map_err(|e| SinkBuildError { sink: name.to_string(), message: e.to_string() })?;
             let metrics = queue.ledger().metrics.clone();
             // Registry overrides (`backends.influxdb`) plug in here once the registry lands.
-            let sink = influxdb::InfluxdbSink::new(name, c.clone(), service, None, metrics, health.clone());
+            let c = influxdb::InfluxdbSinkConfig { retry: unbounded(c.retry.clone()), ..c.clone() };
+            let sink = influxdb::InfluxdbSink::new(name, c, service, None, metrics, health.clone());
             tokio::spawn(run_worker(sink, queue, batch, health))
         }
         SinkConfig::Rrdcached(c) => {
             let metrics = queue.ledger().metrics.clone();
             // Registry overrides (`backends.rrdcached`) plug in here once the registry lands.
-            let sink = rrdcached::RrdcachedSink::new(name, c.clone(), None, metrics, health.clone())?;
+            let c = rrdcached::RrdcachedSinkConfig { retry: unbounded(c.retry.clone()), ..c.clone() };
+            let sink = rrdcached::RrdcachedSink::new(name, c, None, metrics, health.clone())?;
             tokio::spawn(run_worker(sink, queue, batch, health))
         }
     };
