@@ -138,7 +138,8 @@ async fn send_loop(
             }
         }
         let id = next_id.fetch_add(1, Ordering::SeqCst);
-        let req = request(id, per_request, 1_700_000_000_000 + id as i64);
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let req = request(id, per_request, now_ms as i64);
         let c = client.as_mut().expect("connected above");
         let answer = tokio::time::timeout(Duration::from_secs(30), c.write(req)).await;
         let mut r = report.lock();
