@@ -3,3 +3,4 @@
 //! receivers → pipeline → queue → sinks, with config, model and telemetry beside them.
 
 pub mod model;
+pub mod receivers;

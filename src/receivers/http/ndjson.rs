@@ -1,0 +1,1 @@
+//! NDJSON decoder (placeholder while line protocol is built).
