@@ -406,6 +406,18 @@ fn parse_u64(digits: &[u8]) -> Result<u64, NumberError> {
     if digits.is_empty() {
         return Err(NumberError::Syntax);
     }
+    // Up to 19 decimal digits always fit in a u64: no overflow checks on the common path.
+    if digits.len() <= 19 {
+        let mut value: u64 = 0;
+        for &c in digits {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return Err(NumberError::Syntax);
+            }
+            value = value * 10 + u64::from(d);
+        }
+        return Ok(value);
+    }
     let mut value: u64 = 0;
     let mut overflow = false;
     for &c in digits {
@@ -729,6 +741,7 @@ impl<'a> LineParser<'a> {
     }
 
     /// The token `start..end`, borrowed when it has no escapes, else unescaped into a String.
+    #[inline(always)]
     fn token(
         &self,
         start: usize,
@@ -737,14 +750,28 @@ impl<'a> LineParser<'a> {
         escapable: u8,
         part: Part,
     ) -> Result<Cow<'a, str>, LineError> {
-        let invalid = || self.error_at(start, Problem::InvalidUtf8(part));
-        if !escaped {
-            return self
-                .slice_str(start, end)
-                .map(Cow::Borrowed)
-                .ok_or_else(invalid);
+        if !escaped && let Some(text) = self.slice_str(start, end) {
+            return Ok(Cow::Borrowed(text));
         }
+        self.unescaped_token(start, end, escaped, escapable, part)
+    }
+
+    /// The uncommon half of [`Self::token`]: unescaping, or reporting invalid UTF-8.
+    #[cold]
+    #[inline(never)]
+    fn unescaped_token(
+        &self,
+        start: usize,
+        end: usize,
+        escaped: bool,
+        escapable: u8,
+        part: Part,
+    ) -> Result<Cow<'a, str>, LineError> {
+        let invalid = || self.error_at(start, Problem::InvalidUtf8(part));
         let raw = &self.bytes[start..end];
+        if !escaped {
+            return Err(invalid());
+        }
         let mut out = Vec::with_capacity(raw.len());
         let mut i = 0;
         while i < raw.len() {
@@ -1185,6 +1212,7 @@ pub fn decode_body(
     let mut parser = LineParser::new(body, precision);
     let mut point = Point::default();
     let mut summary = DecodeSummary::default();
+    let mut name_scratch = String::with_capacity(64);
     while let Some((line, result)) = parser.next_into(&mut point) {
         let outcome = result.and_then(|()| {
             if let Some(tag) = point.tags.iter().find(|t| t.key == METRIC_NAME_LABEL) {
@@ -1209,7 +1237,10 @@ pub fn decode_body(
                         continue;
                     };
                     out.push(Sample {
-                        labels: labels_for(&point, &field.key),
+                        labels: labels_for(
+                            &point,
+                            metric_name_with(&mut name_scratch, &point.measurement, &field.key),
+                        ),
                         value,
                         timestamp_ms,
                         kind: MetricKind::Unspecified,
@@ -1228,21 +1259,27 @@ pub fn decode_body(
 
 /// `<measurement>_<field>`, or `<measurement>` for the field `value`.
 pub fn metric_name(measurement: &str, field: &str) -> LabelStr {
+    let mut scratch = String::new();
+    metric_name_with(&mut scratch, measurement, field)
+}
+
+/// [`metric_name`] reusing a scratch buffer, so that no per-sample growth happens.
+fn metric_name_with(scratch: &mut String, measurement: &str, field: &str) -> LabelStr {
     if field == "value" {
         return LabelStr::from(measurement);
     }
-    let mut name = LabelStr::with_capacity(measurement.len() + 1 + field.len());
-    name.push_str(measurement);
-    name.push('_');
-    name.push_str(field);
-    name
+    scratch.clear();
+    scratch.push_str(measurement);
+    scratch.push('_');
+    scratch.push_str(field);
+    LabelStr::from(scratch.as_str())
 }
 
-fn labels_for(point: &Point<'_>, field: &str) -> Labels {
+fn labels_for(point: &Point<'_>, name: LabelStr) -> Labels {
     let mut labels = Vec::with_capacity(point.tags.len() + 1);
     labels.push(Label {
         name: LabelStr::const_new(METRIC_NAME_LABEL),
-        value: metric_name(&point.measurement, field),
+        value: name,
     });
     for tag in &point.tags {
         labels.push(Label {
