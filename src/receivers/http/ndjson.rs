@@ -631,4 +631,341 @@ pub fn decode_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    const NOW_MS: i64 = 1_700_000_000_000;
+
+    fn record(line: &str) -> Record {
+        match parse_line(line.as_bytes(), 1) {
+            Ok(Some(record)) => record,
+            other => panic!("expected a record from {line:?}, got {other:?}"),
+        }
+    }
+
+    fn problem(line: &str) -> Problem {
+        match parse_line(line.as_bytes(), 1) {
+            Err(error) => error.problem,
+            other => panic!("expected {line:?} to be rejected, got {other:?}"),
+        }
+    }
+
+    fn decode(body: &str) -> (Vec<Sample>, DecodeSummary, LineErrors) {
+        let mut out = Vec::new();
+        let mut errors = LineErrors::new();
+        let summary = decode_body(body.as_bytes(), NOW_MS, &mut out, &mut errors);
+        (out, summary, errors)
+    }
+
+    #[test]
+    fn a_full_record() {
+        let r = record(
+            r#"{"name": "http_requests_total", "labels": {"code": "200", "path": "/a\"b"}, "value": 1.5, "timestamp": 1700000000123, "type": "counter"}"#,
+        );
+        assert_eq!(r.name, "http_requests_total");
+        assert_eq!(r.labels.to_string(), "{code=\"200\",path=\"/a\\\"b\"}");
+        assert_eq!(r.value, 1.5);
+        assert_eq!(r.timestamp_ms, Some(1_700_000_000_123));
+        assert_eq!(r.kind, MetricKind::Counter);
+        let sample = r.into_sample(NOW_MS);
+        assert_eq!(sample.name(), "http_requests_total");
+        assert_eq!(sample.timestamp_ms, 1_700_000_000_123);
+        assert_eq!(sample.labels.len(), 3);
+    }
+
+    #[test]
+    fn optional_keys_default_and_null_means_absent() {
+        let r = record(r#"{"value": 3, "name": "up"}"#);
+        assert_eq!(
+            (r.labels.len(), r.timestamp_ms, r.kind),
+            (0, None, MetricKind::Unspecified)
+        );
+        assert_eq!(r.into_sample(NOW_MS).timestamp_ms, NOW_MS);
+        let r = record(
+            r#"{"name": "up", "value": -2, "labels": null, "timestamp": null, "type": null}"#,
+        );
+        assert_eq!((r.value, r.timestamp_ms), (-2.0, None));
+    }
+
+    #[test]
+    fn types() {
+        for (text, kind) in [
+            ("counter", MetricKind::Counter),
+            ("gauge", MetricKind::Gauge),
+            ("value", MetricKind::Gauge),
+            ("Gauge", MetricKind::Gauge),
+            ("histogram", MetricKind::Histogram),
+            ("summary", MetricKind::Summary),
+        ] {
+            let line = format!(r#"{{"name": "m", "value": 1, "type": "{text}"}}"#);
+            assert_eq!(record(&line).kind, kind, "{text}");
+        }
+        assert_eq!(
+            problem(r#"{"name": "m", "value": 1, "type": "meter"}"#),
+            Problem::UnknownType("meter".into())
+        );
+        assert_eq!(
+            problem(r#"{"name": "m", "value": 1, "type": 1}"#),
+            Problem::InvalidTypeType(JsonKind::Number)
+        );
+    }
+
+    #[test]
+    fn timestamps_in_milliseconds_or_rfc3339() {
+        let at = |ts: &str| {
+            record(&format!(
+                r#"{{"name": "m", "value": 1, "timestamp": {ts}}}"#
+            ))
+            .timestamp_ms
+        };
+        assert_eq!(at("-5"), Some(-5));
+        assert_eq!(at("1.7e12"), Some(1_700_000_000_000));
+        assert_eq!(at(r#""2023-11-14T22:13:20.5Z""#), Some(1_700_000_000_500));
+        assert_eq!(
+            at(r#""2023-11-15T00:13:20+02:00""#),
+            Some(1_700_000_000_000)
+        );
+        let bad = |ts: &str| {
+            problem(&format!(
+                r#"{{"name": "m", "value": 1, "timestamp": {ts}}}"#
+            ))
+        };
+        assert!(matches!(bad("1.5"), Problem::InvalidTimestampNumber(_)));
+        assert!(matches!(
+            bad("9223372036854775808"),
+            Problem::InvalidTimestampNumber(_)
+        ));
+        assert!(matches!(
+            bad(r#""yesterday""#),
+            Problem::InvalidTimestampText(_)
+        ));
+        assert!(matches!(
+            bad("true"),
+            Problem::InvalidTimestampType(JsonKind::Bool)
+        ));
+    }
+
+    #[test]
+    fn rfc3339_forms() {
+        let ok = [
+            ("1970-01-01T00:00:00Z", 0),
+            ("2023-11-14T22:13:20Z", 1_700_000_000_000),
+            ("2023-11-14t22:13:20z", 1_700_000_000_000),
+            ("2023-11-14 22:13:20Z", 1_700_000_000_000),
+            ("2023-11-14T22:13:20.123456789Z", 1_700_000_000_123),
+            ("2023-11-14T22:13:20.1Z", 1_700_000_000_100),
+            ("2023-11-14T17:13:20-05:00", 1_700_000_000_000),
+            ("1969-12-31T23:59:59.5Z", -500),
+            ("2024-02-29T00:00:00Z", 1_709_164_800_000),
+            ("2000-03-01T00:00:00Z", 951_868_800_000),
+            ("1900-01-01T00:00:00Z", -2_208_988_800_000),
+            ("2016-12-31T23:59:60Z", 1_483_228_800_000),
+        ];
+        for (text, ms) in ok {
+            assert_eq!(parse_rfc3339_ms(text), Some(ms), "{text}");
+        }
+        for text in [
+            "2023-11-14T22:13:20",
+            "2023-11-14T22:13:20.Z",
+            "2023-02-29T00:00:00Z",
+            "1900-02-29T00:00:00Z",
+            "2023-13-01T00:00:00Z",
+            "2023-00-01T00:00:00Z",
+            "2023-11-14T24:00:00Z",
+            "2023-11-14T22:60:00Z",
+            "2023-11-14T22:13:20+0200",
+            "2023-11-14T22:13:20+24:00",
+            "2023-11-14T22:13:20Zjunk",
+            "23-11-14T22:13:20Z",
+            "",
+        ] {
+            assert_eq!(parse_rfc3339_ms(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn days_since_epoch_matches_counting_day_by_day() {
+        let mut days = 0i64;
+        for year in 1970..2200 {
+            for month in 1..=12 {
+                assert_eq!(days_since_epoch(year, month, 1), days, "{year}-{month}");
+                days += i64::from(days_in_month(year, month));
+            }
+        }
+        let mut days = 0i64;
+        for year in (1600..1970).rev() {
+            for month in (1..=12).rev() {
+                days -= i64::from(days_in_month(year, month));
+                assert_eq!(days_since_epoch(year, month, 1), days, "{year}-{month}");
+            }
+        }
+    }
+
+    #[test]
+    fn rejected_records() {
+        assert_eq!(problem("[1, 2]"), Problem::NotAnObject(JsonKind::Array));
+        assert_eq!(problem("42"), Problem::NotAnObject(JsonKind::Number));
+        assert_eq!(problem(r#""text""#), Problem::NotAnObject(JsonKind::String));
+        assert_eq!(problem(r#"{"value": 1}"#), Problem::MissingName);
+        assert_eq!(problem(r#"{"name": "m"}"#), Problem::MissingValue);
+        assert_eq!(problem(r#"{"name": "", "value": 1}"#), Problem::EmptyName);
+        assert_eq!(
+            problem(r#"{"name": 7, "value": 1}"#),
+            Problem::InvalidName(JsonKind::Number)
+        );
+        assert_eq!(
+            problem(r#"{"name": "m", "value": "1.5"}"#),
+            Problem::NonNumericValue(JsonKind::String)
+        );
+        assert_eq!(
+            problem(r#"{"name": "m", "value": null}"#),
+            Problem::NonNumericValue(JsonKind::Null)
+        );
+        assert_eq!(
+            problem(r#"{"name": "m", "value": 1, "timestmp": 5}"#),
+            Problem::UnknownKey("timestmp".into())
+        );
+        assert_eq!(
+            problem(r#"{"name": "m", "value": 1, "value": 2}"#),
+            Problem::DuplicateKey("value".into())
+        );
+        assert_eq!(
+            problem(r#"{"name": "m", "value": 1, "labels": {"a": 1}}"#),
+            Problem::LabelNotAString {
+                name: "a".into(),
+                found: JsonKind::Number
+            }
+        );
+        assert_eq!(
+            problem(r#"{"name": "m", "value": 1, "labels": {"a": "x", "a": "y"}}"#),
+            Problem::DuplicateLabel("a".into())
+        );
+        assert_eq!(
+            problem(r#"{"name": "m", "value": 1, "labels": {"__name__": "x"}}"#),
+            Problem::ReservedLabel("__name__".into())
+        );
+        assert_eq!(
+            problem(r#"{"name": "m", "value": 1, "labels": ["a"]}"#),
+            Problem::LabelsNotAnObject(JsonKind::Array)
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_column() {
+        let error = parse_line(br#"{"name": "m" "value": 1}"#, 7).unwrap_err();
+        assert_eq!(
+            error.position,
+            Position {
+                line: 7,
+                column: Some(14)
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "line 7, column 14: invalid JSON: expected `,` or `}`"
+        );
+        let error = parse_line(br#"{"name": "m", "value": 1} {}"#, 1).unwrap_err();
+        assert!(matches!(error.problem, Problem::Syntax(_)), "{error}");
+        let error = parse_line(b"{\"name\": \"\xff\", \"value\": 1}", 1).unwrap_err();
+        assert!(matches!(error.problem, Problem::Syntax(_)), "{error}");
+    }
+
+    #[test]
+    fn a_body_with_blank_crlf_and_bad_lines_is_a_partial_write() {
+        let body = "{\"name\": \"a\", \"value\": 1}\r\n\
+                    \n\
+                    \t \r\n\
+                    not json\n\
+                    {\"name\": \"b\", \"value\": 2, \"labels\": {\"k\": \"v\"}}\n\
+                    {\"name\": \"c\"}";
+        let (samples, summary, errors) = decode(body);
+        assert_eq!(
+            summary,
+            DecodeSummary {
+                accepted_lines: 2,
+                accepted_samples: 2,
+                rejected_lines: 2,
+                non_numeric: 0
+            }
+        );
+        let names: Vec<_> = samples.iter().map(|s| s.labels.to_string()).collect();
+        assert_eq!(names, ["a{}", "b{k=\"v\"}"]);
+        assert!(samples.iter().all(|s| s.timestamp_ms == NOW_MS));
+        let reported: Vec<_> = errors
+            .reported()
+            .iter()
+            .map(|e| (e.line, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            reported,
+            [
+                (4, "line 4, column 2: invalid JSON: expected ident"),
+                (6, "line 6: missing \"value\"")
+            ]
+        );
+    }
+
+    fn label_text() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop::sample::select(vec![
+                'a', 'Z', '_', '0', ' ', '"', '\\', '\n', '\t', 'é', '✓', '\u{1}',
+            ]),
+            1..8,
+        )
+        .prop_map(|chars| chars.into_iter().collect())
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..600)) {
+            let mut out = Vec::new();
+            let mut errors = LineErrors::new();
+            let summary = decode_body(&body, 0, &mut out, &mut errors);
+            prop_assert_eq!(summary.rejected_lines, errors.rejected());
+            prop_assert_eq!(summary.accepted_samples as usize, out.len());
+        }
+
+        #[test]
+        fn json_shaped_bytes_never_panic(
+            body in prop::collection::vec(
+                prop::sample::select(b"{}[]\":,0123456789.-eE ntrufalsmvyp\\\n\xff".to_vec()),
+                0..400,
+            )
+        ) {
+            let mut out = Vec::new();
+            let mut errors = LineErrors::new();
+            decode_body(&body, 0, &mut out, &mut errors);
+        }
+
+        #[test]
+        fn rfc3339_text_never_panics(text in "[0-9T:.+Zz -]{0,40}") {
+            let _ = parse_rfc3339_ms(&text);
+        }
+
+        #[test]
+        fn generated_records_round_trip(
+            name in label_text(),
+            labels in prop::collection::btree_map(label_text(), label_text(), 0..5),
+            value in any::<f64>().prop_filter("JSON numbers are finite", |v| v.is_finite()),
+            timestamp in prop::option::of(any::<i64>()),
+        ) {
+            let mut object = serde_json::json!({"name": name, "labels": labels, "value": value});
+            if let Some(ts) = timestamp {
+                object["timestamp"] = ts.into();
+            }
+            let line = serde_json::to_string(&object).unwrap();
+            let parsed = parse_line(line.as_bytes(), 1);
+            let record = match parsed {
+                Ok(Some(record)) => record,
+                other => return Err(TestCaseError::fail(format!("{line}: {other:?}"))),
+            };
+            prop_assert_eq!(record.name.as_str(), name.as_str());
+            let got: Vec<(String, String)> =
+                record.labels.iter().map(|l| (l.name.to_string(), l.value.to_string())).collect();
+            let want: Vec<(String, String)> = labels.into_iter().collect();
+            prop_assert_eq!(got, want);
+            // serde_json's default float reader may be one ULP off its own writer.
+            prop_assert!((record.value - value).abs() <= value.abs() * 4.0 * f64::EPSILON);
+            prop_assert_eq!(record.timestamp_ms, timestamp);
+        }
+    }
 }
