@@ -76,7 +76,7 @@ impl FromStr for Precision {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
             "n" | "ns" => Precision::Nanosecond,
-            "u" | "us" | "µs" | "µ" => Precision::Microsecond,
+            "u" | "us" | "µs" => Precision::Microsecond,
             "ms" => Precision::Millisecond,
             "s" => Precision::Second,
             "m" => Precision::Minute,
