@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::fifo::FifoBackend;
 use common::influxdb::VictoriaMetrics;
-use common::load::{Load, keys_of, sample_key};
+use common::load::{HttpLoad, Load, http_keys_of, keys_of, sample_key};
 use common::*;
 
 /// A sink's books, from `/metrics`.
@@ -160,19 +160,20 @@ retry = {{ initial_backoff = "100ms", max_backoff = "2s" }}
 fn b_three_times_overload_for_a_minute_stays_under_budget_and_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let backend = FifoBackend::start(dir.path(), "slow", false);
-    // The backend takes 5000 samples/s; the senders offer 15000.
+    // The backend takes 5000 samples/s; the senders offer 15000 (two over
+    // gRPC, one over HTTP line protocol).
     backend.set_rate(5000);
-    let grpc = free_port();
+    let (grpc, http_port) = (free_port(), free_port());
     let memory_bytes: u64 = 256 << 20;
     let config = format!(
-        "[limits]\nmemory_bytes = {memory_bytes}\n{}{}{}",
+        "[limits]\nmemory_bytes = {memory_bytes}\n{}[receivers.http]\ntype = \"http\"\nlisten = \"127.0.0.1:{http_port}\"\nmax_wait_ms = 200\n{}[pipelines.main]\nreceivers = [\"grpc\", \"http\"]\nsinks = [\"slow\"]\nshards = 1\n",
         grpc_receiver(grpc, "accepted"),
         fifo_sink("slow", &backend, "{ max_samples = 100000, when_full = \"block\" }"),
-        pipeline("\"slow\"")
     );
     let t = Tsrelay::start(dir.path(), &config);
     let pid = t.process.child.id();
-    let load = Load::start(grpc, 3, 500, 10.0, 0);
+    let load = Load::start(grpc, 2, 500, 10.0, 0);
+    let http_load = HttpLoad::start(http_port, 500, 10.0);
     let started = Instant::now();
     let mut peak_rss = 0u64;
     while started.elapsed() < Duration::from_secs(60) {
@@ -180,11 +181,15 @@ fn b_three_times_overload_for_a_minute_stays_under_budget_and_refuses() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let report = load.stop();
+    let http_report = http_load.stop();
     peak_rss = peak_rss.max(rss_of(pid));
     assert!(peak_rss < memory_bytes, "peak RSS {peak_rss} over limits.memory_bytes {memory_bytes}");
-    assert!(report.refused > 0, "no sender was refused under 3x overload: {report:?}");
-    assert_eq!(report.failed, 0, "{report:?}");
-    let accepted = keys_of(report.acked.iter().copied(), 500);
+    assert!(report.refused > 0, "no gRPC sender was refused under 3x overload: {report:?}");
+    assert!(http_report.refused > 0, "no HTTP sender got 503/429 under 3x overload: {http_report:?}");
+    assert_eq!(http_report.refused_with_retry_after, http_report.refused, "503 without Retry-After");
+    assert_eq!((report.failed, http_report.failed), (0, 0), "{report:?} {http_report:?}");
+    let mut accepted = keys_of(report.acked.iter().copied(), 500);
+    accepted.extend(http_keys_of(http_report.acked.iter().copied(), 500));
     // Overloaded, not starved: the backend ran at its pace the whole minute.
     assert!(accepted.len() >= 200_000, "only {} samples accepted", accepted.len());
     backend.set_rate(0);
@@ -195,12 +200,14 @@ fn b_three_times_overload_for_a_minute_stays_under_budget_and_refuses() {
         (delivered_keys(&backend) == accepted).then_some(())
     });
     println!(
-        "overload test: peak RSS {:.1} MiB of {} MiB; {} requests accepted, {} refused ({:?})",
+        "overload test: peak RSS {:.1} MiB of {} MiB; gRPC {} accepted, {} refused ({:?}); HTTP {} accepted, {} refused",
         peak_rss as f64 / (1 << 20) as f64,
         memory_bytes >> 20,
         report.acked.len(),
         report.refused,
-        report.refusal_messages.first()
+        report.refusal_messages.first(),
+        http_report.acked.len(),
+        http_report.refused,
     );
 }
 

@@ -64,6 +64,38 @@ fn measured_bytes_per_sample(labels: usize) -> f64 {
     (after - before) as f64 / n as f64
 }
 
+/// The same for line protocol: `node_metric_<i>` with five tags, one field `value`.
+fn measured_lp_bytes_per_sample(tags: usize) -> f64 {
+    use tsrelay::receivers::http::line_protocol::{LineErrors, Precision, decode_body};
+    let n = 10_000;
+    let mut body = String::new();
+    for i in 0..n {
+        body.push_str(&format!("node_metric_{}", i % 100));
+        for t in 0..tags {
+            body.push_str(&format!(",label_{t}=value-{i:06}-{t}"));
+        }
+        body.push_str(" value=1 1700000000000000000\n");
+    }
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut samples = Vec::new();
+    let mut errors = LineErrors::new();
+    decode_body(body.as_bytes(), Precision::Nanosecond, 0, &mut samples, &mut errors);
+    samples.shrink_to_fit();
+    let mut batch = Batch::new(samples);
+    batch.hashes = batch
+        .samples
+        .iter_mut()
+        .map(|s| {
+            s.labels.sort();
+            s.labels.series_hash()
+        })
+        .collect();
+    let after = LIVE.load(Ordering::Relaxed);
+    assert_eq!(batch.len(), n);
+    drop(batch);
+    (after - before) as f64 / n as f64
+}
+
 #[test]
 fn default_bytes_per_sample_covers_a_name_and_five_labels() {
     let five = measured_bytes_per_sample(5);
@@ -72,4 +104,10 @@ fn default_bytes_per_sample_covers_a_name_and_five_labels() {
     // Each further label costs one more inline label (48 bytes): the documented rule.
     let eight = measured_bytes_per_sample(8);
     assert!((eight - five - 3.0 * 48.0).abs() < 1.0, "five labels {five}, eight {eight}");
+    let lp = measured_lp_bytes_per_sample(5);
+    assert!(
+        lp <= assumed,
+        "a line-protocol sample with five tags takes {lp} bytes, limits.bytes_per_sample assumes {assumed}"
+    );
+    println!("bytes per queued sample, name + 5 labels: gRPC {five}, line protocol {lp}; + 3 labels: {eight}");
 }

@@ -166,3 +166,84 @@ async fn send_loop(
         }
     }
 }
+
+/// The same load as line protocol over HTTP (`POST /write`): series
+/// `load{s="h<id>-<k>"}`, stamped by the daemon.
+pub struct HttpLoad {
+    stop: Arc<AtomicBool>,
+    report: Arc<Mutex<HttpLoadReport>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct HttpLoadReport {
+    /// Requests answered 204.
+    pub acked: Vec<u64>,
+    /// 503 or 429 answers, and how many of them carried `Retry-After`.
+    pub refused: u64,
+    pub refused_with_retry_after: u64,
+    /// Other answers or transport errors.
+    pub failed: u64,
+    pub failure_statuses: BTreeSet<String>,
+}
+
+/// Sample keys of HTTP request ids (see [`HttpLoad`]).
+pub fn http_keys_of(ids: impl IntoIterator<Item = u64>, per_request: usize) -> BTreeSet<String> {
+    ids.into_iter().flat_map(|id| (0..per_request).map(move |k| format!("h{id}-{k}"))).collect()
+}
+
+impl HttpLoad {
+    pub fn start(port: u16, per_request: usize, requests_per_second: f64) -> HttpLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let report = Arc::new(Mutex::new(HttpLoadReport::default()));
+        let (s, r) = (stop.clone(), report.clone());
+        let thread = std::thread::spawn(move || {
+            let client = super::http();
+            let url = format!("http://127.0.0.1:{port}/write");
+            let start = Instant::now();
+            let mut id = 0u64;
+            while !s.load(Ordering::SeqCst) {
+                let due = start + Duration::from_secs_f64(id as f64 / requests_per_second);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let body: String = (0..per_request).map(|k| format!("{METRIC},s=h{id}-{k} value={k}\n")).collect();
+                let answer = client.post(&url).body(body).send();
+                let mut rep = r.lock();
+                match answer {
+                    Ok(resp) if resp.status().as_u16() == 204 => rep.acked.push(id),
+                    Ok(resp) if matches!(resp.status().as_u16(), 503 | 429) => {
+                        rep.refused += 1;
+                        if resp.headers().contains_key("retry-after") {
+                            rep.refused_with_retry_after += 1;
+                        }
+                    }
+                    Ok(resp) => {
+                        rep.failed += 1;
+                        rep.failure_statuses.insert(resp.status().to_string());
+                    }
+                    Err(e) => {
+                        rep.failed += 1;
+                        rep.failure_statuses.insert(e.to_string());
+                    }
+                }
+                id += 1;
+            }
+        });
+        HttpLoad { stop, report, thread: Some(thread) }
+    }
+
+    pub fn stop(mut self) -> HttpLoadReport {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.report.lock().clone()
+    }
+}
+
+impl Drop for HttpLoad {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
