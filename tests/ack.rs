@@ -67,17 +67,18 @@ async fn timeout_is_deadline_exceeded_and_the_data_still_arrives() {
     );
     let t = Tsrelay::start(dir.path(), &config(grpc, "500ms", &sinks, "\"out\""));
     let mut c = client(grpc).await;
-    // Fill the pipe buffer so the sink really is stuck, then ask for an ack.
-    let filler: Vec<u64> = (0..40).collect();
-    for &id in &filler {
-        let _ = c.write(request(id, PER_REQUEST, 1_700_000_000_000)).await;
-    }
+    // More than the pipe buffer holds (~100 KiB of lines), so the sink really
+    // is stuck; its own ack times out too. Then ask for another ack.
+    let filler = 3000;
+    let status = c.write(request(0, filler, 1_700_000_000_000)).await.expect_err("stuck sink, yet acked");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     let started = Instant::now();
     let status = c.write(request(1000, PER_REQUEST, 1_700_000_000_000)).await.expect_err("stuck sink, yet acked");
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
     backend.resume();
-    let expected = keys_of(filler.iter().copied().chain([1000]), PER_REQUEST);
+    let mut expected = keys_of([0], filler);
+    expected.extend(keys_of([1000], PER_REQUEST));
     wait_for(Duration::from_secs(30), "the timed-out request to be delivered anyway", || {
         let got: std::collections::BTreeSet<String> = backend.lines().keys().filter_map(|l| sample_key(l)).collect();
         expected.is_subset(&got).then_some(())
@@ -98,6 +99,7 @@ queue = {{ type = "disk", max_bytes = 104857600, fsync = "always" }}
 batch = {{ max_samples = 1000, max_age_ms = 10 }}
 [sinks.fast]
 type = "blackhole"
+batch = {{ max_samples = 1000, max_age_ms = 5 }}
 "#,
         backend.path.display()
     );
