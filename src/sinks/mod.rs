@@ -1,12 +1,16 @@
 //! Sinks: everything backend-specific lives below this module (DESIGN §1.2).
 //!
 //! Each sink is a [`Sink`] driven by the shared [`worker`], which takes
-//! batches from the sink's queue, groups them by size and age, hands them to
-//! the sink once, and does the accounting.
+//! batches from the sink's queue, shards them over the sink's lanes by series
+//! hash, groups them by size, bytes and age, hands them to the sink once, and
+//! does the accounting. Network sinks build their lanes from [`common`]
+//! (retry, timeout, concurrency, HTTP).
 
 pub mod blackhole;
+pub mod common;
 pub mod file;
 pub mod line_protocol;
+pub mod remote_write;
 mod worker;
 
 use std::future::Future;
@@ -14,9 +18,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use worker::{BatchConfig, SinkBatch, run_worker};
+pub use worker::{BatchConfig, SinkBatch, estimated_sample_bytes, run_worker};
 
-use crate::queue::QueueConfig;
+use crate::queue::{QueueConfig, QueueKind};
 use crate::telemetry::DropReason;
 
 /// `[sinks.<name>]`, selected by `type`.
@@ -25,6 +29,7 @@ use crate::telemetry::DropReason;
 pub enum SinkConfig {
     File(file::FileSinkConfig),
     Blackhole(blackhole::BlackholeSinkConfig),
+    PrometheusRemoteWrite(remote_write::RemoteWriteSinkConfig),
 }
 
 /// Settings every sink has, whatever its type.
@@ -44,13 +49,20 @@ impl SinkConfig {
             SinkConfig::Blackhole(c) => {
                 CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
             }
+            SinkConfig::PrometheusRemoteWrite(c) => {
+                CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
+            }
         }
     }
 
     pub(crate) fn check(&self) -> Result<(), String> {
         let common = self.common();
         common.queue.check()?;
-        common.batch.check()
+        common.batch.check()?;
+        match self {
+            SinkConfig::PrometheusRemoteWrite(c) => c.check(),
+            SinkConfig::File(_) | SinkConfig::Blackhole(_) => Ok(()),
+        }
     }
 }
 
@@ -97,8 +109,9 @@ impl Delivery {
     }
 }
 
-/// A backend writer. The worker calls `deliver` with one batch at a time and
-/// waits for it; network sinks retry inside `deliver` (shared layers).
+/// A backend writer; one value per lane. The worker calls `deliver` with one
+/// batch at a time per lane and waits for it; network sinks retry inside
+/// `deliver` (shared layers, see [`common`]).
 pub trait Sink: Send + 'static {
     fn deliver(&mut self, batch: &SinkBatch) -> impl Future<Output = Delivery> + Send;
 
@@ -116,13 +129,25 @@ pub fn spawn_sink(
     queue: std::sync::Arc<crate::queue::MemoryQueue>,
     health: crate::telemetry::SinkHealth,
 ) -> Result<tokio::task::JoinHandle<()>, SinkBuildError> {
-    let batch = config.common().batch.clone();
+    let common = config.common();
+    let batch = common.batch.clone();
+    // A durable queue keeps the data through any outage: retrying must not give up on it.
+    let retry_forever = common.queue.kind == QueueKind::Disk;
+    let context = common::SinkContext::new(name, queue.ledger().metrics.clone(), health.clone());
+    let resolve = |p: &std::path::Path| loaded.resolve(p);
+    let build_error = |message: String| SinkBuildError { sink: name.to_string(), message };
     let handle = match config {
         SinkConfig::File(c) => {
             let sink = file::FileSink::new(name, loaded.resolve(&c.path));
-            tokio::spawn(run_worker(sink, queue, batch, health))
+            tokio::spawn(run_worker(vec![sink], queue, batch, health))
         }
-        SinkConfig::Blackhole(_) => tokio::spawn(run_worker(blackhole::BlackholeSink, queue, batch, health)),
+        SinkConfig::Blackhole(_) => tokio::spawn(run_worker(vec![blackhole::BlackholeSink], queue, batch, health)),
+        SinkConfig::PrometheusRemoteWrite(c) => {
+            // The metric registry's help and unit plug in here as a `MetadataProvider`.
+            let lanes = remote_write::lanes(c, &context, &resolve, retry_forever, None)
+                .map_err(|e| build_error(e.to_string()))?;
+            tokio::spawn(run_worker(lanes, queue, batch, health))
+        }
     };
     Ok(handle)
 }
