@@ -102,8 +102,11 @@ pub struct RemoteWriteEncoder {
     series: SeriesIndex,
     group_of: Vec<u32>,
     group_start: Vec<u32>,
+    cursor: Vec<u32>,
     order: Vec<u32>,
     sorted_labels: Vec<usize>,
+    /// Samples in the previous request: the capacity guess for this one.
+    last_len: usize,
     raw: Vec<u8>,
     compressed: Vec<u8>,
     snappy: snap::raw::Encoder,
@@ -128,8 +131,10 @@ impl RemoteWriteEncoder {
             series: SeriesIndex::default(),
             group_of: Vec::new(),
             group_start: Vec::new(),
+            cursor: Vec::new(),
             order: Vec::new(),
             sorted_labels: Vec::new(),
+            last_len: 0,
             raw: Vec::new(),
             compressed: Vec::new(),
             snappy: snap::raw::Encoder::new(),
@@ -153,7 +158,8 @@ impl RemoteWriteEncoder {
             let (start, end) = (self.group_start[g] as usize, self.group_start[g + 1] as usize);
             let first = samples[self.order[start] as usize];
             let labels = &first.labels.0;
-            if !labels_ready(labels) && !prepare_labels(labels, &mut self.sorted_labels) {
+            let ready = ready_labels_len(labels);
+            if ready.is_none() && !prepare_labels(labels, &mut self.sorted_labels) {
                 summary.unrepresentable += end - start;
                 continue;
             }
@@ -161,11 +167,20 @@ impl RemoteWriteEncoder {
             if !members.is_sorted_by_key(|&i| samples[i as usize].timestamp_ms) {
                 members.sort_by_key(|&i| samples[i as usize].timestamp_ms);
             }
-            if labels_ready(labels) {
-                write_series(&mut self.raw, labels.iter(), members, &samples);
+            let labels_len =
+                ready.unwrap_or_else(|| self.sorted_labels.iter().map(|&i| label_entry_len(&labels[i])).sum());
+            let samples_len: usize = members.iter().map(|&i| 2 + sample_len(samples[i as usize])).sum();
+            let series_len = labels_len + samples_len;
+            let buf = &mut self.raw;
+            buf.reserve(1 + varint_len(series_len as u64) + series_len);
+            buf.push(tag::WRITE_REQUEST_TIMESERIES);
+            put_varint(buf, series_len as u64);
+            if ready.is_some() {
+                labels.iter().for_each(|l| write_label(buf, l));
             } else {
-                write_series(&mut self.raw, self.sorted_labels.iter().map(|&i| &labels[i]), members, &samples);
+                self.sorted_labels.iter().for_each(|&i| write_label(buf, &labels[i]));
             }
+            members.iter().for_each(|&i| write_sample(buf, samples[i as usize]));
             summary.series += 1;
             summary.samples += end - start;
             let name = first.name();
@@ -185,11 +200,7 @@ impl RemoteWriteEncoder {
     /// are the positions of series `g`'s samples, in arrival order; series in
     /// order of first appearance. Returns the samples by position.
     fn group<'a>(&mut self, samples: impl Iterator<Item = (&'a Sample, u64)>) -> Vec<&'a Sample> {
-        let (lower, _) = samples.size_hint();
-        let mut by_position = Vec::with_capacity(lower);
-        if self.series.capacity() > SHRINK_FACTOR * lower.max(1024) {
-            self.series = SeriesIndex::default();
-        }
+        let mut by_position = Vec::with_capacity(self.last_len);
         self.series.clear();
         self.group_of.clear();
         self.group_start.clear();
@@ -203,6 +214,10 @@ impl RemoteWriteEncoder {
             self.group_of.push(g);
             by_position.push(sample);
         }
+        self.last_len = by_position.len();
+        if self.series.capacity() > SHRINK_FACTOR * self.last_len.max(1024) {
+            self.series.shrink_to(self.last_len);
+        }
         // Counts → start offsets (exclusive prefix sums), plus the end sentinel.
         let mut offset = 0u32;
         for slot in self.group_start.iter_mut() {
@@ -213,9 +228,10 @@ impl RemoteWriteEncoder {
         self.group_start.push(offset);
         self.order.clear();
         self.order.resize(by_position.len(), 0);
-        let mut cursor = self.group_start.clone();
+        self.cursor.clear();
+        self.cursor.extend_from_slice(&self.group_start);
         for (position, &g) in self.group_of.iter().enumerate() {
-            let at = &mut cursor[g as usize];
+            let at = &mut self.cursor[g as usize];
             self.order[*at as usize] = position as u32;
             *at += 1;
         }
@@ -276,9 +292,30 @@ impl Encode for RemoteWriteEncoder {
     }
 }
 
-/// Sorted by name, names unique, no empty value: sendable as is (the usual case).
-fn labels_ready(labels: &[Label]) -> bool {
-    !labels.is_empty() && labels.windows(2).all(|w| w[0].name < w[1].name) && labels.iter().all(|l| !l.value.is_empty())
+/// If the labels are sendable as they are — sorted by name, names unique, no
+/// empty value: the usual case — the length of their `TimeSeries` entries.
+#[inline]
+fn ready_labels_len(labels: &[Label]) -> Option<usize> {
+    let mut total = 0;
+    let mut previous: &[u8] = &[];
+    for (i, l) in labels.iter().enumerate() {
+        let name = l.name.as_bytes();
+        if l.value.is_empty() || (i > 0 && !name_before(previous, name)) {
+            return None;
+        }
+        total += label_entry_len(l);
+        previous = name;
+    }
+    (total > 0).then_some(total)
+}
+
+/// `a < b`, deciding on the first byte when it differs (it almost always does).
+#[inline]
+fn name_before(a: &[u8], b: &[u8]) -> bool {
+    match (a.first(), b.first()) {
+        (Some(x), Some(y)) if x != y => x < y,
+        _ => a < b,
+    }
 }
 
 /// The slow path: `order` gets the positions of the non-empty labels sorted
@@ -292,7 +329,7 @@ fn prepare_labels(labels: &[Label], order: &mut Vec<usize>) -> bool {
 
 #[inline]
 fn varint_len(v: u64) -> usize {
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    if v < 0x80 { 1 } else { ((64 - v.leading_zeros() as usize) + 6) / 7 }
 }
 
 #[inline]
@@ -332,9 +369,17 @@ fn put_string_field(buf: &mut Vec<u8>, tag: u8, s: &str) {
     buf.extend_from_slice(s.as_bytes());
 }
 
+/// Length of a `Label` message.
 #[inline]
 fn label_len(l: &Label) -> usize {
     string_field_len(&l.name) + string_field_len(&l.value)
+}
+
+/// Length of a label's entry in a `TimeSeries` (tag, length, message).
+#[inline]
+fn label_entry_len(l: &Label) -> usize {
+    let n = label_len(l);
+    1 + varint_len(n as u64) + n
 }
 
 /// Proto3 leaves out fields at their default; so does this encoder (zero
@@ -346,46 +391,50 @@ fn sample_len(s: &Sample) -> usize {
     value + timestamp
 }
 
-/// One `TimeSeries` entry of the `WriteRequest`.
-fn write_series<'l>(
-    buf: &mut Vec<u8>,
-    labels: impl Iterator<Item = &'l Label> + Clone,
-    members: &[u32],
-    samples: &[&Sample],
-) {
-    let labels_len: usize = labels
-        .clone()
-        .map(|l| {
-            let n = label_len(l);
-            1 + varint_len(n as u64) + n
-        })
-        .sum();
-    // A sample message is at most 20 bytes, so its length prefix is one byte.
-    let samples_len: usize = members.iter().map(|&i| 2 + sample_len(samples[i as usize])).sum();
-    let series_len = labels_len + samples_len;
-    buf.reserve(1 + varint_len(series_len as u64) + series_len);
-    buf.push(tag::WRITE_REQUEST_TIMESERIES);
-    put_varint(buf, series_len as u64);
-    for l in labels {
+#[inline]
+fn write_label(buf: &mut Vec<u8>, l: &Label) {
+    let (name, value) = (l.name.as_bytes(), l.value.as_bytes());
+    let len = label_len(l);
+    if len < 0x80 {
+        // Every length fits one byte: four writes instead of eight.
+        buf.extend_from_slice(&[tag::TIMESERIES_LABELS, len as u8, tag::LABEL_NAME, name.len() as u8]);
+        buf.extend_from_slice(name);
+        buf.extend_from_slice(&[tag::LABEL_VALUE, value.len() as u8]);
+        buf.extend_from_slice(value);
+    } else {
         buf.push(tag::TIMESERIES_LABELS);
-        put_varint(buf, label_len(l) as u64);
+        put_varint(buf, len as u64);
         put_string_field(buf, tag::LABEL_NAME, &l.name);
         put_string_field(buf, tag::LABEL_VALUE, &l.value);
     }
-    for &i in members {
-        let s = samples[i as usize];
-        buf.push(tag::TIMESERIES_SAMPLES);
-        buf.push(sample_len(s) as u8);
-        let bits = s.value.to_bits();
-        if bits != 0 {
-            buf.push(tag::SAMPLE_VALUE);
-            buf.extend_from_slice(&bits.to_le_bytes());
-        }
-        if s.timestamp_ms != 0 {
-            buf.push(tag::SAMPLE_TIMESTAMP);
-            put_varint(buf, s.timestamp_ms as u64);
-        }
+}
+
+#[inline]
+fn write_sample(buf: &mut Vec<u8>, s: &Sample) {
+    // Tag, length, value field (9), timestamp field (at most 11).
+    let mut entry = [0u8; 22];
+    let mut at = 2;
+    let bits = s.value.to_bits();
+    if bits != 0 {
+        entry[at] = tag::SAMPLE_VALUE;
+        entry[at + 1..at + 9].copy_from_slice(&bits.to_le_bytes());
+        at += 9;
     }
+    if s.timestamp_ms != 0 {
+        entry[at] = tag::SAMPLE_TIMESTAMP;
+        at += 1;
+        let mut v = s.timestamp_ms as u64;
+        while v >= 0x80 {
+            entry[at] = (v as u8) | 0x80;
+            v >>= 7;
+            at += 1;
+        }
+        entry[at] = v as u8;
+        at += 1;
+    }
+    entry[0] = tag::TIMESERIES_SAMPLES;
+    entry[1] = (at - 2) as u8;
+    buf.extend_from_slice(&entry[..at]);
 }
 
 /// One `MetricMetadata` entry of the `WriteRequest`.
