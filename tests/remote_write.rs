@@ -51,6 +51,7 @@ fn grpc_write(addr: SocketAddr, series: Vec<pb::Series>) -> Result<pb::WriteResp
 /// `sink_extra` goes inside `[sinks.prom]`, `tail` after it (e.g. `[sinks.prom.request]`).
 fn start_relay(dir: &std::path::Path, url: &str, sink_extra: &str, tail: &str) -> (Tsrelay, SocketAddr) {
     let grpc = loopback(free_port());
+    let batch = if sink_extra.contains("batch =") { "" } else { "batch = { max_samples = 10000, max_age_ms = 50 }" };
     let config = format!(
         r#"
 shutdown_timeout = "2s"
@@ -66,7 +67,7 @@ sinks = ["prom"]
 [sinks.prom]
 type = "prometheus_remote_write"
 url = "{url}"
-batch = {{ max_samples = 10000, max_age_ms = 50 }}
+{batch}
 {sink_extra}
 {tail}
 "#
@@ -294,15 +295,24 @@ fn prometheus_outage_loses_nothing_with_a_blocking_memory_queue() {
 
 // ------------------------------------------------------------- fault injection
 
-/// tsrelay in front of a fault server, one request lane, fast retries.
+/// tsrelay in front of a fault server: one request lane, 2 s timeout and fast
+/// retries unless `request` (lines of `[sinks.prom.request]`) sets them.
 fn relay_on(fault: &FaultServer, dir: &std::path::Path, request: &str) -> (Tsrelay, SocketAddr) {
+    let mut lines = vec![request.to_string()];
+    for (key, default) in [
+        ("concurrency", "concurrency = 1"),
+        ("timeout", "timeout = \"2s\""),
+        ("retry", "retry = { initial = \"20ms\", max = \"100ms\" }"),
+    ] {
+        if !request.lines().any(|l| l.trim_start().starts_with(key)) {
+            lines.push(default.to_string());
+        }
+    }
     start_relay(
         dir,
         &fault.url("/api/v1/write"),
         "unhealthy_after = \"500ms\"",
-        &format!(
-            "[sinks.prom.request]\nconcurrency = 1\ntimeout = \"2s\"\nretry = {{ initial = \"20ms\", max = \"100ms\" }}\n{request}"
-        ),
+        &format!("[sinks.prom.request]\n{}", lines.join("\n")),
     )
 }
 
@@ -525,7 +535,9 @@ fn concurrent_requests_never_share_a_series_and_keep_its_order() {
     }
     let m = wait_metric(&relay, SENT, &["sink=\"prom\""], 500.0, Duration::from_secs(60));
     assert_accounting(&m, "prom");
-    let mut requests: Vec<(Instant, Instant, Vec<(String, i64)>)> = fault
+    // (arrived, answered, (series id, timestamp) of every sample)
+    type Seen = (Instant, Instant, Vec<(String, i64)>);
+    let mut requests: Vec<Seen> = fault
         .requests()
         .iter()
         .map(|r| {

@@ -24,6 +24,8 @@ use crate::queue::{QueueConfig, QueueKind};
 use crate::telemetry::DropReason;
 
 /// `[sinks.<name>]`, selected by `type`.
+// Parsed once at start-up: variant sizes don't matter, readable matches do.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SinkConfig {

@@ -192,8 +192,11 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
     }
 }
 
+/// Header names (lower case) and values.
+type Headers = Vec<(String, String)>;
+
 /// Reads one request: lower-case headers and the body (by Content-Length).
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(Vec<(String, String)>, Vec<u8>)> {
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(Headers, Vec<u8>)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut line = String::new();
     let mut headers = Vec::new();

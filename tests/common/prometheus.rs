@@ -66,7 +66,9 @@ impl Prometheus {
 
     /// Starts again on the same port with the same data.
     pub fn restart(&mut self) {
-        self.stop();
+        if self.process.is_running() {
+            self.stop();
+        }
         let next = Self::start_on(&self.dir, self.port, self.starts + 1);
         *self = next;
     }

@@ -329,7 +329,7 @@ fn prepare_labels(labels: &[Label], order: &mut Vec<usize>) -> bool {
 
 #[inline]
 fn varint_len(v: u64) -> usize {
-    if v < 0x80 { 1 } else { ((64 - v.leading_zeros() as usize) + 6) / 7 }
+    if v < 0x80 { 1 } else { (64 - v.leading_zeros() as usize).div_ceil(7) }
 }
 
 #[inline]
