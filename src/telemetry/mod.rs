@@ -186,6 +186,8 @@ pub struct SinkMetrics {
     pub retries: Counter,
     pub request_duration: Histogram,
     pub in_flight_requests: Gauge,
+    /// Requests allowed in flight now (moves under adaptive concurrency).
+    pub concurrency_limit: Gauge,
     pub queue_samples: Gauge,
     pub queue_capacity_samples: Gauge,
     /// A gauge only because counters are integers; it only ever grows.
@@ -203,6 +205,7 @@ impl SinkMetrics {
             retries: counter!(SINK_RETRIES_TOTAL, "sink" => s()),
             request_duration: histogram!(SINK_REQUEST_DURATION_SECONDS, "sink" => s()),
             in_flight_requests: gauge!(SINK_IN_FLIGHT_REQUESTS, "sink" => s()),
+            concurrency_limit: gauge!(SINK_CONCURRENCY_LIMIT, "sink" => s()),
             queue_samples: gauge!(QUEUE_SAMPLES, "sink" => s()),
             queue_capacity_samples: gauge!(QUEUE_CAPACITY_SAMPLES, "sink" => s()),
             fanout_blocked_seconds: gauge!(FANOUT_BLOCKED_SECONDS_TOTAL, "sink" => s()),

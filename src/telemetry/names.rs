@@ -8,6 +8,7 @@ pub const SINK_SENT_SAMPLES_TOTAL: &str = "tsrelay_sink_sent_samples_total";
 pub const SINK_RETRIES_TOTAL: &str = "tsrelay_sink_retries_total";
 pub const SINK_REQUEST_DURATION_SECONDS: &str = "tsrelay_sink_request_duration_seconds";
 pub const SINK_IN_FLIGHT_REQUESTS: &str = "tsrelay_sink_in_flight_requests";
+pub const SINK_CONCURRENCY_LIMIT: &str = "tsrelay_sink_concurrency_limit";
 pub const QUEUE_SAMPLES: &str = "tsrelay_queue_samples";
 pub const QUEUE_CAPACITY_SAMPLES: &str = "tsrelay_queue_capacity_samples";
 pub const FANOUT_BLOCKED_SECONDS_TOTAL: &str = "tsrelay_fanout_blocked_seconds_total";
