@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LoadedConfig;
-use crate::pipeline::{self, Stages};
+use crate::pipeline::{self, stages};
 use crate::queue::{Ledger, MemoryQueue};
 use crate::receivers::submit::Submitter;
 use crate::receivers::{ReceiverConfig, grpc, http};
@@ -84,7 +84,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let mut inputs = BTreeMap::new();
     for (name, p) in &config.pipelines {
         let sink_queues = p.sinks.iter().filter_map(|s| queues.get(s).cloned()).collect();
-        let running = pipeline::spawn(name, p, Stages::none(), sink_queues);
+        let running = pipeline::spawn(name, p, stages::build(name, p, loaded.registry.clone()), sink_queues);
         for r in &p.receivers {
             inputs.insert(r.clone(), running.input.clone());
         }

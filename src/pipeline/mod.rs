@@ -6,6 +6,7 @@
 mod config;
 mod ingest;
 mod stage;
+pub mod stages;
 
 use std::sync::Arc;
 
