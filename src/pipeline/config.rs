@@ -50,7 +50,6 @@ impl PipelineConfig {
         self.normalize.check()?;
         self.validate.check()?;
         self.cardinality.check()
-
     }
 }
 

@@ -151,8 +151,7 @@ impl MetricEntry {
 
     /// Whether `label` may appear on this metric (`__name__` always may).
     pub fn allows_label(&self, label: &str) -> bool {
-        label == METRIC_NAME_LABEL
-            || self.labels.as_ref().is_none_or(|allowed| allowed.iter().any(|a| a == label))
+        label == METRIC_NAME_LABEL || self.labels.as_ref().is_none_or(|allowed| allowed.iter().any(|a| a == label))
     }
 }
 
@@ -261,9 +260,9 @@ pub fn is_valid_label_name(s: &str) -> bool {
 
 fn check_entry(e: &MetricEntry) -> Result<(), String> {
     let key_ok = !e.key.is_empty()
-        && e.key.split('.').all(|seg| {
-            !seg.is_empty() && seg.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
-        });
+        && e.key
+            .split('.')
+            .all(|seg| !seg.is_empty() && seg.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'));
     if !key_ok {
         return Err("key must be dot-separated segments of [a-zA-Z0-9_-], e.g. network.port.octets.in".into());
     }
@@ -401,7 +400,9 @@ metrics:
         );
         assert!(e.contains("1 to 19"), "{e}");
 
-        let e = entry_error("metrics:\n  - key: a\n    name: a\n    type: gauge\n  - key: b\n    name: a\n    type: counter\n");
+        let e = entry_error(
+            "metrics:\n  - key: a\n    name: a\n    type: gauge\n  - key: b\n    name: a\n    type: counter\n",
+        );
         assert!(e.contains("entry 1") && e.contains("already described by entry 0"), "{e}");
     }
 

@@ -47,6 +47,8 @@ pub struct MonotonicMetrics {
 
 impl MonotonicMetrics {
     pub fn new(pipeline: &str) -> Self {
-        MonotonicMetrics { counter_resets: counter!(MONOTONIC_COUNTER_RESETS_TOTAL, "pipeline" => pipeline.to_string()) }
+        MonotonicMetrics {
+            counter_resets: counter!(MONOTONIC_COUNTER_RESETS_TOTAL, "pipeline" => pipeline.to_string()),
+        }
     }
 }

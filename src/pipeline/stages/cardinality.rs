@@ -118,9 +118,7 @@ impl Default for CardinalityConfig {
 impl CardinalityConfig {
     pub(crate) fn check(&self) -> Result<(), String> {
         if self.max_series_per_metric == 0 || self.max_series == 0 || self.max_metrics == 0 {
-            return Err(
-                "cardinality.max_series_per_metric, max_series and max_metrics must be at least 1".into(),
-            );
+            return Err("cardinality.max_series_per_metric, max_series and max_metrics must be at least 1".into());
         }
         if self.max_series > u32::MAX as u64 {
             return Err(format!("cardinality.max_series is above {}", u32::MAX));
@@ -198,6 +196,7 @@ impl CardinalityShared {
         let taken = self.total.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| (t < max).then_some(t + 1));
         match taken {
             Ok(before) => {
+                self.metrics.series.increment(1.0);
                 if before + 1 == self.total_warn_at && !self.total_warned.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         pipeline = %self.pipeline, series = before + 1, limit = max,
@@ -211,6 +210,7 @@ impl CardinalityShared {
     }
 
     fn release_total(&self, n: u64) {
+        self.metrics.series.decrement(n as f64);
         let after = self.total.fetch_sub(n, Ordering::AcqRel) - n;
         if after < self.total_warn_at {
             self.total_warned.store(false, Ordering::Relaxed);
@@ -491,7 +491,6 @@ impl Cardinality {
         if rewritten > 0 {
             self.shared.metrics.rewritten_samples.increment(rewritten);
         }
-        self.shared.metrics.series.set(self.shared.series() as f64);
     }
 }
 
@@ -507,7 +506,9 @@ impl StatefulStage for Cardinality {
 pub fn looks_like_id(value: &str) -> Option<&'static str> {
     let b = value.as_bytes();
     let is_uuid = b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) { *c == b'-' } else { c.is_ascii_hexdigit() });
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) { *c == b'-' } else { c.is_ascii_hexdigit() });
     if is_uuid {
         return Some("uuid value");
     }
@@ -523,11 +524,12 @@ pub fn looks_like_id(value: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use figment::providers::Format;
     use crate::model::Labels;
+    use figment::providers::Format;
 
     fn config(toml_text: &str) -> CardinalityConfig {
-        let c: CardinalityConfig = figment::Figment::from(figment::providers::Toml::string(toml_text)).extract().unwrap();
+        let c: CardinalityConfig =
+            figment::Figment::from(figment::providers::Toml::string(toml_text)).extract().unwrap();
         c.check().unwrap();
         c
     }

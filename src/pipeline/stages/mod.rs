@@ -19,7 +19,7 @@ pub use normalize::{InvalidNames, Normalize, NormalizeConfig};
 pub use relabel::{RelabelAction, RelabelRule};
 pub use validate::{NonFinite, UnknownMetrics, Validate, ValidateConfig};
 
-use super::{PipelineConfig, StatefulStage, Stages, StatelessStage};
+use super::{PipelineConfig, Stages, StatefulStage, StatelessStage};
 use crate::model::Sample;
 use crate::registry::MetricRegistry;
 
@@ -35,10 +35,7 @@ pub fn build(pipeline_name: &str, config: &PipelineConfig, registry: Arc<MetricR
     let monotonic = config.monotonic.clone();
     let forget_after = config.cardinality.forget_after;
     let stateful = move |_shard: usize| -> Vec<Box<dyn StatefulStage>> {
-        vec![
-            Box::new(Cardinality::new(shared.clone())),
-            Box::new(Monotonic::new(&pipeline, &monotonic, forget_after)),
-        ]
+        vec![Box::new(Cardinality::new(shared.clone())), Box::new(Monotonic::new(&pipeline, &monotonic, forget_after))]
     };
     Stages { stateless, stateful: Box::new(stateful) }
 }
@@ -111,7 +108,11 @@ fn shrink_if_sparse<V>(map: &mut SeriesMap<V>) {
 
 /// Keeps the samples for which `keep` returns true, with `hashes` aligned:
 /// `keep` sees each sample and its hash, and may rewrite both.
-fn retain_aligned(samples: &mut Vec<Sample>, hashes: &mut Vec<u64>, mut keep: impl FnMut(&mut Sample, &mut u64) -> bool) {
+fn retain_aligned(
+    samples: &mut Vec<Sample>,
+    hashes: &mut Vec<u64>,
+    mut keep: impl FnMut(&mut Sample, &mut u64) -> bool,
+) {
     let n = samples.len().min(hashes.len());
     let mut kept = 0;
     for i in 0..n {
@@ -134,8 +135,7 @@ mod tests {
 
     #[test]
     fn retain_aligned_keeps_pairs_together() {
-        let mut samples: Vec<Sample> =
-            (0..10).map(|i| Sample::new(Labels::new(), i as f64, i)).collect();
+        let mut samples: Vec<Sample> = (0..10).map(|i| Sample::new(Labels::new(), i as f64, i)).collect();
         let mut hashes: Vec<u64> = (0..10).collect();
         retain_aligned(&mut samples, &mut hashes, |s, h| {
             *h += 100;

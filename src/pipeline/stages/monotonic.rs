@@ -157,15 +157,14 @@ impl StatefulStage for Monotonic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use figment::providers::Format;
     use crate::model::Labels;
+    use figment::providers::Format;
 
     fn stage(policy: &str) -> Monotonic {
-        let c: MonotonicConfig = figment::Figment::from(figment::providers::Toml::string(&format!(
-            "counter_reset = \"{policy}\""
-        )))
-        .extract()
-        .unwrap();
+        let c: MonotonicConfig =
+            figment::Figment::from(figment::providers::Toml::string(&format!("counter_reset = \"{policy}\"")))
+                .extract()
+                .unwrap();
         Monotonic::new("test", &c, Duration::from_secs(60))
     }
 
@@ -174,17 +173,23 @@ mod tests {
         points.iter().map(|&(ts, v)| Sample { labels: labels.clone(), value: v, timestamp_ms: ts, kind }).collect()
     }
 
+    type Kept = Vec<(i64, f64)>;
+    type Dropped = Vec<(DropReason, u64)>;
+
     /// Runs at `now`; returns the kept (ts, value) pairs and the drops by reason.
-    fn run(m: &mut Monotonic, now: u32, samples: Vec<Sample>) -> (Vec<(i64, f64)>, Vec<(DropReason, u64)>) {
+    fn run(m: &mut Monotonic, now: u32, samples: Vec<Sample>) -> (Kept, Dropped) {
         let mut samples = samples;
         let mut hashes: Vec<u64> = samples.iter().map(|s| s.labels.series_hash()).collect();
         let mut drops = DropTally::default();
         m.process_at(now, &mut samples, &mut hashes, &mut drops);
         assert_eq!(samples.len(), hashes.len());
-        let mut d: Vec<_> = drops.drain().map(|(stage, r, n)| {
-            assert_eq!(stage, Stage::Monotonic);
-            (r, n)
-        }).collect();
+        let mut d: Vec<_> = drops
+            .drain()
+            .map(|(stage, r, n)| {
+                assert_eq!(stage, Stage::Monotonic);
+                (r, n)
+            })
+            .collect();
         d.sort();
         (samples.iter().map(|s| (s.timestamp_ms, s.value)).collect(), d)
     }
@@ -192,7 +197,8 @@ mod tests {
     #[test]
     fn out_of_order_and_duplicates_are_dropped() {
         let mut m = stage("pass");
-        let (kept, drops) = run(&mut m, 0, series("g", MetricKind::Gauge, &[(10, 1.0), (20, 5.0), (20, 6.0), (15, 2.0), (30, 0.5)]));
+        let (kept, drops) =
+            run(&mut m, 0, series("g", MetricKind::Gauge, &[(10, 1.0), (20, 5.0), (20, 6.0), (15, 2.0), (30, 0.5)]));
         assert_eq!(kept, vec![(10, 1.0), (20, 5.0), (30, 0.5)]);
         assert_eq!(drops, vec![(DropReason::OutOfOrder, 1), (DropReason::Duplicate, 1)]);
         // State carries over between batches.
@@ -214,7 +220,8 @@ mod tests {
     #[test]
     fn counter_reset_pass() {
         let mut m = stage("pass");
-        let (kept, drops) = run(&mut m, 0, series("c", MetricKind::Counter, &[(1, 10.0), (2, 12.0), (3, 1.0), (4, 3.0)]));
+        let (kept, drops) =
+            run(&mut m, 0, series("c", MetricKind::Counter, &[(1, 10.0), (2, 12.0), (3, 1.0), (4, 3.0)]));
         assert_eq!(kept, vec![(1, 10.0), (2, 12.0), (3, 1.0), (4, 3.0)]);
         assert!(drops.is_empty());
     }

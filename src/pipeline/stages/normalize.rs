@@ -200,8 +200,8 @@ pub fn sanitize(name: &str, metric: bool) -> LabelStr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use figment::providers::Format;
     use crate::model::Labels;
+    use figment::providers::Format;
     use proptest::prelude::*;
 
     fn config(toml_text: &str) -> NormalizeConfig {
@@ -258,10 +258,11 @@ mod tests {
             run(&keep_own, &[("__name__", "m"), ("cluster", "mine")]),
             Ok(pairs(&[("__name__", "m"), ("cluster", "mine"), ("region", "eu")]))
         );
-        let overwrite = Normalize::new(&config(
-            "static_labels = { cluster = \"c1\" }\nstatic_labels_override = true",
-        ));
-        assert_eq!(run(&overwrite, &[("__name__", "m"), ("cluster", "mine")]), Ok(pairs(&[("__name__", "m"), ("cluster", "c1")])));
+        let overwrite = Normalize::new(&config("static_labels = { cluster = \"c1\" }\nstatic_labels_override = true"));
+        assert_eq!(
+            run(&overwrite, &[("__name__", "m"), ("cluster", "mine")]),
+            Ok(pairs(&[("__name__", "m"), ("cluster", "c1")]))
+        );
     }
 
     #[test]

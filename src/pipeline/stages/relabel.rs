@@ -398,8 +398,8 @@ pub fn delete(labels: &mut Vec<Label>, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use figment::providers::Format;
     use crate::model::Labels;
+    use figment::providers::Format;
 
     fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
         let mut l: Labels = pairs.iter().copied().collect();
@@ -487,7 +487,10 @@ mod tests {
                    regex = "some-([^-]+)-(.*)"
                    target_label = "${1}"
                    replacement = "$2""#];
-        assert_eq!(run(&r, &[("a", "some-name-value")]).unwrap(), labels(&[("a", "some-name-value"), ("name", "value")]));
+        assert_eq!(
+            run(&r, &[("a", "some-name-value")]).unwrap(),
+            labels(&[("a", "some-name-value"), ("name", "value")])
+        );
         // An expansion that is not a label name changes nothing.
         assert_eq!(run(&r, &[("a", "some-9x-value")]).unwrap(), labels(&[("a", "some-9x-value")]));
     }
@@ -595,7 +598,10 @@ mod tests {
                        source_labels = ["a", "b"]
                        separator = "_"
                        target_label = "l""#];
-        assert_eq!(run(&lower, &[("a", "FoO"), ("b", "ÄB")]).unwrap(), labels(&[("a", "FoO"), ("b", "ÄB"), ("l", "foo_äb")]));
+        assert_eq!(
+            run(&lower, &[("a", "FoO"), ("b", "ÄB")]).unwrap(),
+            labels(&[("a", "FoO"), ("b", "ÄB"), ("l", "foo_äb")])
+        );
         let upper = [r#"action = "uppercase"
                        source_labels = ["a"]
                        target_label = "a""#];
@@ -625,8 +631,12 @@ mod tests {
         assert!(check_err("action = \"labeldrop\"\nregex = \"a\"\nsource_labels = [\"x\"]").contains("only regex"));
         assert!(check_err("action = \"replace\"\ntarget_label = \"1bad\"").contains("not a label name"));
         assert!(check_err("action = \"labelmap\"\nreplacement = \"-\"").contains("template"));
-        assert!(check_err("action = \"keepequal\"\ntarget_label = \"x\"\nregex = \"a\"").contains("only source_labels"));
-        assert!(check_err("action = \"lowercase\"\ntarget_label = \"x\"\nreplacement = \"y\"").contains("no replacement"));
+        assert!(
+            check_err("action = \"keepequal\"\ntarget_label = \"x\"\nregex = \"a\"").contains("only source_labels")
+        );
+        assert!(
+            check_err("action = \"lowercase\"\ntarget_label = \"x\"\nreplacement = \"y\"").contains("no replacement")
+        );
         assert!(check_err("action = \"shout\"").contains("shout"));
         assert!(check_err("action = \"keep\"\nsource_labels = [\"a\"]\nregexp = \"x\"").contains("regexp"));
     }

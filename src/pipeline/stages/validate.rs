@@ -250,7 +250,8 @@ impl Validate {
         if s.labels.iter().any(|l| l.name != METRIC_NAME_LABEL && too_long(&l.value)) {
             return Err(DropReason::LabelValueTooLong);
         }
-        if s.timestamp_ms < now.saturating_sub(self.max_past_ms) || s.timestamp_ms > now.saturating_add(self.max_future_ms)
+        if s.timestamp_ms < now.saturating_sub(self.max_past_ms)
+            || s.timestamp_ms > now.saturating_add(self.max_future_ms)
         {
             return Err(DropReason::TimestampOutOfWindow);
         }
@@ -320,8 +321,8 @@ impl StatelessStage for Validate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use figment::providers::Format;
     use crate::model::Labels;
+    use figment::providers::Format;
     use std::path::Path;
 
     const REGISTRY: &str = r#"
@@ -371,7 +372,8 @@ metrics:
 
     #[test]
     fn limits() {
-        let v = Validate::new("p", &config("max_labels = 2\nmax_label_value_length = 3\nmax_name_length = 5"), registry());
+        let v =
+            Validate::new("p", &config("max_labels = 2\nmax_label_value_length = 3\nmax_name_length = 5"), registry());
         let k = MetricKind::Unspecified;
         assert!(check(&v, sample(&[("__name__", "m"), ("a", "1"), ("b", "2")], 1.0, k)).is_ok());
         assert_eq!(
@@ -416,14 +418,20 @@ metrics:
         assert!(check(&v, sample(&[("__name__", "other")], 1.0, MetricKind::Unspecified)).is_ok());
 
         let strict = Validate::new("p", &config("unknown_metrics = \"reject\""), registry());
-        assert_eq!(check(&strict, sample(&[("__name__", "other")], 1.0, MetricKind::Gauge)), Err(DropReason::UnknownMetric));
+        assert_eq!(
+            check(&strict, sample(&[("__name__", "other")], 1.0, MetricKind::Gauge)),
+            Err(DropReason::UnknownMetric)
+        );
         assert!(check(&strict, sample(&[("__name__", "load1")], 1.0, MetricKind::Gauge)).is_ok());
     }
 
     #[test]
     fn first_type_seen_wins() {
         let v = Validate::new("p", &config(""), registry());
-        assert_eq!(check(&v, sample(&[("__name__", "jobs")], 1.0, MetricKind::Unspecified)), Ok(MetricKind::Unspecified));
+        assert_eq!(
+            check(&v, sample(&[("__name__", "jobs")], 1.0, MetricKind::Unspecified)),
+            Ok(MetricKind::Unspecified)
+        );
         assert_eq!(check(&v, sample(&[("__name__", "jobs")], 1.0, MetricKind::Counter)), Ok(MetricKind::Counter));
         assert_eq!(check(&v, sample(&[("__name__", "jobs")], 1.0, MetricKind::Gauge)), Err(DropReason::TypeConflict));
         // A sample without a hint inherits the remembered type.
@@ -468,10 +476,7 @@ metrics:
         let mut drops = DropTally::default();
         v.process(&mut samples, &mut drops);
         let kinds: Vec<_> = samples.iter().map(|s| (s.value, s.kind)).collect();
-        assert_eq!(
-            kinds,
-            vec![(1.0, MetricKind::Gauge), (3.0, MetricKind::Counter), (5.0, MetricKind::Gauge)]
-        );
+        assert_eq!(kinds, vec![(1.0, MetricKind::Gauge), (3.0, MetricKind::Counter), (5.0, MetricKind::Gauge)]);
         let mut counted: Vec<_> = drops.drain().collect();
         counted.sort_by_key(|c| c.1);
         assert_eq!(
