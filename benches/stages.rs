@@ -130,9 +130,10 @@ fn stateful(c: &mut Criterion) {
             max_series_per_metric: (active / 50) as u32,
             ..CardinalityConfig::default()
         };
-        let shared = CardinalityShared::new("bench", &config);
-        let mut cardinality = Cardinality::new(shared.clone());
-        let mut monotonic = Monotonic::new("bench", &MonotonicConfig::default(), config.forget_after);
+        let shared = CardinalityShared::new("bench", &config, 1);
+        let shard = shared.new_shard();
+        let mut cardinality = Cardinality::new(shared.clone(), shard.clone());
+        let mut monotonic = Monotonic::new("bench", &MonotonicConfig::default(), shard);
         let template = template();
         let mut round = 0i64;
         let mut next = 0u64;

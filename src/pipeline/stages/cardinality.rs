@@ -1,22 +1,24 @@
 //! Stage 3, stateful: bounds the number of distinct series, per metric and
 //! per pipeline, and reports labels that look like ids.
 //!
-//! Each shard owns the series hashed to it in a table keyed by the series
-//! hash (16 bytes a series: hash, local metric id, last-seen second). Series
+//! Each shard owns the series hashed to it in its series table (see
+//! [`super::series`]), which this stage admits into and forgets from. Series
 //! counts per metric and for the pipeline are shared by all shards (dashmap
 //! and an atomic). Only *new* series can be refused; known series always pass.
 //! Series idle for `forget_after` are forgotten and stop counting.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use parking_lot::Mutex;
 use serde::Deserialize;
 
-use super::{SeriesMap, retain_aligned};
+use super::retain_aligned;
+use super::series::{ShardSeries, SharedShard};
 use crate::model::{LabelStr, METRIC_NAME_LABEL, Sample};
 use crate::pipeline::{DropTally, StatefulStage};
 use crate::telemetry::{CardinalityMetrics, DropReason, Stage, suspicious_label};
@@ -36,6 +38,11 @@ pub struct CardinalityConfig {
     /// per-metric tables (a new name beyond is refused like a new series).
     #[serde(default = "defaults::max_metrics")]
     pub max_metrics: u32,
+    /// Distinct label pairs (`name="value"`) kept for the discovery API,
+    /// split evenly across shards. Beyond, new series are listed with only
+    /// their known pairs; limits and accounting are unaffected.
+    #[serde(default = "defaults::max_label_pairs")]
+    pub max_label_pairs: usize,
     /// Share of a limit at which a warning is logged and counted.
     #[serde(default = "defaults::warn_ratio")]
     pub warn_ratio: f64,
@@ -82,6 +89,9 @@ pub mod defaults {
     pub fn max_metrics() -> u32 {
         100_000
     }
+    pub fn max_label_pairs() -> usize {
+        200_000
+    }
     pub fn warn_ratio() -> f64 {
         0.8
     }
@@ -105,6 +115,7 @@ impl Default for CardinalityConfig {
             max_series_per_metric: defaults::max_series_per_metric(),
             max_series: defaults::max_series(),
             max_metrics: defaults::max_metrics(),
+            max_label_pairs: defaults::max_label_pairs(),
             warn_ratio: defaults::warn_ratio(),
             action: CardinalityAction::default(),
             forget_after: defaults::forget_after(),
@@ -120,8 +131,8 @@ impl CardinalityConfig {
         if self.max_series_per_metric == 0 || self.max_series == 0 || self.max_metrics == 0 {
             return Err("cardinality.max_series_per_metric, max_series and max_metrics must be at least 1".into());
         }
-        if self.max_series > u32::MAX as u64 {
-            return Err(format!("cardinality.max_series is above {}", u32::MAX));
+        if self.max_series >= 1 << 31 {
+            return Err(format!("cardinality.max_series is above {}", (1u64 << 31) - 1));
         }
         if !(self.warn_ratio > 0.0 && self.warn_ratio <= 1.0) {
             return Err(format!("cardinality.warn_ratio {} is not in (0, 1]", self.warn_ratio));
@@ -157,10 +168,16 @@ pub struct CardinalityShared {
     suspicious_full_logged: AtomicBool,
     total_warned: AtomicBool,
     metrics: CardinalityMetrics,
+    /// Every shard's series table, for the discovery API.
+    shards: Mutex<Vec<SharedShard>>,
+    max_label_pairs_per_shard: usize,
+    /// Zero of the seconds clock every shard stamps series with.
+    epoch: Instant,
 }
 
 impl CardinalityShared {
-    pub fn new(pipeline: &str, config: &CardinalityConfig) -> Arc<Self> {
+    /// State for a pipeline of `shards` shards.
+    pub fn new(pipeline: &str, config: &CardinalityConfig, shards: usize) -> Arc<Self> {
         let metrics = CardinalityMetrics::new(pipeline);
         metrics.limit_series.set(config.max_series as f64);
         metrics.series.set(0.0);
@@ -177,7 +194,30 @@ impl CardinalityShared {
             suspicious_full_logged: AtomicBool::new(false),
             total_warned: AtomicBool::new(false),
             metrics,
+            shards: Mutex::new(Vec::new()),
+            max_label_pairs_per_shard: config.max_label_pairs.div_ceil(shards.max(1)),
+            epoch: Instant::now(),
         })
+    }
+
+    /// A new shard's series table, registered for discovery.
+    pub fn new_shard(&self) -> SharedShard {
+        let shard = Arc::new(Mutex::new(ShardSeries::new(self.max_label_pairs_per_shard)));
+        self.shards.lock().push(shard.clone());
+        shard
+    }
+
+    /// The shards' series tables.
+    pub fn shards(&self) -> Vec<SharedShard> {
+        self.shards.lock().clone()
+    }
+
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
+    }
+
+    fn now(&self) -> u32 {
+        self.epoch.elapsed().as_secs().min(u32::MAX as u64) as u32
     }
 
     /// Series tracked by the pipeline right now.
@@ -299,96 +339,40 @@ impl CardinalityShared {
     }
 }
 
-/// What a shard remembers of one series.
-#[derive(Debug, Clone, Copy)]
-struct Tracked {
-    /// Index into the shard's `metrics`.
-    metric: u32,
-    /// Seconds since the shard started when the last sample arrived.
-    seen: u32,
-}
-
-/// Bytes of one bucket's key and value in the shard table.
-pub(super) const SLOT_SIZE: usize = std::mem::size_of::<(u64, Tracked)>();
-
-/// A metric name as one shard knows it.
-#[derive(Debug)]
-struct LocalMetric {
-    name: LabelStr,
-    series: u32,
-}
-
 /// The cardinality stage of one shard.
 pub struct Cardinality {
     shared: Arc<CardinalityShared>,
-    series: SeriesMap<Tracked>,
-    metric_ids: HashMap<LabelStr, u32, ahash::RandomState>,
-    metrics: Vec<LocalMetric>,
-    free_metric_ids: Vec<u32>,
+    shard: SharedShard,
     /// (metric, label) hashes this shard already reported; bounded like the shared set.
     reported: HashSet<u64, ahash::RandomState>,
-    epoch: Instant,
     last_sweep: u32,
 }
 
 impl Cardinality {
-    pub fn new(shared: Arc<CardinalityShared>) -> Self {
-        Cardinality {
-            shared,
-            series: SeriesMap::default(),
-            metric_ids: HashMap::default(),
-            metrics: Vec::new(),
-            free_metric_ids: Vec::new(),
-            reported: HashSet::default(),
-            epoch: Instant::now(),
-            last_sweep: 0,
-        }
+    /// The stage of one shard; `shard` is that shard's series table (see
+    /// [`CardinalityShared::new_shard`]), shared with its monotonic stage.
+    pub fn new(shared: Arc<CardinalityShared>, shard: SharedShard) -> Self {
+        Cardinality { shared, shard, reported: HashSet::default(), last_sweep: 0 }
     }
 
     /// Series tracked by this shard.
     pub fn len(&self) -> usize {
-        self.series.len()
+        self.shard.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
-    }
-
-    fn now(&self) -> u32 {
-        self.epoch.elapsed().as_secs().min(u32::MAX as u64) as u32
-    }
-
-    fn metric_id(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.metric_ids.get(name) {
-            return id;
-        }
-        let metric = LocalMetric { name: LabelStr::from(name), series: 0 };
-        let id = match self.free_metric_ids.pop() {
-            Some(id) => {
-                self.metrics[id as usize] = metric;
-                id
-            }
-            None => {
-                self.metrics.push(metric);
-                (self.metrics.len() - 1) as u32
-            }
-        };
-        self.metric_ids.insert(LabelStr::from(name), id);
-        id
+        self.len() == 0
     }
 
     /// Tracks a series seen for the first time, if the limits allow.
-    fn admit(&mut self, sample: &Sample, hash: u64, now: u32, per_metric_limit: bool) -> bool {
-        let name = sample.name();
+    fn admit(&mut self, series: &mut ShardSeries, sample: &Sample, hash: u64, now: u32, per_metric_limit: bool) -> bool {
         if self.shared.config.detect_id_labels {
             self.inspect_ids(sample);
         }
-        if !self.shared.admit(name, per_metric_limit) {
+        if !self.shared.admit(sample.name(), per_metric_limit) {
             return false;
         }
-        let metric = self.metric_id(name);
-        self.metrics[metric as usize].series += 1;
-        self.series.insert(hash, Tracked { metric, seen: now });
+        series.insert(hash, &sample.labels, now);
         true
     }
 
@@ -414,41 +398,26 @@ impl Cardinality {
     }
 
     /// Forgets series idle for longer than `forget_after`.
-    fn sweep(&mut self, now: u32) {
+    fn sweep(&mut self, series: &mut ShardSeries, now: u32) {
         let idle = self.shared.config.forget_after.as_secs().min(u32::MAX as u64) as u32;
-        let mut forgotten = vec![0u32; self.metrics.len()];
         let mut total = 0u64;
-        self.series.retain(|_, t| {
-            let keep = now.saturating_sub(t.seen) < idle;
-            if !keep {
-                forgotten[t.metric as usize] += 1;
-                total += 1;
-            }
-            keep
-        });
-        if total == 0 {
-            return;
+        for (metric, n) in series.sweep(now, idle) {
+            self.shared.forget(&metric, n);
+            total += n as u64;
         }
-        for (id, n) in forgotten.into_iter().enumerate().filter(|(_, n)| *n > 0) {
-            let metric = &mut self.metrics[id];
-            metric.series -= n;
-            self.shared.forget(&metric.name, n);
-            if metric.series == 0 {
-                self.metric_ids.remove(&metric.name);
-                metric.name = LabelStr::default();
-                self.free_metric_ids.push(id as u32);
-            }
+        if total > 0 {
+            self.shared.metrics.forgotten_series.increment(total);
         }
-        self.shared.metrics.forgotten_series.increment(total);
-        super::shrink_if_sparse(&mut self.series);
     }
 
-    /// The stage with an explicit clock (seconds since the shard started), for tests.
-    fn process_at(&mut self, now: u32, samples: &mut Vec<Sample>, hashes: &mut Vec<u64>, drops: &mut DropTally) {
+    /// The stage with an explicit clock (seconds since the pipeline started), for tests.
+    pub(super) fn process_at(&mut self, now: u32, samples: &mut Vec<Sample>, hashes: &mut Vec<u64>, drops: &mut DropTally) {
+        let shard = self.shard.clone();
+        let mut series = shard.lock();
         let sweep_every = (self.shared.config.forget_after.as_secs() / 8).max(1) as u32;
         if now.saturating_sub(self.last_sweep) >= sweep_every {
             self.last_sweep = now;
-            self.sweep(now);
+            self.sweep(&mut series, now);
         }
         let mut refused = 0u64;
         let mut rewritten = 0u64;
@@ -457,11 +426,11 @@ impl Cardinality {
             CardinalityAction::DropSample => None,
         };
         retain_aligned(samples, hashes, |sample, hash| {
-            if let Some(t) = self.series.get_mut(hash) {
-                t.seen = now;
+            if let Some(s) = series.get_mut(*hash) {
+                s.seen = now;
                 return true;
             }
-            if self.admit(sample, *hash, now, true) {
+            if self.admit(&mut series, sample, *hash, now, true) {
                 return true;
             }
             if let Some(label) = &drop_label
@@ -469,14 +438,14 @@ impl Cardinality {
             {
                 super::relabel::delete(&mut sample.labels.0, label);
                 let reduced = sample.labels.series_hash();
-                let kept = match self.series.get_mut(&reduced) {
-                    Some(t) => {
-                        t.seen = now;
+                let kept = match series.get_mut(reduced) {
+                    Some(s) => {
+                        s.seen = now;
                         true
                     }
                     // One reduced series per remaining label set may exceed
                     // the metric's limit; the pipeline's limit still applies.
-                    None => self.admit(sample, reduced, now, false),
+                    None => self.admit(&mut series, sample, reduced, now, false),
                 };
                 if kept {
                     *hash = reduced;
@@ -496,7 +465,7 @@ impl Cardinality {
 
 impl StatefulStage for Cardinality {
     fn process(&mut self, samples: &mut Vec<Sample>, hashes: &mut Vec<u64>, drops: &mut DropTally) {
-        let now = self.now();
+        let now = self.shared.now();
         self.process_at(now, samples, hashes, drops);
     }
 }
@@ -540,6 +509,10 @@ mod tests {
         Sample::new(labels, 1.0, 1)
     }
 
+    fn stage(shared: &Arc<CardinalityShared>) -> Cardinality {
+        Cardinality::new(shared.clone(), shared.new_shard())
+    }
+
     fn run(shard: &mut Cardinality, now: u32, samples: Vec<Sample>) -> (Vec<Sample>, Vec<u64>, u64) {
         let mut samples = samples;
         let mut hashes: Vec<u64> = samples.iter().map(|s| s.labels.series_hash()).collect();
@@ -571,8 +544,8 @@ mod tests {
 
     #[test]
     fn per_metric_limit_refuses_only_new_series() {
-        let shared = CardinalityShared::new("t1", &config("max_series_per_metric = 3"));
-        let mut shard = Cardinality::new(shared.clone());
+        let shared = CardinalityShared::new("t1", &config("max_series_per_metric = 3"), 1);
+        let mut shard = stage(&shared);
         let (kept, _, refused) = run(&mut shard, 0, hosts("m", 0..5));
         assert_eq!((kept.len(), refused), (3, 2));
         // Known series keep flowing; new ones stay refused; other metrics are unaffected.
@@ -586,8 +559,8 @@ mod tests {
 
     #[test]
     fn metric_name_limit() {
-        let shared = CardinalityShared::new("t6", &config("max_metrics = 2"));
-        let mut shard = Cardinality::new(shared.clone());
+        let shared = CardinalityShared::new("t6", &config("max_metrics = 2"), 1);
+        let mut shard = stage(&shared);
         let samples = vec![sample("a", &[]), sample("b", &[]), sample("c", &[]), sample("a", &[("x", "1")])];
         let (kept, _, refused) = run(&mut shard, 0, samples);
         assert_eq!((kept.len(), refused), (3, 1));
@@ -596,9 +569,9 @@ mod tests {
 
     #[test]
     fn pipeline_limit_is_shared_by_shards() {
-        let shared = CardinalityShared::new("t2", &config("max_series = 4"));
-        let mut a = Cardinality::new(shared.clone());
-        let mut b = Cardinality::new(shared.clone());
+        let shared = CardinalityShared::new("t2", &config("max_series = 4"), 1);
+        let mut a = stage(&shared);
+        let mut b = stage(&shared);
         assert_eq!(run(&mut a, 0, hosts("m", 0..3)).2, 0);
         let (kept, _, refused) = run(&mut b, 0, hosts("n", 0..3));
         assert_eq!((kept.len(), refused), (1, 2));
@@ -607,8 +580,8 @@ mod tests {
 
     #[test]
     fn idle_series_are_forgotten_and_free_their_slots() {
-        let shared = CardinalityShared::new("t3", &config("max_series_per_metric = 2\nforget_after = \"16s\""));
-        let mut shard = Cardinality::new(shared.clone());
+        let shared = CardinalityShared::new("t3", &config("max_series_per_metric = 2\nforget_after = \"16s\""), 1);
+        let mut shard = stage(&shared);
         assert_eq!(run(&mut shard, 0, hosts("m", 0..2)).2, 0);
         // h0 stays active, h1 goes idle.
         for t in [4, 8, 12] {
@@ -623,16 +596,12 @@ mod tests {
         assert_eq!(shard.len(), 0);
         assert_eq!(shared.series(), 0);
         assert!(shared.per_metric.is_empty());
-        assert!(shard.metric_ids.is_empty());
     }
 
     #[test]
     fn drop_label_action_keeps_a_reduced_series() {
-        let shared = CardinalityShared::new(
-            "t4",
-            &config("max_series_per_metric = 2\naction = { drop_label = \"path\" }\ndetect_id_labels = false"),
-        );
-        let mut shard = Cardinality::new(shared.clone());
+        let shared = CardinalityShared::new("t4", &config("max_series_per_metric = 2\naction = { drop_label = \"path\" }\ndetect_id_labels = false"), 1);
+        let mut shard = stage(&shared);
         let samples: Vec<Sample> =
             (0..5).map(|i| sample("http", &[("code", "200"), ("path", &format!("/p{i}"))])).collect();
         let (kept, hashes, refused) = run(&mut shard, 0, samples);
@@ -646,11 +615,8 @@ mod tests {
         assert_eq!(shared.series_of("http"), 3);
 
         // The pipeline limit still holds for reduced series.
-        let shared = CardinalityShared::new(
-            "t4b",
-            &config("max_series = 2\naction = { drop_label = \"path\" }\ndetect_id_labels = false"),
-        );
-        let mut shard = Cardinality::new(shared.clone());
+        let shared = CardinalityShared::new("t4b", &config("max_series = 2\naction = { drop_label = \"path\" }\ndetect_id_labels = false"), 1);
+        let mut shard = stage(&shared);
         let samples: Vec<Sample> =
             (0..4).map(|i| sample("http", &[("code", "200"), ("path", &format!("/p{i}"))])).collect();
         let (kept, _, refused) = run(&mut shard, 0, samples);
@@ -662,8 +628,8 @@ mod tests {
 
     #[test]
     fn id_like_labels_are_reported_once_and_bounded() {
-        let shared = CardinalityShared::new("t5", &config("max_suspicious_labels = 2"));
-        let mut shard = Cardinality::new(shared.clone());
+        let shared = CardinalityShared::new("t5", &config("max_suspicious_labels = 2"), 1);
+        let mut shard = stage(&shared);
         let samples = vec![
             sample("a", &[("id", "0f8fad5b-d9cb-469f-a165-70867728950e")]),
             sample("a", &[("id", "7c9e6679-7425-40de-944b-e07fc1f90ae7")]),

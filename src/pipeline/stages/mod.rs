@@ -7,6 +7,7 @@ mod md5;
 pub mod monotonic;
 pub mod normalize;
 pub mod relabel;
+pub mod series;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -30,44 +31,44 @@ pub fn build(pipeline_name: &str, config: &PipelineConfig, registry: Arc<MetricR
         Box::new(Normalize::new(&config.normalize)),
         Box::new(Validate::new(pipeline_name, &config.validate, registry)),
     ];
-    let shared = CardinalityShared::new(pipeline_name, &config.cardinality);
+    let shared = CardinalityShared::new(pipeline_name, &config.cardinality, config.shard_count());
+    let series = shared.clone();
     let pipeline: Arc<str> = pipeline_name.into();
     let monotonic = config.monotonic.clone();
-    let forget_after = config.cardinality.forget_after;
+    // Both stateful stages of a shard share its series table.
     let stateful = move |_shard: usize| -> Vec<Box<dyn StatefulStage>> {
-        vec![Box::new(Cardinality::new(shared.clone())), Box::new(Monotonic::new(&pipeline, &monotonic, forget_after))]
+        let table = shared.new_shard();
+        vec![
+            Box::new(Cardinality::new(shared.clone(), table.clone())),
+            Box::new(Monotonic::new(&pipeline, &monotonic, table)),
+        ]
     };
-    Stages { stateless, stateful: Box::new(stateful) }
+    Stages { stateless, stateful: Box::new(stateful), series: Some(series) }
 }
 
-/// Worst-case bytes of the per-series tables of one pipeline (cardinality
-/// and monotonic state at `max_series`, per-metric tables at `max_metrics`,
-/// the validate type table), for the start-up memory check.
+/// Worst-case bytes of the per-series tables of one pipeline: series state
+/// at `max_series`, interned label pairs at `max_label_pairs`, per-metric
+/// counts at `max_metrics`, the validate type table. For the start-up memory check.
 pub fn table_bytes(config: &PipelineConfig) -> u64 {
     let c = &config.cardinality;
-    let shards = config.shard_count() as u64;
-    let series = c.max_series * worst_bytes_per_series();
-    // The shared count (name + u32 in a grown table: ~80 bytes) and, in
-    // every shard, the id map entry and the name slot (~140 bytes); names
-    // longer than 24 bytes add their length on the heap.
-    let per_metric = 80 + shards * 140;
-    series + c.max_metrics as u64 * per_metric + config.validate.table_bytes()
+    let series = c.max_series * worst_bytes_per_series(config.validate.max_labels);
+    // A pair: two inline strings and a count (56 bytes) in a vector that may
+    // have doubled, plus its key in a just-grown table (16 bytes a bucket).
+    let pairs = c.max_label_pairs as u64 * (2 * 56 + (17 * 16u64).div_ceil(7));
+    // A shared count: an inline name and a u32 in a just-grown table.
+    let metrics = c.max_metrics as u64 * (33 * 16u64).div_ceil(7);
+    series + pairs + metrics + config.validate.table_bytes()
 }
 
-/// Bytes one tracked series costs in the cardinality and monotonic tables
-/// in the worst case: both tables just grown, so 7 of 16 buckets are in use.
-pub fn worst_bytes_per_series() -> u64 {
-    let slots = cardinality_slot_bytes() + monotonic_slot_bytes();
-    (slots * 16).div_ceil(7)
-}
-
-/// A hash-table bucket of the cardinality table: key, value and control byte.
-fn cardinality_slot_bytes() -> u64 {
-    (cardinality::SLOT_SIZE + 1) as u64
-}
-
-fn monotonic_slot_bytes() -> u64 {
-    (monotonic::SLOT_SIZE + 1) as u64
+/// Bytes one tracked series costs at most, with up to `max_labels` labels
+/// besides `__name__`: its bucket in a just-grown series table (7 of 16
+/// buckets in use), its label-set slot in a vector that may have doubled,
+/// and the set itself (4 bytes a label, rounded up by the allocator).
+pub fn worst_bytes_per_series(max_labels: usize) -> u64 {
+    let bucket = ((series::SLOT_SIZE as u64 + 1) * 16).div_ceil(7);
+    let set_slot = 2 * std::mem::size_of::<Box<[u32]>>() as u64;
+    let set = (4 * (max_labels as u64 + 1)).next_multiple_of(16) + 8;
+    bucket + set_slot + set
 }
 
 /// Per-series tables are keyed by the series hash, which is already an
@@ -147,8 +148,10 @@ mod tests {
 
     #[test]
     fn worst_case_per_series_is_within_budget() {
-        // DESIGN §6: at most 200 bytes per active series for both tables.
-        assert!(worst_bytes_per_series() <= 200, "{} bytes", worst_bytes_per_series());
+        // DESIGN §6: at most 200 bytes per active series for both stages,
+        // here with the default limit of 10 labels.
+        let worst = worst_bytes_per_series(10);
+        assert!(worst <= 200, "{worst} bytes");
     }
 
     #[test]

@@ -1,16 +1,16 @@
 //! Stage 4, stateful: time only moves forward per series, and counter resets
 //! are handled by policy.
 //!
-//! Each shard keeps, per series hash, the last timestamp, the last raw
-//! counter value and the offset `adjust` adds. Entries exist only for series
-//! the cardinality stage admitted and expire with the same `forget_after`, so
-//! this table is bounded by `cardinality.max_series` too.
-
-use std::time::{Duration, Instant};
+//! Per series it keeps the last timestamp, the last raw counter value and
+//! the offset `adjust` adds, in the shard's series table (see
+//! [`super::series`]): state exists only for series the cardinality stage
+//! admitted and goes when that stage forgets them, so it is bounded by
+//! `cardinality.max_series` and expires with `cardinality.forget_after`.
 
 use serde::Deserialize;
 
-use super::{SeriesMap, retain_aligned};
+use super::retain_aligned;
+use super::series::SharedShard;
 use crate::model::{MetricKind, Sample};
 use crate::pipeline::{DropTally, StatefulStage};
 use crate::telemetry::{DropReason, MonotonicMetrics, Stage};
@@ -38,75 +38,28 @@ pub enum CounterReset {
     Adjust,
 }
 
-/// What a shard remembers of one series.
-#[derive(Debug, Clone, Copy)]
-struct Clock {
-    last_ts: i64,
-    /// Last counter value as received (before `adjust`); NaN until one is seen.
-    last_raw: f64,
-    /// Sum of the values before each reset (`adjust` only).
-    offset: f64,
-    /// Seconds since the shard started when the last sample arrived.
-    seen: u32,
-}
-
-/// Bytes of one bucket's key and value in the shard table.
-pub(super) const SLOT_SIZE: usize = std::mem::size_of::<(u64, Clock)>();
-
 /// The monotonic stage of one shard.
 pub struct Monotonic {
     policy: CounterReset,
-    forget_after_secs: u32,
-    series: SeriesMap<Clock>,
+    shard: SharedShard,
     metrics: MonotonicMetrics,
-    epoch: Instant,
-    last_sweep: u32,
 }
 
 impl Monotonic {
-    /// `forget_after` is the cardinality stage's, so both forget a series together.
-    pub fn new(pipeline: &str, config: &MonotonicConfig, forget_after: Duration) -> Self {
-        Monotonic {
-            policy: config.counter_reset,
-            forget_after_secs: forget_after.as_secs().clamp(1, u32::MAX as u64) as u32,
-            series: SeriesMap::default(),
-            metrics: MonotonicMetrics::new(pipeline),
-            epoch: Instant::now(),
-            last_sweep: 0,
-        }
+    /// The stage of one shard; `shard` is the series table its cardinality
+    /// stage admits into (a series it did not admit passes unchecked).
+    pub fn new(pipeline: &str, config: &MonotonicConfig, shard: SharedShard) -> Self {
+        Monotonic { policy: config.counter_reset, shard, metrics: MonotonicMetrics::new(pipeline) }
     }
+}
 
-    /// Series with state in this shard.
-    pub fn len(&self) -> usize {
-        self.series.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
-    }
-
-    fn sweep(&mut self, now: u32) {
-        let idle = self.forget_after_secs;
-        self.series.retain(|_, c| now.saturating_sub(c.seen) < idle);
-        super::shrink_if_sparse(&mut self.series);
-    }
-
-    fn process_at(&mut self, now: u32, samples: &mut Vec<Sample>, hashes: &mut Vec<u64>, drops: &mut DropTally) {
-        if now.saturating_sub(self.last_sweep) >= (self.forget_after_secs / 8).max(1) {
-            self.last_sweep = now;
-            self.sweep(now);
-        }
+impl StatefulStage for Monotonic {
+    fn process(&mut self, samples: &mut Vec<Sample>, hashes: &mut Vec<u64>, drops: &mut DropTally) {
+        let mut series = self.shard.lock();
         let policy = self.policy;
         let (mut out_of_order, mut duplicate, mut reset_dropped, mut resets) = (0u64, 0u64, 0u64, 0u64);
         retain_aligned(samples, hashes, |s, hash| {
-            let clock = match self.series.entry(*hash) {
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    let raw = if s.kind == MetricKind::Counter { s.value } else { f64::NAN };
-                    slot.insert(Clock { last_ts: s.timestamp_ms, last_raw: raw, offset: 0.0, seen: now });
-                    return true;
-                }
-                std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
-            };
+            let Some(clock) = series.get_mut(*hash) else { return true };
             if s.timestamp_ms <= clock.last_ts {
                 if s.timestamp_ms == clock.last_ts {
                     duplicate += 1;
@@ -115,7 +68,6 @@ impl Monotonic {
                 }
                 return false;
             }
-            clock.seen = now;
             // NaN (staleness markers included) neither resets nor moves the baseline.
             if s.kind == MetricKind::Counter && !s.value.is_nan() {
                 let raw = s.value;
@@ -138,6 +90,7 @@ impl Monotonic {
             clock.last_ts = s.timestamp_ms;
             true
         });
+        drop(series);
         drops.add(Stage::Monotonic, DropReason::OutOfOrder, out_of_order);
         drops.add(Stage::Monotonic, DropReason::Duplicate, duplicate);
         drops.add(Stage::Monotonic, DropReason::CounterReset, reset_dropped);
@@ -147,25 +100,29 @@ impl Monotonic {
     }
 }
 
-impl StatefulStage for Monotonic {
-    fn process(&mut self, samples: &mut Vec<Sample>, hashes: &mut Vec<u64>, drops: &mut DropTally) {
-        let now = self.epoch.elapsed().as_secs().min(u32::MAX as u64) as u32;
-        self.process_at(now, samples, hashes, drops);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::Labels;
+    use crate::pipeline::stages::{Cardinality, CardinalityConfig, CardinalityShared};
     use figment::providers::Format;
+    use std::time::Duration;
 
-    fn stage(policy: &str) -> Monotonic {
+    /// A cardinality stage and a monotonic stage sharing one shard, like `build` makes them.
+    struct Shard {
+        cardinality: Cardinality,
+        monotonic: Monotonic,
+    }
+
+    fn stage(policy: &str) -> Shard {
         let c: MonotonicConfig =
             figment::Figment::from(figment::providers::Toml::string(&format!("counter_reset = \"{policy}\"")))
                 .extract()
                 .unwrap();
-        Monotonic::new("test", &c, Duration::from_secs(60))
+        let cardinality = CardinalityConfig { forget_after: Duration::from_secs(60), ..CardinalityConfig::default() };
+        let shared = CardinalityShared::new("test", &cardinality, 1);
+        let shard = shared.new_shard();
+        Shard { cardinality: Cardinality::new(shared, shard.clone()), monotonic: Monotonic::new("test", &c, shard) }
     }
 
     fn series(name: &str, kind: MetricKind, points: &[(i64, f64)]) -> Vec<Sample> {
@@ -176,12 +133,14 @@ mod tests {
     type Kept = Vec<(i64, f64)>;
     type Dropped = Vec<(DropReason, u64)>;
 
-    /// Runs at `now`; returns the kept (ts, value) pairs and the drops by reason.
-    fn run(m: &mut Monotonic, now: u32, samples: Vec<Sample>) -> (Kept, Dropped) {
+    /// Runs at `now`; returns the kept (ts, value) pairs and the monotonic drops by reason.
+    fn run(m: &mut Shard, now: u32, samples: Vec<Sample>) -> (Kept, Dropped) {
         let mut samples = samples;
         let mut hashes: Vec<u64> = samples.iter().map(|s| s.labels.series_hash()).collect();
         let mut drops = DropTally::default();
-        m.process_at(now, &mut samples, &mut hashes, &mut drops);
+        m.cardinality.process_at(now, &mut samples, &mut hashes, &mut drops);
+        assert!(drops.is_empty());
+        m.monotonic.process(&mut samples, &mut hashes, &mut drops);
         assert_eq!(samples.len(), hashes.len());
         let mut d: Vec<_> = drops
             .drain()
@@ -260,7 +219,8 @@ mod tests {
         let mut samples = series("c", MetricKind::Counter, &[(1, 10.0), (2, 1.0), (3, 0.0), (4, 2.0)]);
         samples[2].value = stale;
         let mut hashes: Vec<u64> = samples.iter().map(|s| s.labels.series_hash()).collect();
-        m.process_at(0, &mut samples, &mut hashes, &mut DropTally::default());
+        m.cardinality.process_at(0, &mut samples, &mut hashes, &mut DropTally::default());
+        m.monotonic.process(&mut samples, &mut hashes, &mut DropTally::default());
         assert_eq!(samples[2].value.to_bits(), stale.to_bits());
         assert_eq!(samples[3].value, 12.0);
     }
@@ -271,9 +231,9 @@ mod tests {
         run(&mut m, 0, series("a", MetricKind::Gauge, &[(100, 1.0)]));
         run(&mut m, 0, series("b", MetricKind::Gauge, &[(100, 1.0)]));
         run(&mut m, 50, series("b", MetricKind::Gauge, &[(200, 1.0)]));
-        assert_eq!(m.len(), 2);
+        assert_eq!(m.cardinality.len(), 2);
         run(&mut m, 61, Vec::new());
-        assert_eq!(m.len(), 1, "a idle for 61 s is gone, b is not");
+        assert_eq!(m.cardinality.len(), 1, "a idle for 61 s is gone, b is not");
         // A forgotten series starts afresh: an old timestamp is accepted again.
         let (kept, _) = run(&mut m, 62, series("a", MetricKind::Gauge, &[(50, 1.0)]));
         assert_eq!(kept.len(), 1);
