@@ -241,6 +241,50 @@ fn every_stage_through_the_daemon() {
     let m = t.metrics();
     assert_eq!(sum_metric(&m, "tsrelay_dropped_samples_total", &["pipeline=\"main\"", "reason=\"cardinality\""]), 4.0);
     assert_eq!(sum_metric(&m, "tsrelay_sink_sent_samples_total", &["sink=\"out\""]), 12.0);
+
+    check_discovery_api(&t);
+}
+
+/// The discovery API answers from the series the cardinality stage tracks.
+fn check_discovery_api(t: &Tsrelay) {
+    let get = |path: &str| -> (u16, serde_json::Value) {
+        let r = http().get(format!("http://{}{path}", t.admin)).send().expect("admin request");
+        (r.status().as_u16(), r.json().expect("JSON answer"))
+    };
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v["data"].as_array().expect("data array").iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    };
+
+    let (status, labels) = get("/api/v1/labels");
+    assert_eq!((status, labels["status"].as_str()), (200, Some("success")));
+    assert_eq!(
+        strings(&labels),
+        ["__name__", "cluster", "device", "host", "instance", "path", "port", "session_id"]
+    );
+    let (_, paths) = get("/api/v1/label/path/values");
+    assert_eq!(strings(&paths).len(), 3, "{paths}");
+    let (_, names) = get("/api/v1/label/__name__/values?match[]=%7Bcluster%3D%22c1%22%7D");
+    assert_eq!(strings(&names), ["node_load_1", "port_in_octets_total", "requests", "sessions"]);
+
+    let (_, port) = get("/api/v1/series?match[]=port_in_octets_total");
+    assert_eq!(
+        port["data"],
+        serde_json::json!([{"__name__": "port_in_octets_total", "cluster": "c1", "device": "sw1", "port": "1"}])
+    );
+    let (_, some) = get("/api/v1/series?match[]=%7B__name__%3D~%22requests%7Csessions%22%7D&limit=2");
+    assert_eq!(some["data"].as_array().unwrap().len(), 2);
+    assert!(some["warnings"][0].as_str().unwrap().contains("truncated"), "{some}");
+    let (status, error) = get("/api/v1/series");
+    assert_eq!((status, error["status"].as_str(), error["errorType"].as_str()), (400, Some("error"), Some("bad_data")));
+
+    let (_, metrics) = get("/api/v1/metrics");
+    assert_eq!(
+        metrics["data"],
+        serde_json::json!([{
+            "key": "network.port.octets.in", "name": "port_in_octets_total", "type": "counter",
+            "unit": "bytes", "help": null, "series": 1
+        }])
+    );
 }
 
 fn validate(dir: &std::path::Path, config: &str) -> (bool, String) {

@@ -365,7 +365,14 @@ impl Cardinality {
     }
 
     /// Tracks a series seen for the first time, if the limits allow.
-    fn admit(&mut self, series: &mut ShardSeries, sample: &Sample, hash: u64, now: u32, per_metric_limit: bool) -> bool {
+    fn admit(
+        &mut self,
+        series: &mut ShardSeries,
+        sample: &Sample,
+        hash: u64,
+        now: u32,
+        per_metric_limit: bool,
+    ) -> bool {
         if self.shared.config.detect_id_labels {
             self.inspect_ids(sample);
         }
@@ -411,7 +418,13 @@ impl Cardinality {
     }
 
     /// The stage with an explicit clock (seconds since the pipeline started), for tests.
-    pub(super) fn process_at(&mut self, now: u32, samples: &mut Vec<Sample>, hashes: &mut Vec<u64>, drops: &mut DropTally) {
+    pub(super) fn process_at(
+        &mut self,
+        now: u32,
+        samples: &mut Vec<Sample>,
+        hashes: &mut Vec<u64>,
+        drops: &mut DropTally,
+    ) {
         let shard = self.shard.clone();
         let mut series = shard.lock();
         let sweep_every = (self.shared.config.forget_after.as_secs() / 8).max(1) as u32;
@@ -600,7 +613,11 @@ mod tests {
 
     #[test]
     fn drop_label_action_keeps_a_reduced_series() {
-        let shared = CardinalityShared::new("t4", &config("max_series_per_metric = 2\naction = { drop_label = \"path\" }\ndetect_id_labels = false"), 1);
+        let shared = CardinalityShared::new(
+            "t4",
+            &config("max_series_per_metric = 2\naction = { drop_label = \"path\" }\ndetect_id_labels = false"),
+            1,
+        );
         let mut shard = stage(&shared);
         let samples: Vec<Sample> =
             (0..5).map(|i| sample("http", &[("code", "200"), ("path", &format!("/p{i}"))])).collect();
@@ -615,7 +632,11 @@ mod tests {
         assert_eq!(shared.series_of("http"), 3);
 
         // The pipeline limit still holds for reduced series.
-        let shared = CardinalityShared::new("t4b", &config("max_series = 2\naction = { drop_label = \"path\" }\ndetect_id_labels = false"), 1);
+        let shared = CardinalityShared::new(
+            "t4b",
+            &config("max_series = 2\naction = { drop_label = \"path\" }\ndetect_id_labels = false"),
+            1,
+        );
         let mut shard = stage(&shared);
         let samples: Vec<Sample> =
             (0..4).map(|i| sample("http", &[("code", "200"), ("path", &format!("/p{i}"))])).collect();

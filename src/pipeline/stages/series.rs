@@ -59,7 +59,10 @@ pub struct ShardSeries {
 
 impl ShardSeries {
     pub fn new(max_label_pairs: usize) -> Self {
-        ShardSeries { table: SeriesMap::default(), index: LabelIndex { max_pairs: max_label_pairs, ..Default::default() } }
+        ShardSeries {
+            table: SeriesMap::default(),
+            index: LabelIndex { max_pairs: max_label_pairs, ..Default::default() },
+        }
     }
 
     pub fn len(&self) -> usize {
