@@ -257,10 +257,7 @@ fn check_discovery_api(t: &Tsrelay) {
 
     let (status, labels) = get("/api/v1/labels");
     assert_eq!((status, labels["status"].as_str()), (200, Some("success")));
-    assert_eq!(
-        strings(&labels),
-        ["__name__", "cluster", "device", "host", "instance", "path", "port", "session_id"]
-    );
+    assert_eq!(strings(&labels), ["__name__", "cluster", "device", "host", "instance", "path", "port", "session_id"]);
     let (_, paths) = get("/api/v1/label/path/values");
     assert_eq!(strings(&paths).len(), 3, "{paths}");
     let (_, names) = get("/api/v1/label/__name__/values?match[]=%7Bcluster%3D%22c1%22%7D");

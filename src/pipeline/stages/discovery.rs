@@ -170,40 +170,38 @@ impl SelectorParser<'_> {
         if let Some(name) = self.name(true) {
             matchers.push(Matcher { label: METRIC_NAME_LABEL.into(), op: Op::Equal(name) });
         }
-        if self.eat("{") {
-            if !self.eat("}") {
-                loop {
-                    let label = self.name(false).ok_or_else(|| self.error("expected a label name"))?;
-                    let op = if self.eat("=~") {
-                        "=~"
-                    } else if self.eat("!~") {
-                        "!~"
-                    } else if self.eat("!=") {
-                        "!="
-                    } else if self.eat("=") {
-                        "="
-                    } else {
-                        return Err(self.error("expected =, !=, =~ or !~"));
-                    };
-                    let value = self.string()?;
-                    let anchored =
-                        || Regex::new(&format!("^(?:{value})$")).map_err(|e| self.error(format!("invalid regex: {e}")));
-                    let op = match op {
-                        "=" => Op::Equal(value.clone()),
-                        "!=" => Op::NotEqual(value.clone()),
-                        "=~" => Op::Matches(anchored()?),
-                        _ => Op::NotMatches(anchored()?),
-                    };
-                    matchers.push(Matcher { label, op });
-                    if self.eat("}") {
-                        break;
-                    }
-                    if !self.eat(",") {
-                        return Err(self.error("expected , or }"));
-                    }
-                    if self.eat("}") {
-                        break;
-                    }
+        if self.eat("{") && !self.eat("}") {
+            loop {
+                let label = self.name(false).ok_or_else(|| self.error("expected a label name"))?;
+                let op = if self.eat("=~") {
+                    "=~"
+                } else if self.eat("!~") {
+                    "!~"
+                } else if self.eat("!=") {
+                    "!="
+                } else if self.eat("=") {
+                    "="
+                } else {
+                    return Err(self.error("expected =, !=, =~ or !~"));
+                };
+                let value = self.string()?;
+                let anchored =
+                    || Regex::new(&format!("^(?:{value})$")).map_err(|e| self.error(format!("invalid regex: {e}")));
+                let op = match op {
+                    "=" => Op::Equal(value.clone()),
+                    "!=" => Op::NotEqual(value.clone()),
+                    "=~" => Op::Matches(anchored()?),
+                    _ => Op::NotMatches(anchored()?),
+                };
+                matchers.push(Matcher { label, op });
+                if self.eat("}") {
+                    break;
+                }
+                if !self.eat(",") {
+                    return Err(self.error("expected , or }"));
+                }
+                if self.eat("}") {
+                    break;
                 }
             }
         }
