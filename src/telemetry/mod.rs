@@ -5,6 +5,7 @@
 
 mod health;
 mod names;
+mod stages;
 
 use std::sync::OnceLock;
 
@@ -13,6 +14,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use health::{Health, SinkHealth, SinkState};
 pub use names::*;
+pub use stages::{CardinalityMetrics, MonotonicMetrics, suspicious_label};
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -63,10 +65,12 @@ pub enum DropReason {
     RetryExhausted,
     Shutdown,
     Corrupt,
+    /// Removed on purpose by a `keep`/`drop`/`keepequal`/`dropequal` relabel rule.
+    Relabel,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::ParseError,
         DropReason::NonNumeric,
         DropReason::InvalidName,
@@ -85,6 +89,7 @@ impl DropReason {
         DropReason::RetryExhausted,
         DropReason::Shutdown,
         DropReason::Corrupt,
+        DropReason::Relabel,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +112,7 @@ impl DropReason {
             DropReason::RetryExhausted => "retry_exhausted",
             DropReason::Shutdown => "shutdown",
             DropReason::Corrupt => "corrupt",
+            DropReason::Relabel => "relabel",
         }
     }
 }
