@@ -174,7 +174,8 @@ pub fn spawn_sink(
         SinkConfig::Blackhole(_) => tokio::spawn(run_worker(vec![blackhole::BlackholeSink], queue, batch, health)),
         SinkConfig::PrometheusRemoteWrite(c) => {
             // The metric registry's help and unit plug in here as a `MetadataProvider`.
-            let lanes = remote_write::lanes(c, &context, &resolve, retry_forever, None)
+            let metadata: std::sync::Arc<dyn remote_write::MetadataProvider> = loaded.registry.clone();
+            let lanes = remote_write::lanes(c, &context, &resolve, retry_forever, Some(metadata))
                 .map_err(|e| build_error(e.to_string()))?;
             tokio::spawn(run_worker(lanes, queue, batch, health))
         }
@@ -184,13 +185,26 @@ pub fn spawn_sink(
                 .map_err(|e| SinkBuildError { sink: name.to_string(), message: e.to_string() })?;
             let metrics = queue.ledger().metrics.clone();
             // Registry overrides (`backends.influxdb`) plug in here once the registry lands.
-            let sink = influxdb::InfluxdbSink::new(name, c.clone(), service, None, metrics, health.clone());
+            let sink = influxdb::InfluxdbSink::new(
+                name,
+                c.clone(),
+                service,
+                Some(loaded.registry.influxdb_overrides()),
+                metrics,
+                health.clone(),
+            );
             tokio::spawn(run_worker(vec![sink], queue, batch, health))
         }
         SinkConfig::Rrdcached(c) => {
             let metrics = queue.ledger().metrics.clone();
             // Registry overrides (`backends.rrdcached`) plug in here once the registry lands.
-            let sink = rrdcached::RrdcachedSink::new(name, c.clone(), None, metrics, health.clone())?;
+            let sink = rrdcached::RrdcachedSink::new(
+                name,
+                c.clone(),
+                Some(loaded.registry.rrdcached_overrides()),
+                metrics,
+                health.clone(),
+            )?;
             tokio::spawn(run_worker(vec![sink], queue, batch, health))
         }
     };
