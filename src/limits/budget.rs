@@ -199,11 +199,10 @@ fn pipeline_items(name: &str, p: &PipelineConfig, per_sample: u64) -> Vec<Budget
 }
 
 /// Worst case of a pipeline's per-series tables (cardinality and monotonic
-/// state at their configured maximum of series). The stateful stages report
-/// it from their own config; until they are part of the pipeline config this
-/// build has no such tables, so nothing is counted.
-fn pipeline_table_bytes(_p: &PipelineConfig) -> u64 {
-    0
+/// state at their configured maximum of series), as the stateful stages
+/// report it from their own config.
+fn pipeline_table_bytes(p: &PipelineConfig) -> u64 {
+    crate::pipeline::stages::table_bytes(p)
 }
 
 #[cfg(test)]

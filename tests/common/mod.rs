@@ -6,6 +6,9 @@
 //! the test with the command that installs it.
 #![allow(dead_code)]
 
+pub mod fault_http;
+pub mod prometheus;
+
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
