@@ -17,7 +17,8 @@ fn request(id: u64, n: usize) -> WriteRequest {
                     Label { name: "__name__".into(), value: "q".into() },
                     Label { name: "i".into(), value: format!("{id}-{i}") },
                 ],
-                samples: vec![Sample { value: 1.0, timestamp: 1_700_000_000_000 }],
+                // Now: the validate stage refuses timestamps more than 7 days off.
+                samples: vec![Sample { value: 1.0, timestamp: common::load::now_ms() }],
                 ..Default::default()
             })
             .collect(),
@@ -79,12 +80,14 @@ async fn drop_newest_counts_refused_batches() {
         "tsrelay_dropped_samples_total",
         &["sink=\"stuck\"", "reason=\"queue_full\"", "stage=\"queue\""],
     );
-    assert!(full >= 850.0, "queue_full drops {full}");
+    // Everything but what may be queued or in the worker's hands (250 at most).
+    assert!(full >= 750.0, "queue_full drops {full}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_oldest_counts_evicted_batches() {
     let m = overflow("drop_oldest").await;
     let full = sum_metric(&m, "tsrelay_dropped_samples_total", &["sink=\"stuck\"", "reason=\"queue_full\""]);
-    assert!(full >= 850.0, "queue_full drops {full}");
+    // Everything but what may be queued or in the worker's hands (250 at most).
+    assert!(full >= 750.0, "queue_full drops {full}");
 }

@@ -195,8 +195,12 @@ fn prometheus_refusals_are_counted_rejected_and_never_retried() {
     let sink = |name: &str| {
         format!("[sinks.{name}]\ntype = \"prometheus_remote_write\"\nurl = \"{url}\"\nbatch = {{ max_age_ms = 20 }}\n")
     };
+    // Two pipelines at the default table size (1M series each) need more
+    // than the default memory budget.
     let config = format!(
         r#"
+[limits]
+memory_bytes = 1073741824
 [receivers.a]
 type = "grpc"
 listen = "{grpc_a}"
