@@ -13,7 +13,7 @@ use crate::config::LoadedConfig;
 use crate::pipeline::{self, Stages};
 use crate::queue::{Ledger, MemoryQueue};
 use crate::receivers::submit::Submitter;
-use crate::receivers::{ReceiverConfig, grpc, http};
+use crate::receivers::{ReceiverConfig, grpc, http, kafka};
 use crate::sinks::{self, SinkBuildError};
 use crate::telemetry::{self, DropReason, Health, ReceiverMetrics, SinkMetrics};
 
@@ -23,6 +23,8 @@ pub enum DaemonError {
     Bind { what: String, addr: std::net::SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Sink(#[from] SinkBuildError),
+    #[error(transparent)]
+    Kafka(#[from] kafka::KafkaReceiverError),
 }
 
 /// The addresses the daemon actually listens on (useful with port 0).
@@ -100,6 +102,9 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         let metrics = ReceiverMetrics::new(name);
         let token = stop.clone();
         let shutdown = async move { token.cancelled().await };
+        // Network listeners are ready once bound; a Kafka receiver once it
+        // has its first partition assignment (it reports that itself).
+        let mut listening = true;
         let task = match rc {
             ReceiverConfig::Http(c) => {
                 let listener = bind(&format!("receivers.{name}"), c.listen).await?;
@@ -135,9 +140,22 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
                     }
                 })
             }
+            ReceiverConfig::Kafka(c) => {
+                listening = false;
+                let submitter = Submitter {
+                    input,
+                    metrics,
+                    max_wait: Duration::from_millis(c.pause_after_ms),
+                    ack: crate::receivers::submit::AckMode::Delivered,
+                    ack_timeout: c.drain_timeout,
+                };
+                kafka::spawn(name, c, submitter, health.clone(), stop.clone())?
+            }
         };
-        health.receiver_listening(name);
-        tracing::info!(receiver = %name, addr = ?addrs.receivers.get(name), "receiver listening");
+        if listening {
+            health.receiver_listening(name);
+            tracing::info!(receiver = %name, addr = ?addrs.receivers.get(name), "receiver listening");
+        }
         receiver_tasks.push(task);
     }
     // The pipelines' only senders now live in the receivers.

@@ -6,6 +6,7 @@
 
 pub mod blackhole;
 pub mod file;
+pub mod kafka;
 pub mod line_protocol;
 mod worker;
 
@@ -25,6 +26,7 @@ use crate::telemetry::DropReason;
 pub enum SinkConfig {
     File(file::FileSinkConfig),
     Blackhole(blackhole::BlackholeSinkConfig),
+    Kafka(kafka::KafkaSinkConfig),
 }
 
 /// Settings every sink has, whatever its type.
@@ -44,13 +46,20 @@ impl SinkConfig {
             SinkConfig::Blackhole(c) => {
                 CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
             }
+            SinkConfig::Kafka(c) => {
+                CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
+            }
         }
     }
 
     pub(crate) fn check(&self) -> Result<(), String> {
         let common = self.common();
         common.queue.check()?;
-        common.batch.check()
+        common.batch.check()?;
+        match self {
+            SinkConfig::Kafka(c) => c.check(),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -123,6 +132,10 @@ pub fn spawn_sink(
             tokio::spawn(run_worker(sink, queue, batch, health))
         }
         SinkConfig::Blackhole(_) => tokio::spawn(run_worker(blackhole::BlackholeSink, queue, batch, health)),
+        SinkConfig::Kafka(c) => {
+            let sink = kafka::KafkaSink::new(name, c, queue.ledger().metrics.clone(), health.clone())?;
+            tokio::spawn(run_worker(sink, queue, batch, health))
+        }
     };
     Ok(handle)
 }
