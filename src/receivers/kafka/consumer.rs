@@ -164,12 +164,19 @@ impl ClientContext for ReceiverContext {
     fn stats(&self, statistics: Statistics) {
         let state = self.state.lock();
         for tp in &state.assignment {
-            let lag = statistics
-                .topics
-                .get(&*tp.topic)
-                .and_then(|t| t.partitions.get(&tp.partition))
-                .map(|p| p.consumer_lag)
-                .filter(|lag| *lag >= 0);
+            let lag = statistics.topics.get(&*tp.topic).and_then(|t| t.partitions.get(&tp.partition)).and_then(|p| {
+                // librdkafka leaves consumer_lag at -1 until it knows both ends;
+                // brokers whose end offset runs behind the commit count as no lag.
+                if p.consumer_lag >= 0 {
+                    Some(p.consumer_lag)
+                } else if p.hi_offset < 0 {
+                    None
+                } else if p.committed_offset >= 0 {
+                    Some((p.hi_offset - p.committed_offset).max(0))
+                } else {
+                    Some((p.hi_offset - p.lo_offset.max(0)).max(0))
+                }
+            });
             if let Some(lag) = lag {
                 self.metrics.lag(&tp.topic, tp.partition).set(lag as f64);
             }
