@@ -259,7 +259,7 @@ shard_queue_batches = 1
         let reader = std::io::BufReader::new(std::fs::File::open(&fifo_r).expect("open fifo"));
         for line in reader.lines() {
             let Ok(line) = line else { break };
-            if let Some(v) = line.rsplitn(3, ' ').nth(1).and_then(|f| f.strip_prefix("value=")) {
+            if let Some(v) = line.rsplit(' ').nth(1).and_then(|f| f.strip_prefix("value=")) {
                 seen_r.lock().insert(v.parse::<f64>().unwrap_or(-1.0) as i64);
             }
             lines_r.fetch_add(1, Ordering::Relaxed);
@@ -324,7 +324,8 @@ fn malformed_messages_are_counted_and_dead_lettered() {
         (broker.committed("tsrelay-test", "metrics", 1) == vec![4]).then_some(())
     });
     let m = t.metrics();
-    let parse_errors = sum_metric(&m, "tsrelay_dropped_samples_total", &["receiver=\"kafka\"", "reason=\"parse_error\""]);
+    let parse_errors =
+        sum_metric(&m, "tsrelay_dropped_samples_total", &["receiver=\"kafka\"", "reason=\"parse_error\""]);
     assert_eq!(parse_errors, 1.0);
     assert_eq!(sum_metric(&m, "tsrelay_dropped_samples_total", &["reason=\"invalid_name\""]), 1.0);
     assert_eq!(sum_metric(&m, "tsrelay_kafka_malformed_messages_total", &[]), 2.0);
@@ -397,9 +398,10 @@ sinks = ["kafka"]
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let mut client = tsrelay::proto::v1::ingest_client::IngestClient::connect(format!("http://127.0.0.1:{grpc_port}"))
-            .await
-            .expect("connect to the edge tsrelay");
+        let mut client =
+            tsrelay::proto::v1::ingest_client::IngestClient::connect(format!("http://127.0.0.1:{grpc_port}"))
+                .await
+                .expect("connect to the edge tsrelay");
         for req in requests {
             let answer = client.write(req).await.expect("edge accepts the write").into_inner();
             assert_eq!((answer.accepted, answer.rejected), (250, 0));
@@ -434,5 +436,9 @@ sinks = ["kafka"]
     }
     assert_eq!(partition_of.len(), 50);
     assert!(partition_of.values().collect::<BTreeSet<_>>().len() > 1, "all series on one partition");
-    assert!(central.process.terminate(Duration::from_secs(20)), "central did not stop:\n{}", central.process.log_tail());
+    assert!(
+        central.process.terminate(Duration::from_secs(20)),
+        "central did not stop:\n{}",
+        central.process.log_tail()
+    );
 }

@@ -113,7 +113,9 @@ impl ReceiverContext {
                     self.metrics.committed_offset(&tp.topic, tp.partition).set(offset as f64);
                 }
             }
-            Err(e) => tracing::warn!(receiver = %self.receiver, error = %e, "offset commit failed; retrying at the next interval"),
+            Err(e) => {
+                tracing::warn!(receiver = %self.receiver, error = %e, "offset commit failed; retrying at the next interval")
+            }
         }
     }
 
@@ -354,7 +356,12 @@ impl ConsumerLoop {
         let number = p.next_batch;
         p.next_batch += 1;
         let ack = self.ack_for(number);
-        Building { number, samples: Vec::with_capacity(self.config.max_batch_samples.min(65_536)), offsets: BatchOffsets::default(), ack }
+        Building {
+            number,
+            samples: Vec::with_capacity(self.config.max_batch_samples.min(65_536)),
+            offsets: BatchOffsets::default(),
+            ack,
+        }
     }
 
     /// An acknowledgement that reports batch `number` as complete once every

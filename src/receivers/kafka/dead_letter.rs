@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
 use tokio::runtime::Handle;
@@ -45,7 +45,7 @@ impl DeadLetter {
         let headers = msg
             .headers()
             .map(|h| h.detach())
-            .unwrap_or_else(OwnedHeaders::new)
+            .unwrap_or_default()
             .insert(Header { key: ERROR_HEADER, value: Some(error) })
             .insert(Header { key: SOURCE_TOPIC_HEADER, value: Some(msg.topic()) })
             .insert(Header { key: SOURCE_PARTITION_HEADER, value: Some(&partition) })
@@ -70,7 +70,8 @@ impl DeadLetter {
                 Err((e, _)) => break Err(e),
             }
         };
-        let (receiver, topic, source) = (self.receiver.clone(), self.topic.clone(), format!("{}/{partition}@{offset}", msg.topic()));
+        let (receiver, topic, source) =
+            (self.receiver.clone(), self.topic.clone(), format!("{}/{partition}@{offset}", msg.topic()));
         match delivery {
             Ok(future) => {
                 runtime.spawn(async move {

@@ -48,13 +48,8 @@ pub fn decode_message(format: KafkaFormat, payload: &[u8], now_ms: i64, out: &mu
         },
         KafkaFormat::LineProtocol => {
             let mut errors = Vec::new();
-            let s = line_protocol::decode_into(
-                payload,
-                line_protocol::Precision::Nanoseconds,
-                now_ms,
-                out,
-                &mut errors,
-            );
+            let s =
+                line_protocol::decode_into(payload, line_protocol::Precision::Nanoseconds, now_ms, out, &mut errors);
             d.drop(DropReason::ParseError, s.rejected_lines);
             d.drop(DropReason::NonNumeric, s.non_numeric);
             d.error = errors.into_iter().next().map(|(line, message)| format!("line {line}: {message}"));

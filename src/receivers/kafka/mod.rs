@@ -35,11 +35,11 @@ use crate::telemetry::{Health, KafkaReceiverMetrics};
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaReceiverError {
     #[error("receivers.{receiver}: cannot create a Kafka consumer for brokers {brokers:?}: {source}")]
-    Consumer { receiver: String, brokers: String, source: rdkafka::error::KafkaError },
+    Consumer { receiver: String, brokers: String, source: Box<rdkafka::error::KafkaError> },
     #[error("receivers.{receiver}: cannot subscribe to topics {topics:?}: {source}")]
-    Subscribe { receiver: String, topics: Vec<String>, source: rdkafka::error::KafkaError },
+    Subscribe { receiver: String, topics: Vec<String>, source: Box<rdkafka::error::KafkaError> },
     #[error("receivers.{receiver}: cannot create the producer for dead_letter_topic {topic:?}: {source}")]
-    DeadLetter { receiver: String, topic: String, source: rdkafka::error::KafkaError },
+    DeadLetter { receiver: String, topic: String, source: Box<rdkafka::error::KafkaError> },
 }
 
 /// Librdkafka settings shared by the consumer and the dead-letter producer:
@@ -66,13 +66,8 @@ pub fn spawn(
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>, KafkaReceiverError> {
     let (completions_tx, completions_rx) = std::sync::mpsc::channel();
-    let context = ReceiverContext::new(
-        name,
-        completions_rx,
-        config.drain_timeout,
-        KafkaReceiverMetrics::new(name),
-        health,
-    );
+    let context =
+        ReceiverContext::new(name, completions_rx, config.drain_timeout, KafkaReceiverMetrics::new(name), health);
     let mut consumer_config = client_config(name, config);
     consumer_config
         .set("group.id", &config.group_id)
@@ -87,17 +82,21 @@ pub fn spawn(
         consumer_config.create_with_context(context).map_err(|source| KafkaReceiverError::Consumer {
             receiver: name.to_string(),
             brokers: config.brokers.clone(),
-            source,
+            source: Box::new(source),
         })?;
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|source| KafkaReceiverError::Subscribe {
         receiver: name.to_string(),
         topics: config.topics.clone(),
-        source,
+        source: Box::new(source),
     })?;
     let dead_letter = match &config.dead_letter_topic {
         Some(topic) => Some(DeadLetter::new(name, topic, client_config(name, config)).map_err(|source| {
-            KafkaReceiverError::DeadLetter { receiver: name.to_string(), topic: topic.clone(), source }
+            KafkaReceiverError::DeadLetter {
+                receiver: name.to_string(),
+                topic: topic.clone(),
+                source: Box::new(source),
+            }
         })?),
         None => None,
     };

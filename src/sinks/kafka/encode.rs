@@ -82,11 +82,8 @@ fn encode_write_request(samples: &[&Sample], out: &mut Vec<u8>) {
         let series = &samples[i..i + run];
         i += run;
 
-        let labels_len: Vec<usize> = first
-            .labels
-            .iter()
-            .map(|l| string_field_len(1, &l.name) + string_field_len(2, &l.value))
-            .collect();
+        let labels_len: Vec<usize> =
+            first.labels.iter().map(|l| string_field_len(1, &l.name) + string_field_len(2, &l.value)).collect();
         let kind = metric_type(first.kind) as i32;
         let mut series_len = 0;
         for n in &labels_len {

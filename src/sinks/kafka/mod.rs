@@ -155,10 +155,8 @@ impl KafkaSink {
                 self.produced.increment(1);
             }
             Ok(Err((e, _))) => tally.fail(n, self.error(&e)),
-            Err(_) => tally.fail(
-                n,
-                SinkError::RetryExhausted { sink: self.name.to_string(), message: "producer closed".into() },
-            ),
+            Err(_) => tally
+                .fail(n, SinkError::RetryExhausted { sink: self.name.to_string(), message: "producer closed".into() }),
         }
     }
 }
@@ -189,19 +187,18 @@ impl Sink for KafkaSink {
             }
             let key = key(*hash);
             loop {
-                let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).key(&key[..]).payload(&value[..]);
+                let record: FutureRecord<'_, [u8], [u8]> =
+                    FutureRecord::to(&self.topic).key(&key[..]).payload(&value[..]);
                 match self.producer.send_result(record) {
                     Ok(delivery) => {
                         pending.push_back((delivery, n));
                         break;
                     }
                     // The local queue is full: wait for the oldest record, then try again.
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                        match pending.pop_front() {
-                            Some((delivery, m)) => self.settle(delivery, m, &mut tally).await,
-                            None => tokio::time::sleep(Duration::from_millis(5)).await,
-                        }
-                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => match pending.pop_front() {
+                        Some((delivery, m)) => self.settle(delivery, m, &mut tally).await,
+                        None => tokio::time::sleep(Duration::from_millis(5)).await,
+                    },
                     Err((e, _)) => {
                         tally.fail(n, self.error(&e));
                         break;
