@@ -139,8 +139,15 @@ pub async fn run_worker<S: Sink>(mut sink: S, queue: Arc<MemoryQueue>, config: B
             ledger.metrics.pipeline_latency.record(t.elapsed().as_secs_f64());
         }
         let delivery = sink.deliver(&out).await;
-        debug_assert_eq!(delivery.delivered + delivery.failed.as_ref().map_or(0, |f| f.0), n);
+        debug_assert_eq!(delivery.total(), n);
         ledger.sent(delivery.delivered);
+        let dropped_elsewhere: usize = delivery.dropped.iter().map(|d| d.0).sum();
+        for &(count, reason) in &delivery.dropped {
+            ledger.failed(reason, count);
+        }
+        if dropped_elsewhere > 0 && delivery.failed.is_none() {
+            out.mark_dropped();
+        }
         match delivery.failed {
             None => health.succeeded(),
             Some((count, error)) => {

@@ -212,7 +212,11 @@ impl Sink for KafkaSink {
         }
         self.metrics.in_flight_requests.decrement(1.0);
         self.metrics.request_duration.record(started.elapsed().as_secs_f64());
-        Delivery { delivered: tally.delivered, failed: tally.first_error.map(|e| (tally.failed, e)) }
+        Delivery {
+            delivered: tally.delivered,
+            failed: tally.first_error.map(|e| (tally.failed, e)),
+            dropped: Vec::new(),
+        }
     }
 
     async fn close(&mut self) {
