@@ -442,3 +442,70 @@ sinks = ["kafka"]
         central.process.log_tail()
     );
 }
+
+#[test]
+fn a_second_member_joining_mid_stream_takes_over_partitions_without_loss_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Tansu::start(dir.path());
+    broker.create_topic("metrics", 3);
+    let (messages, per_message) = (4000usize, 5usize);
+    let total = messages * per_message;
+    let dirs: Vec<_> = ["a", "b"].iter().map(|n| dir.path().join(n)).collect();
+    let configs: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            std::fs::create_dir_all(d).unwrap();
+            format!(
+                "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n",
+                kafka_receiver(&broker.brokers(), "metrics", "max_batch_samples = 500"),
+                d.join("out.lp").display()
+            )
+        })
+        .collect();
+    let mut a = Tsrelay::start(&dirs[0], &configs[0]);
+
+    let producer = broker.producer();
+    let stream = std::thread::spawn(move || {
+        for round in 0..messages / 50 {
+            let records: Vec<(i32, Vec<u8>)> =
+                (round * 50..(round + 1) * 50).map(|m| ((m % 3) as i32, message(m, per_message))).collect();
+            send_all(&producer, "metrics", &records);
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        rdkafka::producer::Producer::flush(&producer, Duration::from_secs(60)).expect("stream acknowledged");
+    });
+    wait_for(Duration::from_secs(60), "the first member to consume", || {
+        (value_counts(&dirs[0].join("out.lp")).len() > total / 10).then_some(())
+    });
+    // The join revokes every partition from the first member: it drains and
+    // commits, then the group splits the partitions between the two.
+    let mut b = Tsrelay::start(&dirs[1], &configs[1]);
+    stream.join().expect("producer thread");
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let merged = loop {
+        for t in [&mut a, &mut b] {
+            if !t.process.is_running() {
+                panic!("a member exited:\n{}", t.process.log_tail());
+            }
+        }
+        let mut merged = value_counts(&dirs[0].join("out.lp"));
+        for (v, n) in value_counts(&dirs[1].join("out.lp")) {
+            *merged.entry(v).or_insert(0) += n;
+        }
+        if merged.len() >= total || Instant::now() > deadline {
+            break merged;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let missing = (0..total as i64).filter(|v| !merged.contains_key(v)).count();
+    assert_eq!(missing, 0, "{missing} samples lost over the rebalance");
+    let duplicates: usize = merged.values().map(|n| n - 1).sum();
+    assert_eq!(duplicates, 0, "in-flight messages were drained and committed before the partitions moved");
+    let from_b = value_counts(&dirs[1].join("out.lp")).len();
+    assert!(from_b > 0, "the second member got no partition");
+    assert!(a.metric_sum("tsrelay_kafka_rebalances_total", &[]) >= 1.0);
+    eprintln!("after the rebalance the second member delivered {from_b} of {total} samples");
+    assert!(a.process.terminate(Duration::from_secs(20)), "first member did not stop:\n{}", a.process.log_tail());
+    assert!(b.process.terminate(Duration::from_secs(20)), "second member did not stop:\n{}", b.process.log_tail());
+}
