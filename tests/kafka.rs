@@ -466,16 +466,17 @@ fn a_second_member_joining_mid_stream_takes_over_partitions_without_loss_or_dupl
 
     let producer = broker.producer();
     let stream = std::thread::spawn(move || {
-        for round in 0..messages / 50 {
+        // 20 messages every 50 ms, ≈10 s: long enough to span the second join.
+        for round in 0..messages / 20 {
             let records: Vec<(i32, Vec<u8>)> =
-                (round * 50..(round + 1) * 50).map(|m| ((m % 3) as i32, message(m, per_message))).collect();
+                (round * 20..(round + 1) * 20).map(|m| ((m % 3) as i32, message(m, per_message))).collect();
             send_all(&producer, "metrics", &records);
-            std::thread::sleep(Duration::from_millis(40));
+            std::thread::sleep(Duration::from_millis(50));
         }
         rdkafka::producer::Producer::flush(&producer, Duration::from_secs(60)).expect("stream acknowledged");
     });
     wait_for(Duration::from_secs(60), "the first member to consume", || {
-        (value_counts(&dirs[0].join("out.lp")).len() > total / 10).then_some(())
+        (!value_counts(&dirs[0].join("out.lp")).is_empty()).then_some(())
     });
     // The join revokes every partition from the first member: it drains and
     // commits, then the group splits the partitions between the two.

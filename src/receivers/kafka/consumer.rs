@@ -22,7 +22,7 @@ use super::decode::decode_message;
 use super::offsets::{BatchOffsets, OffsetTracker, TopicPartition};
 use crate::model::{Ack, Batch, Sample, now_ms};
 use crate::receivers::submit::{OfferError, Submitter};
-use crate::telemetry::{Health, KafkaReceiverMetrics};
+use crate::telemetry::{Health, KafkaReceiverMetrics, KafkaTopicMetrics};
 
 /// How long an idle poll waits; bounds how late acknowledgements are noticed.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -253,7 +253,8 @@ struct Progress {
     paused: bool,
     last_commit: Instant,
     last_error_log: Option<Instant>,
-    topics: HashMap<String, Arc<str>>,
+    /// Interned topic names and their metric handles.
+    topics: HashMap<String, (Arc<str>, KafkaTopicMetrics)>,
 }
 
 impl ConsumerLoop {
@@ -377,16 +378,15 @@ impl ConsumerLoop {
     }
 
     fn take(&self, msg: &BorrowedMessage<'_>, b: &mut Building, p: &mut Progress) {
-        let topic = match p.topics.get(msg.topic()) {
-            Some(t) => t.clone(),
+        let context = self.consumer.context();
+        let (topic, metrics) = match p.topics.get(msg.topic()) {
+            Some(known) => known.clone(),
             None => {
-                let t: Arc<str> = msg.topic().into();
-                p.topics.insert(msg.topic().to_string(), t.clone());
-                t
+                let known: (Arc<str>, KafkaTopicMetrics) = (msg.topic().into(), context.metrics.topic(msg.topic()));
+                p.topics.insert(msg.topic().to_string(), known.clone());
+                known
             }
         };
-        let context = self.consumer.context();
-        let metrics = context.metrics.topic(&topic);
         let payload = msg.payload().unwrap_or_default();
         metrics.consumed_messages.increment(1);
         metrics.consumed_bytes.increment(payload.len() as u64);
