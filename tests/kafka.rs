@@ -335,6 +335,17 @@ fn malformed_messages_are_counted_and_dead_lettered() {
 
 #[test]
 fn kafka_sink_feeds_a_second_tsrelay_the_same_samples() {
+    relay_through_kafka("protobuf");
+}
+
+#[test]
+fn kafka_sink_and_receiver_speak_line_protocol_too() {
+    relay_through_kafka("line_protocol");
+}
+
+/// gRPC → edge tsrelay → Kafka sink (`format`) → topic → central tsrelay's
+/// Kafka receiver (`format`) → file: the same samples come out.
+fn relay_through_kafka(format: &str) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Tansu::start(dir.path());
     broker.create_topic("relay", 3);
@@ -353,6 +364,7 @@ listen = "127.0.0.1:{grpc_port}"
 type = "kafka"
 brokers = "{brokers}"
 topic = "relay"
+format = "{format}"
 compression = "lz4"
 [pipelines.main]
 receivers = ["grpc"]
@@ -364,7 +376,8 @@ sinks = ["kafka"]
     let out = central_dir.join("out.lp");
     let central_config = format!(
         "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n",
-        kafka_receiver(&broker.brokers(), "relay", ""),
+        kafka_receiver(&broker.brokers(), "relay", "")
+            .replace("format = \"protobuf\"", &format!("format = \"{format}\"")),
         out.display()
     );
     let mut central = Tsrelay::start(&central_dir, &central_config);
@@ -427,11 +440,17 @@ sinks = ["kafka"]
     let mut partition_of: BTreeMap<Vec<u8>, i32> = BTreeMap::new();
     for m in &relayed {
         let key = m.key().expect("keyed record").to_vec();
-        let req = WriteRequest::decode(payload(m)).expect("protobuf record");
-        assert_eq!(req.series.len(), 1, "one series per record");
-        let mut labels: Labels = req.series[0].labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
-        labels.sort();
-        assert_eq!(key, labels.series_hash().to_be_bytes().to_vec(), "key = series hash");
+        if format == "protobuf" {
+            let req = WriteRequest::decode(payload(m)).expect("protobuf record");
+            assert_eq!(req.series.len(), 1, "one series per record");
+            let mut labels: Labels = req.series[0].labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+            labels.sort();
+            assert_eq!(key, labels.series_hash().to_be_bytes().to_vec(), "key = series hash");
+        } else {
+            let text = String::from_utf8_lossy(payload(m)).into_owned();
+            let series: BTreeSet<&str> = text.lines().filter_map(|l| l.split(' ').next()).collect();
+            assert_eq!(series.len(), 1, "one series per record: {text}");
+        }
         assert_eq!(*partition_of.entry(key).or_insert(m.partition()), m.partition(), "a series on two partitions");
     }
     assert_eq!(partition_of.len(), 50);

@@ -102,7 +102,7 @@ impl Tansu {
     }
 
     /// Reads a topic from the beginning (partition assignment, no group) until
-    /// `count` records arrived or `timeout` passed.
+    /// `count` records arrived, nothing more came for 2 s, or `timeout` passed.
     pub fn read(&self, topic: &str, partitions: i32, count: usize, timeout: Duration) -> Vec<OwnedMessage> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.brokers())
@@ -118,9 +118,13 @@ impl Tansu {
         consumer.assign(&tpl).expect("assign");
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
+        let mut last_record = Instant::now();
         while out.len() < count && Instant::now() < deadline {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
                 out.push(m.detach());
+                last_record = Instant::now();
+            } else if !out.is_empty() && last_record.elapsed() > Duration::from_secs(2) {
+                break;
             }
         }
         out

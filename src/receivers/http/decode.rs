@@ -16,7 +16,9 @@ impl BodyFormat {
     pub fn line_protocol(precision: Option<&str>) -> Result<Self, String> {
         match precision {
             None | Some("") => Ok(BodyFormat::LineProtocol(line_protocol::Precision::Nanosecond)),
-            Some(p) => p.parse().map(BodyFormat::LineProtocol).map_err(|e: line_protocol::UnknownPrecision| e.to_string()),
+            Some(p) => {
+                p.parse().map(BodyFormat::LineProtocol).map_err(|e: line_protocol::UnknownPrecision| e.to_string())
+            }
         }
     }
 }

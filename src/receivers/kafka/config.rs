@@ -4,6 +4,7 @@ use serde::Deserialize;
 
 pub use crate::config::librdkafka::OptionValue;
 use crate::config::librdkafka::{LibrdkafkaOptions, refuse_reserved};
+use crate::receivers::http::line_protocol::{Precision, UnknownPrecision};
 
 /// `type = "kafka"`: a consumer-group member reading samples from topics, at least once.
 #[derive(Debug, Clone, Deserialize)]
@@ -19,6 +20,9 @@ pub struct KafkaReceiverConfig {
     /// How a message body is encoded.
     #[serde(default)]
     pub format: KafkaFormat,
+    /// Unit of line-protocol timestamps: `ns` (default), `us`, `ms`, `s`, `m`, `h`.
+    #[serde(default = "defaults::precision")]
+    pub precision: String,
     /// Where messages that cannot be decoded are produced unchanged (with a
     /// `tsrelay-error` header); without it they are only counted and logged.
     #[serde(default)]
@@ -60,6 +64,14 @@ pub enum KafkaFormat {
     Json,
 }
 
+/// [`KafkaFormat`] with what its decoder needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageFormat {
+    LineProtocol(Precision),
+    Protobuf,
+    Json,
+}
+
 /// Properties tsrelay sets itself: overriding them would break at-least-once.
 const RESERVED_OPTIONS: [&str; 6] = [
     "group.id",
@@ -83,7 +95,19 @@ impl KafkaReceiverConfig {
         }
     }
 
+    /// The decoder of this receiver's messages.
+    pub fn message_format(&self) -> Result<MessageFormat, String> {
+        Ok(match self.format {
+            KafkaFormat::LineProtocol => MessageFormat::LineProtocol(
+                self.precision.parse().map_err(|e: UnknownPrecision| format!("precision: {e}"))?,
+            ),
+            KafkaFormat::Protobuf => MessageFormat::Protobuf,
+            KafkaFormat::Json => MessageFormat::Json,
+        })
+    }
+
     pub(crate) fn check(&self) -> Result<(), String> {
+        self.message_format()?;
         if self.brokers.trim().is_empty() {
             return Err("brokers is empty; give at least one host:port".into());
         }
@@ -134,6 +158,9 @@ pub mod defaults {
     /// librdkafka's own default for `session.timeout.ms`.
     pub const SESSION_TIMEOUT_MS: u64 = 45_000;
 
+    pub fn precision() -> String {
+        "ns".into()
+    }
     pub fn group_id() -> String {
         "tsrelay".into()
     }
@@ -171,6 +198,7 @@ mod tests {
             "#,
         );
         assert_eq!(c.format, KafkaFormat::LineProtocol);
+        assert_eq!(c.message_format().unwrap(), MessageFormat::LineProtocol(Precision::Nanosecond));
         assert_eq!(c.group_id, "tsrelay");
         assert_eq!(c.session_timeout().unwrap(), Duration::from_secs(6));
         assert_eq!(c.librdkafka_options["security.protocol"].to_string(), "sasl_plaintext");
@@ -192,5 +220,8 @@ mod tests {
         c.librdkafka_options.clear();
         c.dead_letter_topic = Some("t".into());
         assert!(c.check().unwrap_err().contains("dead_letter_topic"));
+        c.dead_letter_topic = None;
+        c.precision = "fortnight".into();
+        assert!(c.check().unwrap_err().contains("precision"));
     }
 }

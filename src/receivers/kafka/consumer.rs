@@ -16,7 +16,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-use super::config::KafkaReceiverConfig;
+use super::config::{KafkaReceiverConfig, MessageFormat};
 use super::dead_letter::DeadLetter;
 use super::decode::decode_message;
 use super::offsets::{BatchOffsets, OffsetTracker, TopicPartition};
@@ -240,6 +240,7 @@ struct Building {
 pub struct ConsumerLoop {
     pub consumer: BaseConsumer<ReceiverContext>,
     pub config: KafkaReceiverConfig,
+    pub format: MessageFormat,
     pub submitter: Submitter,
     pub dead_letter: Option<DeadLetter>,
     pub completions: mpsc::Sender<u64>,
@@ -390,7 +391,7 @@ impl ConsumerLoop {
         let payload = msg.payload().unwrap_or_default();
         metrics.consumed_messages.increment(1);
         metrics.consumed_bytes.increment(payload.len() as u64);
-        let decoded = decode_message(self.config.format, payload, now_ms(), &mut b.samples);
+        let decoded = decode_message(self.format, payload, now_ms(), &mut b.samples);
         for (reason, n) in &decoded.dropped {
             self.submitter.metrics.dropped(*reason, *n);
         }

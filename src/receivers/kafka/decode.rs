@@ -2,7 +2,7 @@
 
 use prost::Message as _;
 
-use super::config::KafkaFormat;
+use super::config::MessageFormat;
 use crate::model::Sample;
 use crate::proto::v1::WriteRequest;
 use crate::receivers::grpc::decode_request;
@@ -27,12 +27,16 @@ impl Decoded {
     }
 }
 
+fn first_error(errors: &line_protocol::LineErrors) -> Option<String> {
+    errors.reported().first().map(|e| format!("line {}: {}", e.line, e.message))
+}
+
 /// Decodes `payload`, appending its samples to `out`. `now_ms` stands in for missing timestamps.
-pub fn decode_message(format: KafkaFormat, payload: &[u8], now_ms: i64, out: &mut Vec<Sample>) -> Decoded {
+pub fn decode_message(format: MessageFormat, payload: &[u8], now_ms: i64, out: &mut Vec<Sample>) -> Decoded {
     let before = out.len();
     let mut d = Decoded::default();
     match format {
-        KafkaFormat::Protobuf => match WriteRequest::decode(payload) {
+        MessageFormat::Protobuf => match WriteRequest::decode(payload) {
             Ok(req) => {
                 let r = decode_request(req, now_ms);
                 out.extend(r.samples);
@@ -46,19 +50,18 @@ pub fn decode_message(format: KafkaFormat, payload: &[u8], now_ms: i64, out: &mu
                 d.error = Some(format!("not a tsrelay.v1.WriteRequest: {e}"));
             }
         },
-        KafkaFormat::LineProtocol => {
-            let mut errors = Vec::new();
-            let s =
-                line_protocol::decode_into(payload, line_protocol::Precision::Nanoseconds, now_ms, out, &mut errors);
+        MessageFormat::LineProtocol(precision) => {
+            let mut errors = line_protocol::LineErrors::new();
+            let s = line_protocol::decode_body(payload, precision, now_ms.saturating_mul(1_000_000), out, &mut errors);
             d.drop(DropReason::ParseError, s.rejected_lines);
             d.drop(DropReason::NonNumeric, s.non_numeric);
-            d.error = errors.into_iter().next().map(|(line, message)| format!("line {line}: {message}"));
+            d.error = first_error(&errors);
         }
-        KafkaFormat::Json => {
-            let mut errors = Vec::new();
-            let s = ndjson::decode_into(payload, now_ms, out, &mut errors);
+        MessageFormat::Json => {
+            let mut errors = line_protocol::LineErrors::new();
+            let s = ndjson::decode_body(payload, now_ms, out, &mut errors);
             d.drop(DropReason::ParseError, s.rejected_lines);
-            d.error = errors.into_iter().next().map(|(line, message)| format!("line {line}: {message}"));
+            d.error = first_error(&errors);
         }
     }
     d.samples = out.len() - before;
@@ -81,14 +84,33 @@ mod tests {
             }],
         };
         let mut out = Vec::new();
-        let d = decode_message(KafkaFormat::Protobuf, &req.encode_to_vec(), 1, &mut out);
+        let d = decode_message(MessageFormat::Protobuf, &req.encode_to_vec(), 1, &mut out);
         assert_eq!((d.samples, out.len()), (2, 2));
         assert!(d.error.is_none() && d.dropped.is_empty());
 
-        let d = decode_message(KafkaFormat::Protobuf, b"\xff\xff\xff not protobuf", 1, &mut out);
+        let d = decode_message(MessageFormat::Protobuf, b"\xff\xff\xff not protobuf", 1, &mut out);
         assert_eq!(d.samples, 0);
         assert_eq!(d.dropped, vec![(DropReason::ParseError, 1)]);
         assert!(d.error.unwrap().contains("WriteRequest"));
         assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn line_protocol_and_ndjson_keep_good_lines_and_name_the_first_bad_one() {
+        let mut out = Vec::new();
+        let body = b"cpu,host=a value=1 1700000000000000000\nnot line protocol\ncpu,host=b value=2,note=\"x\" 1700000000000000000\n";
+        let format = MessageFormat::LineProtocol(line_protocol::Precision::Nanosecond);
+        let d = decode_message(format, body, 1, &mut out);
+        assert_eq!(d.samples, 2);
+        assert_eq!(out[0].timestamp_ms, 1_700_000_000_000);
+        assert_eq!(d.dropped, vec![(DropReason::ParseError, 1), (DropReason::NonNumeric, 1)]);
+        assert!(d.error.unwrap().starts_with("line 2:"));
+
+        out.clear();
+        let body = b"{\"name\": \"up\", \"labels\": {\"job\": \"a\"}, \"value\": 1, \"timestamp\": 5}\n{oops\n";
+        let d = decode_message(MessageFormat::Json, body, 1, &mut out);
+        assert_eq!((d.samples, out[0].timestamp_ms), (1, 5));
+        assert_eq!(d.dropped, vec![(DropReason::ParseError, 1)]);
+        assert!(d.error.unwrap().starts_with("line 2:"));
     }
 }

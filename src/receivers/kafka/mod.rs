@@ -21,7 +21,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{KafkaFormat, KafkaReceiverConfig, OptionValue};
+pub use config::{KafkaFormat, KafkaReceiverConfig, MessageFormat, OptionValue};
 pub use dead_letter::{ERROR_HEADER, SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER, SOURCE_TOPIC_HEADER};
 pub use decode::{Decoded, decode_message};
 pub use offsets::{BatchOffsets, OffsetTracker, TopicPartition};
@@ -34,6 +34,8 @@ use crate::telemetry::{Health, KafkaReceiverMetrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaReceiverError {
+    #[error("receivers.{receiver}: {message}")]
+    Config { receiver: String, message: String },
     #[error("receivers.{receiver}: cannot create a Kafka consumer for brokers {brokers:?}: {source}")]
     Consumer { receiver: String, brokers: String, source: Box<rdkafka::error::KafkaError> },
     #[error("receivers.{receiver}: cannot subscribe to topics {topics:?}: {source}")]
@@ -65,6 +67,9 @@ pub fn spawn(
     health: Health,
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>, KafkaReceiverError> {
+    let format = config
+        .message_format()
+        .map_err(|message| KafkaReceiverError::Config { receiver: name.to_string(), message })?;
     let (completions_tx, completions_rx) = std::sync::mpsc::channel();
     let context =
         ReceiverContext::new(name, completions_rx, config.drain_timeout, KafkaReceiverMetrics::new(name), health);
@@ -103,6 +108,7 @@ pub fn spawn(
     let run = ConsumerLoop {
         consumer,
         config: config.clone(),
+        format,
         submitter,
         dead_letter,
         completions: completions_tx,
