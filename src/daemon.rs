@@ -142,11 +142,12 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             }
             ReceiverConfig::Kafka(c) => {
                 listening = false;
+                // The receiver makes one acknowledgement per batch itself (Submitter::offer).
                 let submitter = Submitter {
                     input,
                     metrics,
                     max_wait: Duration::from_millis(c.pause_after_ms),
-                    ack: crate::receivers::submit::AckMode::Delivered,
+                    ack: crate::receivers::submit::AckMode::Accepted,
                     ack_timeout: c.drain_timeout,
                 };
                 kafka::spawn(name, c, submitter, health.clone(), stop.clone())?

@@ -250,6 +250,8 @@ pub struct ConsumerLoop {
 
 struct Progress {
     next_batch: u64,
+    /// The pipeline no longer takes batches (daemon shutdown).
+    pipeline_closed: bool,
     generation: u64,
     paused: bool,
     last_commit: Instant,
@@ -265,6 +267,7 @@ impl ConsumerLoop {
         let context = self.consumer.context().clone();
         let mut p = Progress {
             next_batch: 0,
+            pipeline_closed: false,
             generation: context.generation(),
             paused: false,
             last_commit: Instant::now(),
@@ -275,7 +278,7 @@ impl ConsumerLoop {
         let mut building: Option<Building> = None;
         // A batch the full pipeline gave back; while it is held, partitions are paused.
         let mut held: Option<Building> = None;
-        while !self.stop.is_cancelled() {
+        while !self.stop.is_cancelled() && !p.pipeline_closed {
             // Acknowledgements first, so offsets move before more is read.
             context.apply_completions(None);
             if p.last_commit.elapsed() >= self.config.commit_interval {
@@ -285,9 +288,6 @@ impl ConsumerLoop {
 
             if let Some(b) = held.take() {
                 held = self.offer(b, pause_after, &mut p);
-                if held.is_none() && self.stop.is_cancelled() {
-                    break;
-                }
                 // Keep serving the group (heartbeats, rebalances); paused partitions deliver nothing new.
                 let polled = self.consumer.poll(Duration::ZERO);
                 if context.generation() != p.generation {
@@ -439,7 +439,8 @@ impl ConsumerLoop {
                 Some(Building { number, samples, offsets, ack })
             }
             Err(OfferError::ShuttingDown(_)) => {
-                self.stop.cancel();
+                // Only during the daemon's shutdown; the batch stays unacknowledged.
+                p.pipeline_closed = true;
                 None
             }
         }
