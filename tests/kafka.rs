@@ -529,3 +529,56 @@ fn a_second_member_joining_mid_stream_takes_over_partitions_without_loss_or_dupl
     assert!(a.process.terminate(Duration::from_secs(20)), "first member did not stop:\n{}", a.process.log_tail());
     assert!(b.process.terminate(Duration::from_secs(20)), "second member did not stop:\n{}", b.process.log_tail());
 }
+
+#[test]
+fn kafka_sink_counts_records_it_cannot_deliver_once_retrying_is_over() {
+    let dir = tempfile::tempdir().unwrap();
+    // A broker address nobody listens on: librdkafka retries, then gives up.
+    let dead_broker = format!("127.0.0.1:{}", free_port());
+    let grpc_port = free_port();
+    let config = format!(
+        r#"
+[receivers.grpc]
+type = "grpc"
+listen = "127.0.0.1:{grpc_port}"
+[sinks.kafka]
+type = "kafka"
+brokers = "{dead_broker}"
+topic = "relay"
+max_retry_duration = "2s"
+unhealthy_after = "1s"
+[pipelines.main]
+receivers = ["grpc"]
+sinks = ["kafka"]
+"#
+    );
+    let mut t = Tsrelay::start(dir.path(), &config);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut client =
+            tsrelay::proto::v1::ingest_client::IngestClient::connect(format!("http://127.0.0.1:{grpc_port}"))
+                .await
+                .expect("connect to tsrelay");
+        let req = WriteRequest::decode(&message(0, 100)[..]).unwrap();
+        let answer = client.write(req).await.expect("accepted into the queue").into_inner();
+        assert_eq!(answer.accepted, 100);
+    });
+    // Closes the client's connection, which a graceful shutdown would wait for.
+    drop(runtime);
+    let drop_labels = ["sink=\"kafka\"", "reason=\"retry_exhausted\""];
+    wait_for(Duration::from_secs(30), "100 samples counted as retry_exhausted", || {
+        if !t.process.is_running() {
+            panic!("tsrelay exited:\n{}", t.process.log_tail());
+        }
+        (t.metric_sum("tsrelay_dropped_samples_total", &drop_labels) == 100.0).then_some(())
+    });
+    let m = t.metrics();
+    assert_eq!(sum_metric(&m, "tsrelay_sink_sent_samples_total", &["sink=\"kafka\""]), 0.0);
+    assert_eq!(sum_metric(&m, "tsrelay_sink_received_samples_total", &["sink=\"kafka\""]), 100.0);
+    assert_eq!(sum_metric(&m, "tsrelay_queue_samples", &["sink=\"kafka\""]), 0.0);
+    let ready = http().get(format!("http://{}/readyz", t.admin)).send().unwrap();
+    assert_eq!(ready.status(), 503, "a sink failing past unhealthy_after makes tsrelay unready");
+    let body: serde_json::Value = ready.json().unwrap();
+    assert_eq!(body["sinks"]["kafka"]["state"], "failing", "{body}");
+    assert!(t.process.terminate(Duration::from_secs(20)), "tsrelay did not stop:\n{}", t.process.log_tail());
+}
