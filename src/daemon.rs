@@ -14,7 +14,7 @@ use crate::limits::{BudgetError, MemoryBudget, MemoryPressure, watch_rss};
 use crate::pipeline::{self, stages};
 use crate::queue::{Ledger, QueueError, SinkQueue};
 use crate::receivers::submit::Submitter;
-use crate::receivers::{ReceiverConfig, grpc, http};
+use crate::receivers::{ReceiverConfig, grpc, http, kafka};
 use crate::sinks::{self, SinkBuildError};
 use crate::telemetry::{self, Health, MemoryMetrics, ReceiverMetrics, SinkMetrics};
 
@@ -28,6 +28,8 @@ pub enum DaemonError {
     Queue { sink: String, source: QueueError },
     #[error("{origin}: {source}")]
     MemoryBudget { origin: String, source: BudgetError },
+    #[error(transparent)]
+    Kafka(#[from] kafka::KafkaReceiverError),
 }
 
 /// The addresses the daemon actually listens on (useful with port 0).
@@ -120,6 +122,9 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         let metrics = ReceiverMetrics::new(name);
         let token = stop.clone();
         let shutdown = async move { token.cancelled().await };
+        // Network listeners are ready once bound; a Kafka receiver once it
+        // has its first partition assignment (it reports that itself).
+        let mut listening = true;
         let task = match rc {
             ReceiverConfig::Http(c) => {
                 let listener = bind(&format!("receivers.{name}"), c.listen).await?;
@@ -157,9 +162,24 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
                     }
                 })
             }
+            ReceiverConfig::Kafka(c) => {
+                listening = false;
+                // The receiver makes one acknowledgement per batch itself (Submitter::offer).
+                let submitter = Submitter {
+                    input,
+                    metrics,
+                    max_wait: Duration::from_millis(c.pause_after_ms),
+                    ack: crate::receivers::submit::AckMode::Accepted,
+                    ack_timeout: c.drain_timeout,
+                    pressure: pressure.clone(),
+                };
+                kafka::spawn(name, c, submitter, health.clone(), stop.clone())?
+            }
         };
-        health.receiver_listening(name);
-        tracing::info!(receiver = %name, addr = ?addrs.receivers.get(name), "receiver listening");
+        if listening {
+            health.receiver_listening(name);
+            tracing::info!(receiver = %name, addr = ?addrs.receivers.get(name), "receiver listening");
+        }
         receiver_tasks.push(task);
     }
     // The pipelines' only senders now live in the receivers.

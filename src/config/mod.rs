@@ -5,6 +5,7 @@
 //! assembles them, loads, and checks what spans components (references between
 //! pipelines, receivers and sinks).
 
+pub mod librdkafka;
 mod load;
 
 use std::collections::BTreeMap;

@@ -35,6 +35,14 @@ pub enum SubmitError {
 
 /// How often a blocking submitter looks whether memory pressure is over.
 const PRESSURE_POLL: Duration = Duration::from_millis(20);
+/// Why [`Submitter::offer`] gave the batch back.
+#[derive(Debug)]
+pub enum OfferError {
+    /// The ingest queue stayed full for the whole wait.
+    Full(Batch),
+    /// The pipeline is shutting down.
+    ShuttingDown(Batch),
+}
 
 /// A receiver's side of its pipeline.
 #[derive(Clone)]
@@ -67,6 +75,22 @@ impl Submitter {
             tokio::time::sleep(PRESSURE_POLL).await;
         }
         self.submit_with(samples, |input, batch| async move { input.send(batch).await }).await
+    }
+
+    /// Offers a batch that carries the caller's own acknowledgement, waiting
+    /// at most `wait` for room. A full queue hands the batch back so the caller
+    /// can hold it and stop reading its source (Kafka pauses its partitions).
+    /// Counts the samples as received once accepted.
+    pub async fn offer(&self, batch: Batch, wait: Duration) -> Result<(), OfferError> {
+        let n = batch.len() as u64;
+        match self.input.send_within(batch, wait).await {
+            Ok(()) => {
+                self.metrics.received_samples.increment(n);
+                Ok(())
+            }
+            Err(IngestError::Full { batch, .. }) => Err(OfferError::Full(batch)),
+            Err(IngestError::Closed { batch, .. }) => Err(OfferError::ShuttingDown(batch)),
+        }
     }
 
     async fn submit_with<'a, F, Fut>(&'a self, samples: Vec<Sample>, send: F) -> Result<Option<AckOutcome>, SubmitError>

@@ -10,6 +10,7 @@ pub mod blackhole;
 pub mod common;
 pub mod file;
 pub mod influxdb;
+pub mod kafka;
 pub mod line_protocol;
 pub mod remote_write;
 pub mod retry;
@@ -37,6 +38,7 @@ pub enum SinkConfig {
     Influxdb(influxdb::InfluxdbSinkConfig),
     Rrdcached(rrdcached::RrdcachedSinkConfig),
     PrometheusRemoteWrite(remote_write::RemoteWriteSinkConfig),
+    Kafka(kafka::KafkaSinkConfig),
 }
 
 /// Settings every sink has, whatever its type.
@@ -65,6 +67,9 @@ impl SinkConfig {
             SinkConfig::PrometheusRemoteWrite(c) => {
                 CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
             }
+            SinkConfig::Kafka(c) => {
+                CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
+            }
         }
     }
 
@@ -76,6 +81,7 @@ impl SinkConfig {
             SinkConfig::Influxdb(c) => c.check(),
             SinkConfig::Rrdcached(c) => c.check(),
             SinkConfig::PrometheusRemoteWrite(c) => c.check(),
+            SinkConfig::Kafka(c) => c.check(),
             SinkConfig::File(_) | SinkConfig::Blackhole(_) => Ok(()),
         }
     }
@@ -209,6 +215,10 @@ pub fn spawn_sink(
                 metrics,
                 health.clone(),
             )?;
+            tokio::spawn(run_worker(vec![sink], queue, batch, health))
+        }
+        SinkConfig::Kafka(c) => {
+            let sink = kafka::KafkaSink::new(name, c, queue.ledger().metrics.clone(), health.clone())?;
             tokio::spawn(run_worker(vec![sink], queue, batch, health))
         }
     };

@@ -4,6 +4,7 @@
 //! nowhere else; components hold typed handles built by the functions below.
 
 mod health;
+mod kafka;
 mod names;
 mod stages;
 
@@ -13,6 +14,7 @@ use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use health::{Health, SinkHealth, SinkState};
+pub use kafka::{KafkaReceiverMetrics, KafkaTopicMetrics, kafka_produced_messages};
 pub use names::*;
 pub use stages::{CardinalityMetrics, MonotonicMetrics, suspicious_label};
 

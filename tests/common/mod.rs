@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod fault_http;
+pub mod kafka;
 pub mod prometheus;
 
 use std::collections::BTreeMap;
