@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LoadedConfig;
-use crate::pipeline::{self, Stages};
+use crate::pipeline::{self, stages};
 use crate::queue::{Ledger, MemoryQueue};
 use crate::receivers::submit::Submitter;
 use crate::receivers::{ReceiverConfig, grpc, http, kafka};
@@ -84,9 +84,14 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
 
     let mut pipelines = Vec::new();
     let mut inputs = BTreeMap::new();
+    let mut discovery = stages::Discovery::new(loaded.registry.clone());
     for (name, p) in &config.pipelines {
         let sink_queues = p.sinks.iter().filter_map(|s| queues.get(s).cloned()).collect();
-        let running = pipeline::spawn(name, p, Stages::none(), sink_queues);
+        let stages = stages::build(name, p, loaded.registry.clone());
+        if let Some(series) = stages.series.clone() {
+            discovery.add(series);
+        }
+        let running = pipeline::spawn(name, p, stages, sink_queues);
         for r in &p.receivers {
             inputs.insert(r.clone(), running.input.clone());
         }
@@ -165,9 +170,13 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let admin_listener = bind("admin", config.admin.listen).await?;
     addrs.admin = admin_listener.local_addr().ok();
     let admin_token = stop.clone();
-    let admin_task = tokio::spawn(crate::admin::serve(admin_listener, prometheus, health.clone(), async move {
-        admin_token.cancelled().await
-    }));
+    let admin_task = tokio::spawn(crate::admin::serve(
+        admin_listener,
+        prometheus,
+        health.clone(),
+        Arc::new(discovery),
+        async move { admin_token.cancelled().await },
+    ));
     tracing::info!(addr = ?addrs.admin, "admin endpoint listening");
 
     let shutdown_timeout = config.shutdown_timeout;

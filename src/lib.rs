@@ -12,5 +12,6 @@ pub mod pipeline;
 pub mod proto;
 pub mod queue;
 pub mod receivers;
+pub mod registry;
 pub mod sinks;
 pub mod telemetry;

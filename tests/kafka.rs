@@ -20,7 +20,12 @@ use tsrelay::model::Labels;
 use tsrelay::proto::v1::{Label, MetricType, Sample as PbSample, Series, WriteRequest};
 
 const GROUP_OPTIONS: &str = r#"librdkafka_options = { "session.timeout.ms" = 6000, "heartbeat.interval.ms" = 500 }"#;
-const BASE_TS_MS: i64 = 1_700_000_000_000;
+/// An hour ago, fixed for the test process: inside the pipeline's
+/// timestamp window, and the same in every message built from it.
+fn base_ts_ms() -> i64 {
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| tsrelay::model::now_ms() - 3_600_000)
+}
 
 fn label(name: &str, value: &str) -> Label {
     Label { name: name.into(), value: value.into() }
@@ -32,7 +37,7 @@ fn message(m: usize, per_message: usize) -> Vec<u8> {
     let series = (0..per_message)
         .map(|s| Series {
             labels: vec![label("__name__", "kt"), label("msg", &m.to_string()), label("s", &s.to_string())],
-            samples: vec![PbSample { value: (m * per_message + s) as f64, timestamp: BASE_TS_MS + m as i64 }],
+            samples: vec![PbSample { value: (m * per_message + s) as f64, timestamp: base_ts_ms() + m as i64 }],
             r#type: MetricType::Gauge as i32,
             unit: String::new(),
         })
@@ -291,7 +296,7 @@ fn malformed_messages_are_counted_and_dead_lettered() {
     let nameless = WriteRequest {
         series: vec![Series {
             labels: vec![label("host", "a")],
-            samples: vec![PbSample { value: 1.0, timestamp: BASE_TS_MS }],
+            samples: vec![PbSample { value: 1.0, timestamp: base_ts_ms() }],
             ..Default::default()
         }],
         id: 9,
@@ -390,7 +395,7 @@ sinks = ["kafka"]
         for s in 0..50 {
             let samples: Vec<PbSample> = (0..5)
                 .map(|i| {
-                    let ts = BASE_TS_MS + (r * 5 + i) * 1000;
+                    let ts = base_ts_ms() + (r * 5 + i) * 1000;
                     let value = (s * 1000 + r * 5 + i) as f64 + 0.25;
                     expected.insert((format!("relay_test,host=h{s},zone=z{}", s % 3), value.to_bits(), ts * 1_000_000));
                     PbSample { value, timestamp: ts }

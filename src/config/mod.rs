@@ -7,6 +7,7 @@
 
 pub mod librdkafka;
 mod load;
+pub mod memory;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -52,18 +53,14 @@ pub struct Config {
 }
 
 /// Memory limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Upper bound on the worst case of all queues and tables, checked at start-up.
-    #[serde(default = "defaults::memory_bytes")]
-    pub memory_bytes: u64,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        LimitsConfig { memory_bytes: defaults::memory_bytes() }
-    }
+    /// Upper bound on the worst case of all queues and per-series tables
+    /// ([`memory::worst_case`]); when set, a config that cannot fit is
+    /// refused at start-up. Unset: not checked.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
 }
 
 /// The admin endpoint: `/metrics`, `/healthz`, `/readyz`.
@@ -100,9 +97,6 @@ pub mod defaults {
     }
     pub fn pipelines_dir() -> PathBuf {
         PathBuf::from("pipelines")
-    }
-    pub fn memory_bytes() -> u64 {
-        512 * 1024 * 1024
     }
     pub fn admin_listen() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 9188))

@@ -1,5 +1,7 @@
 use serde::Deserialize;
 
+use super::stages::{CardinalityConfig, MonotonicConfig, NormalizeConfig, ValidateConfig};
+
 /// One pipeline: which receivers feed it, which sinks it fans out to, and
 /// how it runs. Stage settings are added by the stages themselves.
 #[derive(Debug, Clone, Deserialize)]
@@ -19,6 +21,18 @@ pub struct PipelineConfig {
     /// Capacity of each shard's input channel, in batches.
     #[serde(default = "defaults::shard_queue_batches")]
     pub shard_queue_batches: usize,
+    /// Name cleanup, static labels, relabel rules.
+    #[serde(default)]
+    pub normalize: NormalizeConfig,
+    /// Limits, timestamp window, metric registry, types, NaN policy.
+    #[serde(default)]
+    pub validate: ValidateConfig,
+    /// Series limits and id-like label detection.
+    #[serde(default)]
+    pub cardinality: CardinalityConfig,
+    /// Timestamp order and counter resets.
+    #[serde(default)]
+    pub monotonic: MonotonicConfig,
 }
 
 impl PipelineConfig {
@@ -33,7 +47,9 @@ impl PipelineConfig {
         if self.shard_queue_batches == 0 {
             return Err("shard_queue_batches must be at least 1".into());
         }
-        Ok(())
+        self.normalize.check()?;
+        self.validate.check()?;
+        self.cardinality.check()
     }
 }
 

@@ -6,6 +6,7 @@
 mod config;
 mod ingest;
 mod stage;
+pub mod stages;
 
 use std::sync::Arc;
 
@@ -24,12 +25,14 @@ use crate::telemetry::{DropReason, Stage, pipeline_dropped};
 pub struct Stages {
     pub stateless: Vec<Box<dyn StatelessStage>>,
     pub stateful: Box<dyn Fn(usize) -> Vec<Box<dyn StatefulStage>> + Send + Sync>,
+    /// The series the stateful stages track, for the discovery API.
+    pub series: Option<std::sync::Arc<stages::CardinalityShared>>,
 }
 
 impl Stages {
     /// No stages: samples only get their labels sorted and are fanned out.
     pub fn none() -> Self {
-        Stages { stateless: Vec::new(), stateful: Box::new(|_| Vec::new()) }
+        Stages { stateless: Vec::new(), stateful: Box::new(|_| Vec::new()), series: None }
     }
 }
 

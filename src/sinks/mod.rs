@@ -1,14 +1,18 @@
 //! Sinks: everything backend-specific lives below this module (DESIGN §1.2).
 //!
 //! Each sink is a [`Sink`] driven by the shared [`worker`], which takes
-//! batches from the sink's queue, groups them by size and age, hands them to
-//! the sink once, and does the accounting.
+//! batches from the sink's queue, shards them over the sink's lanes by series
+//! hash, groups them by size, bytes and age, hands them to the sink once, and
+//! does the accounting. Network sinks build their lanes from [`common`]
+//! (retry, timeout, concurrency, HTTP).
 
 pub mod blackhole;
+pub mod common;
 pub mod file;
 pub mod influxdb;
 pub mod kafka;
 pub mod line_protocol;
+pub mod remote_write;
 pub mod retry;
 pub mod rrdcached;
 mod worker;
@@ -18,12 +22,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use worker::{BatchConfig, SinkBatch, run_worker};
+pub use worker::{BatchConfig, SinkBatch, estimated_sample_bytes, run_worker};
 
-use crate::queue::QueueConfig;
+use crate::queue::{QueueConfig, QueueKind};
 use crate::telemetry::DropReason;
 
 /// `[sinks.<name>]`, selected by `type`.
+// Parsed once at start-up: variant sizes don't matter, readable matches do.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SinkConfig {
@@ -31,6 +37,7 @@ pub enum SinkConfig {
     Blackhole(blackhole::BlackholeSinkConfig),
     Influxdb(influxdb::InfluxdbSinkConfig),
     Rrdcached(rrdcached::RrdcachedSinkConfig),
+    PrometheusRemoteWrite(remote_write::RemoteWriteSinkConfig),
     Kafka(kafka::KafkaSinkConfig),
 }
 
@@ -57,6 +64,9 @@ impl SinkConfig {
             SinkConfig::Rrdcached(c) => {
                 CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
             }
+            SinkConfig::PrometheusRemoteWrite(c) => {
+                CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
+            }
             SinkConfig::Kafka(c) => {
                 CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
             }
@@ -70,6 +80,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Influxdb(c) => c.check(),
             SinkConfig::Rrdcached(c) => c.check(),
+            SinkConfig::PrometheusRemoteWrite(c) => c.check(),
             SinkConfig::Kafka(c) => c.check(),
             SinkConfig::File(_) | SinkConfig::Blackhole(_) => Ok(()),
         }
@@ -134,8 +145,9 @@ impl Delivery {
     }
 }
 
-/// A backend writer. The worker calls `deliver` with one batch at a time and
-/// waits for it; network sinks retry inside `deliver` (shared layers).
+/// A backend writer; one value per lane. The worker calls `deliver` with one
+/// batch at a time per lane and waits for it; network sinks retry inside
+/// `deliver` (shared layers, see [`common`]).
 pub trait Sink: Send + 'static {
     fn deliver(&mut self, batch: &SinkBatch) -> impl Future<Output = Delivery> + Send;
 
@@ -153,31 +165,57 @@ pub fn spawn_sink(
     queue: std::sync::Arc<crate::queue::MemoryQueue>,
     health: crate::telemetry::SinkHealth,
 ) -> Result<tokio::task::JoinHandle<()>, SinkBuildError> {
-    let batch = config.common().batch.clone();
+    let common = config.common();
+    let batch = common.batch.clone();
+    // A durable queue keeps the data through any outage: retrying must not give up on it.
+    let retry_forever = common.queue.kind == QueueKind::Disk;
+    let context = common::SinkContext::new(name, queue.ledger().metrics.clone(), health.clone());
+    let resolve = |p: &std::path::Path| loaded.resolve(p);
+    let build_error = |message: String| SinkBuildError { sink: name.to_string(), message };
     let handle = match config {
         SinkConfig::File(c) => {
             let sink = file::FileSink::new(name, loaded.resolve(&c.path));
-            tokio::spawn(run_worker(sink, queue, batch, health))
+            tokio::spawn(run_worker(vec![sink], queue, batch, health))
         }
-        SinkConfig::Blackhole(_) => tokio::spawn(run_worker(blackhole::BlackholeSink, queue, batch, health)),
+        SinkConfig::Blackhole(_) => tokio::spawn(run_worker(vec![blackhole::BlackholeSink], queue, batch, health)),
+        SinkConfig::PrometheusRemoteWrite(c) => {
+            // The metric registry's help and unit plug in here as a `MetadataProvider`.
+            let metadata: std::sync::Arc<dyn remote_write::MetadataProvider> = loaded.registry.clone();
+            let lanes = remote_write::lanes(c, &context, &resolve, retry_forever, Some(metadata))
+                .map_err(|e| build_error(e.to_string()))?;
+            tokio::spawn(run_worker(lanes, queue, batch, health))
+        }
         SinkConfig::Influxdb(c) => {
             let ca_file = c.tls.ca_file.as_ref().map(|p| loaded.resolve(p));
             let service = influxdb::service::InfluxdbService::new(c, ca_file)
                 .map_err(|e| SinkBuildError { sink: name.to_string(), message: e.to_string() })?;
             let metrics = queue.ledger().metrics.clone();
             // Registry overrides (`backends.influxdb`) plug in here once the registry lands.
-            let sink = influxdb::InfluxdbSink::new(name, c.clone(), service, None, metrics, health.clone());
-            tokio::spawn(run_worker(sink, queue, batch, health))
+            let sink = influxdb::InfluxdbSink::new(
+                name,
+                c.clone(),
+                service,
+                Some(loaded.registry.influxdb_overrides()),
+                metrics,
+                health.clone(),
+            );
+            tokio::spawn(run_worker(vec![sink], queue, batch, health))
         }
         SinkConfig::Rrdcached(c) => {
             let metrics = queue.ledger().metrics.clone();
             // Registry overrides (`backends.rrdcached`) plug in here once the registry lands.
-            let sink = rrdcached::RrdcachedSink::new(name, c.clone(), None, metrics, health.clone())?;
-            tokio::spawn(run_worker(sink, queue, batch, health))
+            let sink = rrdcached::RrdcachedSink::new(
+                name,
+                c.clone(),
+                Some(loaded.registry.rrdcached_overrides()),
+                metrics,
+                health.clone(),
+            )?;
+            tokio::spawn(run_worker(vec![sink], queue, batch, health))
         }
         SinkConfig::Kafka(c) => {
-            let sink = kafka::KafkaSink::new(name, c, queue.ledger().metrics.clone(), health.clone())?;
-            tokio::spawn(run_worker(sink, queue, batch, health))
+            let lanes = kafka::KafkaSink::lanes(name, c, queue.ledger().metrics.clone(), health.clone())?;
+            tokio::spawn(run_worker(lanes, queue, batch, health))
         }
     };
     Ok(handle)

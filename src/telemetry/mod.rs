@@ -6,6 +6,7 @@
 mod health;
 mod kafka;
 mod names;
+mod stages;
 
 use std::sync::OnceLock;
 
@@ -15,6 +16,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub use health::{Health, SinkHealth, SinkState};
 pub use kafka::{KafkaReceiverMetrics, KafkaTopicMetrics, kafka_produced_messages};
 pub use names::*;
+pub use stages::{CardinalityMetrics, MonotonicMetrics, suspicious_label};
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -65,10 +67,12 @@ pub enum DropReason {
     RetryExhausted,
     Shutdown,
     Corrupt,
+    /// Removed on purpose by a `keep`/`drop`/`keepequal`/`dropequal` relabel rule.
+    Relabel,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::ParseError,
         DropReason::NonNumeric,
         DropReason::InvalidName,
@@ -87,6 +91,7 @@ impl DropReason {
         DropReason::RetryExhausted,
         DropReason::Shutdown,
         DropReason::Corrupt,
+        DropReason::Relabel,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +114,7 @@ impl DropReason {
             DropReason::RetryExhausted => "retry_exhausted",
             DropReason::Shutdown => "shutdown",
             DropReason::Corrupt => "corrupt",
+            DropReason::Relabel => "relabel",
         }
     }
 }
@@ -188,6 +194,8 @@ pub struct SinkMetrics {
     pub retries: Counter,
     pub request_duration: Histogram,
     pub in_flight_requests: Gauge,
+    /// Requests allowed in flight now (moves under adaptive concurrency).
+    pub concurrency_limit: Gauge,
     pub queue_samples: Gauge,
     pub queue_capacity_samples: Gauge,
     /// A gauge only because counters are integers; it only ever grows.
@@ -205,6 +213,7 @@ impl SinkMetrics {
             retries: counter!(SINK_RETRIES_TOTAL, "sink" => s()),
             request_duration: histogram!(SINK_REQUEST_DURATION_SECONDS, "sink" => s()),
             in_flight_requests: gauge!(SINK_IN_FLIGHT_REQUESTS, "sink" => s()),
+            concurrency_limit: gauge!(SINK_CONCURRENCY_LIMIT, "sink" => s()),
             queue_samples: gauge!(QUEUE_SAMPLES, "sink" => s()),
             queue_capacity_samples: gauge!(QUEUE_CAPACITY_SAMPLES, "sink" => s()),
             fanout_blocked_seconds: gauge!(FANOUT_BLOCKED_SECONDS_TOTAL, "sink" => s()),

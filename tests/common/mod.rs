@@ -6,6 +6,8 @@
 //! the test with the command that installs it.
 #![allow(dead_code)]
 
+pub mod fault_http;
+pub mod prometheus;
 pub mod kafka;
 
 use std::collections::BTreeMap;

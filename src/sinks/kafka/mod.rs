@@ -108,6 +108,30 @@ impl KafkaSink {
         })
     }
 
+    /// `config.concurrency` lanes sharing one producer (one connection set,
+    /// one librdkafka queue).
+    pub fn lanes(
+        name: &str,
+        config: &KafkaSinkConfig,
+        metrics: SinkMetrics,
+        health: SinkHealth,
+    ) -> Result<Vec<Self>, SinkBuildError> {
+        let first = KafkaSink::new(name, config, metrics, health)?;
+        let mut lanes: Vec<KafkaSink> = (1..config.concurrency.max(1))
+            .map(|_| KafkaSink {
+                name: first.name.clone(),
+                producer: first.producer.clone(),
+                topic: first.topic.clone(),
+                format: first.format,
+                metrics: first.metrics.clone(),
+                produced: first.produced.clone(),
+                value: Vec::with_capacity(4096),
+            })
+            .collect();
+        lanes.insert(0, first);
+        Ok(lanes)
+    }
+
     fn error(&self, e: &KafkaError) -> SinkError {
         let message = format!("topic {}: {e}", self.topic);
         let sink = self.name.to_string();
