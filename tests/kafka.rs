@@ -3,6 +3,12 @@
 //! Every test starts its own broker. Consumer groups use a 6 s session
 //! timeout: tansu makes a joining member wait half of it (≈3 s instead of
 //! ≈23 s with librdkafka's default), and `drain_timeout` must stay below it.
+//!
+//! Pipelines run one shard (so one stateless worker): with several,
+//! consecutive batches can overtake each other between the stateless workers
+//! and the shards, and the monotonic stage then drops the later-arriving
+//! older samples of a series as `out_of_order` — a pipeline matter, not a
+//! Kafka one.
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,12 +37,16 @@ fn label(name: &str, value: &str) -> Label {
     Label { name: name.into(), value: value.into() }
 }
 
-/// Message `m` holds `per_message` samples of series `kt{msg, s}`: value =
-/// `m * per_message + s` (unique), so the samples can be checked one by one.
+/// Message `m` (for partition `m % 3`) holds `per_message` samples, one of
+/// each series `kt{partition, s}` at time `base + m` ms: value `m * per_message + s`
+/// is unique, so samples can be checked one by one, while the series stay few
+/// (under the pipeline's cardinality limit) and each series' timestamps grow
+/// within its partition (as the monotonic stage wants).
 fn message(m: usize, per_message: usize) -> Vec<u8> {
+    let partition = (m % 3).to_string();
     let series = (0..per_message)
         .map(|s| Series {
-            labels: vec![label("__name__", "kt"), label("msg", &m.to_string()), label("s", &s.to_string())],
+            labels: vec![label("__name__", "kt"), label("partition", &partition), label("s", &s.to_string())],
             samples: vec![PbSample { value: (m * per_message + s) as f64, timestamp: base_ts_ms() + m as i64 }],
             r#type: MetricType::Gauge as i32,
             unit: String::new(),
@@ -83,8 +93,14 @@ fn wait_for_values(t: &mut Tsrelay, out: &Path, expected: usize, timeout: Durati
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    let drops: Vec<String> = t
+        .metrics()
+        .into_iter()
+        .filter(|(k, v)| k.starts_with("tsrelay_dropped_samples_total") && *v > 0.0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
     panic!(
-        "timed out after {timeout:?}: {} of {expected} distinct samples arrived\n{}",
+        "timed out after {timeout:?}: {} of {expected} distinct samples arrived; drops: {drops:?}\n{}",
         last.len(),
         t.process.log_tail()
     );
@@ -101,7 +117,7 @@ fn consumes_every_sample_of_a_three_partition_topic() {
 
     let out = dir.path().join("out.lp");
     let config = format!(
-        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n",
+        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\nshards = 1\n",
         kafka_receiver(&broker.brokers(), "metrics", ""),
         out.display()
     );
@@ -144,7 +160,7 @@ fn kill_9_mid_stream_then_restart_skips_nothing() {
     let out = dir.path().join("out.lp");
     // Small sink batches: a write cut short by the kill stays below one pipe/page write.
     let config = format!(
-        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\nbatch = {{ max_samples = 200, max_age_ms = 20 }}\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n",
+        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\nbatch = {{ max_samples = 200, max_age_ms = 20 }}\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\nshards = 1\n",
         kafka_receiver(&broker.brokers(), "metrics", "max_batch_samples = 500\ncommit_interval = \"500ms\""),
         out.display()
     );
@@ -244,10 +260,11 @@ shard_queue_batches = 1
     assert_eq!(c1, c2, "consumption went on while paused");
     assert!(c2 * 4 < messages, "{c2} of {messages} messages consumed while the sink was blocked: not bounded");
     // What the pipeline can hold, in 1000-sample batches: the sink queue
-    // (5000), the batch its worker is stuck on, the batch the shard is pushing,
-    // the shard channel (1), the batch the stateless worker is handing over,
-    // and the ingest queue (2).
-    let capacity = 5000 + 1000 + 1000 + 1000 + 1000 + 2 * 1000;
+    // (5000), the three batches its stuck worker holds (in flight, waiting in
+    // its lane, being assembled), the batch the shard is pushing, the shard
+    // channel (1), the batch the stateless worker is handing over, and the
+    // ingest queue (2).
+    let capacity = 5000 + 3 * 1000 + 1000 + 1000 + 1000 + 2 * 1000;
     let received = t.metric_sum("tsrelay_received_samples_total", &[]) as usize;
     assert!(received <= capacity, "{received} samples taken in while blocked (pipeline holds {capacity})");
     assert!(rss_paused_mib < 100, "RSS {rss_paused_mib} MiB while paused (topic holds {} MiB)", topic_bytes >> 20);
@@ -306,7 +323,7 @@ fn malformed_messages_are_counted_and_dead_lettered() {
 
     let out = dir.path().join("out.lp");
     let config = format!(
-        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n",
+        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\nshards = 1\n",
         kafka_receiver(&broker.brokers(), "metrics", "dead_letter_topic = \"dead\""),
         out.display()
     );
@@ -374,13 +391,14 @@ compression = "lz4"
 [pipelines.main]
 receivers = ["grpc"]
 sinks = ["kafka"]
+shards = 1
 "#,
         brokers = broker.brokers()
     );
     let edge = Tsrelay::start(&edge_dir, &edge_config);
     let out = central_dir.join("out.lp");
     let central_config = format!(
-        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n",
+        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\nshards = 1\n",
         kafka_receiver(&broker.brokers(), "relay", "")
             .replace("format = \"protobuf\"", &format!("format = \"{format}\"")),
         out.display()
@@ -480,7 +498,7 @@ fn a_second_member_joining_mid_stream_takes_over_partitions_without_loss_or_dupl
         .map(|d| {
             std::fs::create_dir_all(d).unwrap();
             format!(
-                "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n",
+                "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\nshards = 1\n",
                 kafka_receiver(&broker.brokers(), "metrics", "max_batch_samples = 500"),
                 d.join("out.lp").display()
             )

@@ -7,8 +7,8 @@
 #![allow(dead_code)]
 
 pub mod fault_http;
-pub mod prometheus;
 pub mod kafka;
+pub mod prometheus;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
