@@ -605,3 +605,21 @@ sinks = ["kafka"]
     assert_eq!(body["sinks"]["kafka"]["state"], "failing", "{body}");
     assert!(t.process.terminate(Duration::from_secs(20)), "tsrelay did not stop:\n{}", t.process.log_tail());
 }
+
+#[test]
+fn scale_out_examples_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for example in ["config/examples/edge.toml", "config/examples/central.toml"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tsrelay"))
+            .args(["validate", "--config"])
+            .arg(root.join(example))
+            .output()
+            .expect("run tsrelay validate");
+        assert!(
+            out.status.success(),
+            "{example} does not validate: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
