@@ -214,7 +214,8 @@ pub fn spawn_sink(
             tokio::spawn(run_worker(vec![sink], queue, batch, health))
         }
         SinkConfig::Kafka(c) => {
-            let lanes = kafka::KafkaSink::lanes(name, c, queue.ledger().metrics.clone(), health.clone())?;
+            let lanes =
+                kafka::KafkaSink::lanes(name, c, retry_forever, queue.ledger().metrics.clone(), health.clone())?;
             tokio::spawn(run_worker(lanes, queue, batch, health))
         }
     };

@@ -22,7 +22,8 @@ pub struct KafkaSinkConfig {
     #[serde(default)]
     pub compression: Compression,
     /// How long librdkafka keeps retrying a record (broker down, leader
-    /// change...) before it counts as `retry_exhausted`.
+    /// change...) before it counts as `retry_exhausted`. With a disk queue
+    /// there is no limit: the data is kept instead.
     #[serde(default = "defaults::max_retry_duration", with = "humantime_serde")]
     pub max_retry_duration: Duration,
     /// Batches in flight at once, each in its own lane (a series always uses
