@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tsrelay::model::{Batch, Labels, Sample};
 use tsrelay::pipeline::{self, PipelineConfig, Stages};
-use tsrelay::queue::{Ledger, MemoryQueue, WhenFull};
+use tsrelay::queue::{Ledger, MemoryQueue, SinkQueue, WhenFull};
 use tsrelay::telemetry::SinkMetrics;
 
 const BATCH: usize = 10_000;
@@ -45,8 +45,11 @@ fn frame(c: &mut Criterion) {
         group.bench_function(format!("{shards}_shards_200k_samples"), |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
-                    let queue =
-                        Arc::new(MemoryQueue::new(10_000_000, WhenFull::Block, Ledger::new(SinkMetrics::new("bench"))));
+                    let queue = Arc::new(SinkQueue::Memory(MemoryQueue::new(
+                        10_000_000,
+                        WhenFull::Block,
+                        Ledger::new(SinkMetrics::new("bench")),
+                    )));
                     let config: PipelineConfig =
                         toml::from_str(&format!("receivers = [\"r\"]\nsinks = [\"s\"]\nshards = {shards}")).unwrap();
                     let running = pipeline::spawn("bench", &config, Stages::none(), vec![queue.clone()]);

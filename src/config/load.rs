@@ -99,10 +99,6 @@ pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
     if let Some(r) = &loaded.config.registry {
         loaded.registry = Arc::new(MetricRegistry::load(&loaded.resolve(&r.path))?);
     }
-    if let Some(limit) = loaded.config.limits.memory_bytes {
-        super::memory::check(&loaded.config, limit)
-            .map_err(|message| ConfigError::Invalid { origin: loaded.origin(), message })?;
-    }
     Ok(loaded)
 }
 
@@ -148,6 +144,7 @@ fn check_references(loaded: &LoadedConfig) -> Result<(), ConfigError> {
             return Err(invalid(format!("receivers.{name} is not used by any pipeline")));
         }
     }
+    c.limits.check().map_err(invalid)?;
     for (name, s) in &c.sinks {
         s.check().map_err(|m| invalid(format!("sinks.{name}: {m}")))?;
     }

@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 pub use worker::{BatchConfig, SinkBatch, estimated_sample_bytes, run_worker};
 
-use crate::queue::{QueueConfig, QueueKind};
+use crate::queue::QueueConfig;
 use crate::telemetry::DropReason;
 
 /// `[sinks.<name>]`, selected by `type`.
@@ -162,13 +162,19 @@ pub fn spawn_sink(
     name: &str,
     config: &SinkConfig,
     loaded: &crate::config::LoadedConfig,
-    queue: std::sync::Arc<crate::queue::MemoryQueue>,
+    queue: std::sync::Arc<crate::queue::SinkQueue>,
     health: crate::telemetry::SinkHealth,
 ) -> Result<tokio::task::JoinHandle<()>, SinkBuildError> {
     let common = config.common();
     let batch = common.batch.clone();
-    // A durable queue keeps the data through any outage: retrying must not give up on it.
-    let retry_forever = common.queue.kind == QueueKind::Disk;
+    // A durable queue keeps the data through any outage (DESIGN §2): retrying must not give up on it.
+    let retry_forever = queue.is_durable();
+    let unbounded = |mut retry: retry::RetryConfig| {
+        if retry_forever {
+            retry.max_retry_duration = Duration::MAX;
+        }
+        retry
+    };
     let context = common::SinkContext::new(name, queue.ledger().metrics.clone(), health.clone());
     let resolve = |p: &std::path::Path| loaded.resolve(p);
     let build_error = |message: String| SinkBuildError { sink: name.to_string(), message };
@@ -190,10 +196,9 @@ pub fn spawn_sink(
             let service = influxdb::service::InfluxdbService::new(c, ca_file)
                 .map_err(|e| SinkBuildError { sink: name.to_string(), message: e.to_string() })?;
             let metrics = queue.ledger().metrics.clone();
-            // Registry overrides (`backends.influxdb`) plug in here once the registry lands.
             let sink = influxdb::InfluxdbSink::new(
                 name,
-                c.clone(),
+                influxdb::InfluxdbSinkConfig { retry: unbounded(c.retry.clone()), ..c.clone() },
                 service,
                 Some(loaded.registry.influxdb_overrides()),
                 metrics,
@@ -203,10 +208,9 @@ pub fn spawn_sink(
         }
         SinkConfig::Rrdcached(c) => {
             let metrics = queue.ledger().metrics.clone();
-            // Registry overrides (`backends.rrdcached`) plug in here once the registry lands.
             let sink = rrdcached::RrdcachedSink::new(
                 name,
-                c.clone(),
+                rrdcached::RrdcachedSinkConfig { retry: unbounded(c.retry.clone()), ..c.clone() },
                 Some(loaded.registry.rrdcached_overrides()),
                 metrics,
                 health.clone(),

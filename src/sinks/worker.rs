@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::Sink;
 use super::common::log_throttle::LogThrottle;
 use crate::model::{Batch, Sample};
-use crate::queue::{Ledger, MemoryQueue};
+use crate::queue::{Ledger, QueueItem, SinkQueue};
 use crate::telemetry::{DropReason, SinkHealth};
 
 /// `batch = { max_samples = 10000, max_bytes = 4194304, max_age_ms = 200 }`:
@@ -96,10 +96,19 @@ enum Selection {
 #[derive(Debug)]
 struct Part {
     batch: Arc<Batch>,
+    /// The queue item the samples came from, settled once they are counted.
+    item: QueueItem,
     selection: Selection,
 }
 
 impl Part {
+    fn count(&self) -> usize {
+        match &self.selection {
+            Selection::Range(r) => r.len(),
+            Selection::Indices(v) => v.len(),
+        }
+    }
+
     fn indices(&self) -> PartIndices<'_> {
         match &self.selection {
             Selection::Range(r) => PartIndices::Range(r.clone()),
@@ -139,7 +148,8 @@ impl SinkBatch {
     pub fn from_batch(batch: Arc<Batch>) -> Self {
         let len = batch.len();
         let bytes = batch.samples.iter().map(estimated_sample_bytes).sum();
-        SinkBatch { parts: vec![Part { batch, selection: Selection::Range(0..len) }], len, bytes }
+        let item = QueueItem::memory(batch.clone());
+        SinkBatch { parts: vec![Part { batch, item, selection: Selection::Range(0..len) }], len, bytes }
     }
 
     pub fn len(&self) -> usize {
@@ -155,7 +165,8 @@ impl SinkBatch {
         self.bytes
     }
 
-    fn push_index(&mut self, batch: &Arc<Batch>, index: usize, bytes: usize) {
+    fn push_index(&mut self, item: &QueueItem, index: usize, bytes: usize) {
+        let batch = &item.batch;
         self.len += 1;
         self.bytes += bytes;
         if let Some(last) = self.parts.last_mut()
@@ -172,7 +183,11 @@ impl SinkBatch {
             }
             return;
         }
-        self.parts.push(Part { batch: batch.clone(), selection: Selection::Range(index..index + 1) });
+        self.parts.push(Part {
+            batch: batch.clone(),
+            item: item.clone(),
+            selection: Selection::Range(index..index + 1),
+        });
     }
 
     fn positions(&self) -> impl Iterator<Item = (&Batch, usize)> + '_ {
@@ -199,6 +214,14 @@ impl SinkBatch {
             p.batch.mark_dropped();
         }
     }
+
+    /// Tells the queue these samples are done (delivered or counted as
+    /// dropped); a disk queue forgets a record once all of its samples are.
+    pub fn settle(&self) {
+        for p in &self.parts {
+            p.item.settle(p.count());
+        }
+    }
 }
 
 fn hash_at(batch: &Batch, i: usize) -> u64 {
@@ -221,7 +244,7 @@ struct Lane {
 
 /// What the queue gave the worker.
 enum Next {
-    Batch(Arc<Batch>),
+    Batch(QueueItem),
     /// A lane's batch reached its age before anything arrived.
     Due,
     Closed,
@@ -229,7 +252,7 @@ enum Next {
 
 /// The worker's only contact with its queue: the next batch, waiting at most
 /// until `due` (when some lane must flush).
-async fn next_batch(queue: &MemoryQueue, due: Option<Instant>) -> Next {
+async fn next_batch(queue: &SinkQueue, due: Option<Instant>) -> Next {
     let popped = match due {
         None => queue.pop().await,
         Some(at) => match tokio::time::timeout_at(at, queue.pop()).await {
@@ -248,7 +271,8 @@ struct Worker {
 }
 
 impl Worker {
-    async fn distribute(&mut self, batch: Arc<Batch>) {
+    async fn distribute(&mut self, item: QueueItem) {
+        let batch = item.batch.clone();
         let n = self.lanes.len();
         for i in 0..batch.len() {
             let lane = if n == 1 { 0 } else { lane_of(hash_at(&batch, i), n) };
@@ -261,7 +285,7 @@ impl Worker {
             if l.pending.is_empty() {
                 l.due = Some(Instant::now() + self.max_age);
             }
-            l.pending.push_index(&batch, i, bytes);
+            l.pending.push_index(&item, i, bytes);
             if l.pending.len() >= self.config.max_samples {
                 self.flush(lane).await;
             }
@@ -289,13 +313,14 @@ impl Worker {
             tracing::error!(sink = self.ledger.name(), lane, samples = lost.len(), "sink lane stopped; dropping");
             lost.mark_dropped();
             self.ledger.failed(DropReason::Shutdown, lost.len());
+            lost.settle();
         }
     }
 }
 
 /// Pulls from `queue` until it is closed and drained, delivering through
 /// `lanes` (one [`Sink`] per lane; at least one).
-pub async fn run_worker<S: Sink>(lanes: Vec<S>, queue: Arc<MemoryQueue>, config: BatchConfig, health: SinkHealth) {
+pub async fn run_worker<S: Sink>(lanes: Vec<S>, queue: Arc<SinkQueue>, config: BatchConfig, health: SinkHealth) {
     let ledger = queue.ledger().clone();
     if lanes.is_empty() {
         tracing::error!(sink = ledger.name(), "sink has no lanes; nothing will be delivered");
@@ -388,6 +413,7 @@ async fn run_lane<S: Sink>(
                 }
             }
         }
+        batch.settle();
     }
     sink.close().await;
 }
@@ -449,7 +475,7 @@ mod tests {
     }
 
     struct Setup {
-        queue: Arc<MemoryQueue>,
+        queue: Arc<SinkQueue>,
         ledger: Ledger,
         log: Arc<Mutex<Vec<(usize, String, i64)>>>,
         batches: Arc<Mutex<Vec<(usize, usize)>>>,
@@ -463,7 +489,8 @@ mod tests {
         reject_every: Option<usize>,
     ) -> (Setup, tokio::task::JoinHandle<()>) {
         let ledger = Ledger::new(SinkMetrics::new(name));
-        let queue = Arc::new(MemoryQueue::new(1_000_000, WhenFull::Block, ledger.clone()));
+        let queue =
+            Arc::new(SinkQueue::Memory(crate::queue::MemoryQueue::new(1_000_000, WhenFull::Block, ledger.clone())));
         let log = Arc::new(Mutex::new(Vec::new()));
         let batches = Arc::new(Mutex::new(Vec::new()));
         let in_flight = Arc::new(Mutex::new(HashMap::new()));
@@ -565,7 +592,7 @@ mod tests {
 
     #[test]
     fn sink_batch_selections_iterate_in_order() {
-        let b = batch(6, 0);
+        let b = QueueItem::memory(batch(6, 0));
         let mut sb = SinkBatch::default();
         for i in [0, 1, 2, 4, 5] {
             sb.push_index(&b, i, 1);

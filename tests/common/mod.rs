@@ -226,6 +226,8 @@ pub fn read_lp_file(path: &Path) -> Vec<(String, f64, i64)> {
         .collect()
 }
 
+pub mod fifo;
 pub mod grpc_client;
 pub mod influxdb;
+pub mod load;
 pub mod rrdcached;
