@@ -25,6 +25,9 @@ use rdkafka::Message as _;
 use tsrelay::model::Labels;
 use tsrelay::proto::v1::{Label, MetricType, Sample as PbSample, Series, WriteRequest};
 
+/// The start-up memory check adds up worst cases (default queues and
+/// per-series tables); these tests use a fraction of that.
+const LIMITS: &str = "[limits]\nmemory_bytes = 4294967296\n";
 const GROUP_OPTIONS: &str = r#"librdkafka_options = { "session.timeout.ms" = 6000, "heartbeat.interval.ms" = 500 }"#;
 /// An hour ago, fixed for the test process: inside the pipeline's
 /// timestamp window, and the same in every message built from it.
@@ -67,6 +70,7 @@ fn value_counts(path: &Path) -> BTreeMap<i64, usize> {
 fn kafka_receiver(brokers: &str, topic: &str, extra: &str) -> String {
     format!(
         r#"
+{LIMITS}
 [receivers.kafka]
 type = "kafka"
 brokers = "{brokers}"
@@ -379,6 +383,7 @@ fn relay_through_kafka(format: &str) {
     let grpc_port = free_port();
     let edge_config = format!(
         r#"
+{LIMITS}
 [receivers.grpc]
 type = "grpc"
 listen = "127.0.0.1:{grpc_port}"
@@ -561,6 +566,7 @@ fn kafka_sink_counts_records_it_cannot_deliver_once_retrying_is_over() {
     let grpc_port = free_port();
     let config = format!(
         r#"
+{LIMITS}
 [receivers.grpc]
 type = "grpc"
 listen = "127.0.0.1:{grpc_port}"
