@@ -96,7 +96,7 @@ fn consumes_every_sample_of_a_three_partition_topic() {
 
     let out = dir.path().join("out.lp");
     let config = format!(
-        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n",
+        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n[pipelines.main.validate]\nmax_past = \"36500d\"\n",
         kafka_receiver(&broker.brokers(), "metrics", ""),
         out.display()
     );
@@ -139,7 +139,7 @@ fn kill_9_mid_stream_then_restart_skips_nothing() {
     let out = dir.path().join("out.lp");
     // Small sink batches: a write cut short by the kill stays below one pipe/page write.
     let config = format!(
-        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\nbatch = {{ max_samples = 200, max_age_ms = 20 }}\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n",
+        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\nbatch = {{ max_samples = 200, max_age_ms = 20 }}\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n[pipelines.main.validate]\nmax_past = \"36500d\"\n",
         kafka_receiver(&broker.brokers(), "metrics", "max_batch_samples = 500\ncommit_interval = \"500ms\""),
         out.display()
     );
@@ -221,6 +221,8 @@ sinks = ["out"]
 shards = 1
 ingest_queue_batches = 2
 shard_queue_batches = 1
+[pipelines.main.validate]
+max_past = "36500d"
 "#,
         kafka_receiver(&broker.brokers(), "metrics", "max_batch_samples = 1000"),
         fifo.display()
@@ -301,7 +303,7 @@ fn malformed_messages_are_counted_and_dead_lettered() {
 
     let out = dir.path().join("out.lp");
     let config = format!(
-        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n",
+        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n[pipelines.main.validate]\nmax_past = \"36500d\"\n",
         kafka_receiver(&broker.brokers(), "metrics", "dead_letter_topic = \"dead\""),
         out.display()
     );
@@ -369,13 +371,15 @@ compression = "lz4"
 [pipelines.main]
 receivers = ["grpc"]
 sinks = ["kafka"]
+[pipelines.main.validate]
+max_past = "36500d"
 "#,
         brokers = broker.brokers()
     );
     let edge = Tsrelay::start(&edge_dir, &edge_config);
     let out = central_dir.join("out.lp");
     let central_config = format!(
-        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n",
+        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n[pipelines.main.validate]\nmax_past = \"36500d\"\n",
         kafka_receiver(&broker.brokers(), "relay", "")
             .replace("format = \"protobuf\"", &format!("format = \"{format}\"")),
         out.display()
@@ -475,7 +479,7 @@ fn a_second_member_joining_mid_stream_takes_over_partitions_without_loss_or_dupl
         .map(|d| {
             std::fs::create_dir_all(d).unwrap();
             format!(
-                "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n",
+                "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n[pipelines.main.validate]\nmax_past = \"36500d\"\n",
                 kafka_receiver(&broker.brokers(), "metrics", "max_batch_samples = 500"),
                 d.join("out.lp").display()
             )
@@ -550,6 +554,8 @@ unhealthy_after = "1s"
 [pipelines.main]
 receivers = ["grpc"]
 sinks = ["kafka"]
+[pipelines.main.validate]
+max_past = "36500d"
 "#
     );
     let mut t = Tsrelay::start(dir.path(), &config);
