@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::fifo::FifoBackend;
-use common::load::{keys_of, request, sample_key};
+use common::load::{keys_of, now_ms, request, sample_key};
 use common::*;
 use tonic::Code;
 use tsrelay::proto::v1::ingest_client::IngestClient;
@@ -46,13 +46,14 @@ async fn answer_comes_after_the_samples_are_written() {
     let sinks = "[sinks.out]\ntype = \"file\"\npath = \"out.lp\"\nbatch = { max_samples = 1000, max_age_ms = 300 }\n";
     let _t = Tsrelay::start(dir.path(), &config(grpc, "10s", sinks, "\"out\""));
     let mut c = client(grpc).await;
+    let base = now_ms();
     for id in 0..5 {
         let started = Instant::now();
-        c.write(request(id, PER_REQUEST, 1_700_000_000_000)).await.expect("delivered");
+        c.write(request("0", id, PER_REQUEST, base)).await.expect("delivered");
         // With max_age_ms = 300 the batch waits for more; the answer waits for the write.
         assert!(started.elapsed() >= Duration::from_millis(250), "answered before the batch went out");
         let written = keys_in_file(&dir.path().join("out.lp"));
-        assert!(keys_of(0..=id, PER_REQUEST).is_subset(&written), "request {id} answered before it was written");
+        assert!(keys_of(0..=id, PER_REQUEST, base).is_subset(&written), "request {id} answered before it was written");
     }
 }
 
@@ -67,18 +68,19 @@ async fn timeout_is_deadline_exceeded_and_the_data_still_arrives() {
     );
     let t = Tsrelay::start(dir.path(), &config(grpc, "500ms", &sinks, "\"out\""));
     let mut c = client(grpc).await;
+    let base = now_ms();
     // More than the pipe buffer holds (~100 KiB of lines), so the sink really
     // is stuck; its own ack times out too. Then ask for another ack.
     let filler = 3000;
-    let status = c.write(request(0, filler, 1_700_000_000_000)).await.expect_err("stuck sink, yet acked");
+    let status = c.write(request("0", 0, filler, base)).await.expect_err("stuck sink, yet acked");
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     let started = Instant::now();
-    let status = c.write(request(1000, PER_REQUEST, 1_700_000_000_000)).await.expect_err("stuck sink, yet acked");
+    let status = c.write(request("0", 1000, PER_REQUEST, base)).await.expect_err("stuck sink, yet acked");
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
     backend.resume();
-    let mut expected = keys_of([0], filler);
-    expected.extend(keys_of([1000], PER_REQUEST));
+    let mut expected = keys_of([0], filler, base);
+    expected.extend(keys_of([1000], PER_REQUEST, base));
     wait_for(Duration::from_secs(30), "the timed-out request to be delivered anyway", || {
         let got: std::collections::BTreeSet<String> = backend.lines().keys().filter_map(|l| sample_key(l)).collect();
         expected.is_subset(&got).then_some(())
@@ -105,11 +107,12 @@ batch = {{ max_samples = 1000, max_age_ms = 5 }}
     );
     let mut t = Tsrelay::start(dir.path(), &config(grpc, "5s", &sinks, "\"out\", \"fast\""));
     let mut c = client(grpc).await;
+    let base = now_ms();
     // The backend never reads: every answer below is "durably queued".
     let ids: Vec<u64> = (0..100).collect();
     let started = Instant::now();
     for &id in &ids {
-        c.write(request(id, PER_REQUEST, 1_700_000_000_000)).await.expect("acked once on disk");
+        c.write(request("0", id, PER_REQUEST, base)).await.expect("acked once on disk");
     }
     assert!(started.elapsed() < Duration::from_secs(30), "acks waited for the stuck backend");
     assert_eq!(backend.distinct() as u64, 0);
@@ -117,7 +120,7 @@ batch = {{ max_samples = 1000, max_age_ms = 5 }}
     drop(c);
     let mut t = Tsrelay::start_with_file(dir.path(), &t.config_path.clone(), t.admin);
     backend.resume();
-    let expected = keys_of(ids.iter().copied(), PER_REQUEST);
+    let expected = keys_of(ids.iter().copied(), PER_REQUEST, base);
     wait_for(Duration::from_secs(60), "every acknowledged sample after the restart", || {
         let got: std::collections::BTreeSet<String> = backend.lines().keys().filter_map(|l| sample_key(l)).collect();
         expected.is_subset(&got).then_some(())

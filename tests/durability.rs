@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::fifo::FifoBackend;
 use common::influxdb::VictoriaMetrics;
-use common::load::{HttpLoad, Load, http_keys_of, keys_of, sample_key};
+use common::load::{HttpLoad, Load, sample_key};
 use common::*;
 
 /// A sink's books, from `/metrics`.
@@ -83,9 +83,12 @@ fn fifo_sink(name: &str, backend: &FifoBackend, queue: &str) -> String {
     )
 }
 
+/// One shard (a request is one record) and per-series tables sized for a test.
 fn pipeline(sinks: &str) -> String {
-    format!("[pipelines.main]\nreceivers = [\"grpc\"]\nsinks = [{sinks}]\nshards = 1\n")
+    format!("[pipelines.main]\nreceivers = [\"grpc\"]\nsinks = [{sinks}]\nshards = 1\n{TABLES}")
 }
+
+const TABLES: &str = "[pipelines.main.cardinality]\nmax_series = 100000\nmax_label_pairs = 100000\n";
 
 /// Issue 7 (a): the backend down 60 s under steady load, disk queue.
 #[test]
@@ -134,7 +137,7 @@ retry = {{ initial_backoff = "100ms", max_backoff = "2s" }}
     std::thread::sleep(Duration::from_secs(3));
     let report = load.stop();
     assert_eq!((report.refused, report.failed), (0, 0), "{report:?}");
-    let expected = keys_of(report.acked.iter().copied(), 50);
+    let expected = report.acked_keys();
 
     let books = drained(&t, "vm", Duration::from_secs(90));
     books.assert_balanced();
@@ -142,7 +145,13 @@ retry = {{ initial_backoff = "100ms", max_backoff = "2s" }}
     assert_eq!(books.received, expected.len() as f64, "{books:?}");
     let exported = wait_for(Duration::from_secs(30), "VictoriaMetrics to hold every sample", || {
         let series = vm.export("load_value");
-        let keys: BTreeSet<String> = series.iter().filter_map(|(m, _)| m["s"].as_str().map(str::to_string)).collect();
+        let keys: BTreeSet<String> = series
+            .iter()
+            .flat_map(|(m, points)| {
+                let k = m["k"].as_str().unwrap_or("").to_string();
+                points.iter().map(move |(ts, _)| format!("{k}@{ts}"))
+            })
+            .collect();
         expected.is_subset(&keys).then_some(series)
     });
     let points: usize = exported.iter().map(|s| s.1.len()).sum();
@@ -166,7 +175,7 @@ fn b_three_times_overload_for_a_minute_stays_under_budget_and_refuses() {
     let (grpc, http_port) = (free_port(), free_port());
     let memory_bytes: u64 = 256 << 20;
     let config = format!(
-        "[limits]\nmemory_bytes = {memory_bytes}\n{}[receivers.http]\ntype = \"http\"\nlisten = \"127.0.0.1:{http_port}\"\nmax_wait_ms = 200\n{}[pipelines.main]\nreceivers = [\"grpc\", \"http\"]\nsinks = [\"slow\"]\nshards = 1\n",
+        "[limits]\nmemory_bytes = {memory_bytes}\n{}[receivers.http]\ntype = \"http\"\nlisten = \"127.0.0.1:{http_port}\"\nmax_wait_ms = 200\n{}[pipelines.main]\nreceivers = [\"grpc\", \"http\"]\nsinks = [\"slow\"]\nshards = 1\n{TABLES}",
         grpc_receiver(grpc, "accepted"),
         fifo_sink("slow", &backend, "{ max_samples = 100000, when_full = \"block\" }"),
     );
@@ -188,8 +197,8 @@ fn b_three_times_overload_for_a_minute_stays_under_budget_and_refuses() {
     assert!(http_report.refused > 0, "no HTTP sender got 503/429 under 3x overload: {http_report:?}");
     assert_eq!(http_report.refused_with_retry_after, http_report.refused, "503 without Retry-After");
     assert_eq!((report.failed, http_report.failed), (0, 0), "{report:?} {http_report:?}");
-    let mut accepted = keys_of(report.acked.iter().copied(), 500);
-    accepted.extend(http_keys_of(http_report.acked.iter().copied(), 500));
+    let mut accepted = report.acked_keys();
+    accepted.extend(http_report.acked_keys());
     // Overloaded, not starved: the backend ran at its pace the whole minute.
     assert!(accepted.len() >= 200_000, "only {} samples accepted", accepted.len());
     backend.set_rate(0);
@@ -248,7 +257,7 @@ fn c_kill_9_under_load_delivers_everything_acknowledged() {
     std::thread::sleep(Duration::from_secs(3));
     let report = load.stop();
     backend.set_rate(0);
-    let acked = keys_of(report.acked.iter().copied(), 100);
+    let acked = report.acked_keys();
     let books = drained(&t, "out", Duration::from_secs(60));
     assert_eq!(books.dropped, 0.0, "{books:?}");
     let delivered = wait_for(Duration::from_secs(30), "every acknowledged sample", || {
@@ -309,12 +318,12 @@ fn d_torn_tail_in_a_queue_segment_is_counted_and_the_rest_delivered() {
     backend.resume();
     let books = drained(&t, "out", Duration::from_secs(60));
     assert_eq!(books.dropped, 100.0, "{books:?}");
-    let expected = keys_of(0..last, 100);
+    let expected = report.keys_of(0..last);
     let delivered = wait_for(Duration::from_secs(30), "the intact records", || {
         let d = delivered_keys(&backend);
         expected.is_subset(&d).then_some(d)
     });
-    let lost = keys_of([last], 100);
+    let lost = report.keys_of([last]);
     assert!(delivered.is_disjoint(&lost), "samples of the torn record were delivered");
 }
 
@@ -349,7 +358,7 @@ fn e_small_max_bytes_under_a_long_outage_applies_the_policy_and_counts_every_dro
         }
         let report = load.stop();
         assert_eq!((report.refused, report.failed), (0, 0), "{policy}: {report:?}");
-        let sent = keys_of(report.acked.iter().copied(), 500);
+        let sent = report.acked_keys();
         // Quiet now: the backend is down and the load stopped.
         std::thread::sleep(Duration::from_millis(300));
         let during = Books::of(&t, "out");
@@ -367,8 +376,8 @@ fn e_small_max_bytes_under_a_long_outage_applies_the_policy_and_counts_every_dro
         });
         assert!(delivered.is_subset(&sent));
         assert_eq!(delivered.len() as f64 + books.dropped, sent.len() as f64, "{policy}: {books:?}");
-        let newest = keys_of([*report.acked.iter().max().unwrap()], 500);
-        let oldest = keys_of([*report.acked.iter().min().unwrap()], 500);
+        let newest = report.keys_of([*report.acked.iter().max().unwrap()]);
+        let oldest = report.keys_of([*report.acked.iter().min().unwrap()]);
         match policy {
             "drop_oldest" => assert!(newest.is_subset(&delivered), "drop_oldest lost the newest request"),
             _ => assert!(oldest.is_subset(&delivered), "drop_newest lost the oldest request"),

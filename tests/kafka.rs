@@ -246,6 +246,8 @@ sinks = ["out"]
 shards = 1
 ingest_queue_batches = 2
 shard_queue_batches = 1
+[pipelines.main.validate]
+max_past = "36500d"
 "#,
         kafka_receiver(&broker.brokers(), "metrics", "max_batch_samples = 1000"),
         fifo.display()
@@ -579,6 +581,8 @@ unhealthy_after = "1s"
 [pipelines.main]
 receivers = ["grpc"]
 sinks = ["kafka"]
+[pipelines.main.validate]
+max_past = "36500d"
 "#
     );
     let mut t = Tsrelay::start(dir.path(), &config);

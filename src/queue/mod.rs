@@ -22,7 +22,7 @@ pub use memory::MemoryQueue;
 
 use crate::model::Batch;
 
-/// `queue = { type = "memory", max_samples = 1000000, when_full = "block" }` or
+/// `queue = { type = "memory", max_samples = 250000, when_full = "block" }` or
 /// `queue = { type = "disk", max_bytes = 1073741824, when_full = "block", fsync = "always" }`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,8 +141,12 @@ impl<'de> Deserialize<'de> for FsyncPolicy {
 }
 
 pub mod defaults {
+    // About 86 MiB at a name and five labels a sample: with the default
+    // per-series tables and channels the default config's worst case fits
+    // the default `limits.memory_bytes` (512 MiB). Outages longer than a
+    // memory queue can bridge are what disk queues are for.
     pub fn max_samples() -> usize {
-        1_000_000
+        250_000
     }
     pub fn max_bytes() -> u64 {
         1 << 30

@@ -1,6 +1,11 @@
 //! A steady gRPC load against a running tsrelay, from its own thread:
 //! numbered requests at a fixed rate, each sample identifiable, every answer
 //! recorded (so a test knows exactly which samples were acknowledged).
+//!
+//! Sample `k` of request `id` is series `load{w="<sender>", k="<k>"}` at
+//! `base_ms + id`: few series (the cardinality stage stays quiet), time
+//! increasing per series (the monotonic stage keeps everything), and every
+//! sample identified by `(k, timestamp)` — its key, `"<k>@<ms>"`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -16,37 +21,48 @@ use tsrelay::proto::v1::{Label, Sample, Series, WriteRequest};
 /// The metric every load sample belongs to.
 pub const METRIC: &str = "load";
 
-/// Request `id` of `per_request` samples: series `load{s="<id>-<k>"}`.
-pub fn request(id: u64, per_request: usize, ts_ms: i64) -> WriteRequest {
+/// Now, in ms: the base of a test's timestamps (inside the validate stage's window).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Request `id` of `per_request` samples from `sender` (see the module doc).
+pub fn request(sender: &str, id: u64, per_request: usize, base_ms: i64) -> WriteRequest {
     WriteRequest {
         id,
         series: (0..per_request)
             .map(|k| Series {
                 labels: vec![
                     Label { name: "__name__".into(), value: METRIC.into() },
-                    Label { name: "s".into(), value: format!("{id}-{k}") },
+                    Label { name: "k".into(), value: k.to_string() },
+                    Label { name: "w".into(), value: sender.to_string() },
                 ],
-                samples: vec![Sample { value: k as f64, timestamp: ts_ms }],
+                samples: vec![Sample { value: k as f64, timestamp: base_ms + id as i64 }],
                 ..Default::default()
             })
             .collect(),
     }
 }
 
-/// The `s` label of a line the file sink wrote (`load,s=12-3 value=3 <ts>`).
+/// The key of a line the file sink wrote (`load,k=3,w=0 value=3 <ts ns>`).
 pub fn sample_key(line: &str) -> Option<String> {
-    let series = line.split(' ').next()?;
-    let rest = series.strip_prefix(METRIC)?.strip_prefix(",s=")?;
-    Some(rest.split(',').next()?.to_string())
+    let mut parts = line.split(' ');
+    let series = parts.next()?;
+    let ts_ns: i64 = parts.nth(1)?.parse().ok()?;
+    let k = series.strip_prefix(METRIC)?.strip_prefix(",k=")?.split(',').next()?;
+    Some(format!("{k}@{}", ts_ns / 1_000_000))
 }
 
 /// Every sample key of the given request ids.
-pub fn keys_of(ids: impl IntoIterator<Item = u64>, per_request: usize) -> BTreeSet<String> {
-    ids.into_iter().flat_map(|id| (0..per_request).map(move |k| format!("{id}-{k}"))).collect()
+pub fn keys_of(ids: impl IntoIterator<Item = u64>, per_request: usize, base_ms: i64) -> BTreeSet<String> {
+    ids.into_iter().flat_map(|id| (0..per_request).map(move |k| format!("{k}@{}", base_ms + id as i64))).collect()
 }
 
 #[derive(Debug, Default, Clone)]
 pub struct LoadReport {
+    /// Timestamp of request 0; request `id`'s samples are at `base_ms + id`.
+    pub base_ms: i64,
+    pub per_request: usize,
     /// Requests answered OK.
     pub acked: Vec<u64>,
     /// Requests refused with RESOURCE_EXHAUSTED (backpressure or memory).
@@ -65,19 +81,34 @@ pub struct Load {
     threads: Vec<JoinHandle<()>>,
 }
 
+impl LoadReport {
+    /// Keys of every acknowledged sample.
+    pub fn acked_keys(&self) -> BTreeSet<String> {
+        keys_of(self.acked.iter().copied(), self.per_request, self.base_ms)
+    }
+
+    pub fn keys_of(&self, ids: impl IntoIterator<Item = u64>) -> BTreeSet<String> {
+        keys_of(ids, self.per_request, self.base_ms)
+    }
+}
+
 impl Load {
     /// `senders` threads, each sending `per_request`-sample requests at
     /// `requests_per_second` (0 = back to back) to 127.0.0.1:`port`, ids from `first_id`.
     pub fn start(port: u16, senders: usize, per_request: usize, requests_per_second: f64, first_id: u64) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let next_id = Arc::new(AtomicU64::new(first_id));
-        let report = Arc::new(Mutex::new(LoadReport::default()));
+        let base_ms = now_ms();
+        let report = Arc::new(Mutex::new(LoadReport { base_ms, per_request, ..Default::default() }));
         let threads = (0..senders)
-            .map(|_| {
+            .map(|sender| {
                 let (stop, next_id, report) = (stop.clone(), next_id.clone(), report.clone());
                 std::thread::spawn(move || {
                     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-                    rt.block_on(send_loop(port, per_request, requests_per_second, &stop, &next_id, &report));
+                    let sender = sender.to_string();
+                    let send =
+                        send_loop(port, &sender, per_request, requests_per_second, base_ms, &stop, &next_id, &report);
+                    rt.block_on(send);
                 })
             })
             .collect();
@@ -109,10 +140,13 @@ impl Drop for Load {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn send_loop(
     port: u16,
+    sender: &str,
     per_request: usize,
     rps: f64,
+    base_ms: i64,
     stop: &AtomicBool,
     next_id: &AtomicU64,
     report: &Mutex<LoadReport>,
@@ -138,8 +172,7 @@ async fn send_loop(
             }
         }
         let id = next_id.fetch_add(1, Ordering::SeqCst);
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        let req = request(id, per_request, now_ms as i64);
+        let req = request(sender, id, per_request, base_ms);
         let c = client.as_mut().expect("connected above");
         let answer = tokio::time::timeout(Duration::from_secs(30), c.write(req)).await;
         let mut r = report.lock();
@@ -167,8 +200,8 @@ async fn send_loop(
     }
 }
 
-/// The same load as line protocol over HTTP (`POST /write`): series
-/// `load{s="h<id>-<k>"}`, stamped by the daemon.
+/// The same load as line protocol over HTTP (`POST /write`): sender `h`,
+/// timestamps a day before the gRPC load's so the keys never collide.
 pub struct HttpLoad {
     stop: Arc<AtomicBool>,
     report: Arc<Mutex<HttpLoadReport>>,
@@ -177,6 +210,8 @@ pub struct HttpLoad {
 
 #[derive(Debug, Default, Clone)]
 pub struct HttpLoadReport {
+    pub base_ms: i64,
+    pub per_request: usize,
     /// Requests answered 204.
     pub acked: Vec<u64>,
     /// 503 or 429 answers, and how many of them carried `Retry-After`.
@@ -187,15 +222,17 @@ pub struct HttpLoadReport {
     pub failure_statuses: BTreeSet<String>,
 }
 
-/// Sample keys of HTTP request ids (see [`HttpLoad`]).
-pub fn http_keys_of(ids: impl IntoIterator<Item = u64>, per_request: usize) -> BTreeSet<String> {
-    ids.into_iter().flat_map(|id| (0..per_request).map(move |k| format!("h{id}-{k}"))).collect()
+impl HttpLoadReport {
+    pub fn acked_keys(&self) -> BTreeSet<String> {
+        keys_of(self.acked.iter().copied(), self.per_request, self.base_ms)
+    }
 }
 
 impl HttpLoad {
     pub fn start(port: u16, per_request: usize, requests_per_second: f64) -> HttpLoad {
         let stop = Arc::new(AtomicBool::new(false));
-        let report = Arc::new(Mutex::new(HttpLoadReport::default()));
+        let base_ms = now_ms() - 86_400_000;
+        let report = Arc::new(Mutex::new(HttpLoadReport { base_ms, per_request, ..Default::default() }));
         let (s, r) = (stop.clone(), report.clone());
         let thread = std::thread::spawn(move || {
             let client = super::http();
@@ -207,7 +244,9 @@ impl HttpLoad {
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
-                let body: String = (0..per_request).map(|k| format!("{METRIC},s=h{id}-{k} value={k}\n")).collect();
+                let ts_ns = (base_ms + id as i64) * 1_000_000;
+                let body: String =
+                    (0..per_request).map(|k| format!("{METRIC},k={k},w=h value={k} {ts_ns}\n")).collect();
                 let answer = client.post(&url).body(body).send();
                 let mut rep = r.lock();
                 match answer {
