@@ -195,12 +195,11 @@ fn prometheus_refusals_are_counted_rejected_and_never_retried() {
     let sink = |name: &str| {
         format!("[sinks.{name}]\ntype = \"prometheus_remote_write\"\nurl = \"{url}\"\nbatch = {{ max_age_ms = 20 }}\n")
     };
-    // Two pipelines at the default table size (1M series each) need more
-    // than the default memory budget.
     let config = format!(
         r#"
+# Two pipelines with default per-series tables need more than the default budget.
 [limits]
-memory_bytes = 1073741824
+memory_bytes = 2147483648
 [receivers.a]
 type = "grpc"
 listen = "{grpc_a}"
