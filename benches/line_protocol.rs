@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tsrelay::receivers::http::line_protocol::{
-    LineErrors, LineParser, Point, Precision, decode_body,
-};
+use tsrelay::receivers::http::line_protocol::{LineErrors, LineParser, Point, Precision, decode_body};
 
 /// A body shaped like a Telegraf agent's output: several measurements, 3–4 tags, integer,
 /// float and unsigned fields, nanosecond timestamps, an occasional escape or string field.
@@ -74,10 +72,7 @@ fn thread_cpu_time() -> Duration {
         fn clock_gettime(clock_id: i32, tp: *mut Timespec) -> i32;
     }
     const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut now = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut now = Timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `now` is a valid, writable timespec; the call only writes into it.
     let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut now) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
@@ -146,13 +141,7 @@ fn bench_line_protocol(c: &mut Criterion<ThreadCpuTime>) {
         b.iter(|| {
             samples.clear();
             errors.clear();
-            let summary = decode_body(
-                black_box(&body),
-                Precision::Nanosecond,
-                0,
-                &mut samples,
-                &mut errors,
-            );
+            let summary = decode_body(black_box(&body), Precision::Nanosecond, 0, &mut samples, &mut errors);
             black_box(summary)
         })
     });

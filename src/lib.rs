@@ -1,6 +1,16 @@
 //! tsrelay: a streaming ingestion daemon in front of several time-series databases.
-//! See DESIGN.md (shared) for the architecture; module map:
-//! receivers → pipeline → queue → sinks, with config, model and telemetry beside them.
+//!
+//! Data flows one way: [`receivers`] → [`pipeline`] → [`queue`] → [`sinks`].
+//! [`config`] assembles the components' settings, [`model`] is the neutral
+//! data they exchange, [`telemetry`] holds every metric name, [`daemon`] wires it all.
 
+pub mod admin;
+pub mod config;
+pub mod daemon;
 pub mod model;
+pub mod pipeline;
+pub mod proto;
+pub mod queue;
 pub mod receivers;
+pub mod sinks;
+pub mod telemetry;

@@ -14,9 +14,7 @@ const CORPUS_FILE: &str = "line-protocol-corpus.json";
 fn corpus_path() -> PathBuf {
     match std::env::var_os("TSRELAY_CONFORMANCE_DIR") {
         Some(dir) => PathBuf::from(dir).join(CORPUS_FILE),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/conformance")
-            .join(CORPUS_FILE),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance").join(CORPUS_FILE),
     }
 }
 
@@ -59,10 +57,8 @@ fn precision_of(name: &str) -> Precision {
 fn to_corpus_json(point: &Point<'_>, default_ns: i64) -> Value {
     let mut tags: Vec<_> = point.tags.iter().collect();
     tags.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
-    let tags: Vec<Value> = tags
-        .iter()
-        .map(|t| serde_json::json!({"key": t.key.as_ref(), "value": t.value.as_ref()}))
-        .collect();
+    let tags: Vec<Value> =
+        tags.iter().map(|t| serde_json::json!({"key": t.key.as_ref(), "value": t.value.as_ref()})).collect();
     let fields: Vec<Value> = point
         .fields
         .iter()
@@ -110,10 +106,7 @@ fn same_point(ours: &Value, expected: &Value) -> bool {
         && fa.iter().zip(fb).all(|(x, y)| {
             x["key"] == y["key"]
                 && match (x["value"].get("float"), y["value"].get("float")) {
-                    (Some(p), Some(q)) => p
-                        .as_f64()
-                        .and_then(as_json_reads_it)
-                        .is_some_and(|p| Some(p) == q.as_f64()),
+                    (Some(p), Some(q)) => p.as_f64().and_then(as_json_reads_it).is_some_and(|p| Some(p) == q.as_f64()),
                     (None, None) => x["value"] == y["value"],
                     _ => false,
                 }
@@ -130,16 +123,11 @@ fn every_decode_case_of_the_corpus_agrees() {
                 path.display()
             );
         }
-        println!(
-            "skipped: line-protocol corpus not found at {}",
-            path.display()
-        );
+        println!("skipped: line-protocol corpus not found at {}", path.display());
         return;
     };
     let corpus: Value = serde_json::from_slice(&raw).expect("corpus is valid JSON");
-    let cases = corpus["decode"]
-        .as_object()
-        .expect("corpus has a decode object");
+    let cases = corpus["decode"].as_object().expect("corpus has a decode object");
     let mut passed = 0usize;
     let mut failures = Vec::new();
     for (key, case) in cases {
@@ -149,11 +137,7 @@ fn every_decode_case_of_the_corpus_agrees() {
             other => decode_base64(other["binary"].as_str().expect("binary text is a string")),
         };
         let precision = precision_of(input["precision"].as_str().expect("precision is a string"));
-        let default_ns = precision.truncate(
-            input["defaultTime"]
-                .as_i64()
-                .expect("defaultTime is an i64"),
-        );
+        let default_ns = precision.truncate(input["defaultTime"].as_i64().expect("defaultTime is an i64"));
 
         let mut points = Vec::new();
         let mut first_error = None;
@@ -170,9 +154,7 @@ fn every_decode_case_of_the_corpus_agrees() {
             (Some(_), Some(error)) => Err(format!("rejected a valid input: {error}")),
             (Some(expected), None) => {
                 let expected = expected.as_array().map(Vec::as_slice).unwrap_or_default();
-                if expected.len() == points.len()
-                    && expected.iter().zip(&points).all(|(e, o)| same_point(o, e))
-                {
+                if expected.len() == points.len() && expected.iter().zip(&points).all(|(e, o)| same_point(o, e)) {
                     Ok(())
                 } else {
                     Err(format!(
@@ -183,31 +165,17 @@ fn every_decode_case_of_the_corpus_agrees() {
                 }
             }
             (None, Some(_)) => Ok(()),
-            (None, None) => Err(format!(
-                "accepted an invalid input (reference: {})",
-                output["error"]
-            )),
+            (None, None) => Err(format!("accepted an invalid input (reference: {})", output["error"])),
         };
         match verdict {
             Ok(()) => passed += 1,
             Err(why) => failures.push(format!("{key} {:?}: {why}", String::from_utf8_lossy(&text))),
         }
     }
-    println!(
-        "line protocol conformance: {passed} of {} decode cases agree",
-        cases.len()
-    );
+    println!("line protocol conformance: {passed} of {} decode cases agree", cases.len());
     for failure in failures.iter().take(40) {
         println!("FAIL {failure}");
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} decode cases disagree",
-        failures.len(),
-        cases.len()
-    );
-    assert!(
-        passed > 6000,
-        "the corpus should hold more than 6000 decode cases, found {passed}"
-    );
+    assert!(failures.is_empty(), "{} of {} decode cases disagree", failures.len(), cases.len());
+    assert!(passed > 6000, "the corpus should hold more than 6000 decode cases, found {passed}");
 }

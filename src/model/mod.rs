@@ -4,6 +4,8 @@
 //! dimensionality lives in [`Labels`]; the metric name is the label `__name__`.
 //! Nothing backend-specific lives here (DESIGN §1, invariant 2).
 
+use std::time::Instant;
+
 mod ack;
 mod labels;
 
@@ -56,19 +58,31 @@ impl Sample {
 
 /// The unit of work on every channel: many samples and, optionally, the
 /// acknowledgement that completes once every sink has delivered or dropped them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Batch {
     pub samples: Vec<Sample>,
+    /// `hashes[i]` is the series hash of `samples[i]`; filled by the shard
+    /// split (empty before it), so sinks can route by series without rehashing.
+    pub hashes: Vec<u64>,
     pub ack: Option<Ack>,
+    /// When the receiver accepted the data; the latency budget starts here.
+    pub received_at: Instant,
 }
 
 impl Batch {
     pub fn new(samples: Vec<Sample>) -> Self {
-        Batch { samples, ack: None }
+        Batch { samples, hashes: Vec::new(), ack: None, received_at: Instant::now() }
     }
 
-    pub fn with_ack(samples: Vec<Sample>, ack: Ack) -> Self {
-        Batch { samples, ack: Some(ack) }
+    pub fn with_ack(samples: Vec<Sample>, ack: Option<Ack>) -> Self {
+        Batch { samples, hashes: Vec::new(), ack, received_at: Instant::now() }
+    }
+
+    /// Marks the batch's acknowledgement (if any) as partly dropped.
+    pub fn mark_dropped(&self) {
+        if let Some(ack) = &self.ack {
+            ack.mark_dropped();
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -82,8 +96,5 @@ impl Batch {
 
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -249,9 +249,7 @@ pub enum Problem {
     MissingMeasurement,
     #[error("invalid character {0} at the start of the measurement name")]
     MeasurementStart(Found),
-    #[error(
-        "invalid character {0} in a comment line (comments may hold printable characters only)"
-    )]
+    #[error("invalid character {0} in a comment line (comments may hold printable characters only)")]
     CommentCharacter(Found),
     #[error("a carriage return must be followed by a line feed")]
     LoneCarriageReturn,
@@ -279,22 +277,12 @@ pub enum Problem {
     )]
     UnknownFieldType { key: String, found: Found },
     #[error("invalid {kind} value {text:?} for field {key:?}")]
-    InvalidFieldValue {
-        key: String,
-        kind: ValueType,
-        text: String,
-    },
+    InvalidFieldValue { key: String, kind: ValueType, text: String },
     #[error("{kind} value {text:?} for field {key:?} is out of range")]
-    FieldValueOutOfRange {
-        key: String,
-        kind: ValueType,
-        text: String,
-    },
+    FieldValueOutOfRange { key: String, kind: ValueType, text: String },
     #[error("string value of field {key:?} has no closing '\"'")]
     UnterminatedString { key: String },
-    #[error(
-        "unexpected {found} after the value of field {key:?} (expected ',', a space or end of line)"
-    )]
+    #[error("unexpected {found} after the value of field {key:?} (expected ',', a space or end of line)")]
     AfterField { key: String, found: Found },
     #[error("invalid timestamp {0:?} (expected an integer)")]
     InvalidTimestamp(String),
@@ -431,19 +419,12 @@ fn parse_u64(digits: &[u8]) -> Result<u64, NumberError> {
         if d > 9 {
             return Err(NumberError::Syntax);
         }
-        match value
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(u64::from(d)))
-        {
+        match value.checked_mul(10).and_then(|v| v.checked_add(u64::from(d))) {
             Some(v) => value = v,
             None => overflow = true,
         }
     }
-    if overflow {
-        Err(NumberError::Range)
-    } else {
-        Ok(value)
-    }
+    if overflow { Err(NumberError::Range) } else { Ok(value) }
 }
 
 /// The value of eight ASCII digits, checked and combined in a few word operations.
@@ -480,8 +461,8 @@ fn parse_i64(text: &[u8]) -> Result<i64, NumberError> {
 
 /// Powers of ten that an f64 holds exactly.
 const EXACT_POWERS_OF_TEN: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
 ];
 
 /// Parses a decimal float: `-? digits? (. digits?)? ([eE] [+-]? digits)?` with at least one
@@ -496,9 +477,7 @@ fn parse_f64(text: &[u8]) -> Result<f64, NumberError> {
     let mut mantissa: u64 = 0;
     let mut digits = 0usize;
     while i < len && text[i].is_ascii_digit() {
-        mantissa = mantissa
-            .wrapping_mul(10)
-            .wrapping_add(u64::from(text[i] - b'0'));
+        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(text[i] - b'0'));
         digits += 1;
         i += 1;
     }
@@ -506,9 +485,7 @@ fn parse_f64(text: &[u8]) -> Result<f64, NumberError> {
     if i < len && text[i] == b'.' {
         i += 1;
         while i < len && text[i].is_ascii_digit() {
-            mantissa = mantissa
-                .wrapping_mul(10)
-                .wrapping_add(u64::from(text[i] - b'0'));
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(text[i] - b'0'));
             fraction_digits += 1;
             i += 1;
         }
@@ -560,11 +537,7 @@ fn parse_f64(text: &[u8]) -> Result<f64, NumberError> {
     }
     let ascii = std::str::from_utf8(text).map_err(|_| NumberError::Syntax)?;
     let v: f64 = ascii.parse().map_err(|_| NumberError::Syntax)?;
-    if v.is_finite() {
-        Ok(v)
-    } else {
-        Err(NumberError::Range)
-    }
+    if v.is_finite() { Ok(v) } else { Err(NumberError::Range) }
 }
 
 fn parse_bool(text: &[u8]) -> Option<bool> {
@@ -600,14 +573,7 @@ pub struct LineParser<'a> {
 
 impl<'a> LineParser<'a> {
     pub fn new(body: &'a [u8], precision: Precision) -> Self {
-        LineParser {
-            bytes: body,
-            text: std::str::from_utf8(body).ok(),
-            precision,
-            pos: 0,
-            line: 1,
-            line_start: 0,
-        }
+        LineParser { bytes: body, text: std::str::from_utf8(body).ok(), precision, pos: 0, line: 1, line_start: 0 }
     }
 
     /// Parses the next entry into `point`. Returns `None` when the body is exhausted, else
@@ -640,10 +606,7 @@ impl<'a> LineParser<'a> {
 
     fn error_at(&self, at: usize, problem: Problem) -> LineError {
         LineError {
-            position: Position {
-                line: self.line,
-                column: Some(at.saturating_sub(self.line_start) + 1),
-            },
+            position: Position { line: self.line, column: Some(at.saturating_sub(self.line_start) + 1) },
             problem,
         }
     }
@@ -718,9 +681,7 @@ impl<'a> LineParser<'a> {
                         self.pos += 1;
                     }
                     if !self.take_end_of_line() {
-                        return Err(
-                            self.error_at(self.pos, Problem::CommentCharacter(self.found()))
-                        );
+                        return Err(self.error_at(self.pos, Problem::CommentCharacter(self.found())));
                     }
                 }
                 Some(_) => return Ok(true),
@@ -809,9 +770,7 @@ impl<'a> LineParser<'a> {
                 i += 1;
             }
         }
-        String::from_utf8(out)
-            .map(Cow::Owned)
-            .map_err(|_| invalid())
+        String::from_utf8(out).map(Cow::Owned).map_err(|_| invalid())
     }
 
     fn parse_entry(&mut self, point: &mut Point<'a>) -> Result<(), LineError> {
@@ -823,13 +782,7 @@ impl<'a> LineParser<'a> {
             };
             return Err(self.error_at(start, problem));
         }
-        point.measurement = self.token(
-            start,
-            end,
-            escaped,
-            MEASUREMENT_ESCAPABLE,
-            Part::Measurement,
-        )?;
+        point.measurement = self.token(start, end, escaped, MEASUREMENT_ESCAPABLE, Part::Measurement)?;
         match self.peek() {
             Some(b',') => {
                 self.pos += 1;
@@ -839,10 +792,7 @@ impl<'a> LineParser<'a> {
             found => {
                 return Err(self.error_at(
                     self.pos,
-                    Problem::ExpectedTagsOrFields {
-                        after: Part::Measurement,
-                        found: Found(found),
-                    },
+                    Problem::ExpectedTagsOrFields { after: Part::Measurement, found: Found(found) },
                 ));
             }
         }
@@ -866,19 +816,13 @@ impl<'a> LineParser<'a> {
             }
             let key = self.token(start, end, escaped, KEY_ESCAPABLE, Part::TagKey)?;
             if self.peek() != Some(b'=') {
-                let problem = Problem::ExpectedTagEquals {
-                    key: key.into_owned(),
-                    found: self.found(),
-                };
+                let problem = Problem::ExpectedTagEquals { key: key.into_owned(), found: self.found() };
                 return Err(self.error_at(self.pos, problem));
             }
             self.pos += 1;
             let (start, end, escaped) = self.scan_escaped(KEY, KEY_ESCAPABLE);
             if start == end {
-                let problem = Problem::EmptyTagValue {
-                    key: key.into_owned(),
-                    found: self.found(),
-                };
+                let problem = Problem::EmptyTagValue { key: key.into_owned(), found: self.found() };
                 return Err(self.error_at(start, problem));
             }
             let value = self.token(start, end, escaped, KEY_ESCAPABLE, Part::TagValue)?;
@@ -889,10 +833,7 @@ impl<'a> LineParser<'a> {
                 found => {
                     return Err(self.error_at(
                         self.pos,
-                        Problem::ExpectedTagsOrFields {
-                            after: Part::TagValue,
-                            found: Found(found),
-                        },
+                        Problem::ExpectedTagsOrFields { after: Part::TagValue, found: Found(found) },
                     ));
                 }
             }
@@ -913,10 +854,7 @@ impl<'a> LineParser<'a> {
             }
             let key = self.token(start, end, escaped, KEY_ESCAPABLE, Part::FieldKey)?;
             if self.peek() != Some(b'=') {
-                let problem = Problem::ExpectedFieldEquals {
-                    key: key.into_owned(),
-                    found: self.found(),
-                };
+                let problem = Problem::ExpectedFieldEquals { key: key.into_owned(), found: self.found() };
                 return Err(self.error_at(self.pos, problem));
             }
             self.pos += 1;
@@ -933,10 +871,7 @@ impl<'a> LineParser<'a> {
                     return Ok(!self.take_end_of_line());
                 }
                 found => {
-                    let problem = Problem::AfterField {
-                        key: key.into_owned(),
-                        found: Found(found),
-                    };
+                    let problem = Problem::AfterField { key: key.into_owned(), found: Found(found) };
                     return Err(self.error_at(self.pos, problem));
                 }
             }
@@ -948,20 +883,14 @@ impl<'a> LineParser<'a> {
         let start = self.pos;
         let kind = match self.peek() {
             found @ (None | Some(b' ' | b',' | b'\r' | b'\n')) => {
-                let problem = Problem::MissingFieldValue {
-                    key: key.to_owned(),
-                    found: Found(found),
-                };
+                let problem = Problem::MissingFieldValue { key: key.to_owned(), found: Found(found) };
                 return Err(self.error_at(start, problem));
             }
             Some(b'"') => return self.parse_string_value(key),
             Some(b't' | b'T' | b'f' | b'F') => ValueType::Boolean,
             Some(b'-' | b'.' | b'0'..=b'9') => ValueType::Float,
             Some(c) => {
-                let problem = Problem::UnknownFieldType {
-                    key: key.to_owned(),
-                    found: Found(Some(c)),
-                };
+                let problem = Problem::UnknownFieldType { key: key.to_owned(), found: Found(Some(c)) };
                 return Err(self.error_at(start, problem));
             }
         };
@@ -973,20 +902,9 @@ impl<'a> LineParser<'a> {
         self.pos = end;
         let text = &bytes[start..end];
         let (kind, result) = match (kind, text.last()) {
-            (ValueType::Boolean, _) => (
-                kind,
-                parse_bool(text)
-                    .map(FieldValue::Bool)
-                    .ok_or(NumberError::Syntax),
-            ),
-            (_, Some(b'i')) => (
-                ValueType::Integer,
-                parse_i64(&text[..text.len() - 1]).map(FieldValue::Int),
-            ),
-            (_, Some(b'u')) => (
-                ValueType::Unsigned,
-                parse_u64(&text[..text.len() - 1]).map(FieldValue::UInt),
-            ),
+            (ValueType::Boolean, _) => (kind, parse_bool(text).map(FieldValue::Bool).ok_or(NumberError::Syntax)),
+            (_, Some(b'i')) => (ValueType::Integer, parse_i64(&text[..text.len() - 1]).map(FieldValue::Int)),
+            (_, Some(b'u')) => (ValueType::Unsigned, parse_u64(&text[..text.len() - 1]).map(FieldValue::UInt)),
             _ => (ValueType::Float, parse_f64(text).map(FieldValue::Float)),
         };
         result.map_err(|error| {
@@ -1012,9 +930,7 @@ impl<'a> LineParser<'a> {
                 None => {
                     // Resume after the opening quote, so the lines after it still count.
                     self.pos = start;
-                    let problem = Problem::UnterminatedString {
-                        key: key.to_owned(),
-                    };
+                    let problem = Problem::UnterminatedString { key: key.to_owned() };
                     return Err(self.error_at(quote, problem));
                 }
                 Some(offset) => {
@@ -1086,10 +1002,7 @@ impl<'a> LineParser<'a> {
             match nanos {
                 Some(nanos) => point.timestamp_ns = Some(nanos),
                 None => {
-                    let problem = Problem::TimestampOutOfRange {
-                        text: excerpt(text),
-                        precision: self.precision,
-                    };
+                    let problem = Problem::TimestampOutOfRange { text: excerpt(text), precision: self.precision };
                     return Err(self.error_at(start, problem));
                 }
             }
@@ -1132,9 +1045,7 @@ fn duplicate_tag_key<'t>(tags: &'t [Tag<'_>]) -> Option<&'t str> {
     }
     let mut keys: Vec<&str> = tags.iter().map(|t| t.key.as_ref()).collect();
     keys.sort_unstable();
-    keys.windows(2)
-        .find(|pair| pair[0] == pair[1])
-        .map(|pair| pair[0])
+    keys.windows(2).find(|pair| pair[0] == pair[1]).map(|pair| pair[0])
 }
 
 /// Parses a single line (one entry, optionally followed by its line ending). Blank and
@@ -1194,10 +1105,7 @@ impl LineErrors {
     pub fn record(&mut self, line: usize, message: impl FnOnce() -> String) {
         self.rejected += 1;
         if self.reported.len() < MAX_REPORTED_ERRORS {
-            self.reported.push(ReportedError {
-                line,
-                message: message(),
-            });
+            self.reported.push(ReportedError { line, message: message() });
         }
     }
 
@@ -1244,30 +1152,21 @@ pub fn decode_body(
         let outcome = result.and_then(|()| {
             if let Some(tag) = point.tags.iter().find(|t| t.key == METRIC_NAME_LABEL) {
                 let problem = Problem::ReservedTagKey(tag.key.to_string());
-                return Err(LineError {
-                    position: Position { line, column: None },
-                    problem,
-                });
+                return Err(LineError { position: Position { line, column: None }, problem });
             }
             Ok(())
         });
         match outcome {
             Ok(()) => {
                 summary.accepted_lines += 1;
-                let timestamp_ms = point
-                    .timestamp_ns
-                    .unwrap_or(default_ns)
-                    .div_euclid(1_000_000);
+                let timestamp_ms = point.timestamp_ns.unwrap_or(default_ns).div_euclid(1_000_000);
                 for field in &point.fields {
                     let Some(value) = field.value.as_f64() else {
                         summary.non_numeric += 1;
                         continue;
                     };
                     out.push(Sample {
-                        labels: labels_for(
-                            &point,
-                            metric_name_with(&mut name_scratch, &point.measurement, &field.key),
-                        ),
+                        labels: labels_for(&point, metric_name_with(&mut name_scratch, &point.measurement, &field.key)),
                         value,
                         timestamp_ms,
                         kind: MetricKind::Unspecified,
@@ -1304,15 +1203,9 @@ fn metric_name_with(scratch: &mut String, measurement: &str, field: &str) -> Lab
 
 fn labels_for(point: &Point<'_>, name: LabelStr) -> Labels {
     let mut labels = Vec::with_capacity(point.tags.len() + 1);
-    labels.push(Label {
-        name: LabelStr::const_new(METRIC_NAME_LABEL),
-        value: name,
-    });
+    labels.push(Label { name: LabelStr::const_new(METRIC_NAME_LABEL), value: name });
     for tag in &point.tags {
-        labels.push(Label {
-            name: LabelStr::from(&*tag.key),
-            value: LabelStr::from(&*tag.value),
-        });
+        labels.push(Label { name: LabelStr::from(&*tag.key), value: LabelStr::from(&*tag.value) });
     }
     Labels(labels)
 }
@@ -1343,38 +1236,18 @@ mod tests {
     fn decode(body: &str, default_ns: i64) -> (Vec<Sample>, DecodeSummary, LineErrors) {
         let mut out = Vec::new();
         let mut errors = LineErrors::new();
-        let summary = decode_body(
-            body.as_bytes(),
-            Precision::Nanosecond,
-            default_ns,
-            &mut out,
-            &mut errors,
-        );
+        let summary = decode_body(body.as_bytes(), Precision::Nanosecond, default_ns, &mut out, &mut errors);
         (out, summary, errors)
     }
 
     #[test]
     fn a_plain_line_borrows_every_token() {
-        let p = one(
-            "cpu,host=a,region=eu usage=1.5,count=3i,big=7u,ok=true,s=\"x y\" 1700000000000000000",
-        );
+        let p = one("cpu,host=a,region=eu usage=1.5,count=3i,big=7u,ok=true,s=\"x y\" 1700000000000000000");
         assert!(matches!(p.measurement, Cow::Borrowed("cpu")));
-        let tags: Vec<_> = p
-            .tags
-            .iter()
-            .map(|t| (t.key.as_ref(), t.value.as_ref()))
-            .collect();
+        let tags: Vec<_> = p.tags.iter().map(|t| (t.key.as_ref(), t.value.as_ref())).collect();
         assert_eq!(tags, [("host", "a"), ("region", "eu")]);
-        assert!(
-            p.tags
-                .iter()
-                .all(|t| matches!((&t.key, &t.value), (Cow::Borrowed(_), Cow::Borrowed(_))))
-        );
-        let fields: Vec<_> = p
-            .fields
-            .iter()
-            .map(|f| (f.key.as_ref(), f.value.clone()))
-            .collect();
+        assert!(p.tags.iter().all(|t| matches!((&t.key, &t.value), (Cow::Borrowed(_), Cow::Borrowed(_)))));
+        let fields: Vec<_> = p.fields.iter().map(|f| (f.key.as_ref(), f.value.clone())).collect();
         assert_eq!(
             fields,
             [
@@ -1392,15 +1265,9 @@ mod tests {
     fn escapes_are_undone_per_part() {
         let p = one(r#"my\ cpu\,x,ta\=g\ k=v\,a\=l\ ue f\ i\,e\=ld="q\"b\\s\n\t\r" 1"#);
         assert_eq!(p.measurement, "my cpu,x");
-        assert_eq!(
-            (p.tags[0].key.as_ref(), p.tags[0].value.as_ref()),
-            ("ta=g k", "v,a=l ue")
-        );
+        assert_eq!((p.tags[0].key.as_ref(), p.tags[0].value.as_ref()), ("ta=g k", "v,a=l ue"));
         assert_eq!(p.fields[0].key, "f i,e=ld");
-        assert_eq!(
-            p.fields[0].value,
-            FieldValue::String(Cow::Owned("q\"b\\s\n\t\r".into()))
-        );
+        assert_eq!(p.fields[0].value, FieldValue::String(Cow::Owned("q\"b\\s\n\t\r".into())));
         assert!(matches!(p.measurement, Cow::Owned(_)));
     }
 
@@ -1425,10 +1292,7 @@ mod tests {
 
     #[test]
     fn a_comment_with_a_control_character_is_an_error_but_invalid_utf8_in_it_is_not() {
-        assert!(matches!(
-            problem("# tab\there"),
-            Problem::CommentCharacter(Found(Some(b'\t')))
-        ));
+        assert!(matches!(problem("# tab\there"), Problem::CommentCharacter(Found(Some(b'\t')))));
         let body = b"# \xff\xfe not utf-8\ncpu f=1\n";
         let points = parse_all(body);
         assert_eq!(points.len(), 1);
@@ -1439,13 +1303,7 @@ mod tests {
     fn invalid_utf8_in_a_token_rejects_the_line() {
         let body = b"cpu,host=\xff f=1\ncpu f=2\n";
         let points = parse_all(body);
-        assert!(matches!(
-            points[0].1,
-            Err(LineError {
-                problem: Problem::InvalidUtf8(Part::TagValue),
-                ..
-            })
-        ));
+        assert!(matches!(points[0].1, Err(LineError { problem: Problem::InvalidUtf8(Part::TagValue), .. })));
         assert!(points[1].1.is_ok());
     }
 
@@ -1463,77 +1321,34 @@ mod tests {
             ("False", false),
             ("FALSE", false),
         ] {
-            assert_eq!(
-                one(&format!("m b={text}")).fields[0].value,
-                FieldValue::Bool(value),
-                "{text}"
-            );
+            assert_eq!(one(&format!("m b={text}")).fields[0].value, FieldValue::Bool(value), "{text}");
         }
         for bad in ["tru", "tRUE", "fals", "yes"] {
-            assert!(
-                parse_line(format!("m b={bad}").as_bytes(), Precision::Nanosecond).is_err(),
-                "{bad}"
-            );
+            assert!(parse_line(format!("m b={bad}").as_bytes(), Precision::Nanosecond).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn integer_and_unsigned_ranges() {
-        assert_eq!(
-            one("m v=9223372036854775807i").fields[0].value,
-            FieldValue::Int(i64::MAX)
-        );
-        assert_eq!(
-            one("m v=-9223372036854775808i").fields[0].value,
-            FieldValue::Int(i64::MIN)
-        );
-        assert_eq!(
-            one("m v=18446744073709551615u").fields[0].value,
-            FieldValue::UInt(u64::MAX)
-        );
+        assert_eq!(one("m v=9223372036854775807i").fields[0].value, FieldValue::Int(i64::MAX));
+        assert_eq!(one("m v=-9223372036854775808i").fields[0].value, FieldValue::Int(i64::MIN));
+        assert_eq!(one("m v=18446744073709551615u").fields[0].value, FieldValue::UInt(u64::MAX));
         assert_eq!(one("m v=007i").fields[0].value, FieldValue::Int(7));
-        assert!(matches!(
-            problem("m v=9223372036854775808i"),
-            Problem::FieldValueOutOfRange { .. }
-        ));
-        assert!(matches!(
-            problem("m v=18446744073709551616u"),
-            Problem::FieldValueOutOfRange { .. }
-        ));
+        assert!(matches!(problem("m v=9223372036854775808i"), Problem::FieldValueOutOfRange { .. }));
+        assert!(matches!(problem("m v=18446744073709551616u"), Problem::FieldValueOutOfRange { .. }));
         for bad in ["-1u", "1.5i", "-i", "--1i", "1e3i", "+1i"] {
-            assert!(
-                parse_line(format!("m v={bad}").as_bytes(), Precision::Nanosecond).is_err(),
-                "{bad}"
-            );
+            assert!(parse_line(format!("m v={bad}").as_bytes(), Precision::Nanosecond).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn eight_digit_chunks_match_the_plain_loop() {
-        for text in [
-            "00000000",
-            "12345678",
-            "99999999",
-            "1234567890123456789",
-            "000000000000000001",
-        ] {
-            let plain = text
-                .bytes()
-                .fold(0u64, |acc, c| acc * 10 + u64::from(c - b'0'));
+        for text in ["00000000", "12345678", "99999999", "1234567890123456789", "000000000000000001"] {
+            let plain = text.bytes().fold(0u64, |acc, c| acc * 10 + u64::from(c - b'0'));
             assert_eq!(parse_u64(text.as_bytes()), Ok(plain), "{text}");
         }
-        for bad in [
-            "1234567/",
-            "1234567:",
-            "12345\x00678",
-            "1234 678",
-            "123456789012345678\u{e9}",
-        ] {
-            assert_eq!(
-                parse_u64(bad.as_bytes()),
-                Err(NumberError::Syntax),
-                "{bad:?}"
-            );
+        for bad in ["1234567/", "1234567:", "12345\x00678", "1234 678", "123456789012345678\u{e9}"] {
+            assert_eq!(parse_u64(bad.as_bytes()), Err(NumberError::Syntax), "{bad:?}");
         }
     }
 
@@ -1553,28 +1368,13 @@ mod tests {
             ("1e-400", 0.0),
             ("123456789012345678901234567890", 1.2345678901234568e29),
         ] {
-            assert_eq!(
-                one(&format!("m v={text}")).fields[0].value,
-                FieldValue::Float(value),
-                "{text}"
-            );
+            assert_eq!(one(&format!("m v={text}")).fields[0].value, FieldValue::Float(value), "{text}");
         }
-        for bad in [
-            ".", "-", "1e", "1e+", "1.2.3", "1_000", "0x1p3", "-inf", "1e400", "1,", "1\t",
-        ] {
-            assert!(
-                parse_line(format!("m v={bad}").as_bytes(), Precision::Nanosecond).is_err(),
-                "{bad}"
-            );
+        for bad in [".", "-", "1e", "1e+", "1.2.3", "1_000", "0x1p3", "-inf", "1e400", "1,", "1\t"] {
+            assert!(parse_line(format!("m v={bad}").as_bytes(), Precision::Nanosecond).is_err(), "{bad}");
         }
-        assert!(matches!(
-            problem("m v=inf"),
-            Problem::UnknownFieldType { .. }
-        ));
-        assert!(matches!(
-            problem("m v=1e400"),
-            Problem::FieldValueOutOfRange { .. }
-        ));
+        assert!(matches!(problem("m v=inf"), Problem::UnknownFieldType { .. }));
+        assert!(matches!(problem("m v=1e400"), Problem::FieldValueOutOfRange { .. }));
     }
 
     #[test]
@@ -1593,10 +1393,7 @@ mod tests {
             assert_eq!(text.parse::<Precision>(), Ok(precision));
         }
         let error = "minutes".parse::<Precision>().unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "unknown precision \"minutes\": expected one of n, ns, u, us, µs, ms, s, m, h"
-        );
+        assert_eq!(error.to_string(), "unknown precision \"minutes\": expected one of n, ns, u, us, µs, ms, s, m, h");
 
         let at = |precision| parse_line(b"m f=1 3", precision).map(|p| p.map(|p| p.timestamp_ns));
         assert_eq!(at(Precision::Nanosecond), Ok(Some(Some(3))));
@@ -1606,13 +1403,7 @@ mod tests {
         assert_eq!(at(Precision::Minute), Ok(Some(Some(180_000_000_000))));
         assert_eq!(at(Precision::Hour), Ok(Some(Some(10_800_000_000_000))));
         let overflow = parse_line(b"m f=1 9223372036854775807", Precision::Hour);
-        assert!(matches!(
-            overflow,
-            Err(LineError {
-                problem: Problem::TimestampOutOfRange { .. },
-                ..
-            })
-        ));
+        assert!(matches!(overflow, Err(LineError { problem: Problem::TimestampOutOfRange { .. }, .. })));
 
         assert_eq!(Precision::Second.truncate(1_999_999_999), 1_000_000_000);
         assert_eq!(Precision::Second.truncate(-1), -1_000_000_000);
@@ -1629,85 +1420,28 @@ mod tests {
         assert!(matches!(problem("m f=1 1-2"), Problem::InvalidTimestamp(_)));
         assert!(matches!(problem("m f=1 -"), Problem::InvalidTimestamp(_)));
         assert!(matches!(problem("m f=1 12 13"), Problem::AfterTimestamp(_)));
-        assert!(matches!(
-            problem("m f=1 9223372036854775808"),
-            Problem::TimestampOutOfRange { .. }
-        ));
+        assert!(matches!(problem("m f=1 9223372036854775808"), Problem::TimestampOutOfRange { .. }));
     }
 
     #[test]
     fn structural_errors() {
-        assert!(matches!(
-            problem("cpu"),
-            Problem::ExpectedTagsOrFields {
-                found: Found(None),
-                ..
-            }
-        ));
-        assert!(matches!(
-            problem(",t=1 f=1"),
-            Problem::MeasurementStart(Found(Some(b',')))
-        ));
-        assert!(matches!(
-            problem("cpu, f=1"),
-            Problem::ExpectedTagKey(Found(Some(b' ')))
-        ));
-        assert!(matches!(
-            problem("cpu,t f=1"),
-            Problem::ExpectedTagEquals { .. }
-        ));
-        assert!(matches!(
-            problem("cpu,t= f=1"),
-            Problem::EmptyTagValue { .. }
-        ));
-        assert!(matches!(
-            problem("cpu,t=1"),
-            Problem::ExpectedTagsOrFields {
-                found: Found(None),
-                ..
-            }
-        ));
+        assert!(matches!(problem("cpu"), Problem::ExpectedTagsOrFields { found: Found(None), .. }));
+        assert!(matches!(problem(",t=1 f=1"), Problem::MeasurementStart(Found(Some(b',')))));
+        assert!(matches!(problem("cpu, f=1"), Problem::ExpectedTagKey(Found(Some(b' ')))));
+        assert!(matches!(problem("cpu,t f=1"), Problem::ExpectedTagEquals { .. }));
+        assert!(matches!(problem("cpu,t= f=1"), Problem::EmptyTagValue { .. }));
+        assert!(matches!(problem("cpu,t=1"), Problem::ExpectedTagsOrFields { found: Found(None), .. }));
         assert!(matches!(problem("cpu,t=1,t=2 f=1"), Problem::DuplicateTag(key) if key == "t"));
-        assert!(matches!(
-            problem("cpu "),
-            Problem::ExpectedFieldKey(Found(None))
-        ));
-        assert!(matches!(
-            problem("cpu f"),
-            Problem::ExpectedFieldEquals { .. }
-        ));
-        assert!(matches!(
-            problem("cpu f="),
-            Problem::MissingFieldValue { .. }
-        ));
-        assert!(matches!(
-            problem("cpu f=1,"),
-            Problem::ExpectedFieldKey(Found(None))
-        ));
-        assert!(matches!(
-            problem("cpu f=abc"),
-            Problem::UnknownFieldType { .. }
-        ));
-        assert!(matches!(
-            problem("cpu f=\"abc"),
-            Problem::UnterminatedString { .. }
-        ));
-        assert!(matches!(
-            problem("cpu f=\"a\"b"),
-            Problem::AfterField { .. }
-        ));
+        assert!(matches!(problem("cpu "), Problem::ExpectedFieldKey(Found(None))));
+        assert!(matches!(problem("cpu f"), Problem::ExpectedFieldEquals { .. }));
+        assert!(matches!(problem("cpu f="), Problem::MissingFieldValue { .. }));
+        assert!(matches!(problem("cpu f=1,"), Problem::ExpectedFieldKey(Found(None))));
+        assert!(matches!(problem("cpu f=abc"), Problem::UnknownFieldType { .. }));
+        assert!(matches!(problem("cpu f=\"abc"), Problem::UnterminatedString { .. }));
+        assert!(matches!(problem("cpu f=\"a\"b"), Problem::AfterField { .. }));
         assert!(matches!(problem("cpu f=1\rx"), Problem::LoneCarriageReturn));
-        assert!(matches!(
-            problem("cpu f=1 12\rx"),
-            Problem::LoneCarriageReturn
-        ));
-        assert!(matches!(
-            problem("cpu f= 1"),
-            Problem::MissingFieldValue {
-                found: Found(Some(b' ')),
-                ..
-            }
-        ));
+        assert!(matches!(problem("cpu f=1 12\rx"), Problem::LoneCarriageReturn));
+        assert!(matches!(problem("cpu f= 1"), Problem::MissingFieldValue { found: Found(Some(b' ')), .. }));
         assert!(matches!(problem("\rcpu f=1"), Problem::LoneCarriageReturn));
         // Duplicate field keys are allowed, as in the reference decoder.
         assert_eq!(one("cpu f=1,f=2").fields.len(), 2);
@@ -1717,34 +1451,20 @@ mod tests {
     fn messages_name_line_column_and_input() {
         let body = "cpu f=1\n# comment\ncpu,az=eu,host value=1\n";
         let points = parse_all(body.as_bytes());
-        let Err(error) = &points[1].1 else {
-            panic!("line 3 should fail: {points:?}")
-        };
-        assert_eq!(
-            error.to_string(),
-            "line 3, column 15: expected '=' after tag key \"host\", found a space"
-        );
+        let Err(error) = &points[1].1 else { panic!("line 3 should fail: {points:?}") };
+        assert_eq!(error.to_string(), "line 3, column 15: expected '=' after tag key \"host\", found a space");
         let error = parse_line(b"m v=12.5.1", Precision::Nanosecond).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "line 1, column 5: invalid float value \"12.5.1\" for field \"v\""
-        );
+        assert_eq!(error.to_string(), "line 1, column 5: invalid float value \"12.5.1\" for field \"v\"");
     }
 
     #[test]
     fn parse_line_takes_exactly_one_entry() {
         assert_eq!(parse_line(b"", Precision::Nanosecond), Ok(None));
-        assert_eq!(
-            parse_line(b"  # just a comment\n", Precision::Nanosecond),
-            Ok(None)
-        );
+        assert_eq!(parse_line(b"  # just a comment\n", Precision::Nanosecond), Ok(None));
         assert!(parse_line(b"m f=1\n", Precision::Nanosecond).is_ok_and(|p| p.is_some()));
         assert!(matches!(
             parse_line(b"m f=1\nm f=2", Precision::Nanosecond),
-            Err(LineError {
-                problem: Problem::TrailingData,
-                ..
-            })
+            Err(LineError { problem: Problem::TrailingData, .. })
         ));
     }
 
@@ -1758,16 +1478,8 @@ mod tests {
             Ok(FieldValue::String("one\ntwo\nthree".into()))
         );
         assert_eq!(points[1].0, 4);
-        let Err(error) = &points[2].1 else {
-            panic!("line 5 should fail")
-        };
-        assert_eq!(
-            error.position,
-            Position {
-                line: 5,
-                column: Some(5)
-            }
-        );
+        let Err(error) = &points[2].1 else { panic!("line 5 should fail") };
+        assert_eq!(error.position, Position { line: 5, column: Some(5) });
     }
 
     #[test]
@@ -1789,17 +1501,10 @@ mod tests {
         assert!(errors.is_empty());
         assert_eq!(
             summary,
-            DecodeSummary {
-                accepted_lines: 3,
-                accepted_samples: 7,
-                rejected_lines: 0,
-                non_numeric: 1
-            }
+            DecodeSummary { accepted_lines: 3, accepted_samples: 7, rejected_lines: 0, non_numeric: 1 }
         );
-        let got: Vec<(String, f64, i64)> = samples
-            .iter()
-            .map(|s| (s.labels.to_string(), s.value, s.timestamp_ms))
-            .collect();
+        let got: Vec<(String, f64, i64)> =
+            samples.iter().map(|s| (s.labels.to_string(), s.value, s.timestamp_ms)).collect();
         assert_eq!(
             got,
             [
@@ -1821,13 +1526,7 @@ mod tests {
     fn default_time_is_truncated_to_the_precision() {
         let mut out = Vec::new();
         let mut errors = LineErrors::new();
-        decode_body(
-            b"m f=1",
-            Precision::Second,
-            1_700_000_000_987_654_321,
-            &mut out,
-            &mut errors,
-        );
+        decode_body(b"m f=1", Precision::Second, 1_700_000_000_987_654_321, &mut out, &mut errors);
         assert_eq!(out[0].timestamp_ms, 1_700_000_000_000);
     }
 
@@ -1836,10 +1535,7 @@ mod tests {
         let (samples, summary, errors) = decode("m,__name__=x f=1\nm f=2\n", 0);
         assert_eq!(summary.rejected_lines, 1);
         assert_eq!(samples.len(), 1);
-        assert_eq!(
-            errors.reported()[0].message,
-            "line 1: tag key \"__name__\" is reserved for the metric name"
-        );
+        assert_eq!(errors.reported()[0].message, "line 1: tag key \"__name__\" is reserved for the metric name");
     }
 
     #[test]
@@ -1877,9 +1573,7 @@ mod tests {
     /// control characters (line protocol cannot carry them in names).
     fn name_strategy() -> impl Strategy<Value = String> {
         prop::collection::vec(
-            prop::sample::select(vec![
-                'a', 'z', 'Q', '0', '9', '_', '-', '.', ' ', ',', '=', '"', '#', 'é', '✓', '𝄞',
-            ]),
+            prop::sample::select(vec!['a', 'z', 'Q', '0', '9', '_', '-', '.', ' ', ',', '=', '"', '#', 'é', '✓', '𝄞']),
             1..8,
         )
         .prop_map(|chars| chars.into_iter().collect())
@@ -1887,9 +1581,7 @@ mod tests {
 
     fn string_value_strategy() -> impl Strategy<Value = String> {
         prop::collection::vec(
-            prop::sample::select(vec![
-                'a', ' ', ',', '=', '"', '\\', '\n', '\r', '\t', 'é', '#', '}',
-            ]),
+            prop::sample::select(vec!['a', ' ', ',', '=', '"', '\\', '\n', '\r', '\t', 'é', '#', '}']),
             0..10,
         )
         .prop_map(|chars| chars.into_iter().collect())
@@ -1906,10 +1598,7 @@ mod tests {
 
     fn value_strategy() -> impl Strategy<Value = OwnedValue> {
         prop_oneof![
-            (
-                any::<f64>().prop_filter("finite", |v| v.is_finite()),
-                any::<bool>()
-            )
+            (any::<f64>().prop_filter("finite", |v| v.is_finite()), any::<bool>())
                 .prop_map(|(v, exp)| OwnedValue::Float(v, exp)),
             any::<i64>().prop_map(OwnedValue::Int),
             any::<u64>().prop_map(OwnedValue::UInt),
@@ -1991,27 +1680,19 @@ mod tests {
     fn same(parsed: &Point<'_>, expected: &OwnedPoint) -> bool {
         parsed.measurement == expected.measurement
             && parsed.tags.len() == expected.tags.len()
-            && parsed
-                .tags
-                .iter()
-                .zip(&expected.tags)
-                .all(|(t, (k, v))| t.key == *k && t.value == *v)
+            && parsed.tags.iter().zip(&expected.tags).all(|(t, (k, v))| t.key == *k && t.value == *v)
             && parsed.fields.len() == expected.fields.len()
-            && parsed
-                .fields
-                .iter()
-                .zip(&expected.fields)
-                .all(|(f, (k, v))| {
-                    f.key == *k
-                        && match (&f.value, v) {
-                            (FieldValue::Float(a), OwnedValue::Float(b, _)) => a == b,
-                            (FieldValue::Int(a), OwnedValue::Int(b)) => a == b,
-                            (FieldValue::UInt(a), OwnedValue::UInt(b)) => a == b,
-                            (FieldValue::Bool(a), OwnedValue::Bool(b)) => a == b,
-                            (FieldValue::String(a), OwnedValue::Str(b, _)) => a == b,
-                            _ => false,
-                        }
-                })
+            && parsed.fields.iter().zip(&expected.fields).all(|(f, (k, v))| {
+                f.key == *k
+                    && match (&f.value, v) {
+                        (FieldValue::Float(a), OwnedValue::Float(b, _)) => a == b,
+                        (FieldValue::Int(a), OwnedValue::Int(b)) => a == b,
+                        (FieldValue::UInt(a), OwnedValue::UInt(b)) => a == b,
+                        (FieldValue::Bool(a), OwnedValue::Bool(b)) => a == b,
+                        (FieldValue::String(a), OwnedValue::Str(b, _)) => a == b,
+                        _ => false,
+                    }
+            })
             && parsed.timestamp_ns == expected.timestamp
     }
 

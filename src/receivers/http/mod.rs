@@ -1,2 +1,10 @@
+//! The HTTP receiver: line protocol and NDJSON in (DESIGN §4).
+
+mod config;
+mod decode;
 pub mod line_protocol;
 pub mod ndjson;
+mod server;
+
+pub use config::HttpReceiverConfig;
+pub use server::{router, serve};

@@ -33,10 +33,7 @@ impl Record {
     /// The record as a sample, with `default_time_ms` for a missing timestamp.
     pub fn into_sample(self, default_time_ms: i64) -> Sample {
         let mut labels = self.labels;
-        labels.0.push(Label {
-            name: LabelStr::const_new(METRIC_NAME_LABEL),
-            value: self.name,
-        });
+        labels.0.push(Label { name: LabelStr::const_new(METRIC_NAME_LABEL), value: self.name });
         Sample {
             labels,
             value: self.value,
@@ -203,10 +200,7 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         match deserializer.deserialize_str(ScalarVisitor)? {
             Scalar::Text(text) => Ok(Key(text)),
-            other => Err(de::Error::custom(format_args!(
-                "expected a string key, found {}",
-                other.kind()
-            ))),
+            other => Err(de::Error::custom(format_args!("expected a string key, found {}", other.kind()))),
         }
     }
 }
@@ -240,10 +234,7 @@ impl<'de> Visitor<'de> for LabelsSeed<'_> {
             }
             let Scalar::Text(value) = value else {
                 let found = value.kind();
-                *self.problem = Some(Problem::LabelNotAString {
-                    name: name.into_owned(),
-                    found,
-                });
+                *self.problem = Some(Problem::LabelNotAString { name: name.into_owned(), found });
                 continue;
             };
             if name == METRIC_NAME_LABEL {
@@ -251,10 +242,7 @@ impl<'de> Visitor<'de> for LabelsSeed<'_> {
             } else if self.labels.iter().any(|l| l.name == name) {
                 *self.problem = Some(Problem::DuplicateLabel(name.into_owned()));
             } else {
-                self.labels.0.push(Label {
-                    name: LabelStr::from(name),
-                    value: LabelStr::from(value),
-                });
+                self.labels.0.push(Label { name: LabelStr::from(name), value: LabelStr::from(value) });
             }
         }
         Ok(())
@@ -287,8 +275,7 @@ impl<'de> Visitor<'de> for LabelsSeed<'_> {
 
 impl LabelsSeed<'_> {
     fn not_an_object<E>(self, found: JsonKind) -> Result<(), E> {
-        self.problem
-            .get_or_insert(Problem::LabelsNotAnObject(found));
+        self.problem.get_or_insert(Problem::LabelsNotAnObject(found));
         Ok(())
     }
 }
@@ -322,22 +309,17 @@ impl<'de> Visitor<'de> for RecordVisitor {
                 "type" => 4,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
-                    self.problem
-                        .get_or_insert(Problem::UnknownKey(key.into_owned()));
+                    self.problem.get_or_insert(Problem::UnknownKey(key.into_owned()));
                     continue;
                 }
             };
             if std::mem::replace(&mut seen[slot], true) {
                 map.next_value::<IgnoredAny>()?;
-                self.problem
-                    .get_or_insert(Problem::DuplicateKey(key.into_owned()));
+                self.problem.get_or_insert(Problem::DuplicateKey(key.into_owned()));
                 continue;
             }
             if slot == 1 {
-                map.next_value_seed(LabelsSeed {
-                    labels: &mut labels,
-                    problem: &mut self.problem,
-                })?;
+                map.next_value_seed(LabelsSeed { labels: &mut labels, problem: &mut self.problem })?;
                 continue;
             }
             let scalar = map.next_value::<Scalar<'de>>()?;
@@ -363,13 +345,7 @@ impl<'de> Visitor<'de> for RecordVisitor {
         let Some(value) = value else {
             return Ok(Err(Problem::MissingValue));
         };
-        Ok(Ok(Record {
-            name,
-            labels,
-            value,
-            timestamp_ms,
-            kind,
-        }))
+        Ok(Ok(Record { name, labels, value, timestamp_ms, kind }))
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
@@ -418,9 +394,7 @@ fn check_timestamp(scalar: Scalar<'_>) -> Result<Option<i64>, Problem> {
     const LIMIT: f64 = 9_223_372_036_854_775_808.0;
     match scalar {
         Scalar::Int(ms) => Ok(Some(ms)),
-        Scalar::UInt(ms) => i64::try_from(ms)
-            .map(Some)
-            .map_err(|_| Problem::InvalidTimestampNumber(ms.to_string())),
+        Scalar::UInt(ms) => i64::try_from(ms).map(Some).map_err(|_| Problem::InvalidTimestampNumber(ms.to_string())),
         Scalar::Float(ms) if ms.fract() == 0.0 && ms.abs() < LIMIT => Ok(Some(ms as i64)),
         Scalar::Float(ms) => Err(Problem::InvalidTimestampNumber(ms.to_string())),
         Scalar::Text(text) => parse_rfc3339_ms(&text)
@@ -484,9 +458,7 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     let b = text.as_bytes();
     let number = |range: std::ops::Range<usize>| -> Option<u32> {
         let digits = b.get(range)?;
-        digits.iter().try_fold(0u32, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-        })
+        digits.iter().try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
     };
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return None;
@@ -538,9 +510,8 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    let seconds = days_since_epoch(year, month, day) * 86_400
-        + i64::from(hour * 3600 + minute * 60 + second)
-        - offset_seconds;
+    let seconds =
+        days_since_epoch(year, month, day) * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_seconds;
     Some(seconds * 1000 + millis)
 }
 
@@ -569,26 +540,15 @@ pub fn parse_line(line: &[u8], line_number: usize) -> Result<Option<Record>, Ndj
         return Ok(None);
     }
     let mut deserializer = serde_json::Deserializer::from_slice(line);
-    let parsed = deserializer
-        .deserialize_any(RecordVisitor::default())
-        .and_then(|parsed| {
-            deserializer.end()?;
-            Ok(parsed)
-        });
+    let parsed = deserializer.deserialize_any(RecordVisitor::default()).and_then(|parsed| {
+        deserializer.end()?;
+        Ok(parsed)
+    });
     match parsed {
         Ok(Ok(record)) => Ok(Some(record)),
-        Ok(Err(problem)) => Err(NdjsonError {
-            position: Position {
-                line: line_number,
-                column: None,
-            },
-            problem,
-        }),
+        Ok(Err(problem)) => Err(NdjsonError { position: Position { line: line_number, column: None }, problem }),
         Err(error) => Err(NdjsonError {
-            position: Position {
-                line: line_number,
-                column: Some(error.column().max(1)),
-            },
+            position: Position { line: line_number, column: Some(error.column().max(1)) },
             problem: Problem::Syntax(syntax_message(&error)),
         }),
     }
@@ -596,12 +556,7 @@ pub fn parse_line(line: &[u8], line_number: usize) -> Result<Option<Record>, Ndj
 
 /// Decodes an NDJSON body into samples appended to `out`, one per valid line; a line without
 /// a timestamp gets `default_time_ms`. Bad lines are recorded in `errors` and skipped.
-pub fn decode_body(
-    body: &[u8],
-    default_time_ms: i64,
-    out: &mut Vec<Sample>,
-    errors: &mut LineErrors,
-) -> DecodeSummary {
+pub fn decode_body(body: &[u8], default_time_ms: i64, out: &mut Vec<Sample>, errors: &mut LineErrors) -> DecodeSummary {
     let mut summary = DecodeSummary::default();
     let mut rest = body;
     let mut line_number = 0usize;
@@ -675,14 +630,9 @@ mod tests {
     #[test]
     fn optional_keys_default_and_null_means_absent() {
         let r = record(r#"{"value": 3, "name": "up"}"#);
-        assert_eq!(
-            (r.labels.len(), r.timestamp_ms, r.kind),
-            (0, None, MetricKind::Unspecified)
-        );
+        assert_eq!((r.labels.len(), r.timestamp_ms, r.kind), (0, None, MetricKind::Unspecified));
         assert_eq!(r.into_sample(NOW_MS).timestamp_ms, NOW_MS);
-        let r = record(
-            r#"{"name": "up", "value": -2, "labels": null, "timestamp": null, "type": null}"#,
-        );
+        let r = record(r#"{"name": "up", "value": -2, "labels": null, "timestamp": null, "type": null}"#);
         assert_eq!((r.value, r.timestamp_ms), (-2.0, None));
     }
 
@@ -699,49 +649,22 @@ mod tests {
             let line = format!(r#"{{"name": "m", "value": 1, "type": "{text}"}}"#);
             assert_eq!(record(&line).kind, kind, "{text}");
         }
-        assert_eq!(
-            problem(r#"{"name": "m", "value": 1, "type": "meter"}"#),
-            Problem::UnknownType("meter".into())
-        );
-        assert_eq!(
-            problem(r#"{"name": "m", "value": 1, "type": 1}"#),
-            Problem::InvalidTypeType(JsonKind::Number)
-        );
+        assert_eq!(problem(r#"{"name": "m", "value": 1, "type": "meter"}"#), Problem::UnknownType("meter".into()));
+        assert_eq!(problem(r#"{"name": "m", "value": 1, "type": 1}"#), Problem::InvalidTypeType(JsonKind::Number));
     }
 
     #[test]
     fn timestamps_in_milliseconds_or_rfc3339() {
-        let at = |ts: &str| {
-            record(&format!(
-                r#"{{"name": "m", "value": 1, "timestamp": {ts}}}"#
-            ))
-            .timestamp_ms
-        };
+        let at = |ts: &str| record(&format!(r#"{{"name": "m", "value": 1, "timestamp": {ts}}}"#)).timestamp_ms;
         assert_eq!(at("-5"), Some(-5));
         assert_eq!(at("1.7e12"), Some(1_700_000_000_000));
         assert_eq!(at(r#""2023-11-14T22:13:20.5Z""#), Some(1_700_000_000_500));
-        assert_eq!(
-            at(r#""2023-11-15T00:13:20+02:00""#),
-            Some(1_700_000_000_000)
-        );
-        let bad = |ts: &str| {
-            problem(&format!(
-                r#"{{"name": "m", "value": 1, "timestamp": {ts}}}"#
-            ))
-        };
+        assert_eq!(at(r#""2023-11-15T00:13:20+02:00""#), Some(1_700_000_000_000));
+        let bad = |ts: &str| problem(&format!(r#"{{"name": "m", "value": 1, "timestamp": {ts}}}"#));
         assert!(matches!(bad("1.5"), Problem::InvalidTimestampNumber(_)));
-        assert!(matches!(
-            bad("9223372036854775808"),
-            Problem::InvalidTimestampNumber(_)
-        ));
-        assert!(matches!(
-            bad(r#""yesterday""#),
-            Problem::InvalidTimestampText(_)
-        ));
-        assert!(matches!(
-            bad("true"),
-            Problem::InvalidTimestampType(JsonKind::Bool)
-        ));
+        assert!(matches!(bad("9223372036854775808"), Problem::InvalidTimestampNumber(_)));
+        assert!(matches!(bad(r#""yesterday""#), Problem::InvalidTimestampText(_)));
+        assert!(matches!(bad("true"), Problem::InvalidTimestampType(JsonKind::Bool)));
     }
 
     #[test]
@@ -808,32 +731,14 @@ mod tests {
         assert_eq!(problem(r#"{"value": 1}"#), Problem::MissingName);
         assert_eq!(problem(r#"{"name": "m"}"#), Problem::MissingValue);
         assert_eq!(problem(r#"{"name": "", "value": 1}"#), Problem::EmptyName);
-        assert_eq!(
-            problem(r#"{"name": 7, "value": 1}"#),
-            Problem::InvalidName(JsonKind::Number)
-        );
-        assert_eq!(
-            problem(r#"{"name": "m", "value": "1.5"}"#),
-            Problem::NonNumericValue(JsonKind::String)
-        );
-        assert_eq!(
-            problem(r#"{"name": "m", "value": null}"#),
-            Problem::NonNumericValue(JsonKind::Null)
-        );
-        assert_eq!(
-            problem(r#"{"name": "m", "value": 1, "timestmp": 5}"#),
-            Problem::UnknownKey("timestmp".into())
-        );
-        assert_eq!(
-            problem(r#"{"name": "m", "value": 1, "value": 2}"#),
-            Problem::DuplicateKey("value".into())
-        );
+        assert_eq!(problem(r#"{"name": 7, "value": 1}"#), Problem::InvalidName(JsonKind::Number));
+        assert_eq!(problem(r#"{"name": "m", "value": "1.5"}"#), Problem::NonNumericValue(JsonKind::String));
+        assert_eq!(problem(r#"{"name": "m", "value": null}"#), Problem::NonNumericValue(JsonKind::Null));
+        assert_eq!(problem(r#"{"name": "m", "value": 1, "timestmp": 5}"#), Problem::UnknownKey("timestmp".into()));
+        assert_eq!(problem(r#"{"name": "m", "value": 1, "value": 2}"#), Problem::DuplicateKey("value".into()));
         assert_eq!(
             problem(r#"{"name": "m", "value": 1, "labels": {"a": 1}}"#),
-            Problem::LabelNotAString {
-                name: "a".into(),
-                found: JsonKind::Number
-            }
+            Problem::LabelNotAString { name: "a".into(), found: JsonKind::Number }
         );
         assert_eq!(
             problem(r#"{"name": "m", "value": 1, "labels": {"a": "x", "a": "y"}}"#),
@@ -852,17 +757,8 @@ mod tests {
     #[test]
     fn syntax_errors_name_the_column() {
         let error = parse_line(br#"{"name": "m" "value": 1}"#, 7).unwrap_err();
-        assert_eq!(
-            error.position,
-            Position {
-                line: 7,
-                column: Some(14)
-            }
-        );
-        assert_eq!(
-            error.to_string(),
-            "line 7, column 14: invalid JSON: expected `,` or `}`"
-        );
+        assert_eq!(error.position, Position { line: 7, column: Some(14) });
+        assert_eq!(error.to_string(), "line 7, column 14: invalid JSON: expected `,` or `}`");
         let error = parse_line(br#"{"name": "m", "value": 1} {}"#, 1).unwrap_err();
         assert!(matches!(error.problem, Problem::Syntax(_)), "{error}");
         let error = parse_line(b"{\"name\": \"\xff\", \"value\": 1}", 1).unwrap_err();
@@ -880,35 +776,18 @@ mod tests {
         let (samples, summary, errors) = decode(body);
         assert_eq!(
             summary,
-            DecodeSummary {
-                accepted_lines: 2,
-                accepted_samples: 2,
-                rejected_lines: 2,
-                non_numeric: 0
-            }
+            DecodeSummary { accepted_lines: 2, accepted_samples: 2, rejected_lines: 2, non_numeric: 0 }
         );
         let names: Vec<_> = samples.iter().map(|s| s.labels.to_string()).collect();
         assert_eq!(names, ["a{}", "b{k=\"v\"}"]);
         assert!(samples.iter().all(|s| s.timestamp_ms == NOW_MS));
-        let reported: Vec<_> = errors
-            .reported()
-            .iter()
-            .map(|e| (e.line, e.message.as_str()))
-            .collect();
-        assert_eq!(
-            reported,
-            [
-                (4, "line 4, column 2: invalid JSON: expected ident"),
-                (6, "line 6: missing \"value\"")
-            ]
-        );
+        let reported: Vec<_> = errors.reported().iter().map(|e| (e.line, e.message.as_str())).collect();
+        assert_eq!(reported, [(4, "line 4, column 2: invalid JSON: expected ident"), (6, "line 6: missing \"value\"")]);
     }
 
     fn label_text() -> impl Strategy<Value = String> {
         prop::collection::vec(
-            prop::sample::select(vec![
-                'a', 'Z', '_', '0', ' ', '"', '\\', '\n', '\t', 'é', '✓', '\u{1}',
-            ]),
+            prop::sample::select(vec!['a', 'Z', '_', '0', ' ', '"', '\\', '\n', '\t', 'é', '✓', '\u{1}']),
             1..8,
         )
         .prop_map(|chars| chars.into_iter().collect())

@@ -1,0 +1,109 @@
+//! The daemon's configuration: one TOML file, pipeline files merged in, and
+//! `TSRELAY_` environment overrides (DESIGN §4).
+//!
+//! Each component owns its config struct (next to its code); this module only
+//! assembles them, loads, and checks what spans components (references between
+//! pipelines, receivers and sinks).
+
+mod load;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use load::{ConfigError, EMBEDDED_DEFAULT, LoadedConfig, load};
+
+use crate::pipeline::PipelineConfig;
+use crate::receivers::ReceiverConfig;
+use crate::sinks::SinkConfig;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where disk queues and other state live; relative to the config file.
+    #[serde(default = "defaults::data_dir")]
+    pub data_dir: PathBuf,
+    /// How long a shutdown may take to drain queues before the rest is
+    /// counted as dropped with `reason="shutdown"`.
+    #[serde(default = "defaults::shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Directory of extra `*.toml` files merged into this one (one pipeline
+    /// per file, by convention); relative to the config file.
+    #[serde(default = "defaults::pipelines_dir")]
+    pub pipelines_dir: PathBuf,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub receivers: BTreeMap<String, ReceiverConfig>,
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkConfig>,
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// The metric registry (DESIGN §4); optional.
+    #[serde(default)]
+    pub registry: Option<RegistryConfig>,
+}
+
+/// Memory limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Upper bound on the worst case of all queues and tables, checked at start-up.
+    #[serde(default = "defaults::memory_bytes")]
+    pub memory_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { memory_bytes: defaults::memory_bytes() }
+    }
+}
+
+/// The admin endpoint: `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "defaults::admin_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: defaults::admin_listen() }
+    }
+}
+
+/// Where the metric registry lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// YAML file, relative to the config file.
+    pub path: PathBuf,
+}
+
+/// Every default of the top-level sections, in one place.
+pub mod defaults {
+    use super::*;
+
+    pub fn data_dir() -> PathBuf {
+        PathBuf::from("data")
+    }
+    pub fn shutdown_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn pipelines_dir() -> PathBuf {
+        PathBuf::from("pipelines")
+    }
+    pub fn memory_bytes() -> u64 {
+        512 * 1024 * 1024
+    }
+    pub fn admin_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9188))
+    }
+}

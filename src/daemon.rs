@@ -1,0 +1,202 @@
+//! Wires configuration into running receivers, pipelines and sinks, and
+//! shuts them down in order: receivers → pipelines → sink queues drained.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::LoadedConfig;
+use crate::pipeline::{self, Stages};
+use crate::queue::{Ledger, MemoryQueue};
+use crate::receivers::submit::Submitter;
+use crate::receivers::{ReceiverConfig, grpc, http};
+use crate::sinks::{self, SinkBuildError};
+use crate::telemetry::{self, DropReason, Health, ReceiverMetrics, SinkMetrics};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen on {addr} for {what}: {source}")]
+    Bind { what: String, addr: std::net::SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Sink(#[from] SinkBuildError),
+}
+
+/// The addresses the daemon actually listens on (useful with port 0).
+#[derive(Debug, Clone, Default)]
+pub struct BoundAddrs {
+    pub admin: Option<std::net::SocketAddr>,
+    pub receivers: BTreeMap<String, std::net::SocketAddr>,
+}
+
+/// A started daemon; `shutdown` stops it.
+pub struct Daemon {
+    pub addrs: BoundAddrs,
+    stop: CancellationToken,
+    done: JoinHandle<()>,
+}
+
+impl Daemon {
+    /// Asks the daemon to stop and waits until it has.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.done.await;
+    }
+
+    /// Waits until the daemon stops (after `stop` is cancelled).
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+}
+
+async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, DaemonError> {
+    TcpListener::bind(addr).await.map_err(|source| DaemonError::Bind { what: what.to_string(), addr, source })
+}
+
+/// Starts everything the config describes on the current runtime.
+pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
+    let config = &loaded.config;
+    let prometheus = telemetry::install_recorder();
+    let health = Health::default();
+    let stop = CancellationToken::new();
+    let mut addrs = BoundAddrs::default();
+
+    // Sinks first, so nothing is accepted before it has somewhere to go.
+    let mut queues: BTreeMap<String, Arc<MemoryQueue>> = BTreeMap::new();
+    let mut sink_tasks = Vec::new();
+    for (name, sink_config) in &config.sinks {
+        let common = sink_config.common();
+        let ledger = Ledger::new(SinkMetrics::new(name));
+        let queue = Arc::new(MemoryQueue::new(common.queue.max_samples, common.queue.when_full, ledger));
+        let sink_health = health.register_sink(name, common.unhealthy_after);
+        sink_tasks.push(sinks::spawn_sink(name, sink_config, &loaded, queue.clone(), sink_health)?);
+        queues.insert(name.clone(), queue);
+    }
+
+    let mut pipelines = Vec::new();
+    let mut inputs = BTreeMap::new();
+    for (name, p) in &config.pipelines {
+        let sink_queues = p.sinks.iter().filter_map(|s| queues.get(s).cloned()).collect();
+        let running = pipeline::spawn(name, p, Stages::none(), sink_queues);
+        for r in &p.receivers {
+            inputs.insert(r.clone(), running.input.clone());
+        }
+        pipelines.push(running);
+    }
+
+    let mut receiver_tasks = Vec::new();
+    for (name, rc) in &config.receivers {
+        let Some(input) = inputs.remove(name) else {
+            continue;
+        };
+        health.register_receiver(name);
+        let metrics = ReceiverMetrics::new(name);
+        let token = stop.clone();
+        let shutdown = async move { token.cancelled().await };
+        let task = match rc {
+            ReceiverConfig::Http(c) => {
+                let listener = bind(&format!("receivers.{name}"), c.listen).await?;
+                addrs.receivers.insert(name.clone(), listener.local_addr().unwrap_or(c.listen));
+                let submitter = Submitter {
+                    input,
+                    metrics,
+                    max_wait: Duration::from_millis(c.max_wait_ms),
+                    ack: c.ack,
+                    ack_timeout: c.ack_timeout,
+                };
+                let (c, n) = (c.clone(), name.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = http::serve(listener, c, submitter, shutdown).await {
+                        tracing::error!(receiver = %n, error = %e, "HTTP receiver stopped");
+                    }
+                })
+            }
+            ReceiverConfig::Grpc(c) => {
+                let listener = bind(&format!("receivers.{name}"), c.listen).await?;
+                addrs.receivers.insert(name.clone(), listener.local_addr().unwrap_or(c.listen));
+                let submitter = Submitter {
+                    input,
+                    metrics,
+                    max_wait: Duration::from_millis(c.max_wait_ms),
+                    ack: c.ack,
+                    ack_timeout: c.ack_timeout,
+                };
+                let (c, n) = (c.clone(), name.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = grpc::serve(listener, c, submitter, shutdown).await {
+                        tracing::error!(receiver = %n, error = %e, "gRPC receiver stopped");
+                    }
+                })
+            }
+        };
+        health.receiver_listening(name);
+        tracing::info!(receiver = %name, addr = ?addrs.receivers.get(name), "receiver listening");
+        receiver_tasks.push(task);
+    }
+    // The pipelines' only senders now live in the receivers.
+    drop(inputs);
+
+    let admin_listener = bind("admin", config.admin.listen).await?;
+    addrs.admin = admin_listener.local_addr().ok();
+    let admin_token = stop.clone();
+    let admin_task = tokio::spawn(crate::admin::serve(admin_listener, prometheus, health.clone(), async move {
+        admin_token.cancelled().await
+    }));
+    tracing::info!(addr = ?addrs.admin, "admin endpoint listening");
+
+    let shutdown_timeout = config.shutdown_timeout;
+    let token = stop.clone();
+    let done = tokio::spawn(async move {
+        token.cancelled().await;
+        tracing::info!("shutting down: receivers stop accepting, queues drain");
+        let drain = async {
+            for t in receiver_tasks {
+                let _ = t.await;
+            }
+            for p in pipelines {
+                let RunningPipelineParts { mut tasks, input } = RunningPipelineParts::from(p);
+                drop(input);
+                while tasks.join_next().await.is_some() {}
+            }
+            for q in queues.values() {
+                q.close();
+            }
+            for t in &mut sink_tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout(shutdown_timeout, drain).await.is_err() {
+            tracing::warn!(timeout = ?shutdown_timeout, "shutdown timed out; counting what is left as dropped");
+        }
+        for t in &sink_tasks {
+            t.abort();
+        }
+        for (name, q) in &queues {
+            let lost = q.ledger().abandon_queued(DropReason::Shutdown);
+            if lost > 0 {
+                tracing::warn!(sink = %name, samples = lost, "dropped at shutdown");
+            }
+        }
+        let _ = admin_task.await;
+        tracing::info!("stopped");
+    });
+    Ok(Daemon { addrs, stop, done })
+}
+
+struct RunningPipelineParts {
+    tasks: tokio::task::JoinSet<()>,
+    input: pipeline::PipelineInput,
+}
+
+impl From<pipeline::RunningPipeline> for RunningPipelineParts {
+    fn from(p: pipeline::RunningPipeline) -> Self {
+        RunningPipelineParts { tasks: p.tasks, input: p.input }
+    }
+}

@@ -1,0 +1,221 @@
+//! A pipeline: ingest queue → stateless stages → shard split by series hash →
+//! stateful stages (one owner per series) → fanout to every sink queue.
+//!
+//! This is the only place that knows the order of stages (DESIGN §2).
+
+mod config;
+mod ingest;
+mod stage;
+
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinSet;
+
+pub use config::PipelineConfig;
+pub use ingest::{IngestError, PipelineInput};
+pub use stage::{DropTally, StatefulStage, StatelessStage};
+
+use crate::model::{Ack, Batch, Sample};
+use crate::queue::MemoryQueue;
+use crate::telemetry::{DropReason, Stage, pipeline_dropped};
+
+/// The stages of one pipeline, in order. Stateful stages are built once per shard.
+pub struct Stages {
+    pub stateless: Vec<Box<dyn StatelessStage>>,
+    pub stateful: Box<dyn Fn(usize) -> Vec<Box<dyn StatefulStage>> + Send + Sync>,
+}
+
+impl Stages {
+    /// No stages: samples only get their labels sorted and are fanned out.
+    pub fn none() -> Self {
+        Stages { stateless: Vec::new(), stateful: Box::new(|_| Vec::new()) }
+    }
+}
+
+/// What a shard receives: samples with their series hashes, aligned.
+struct ShardBatch {
+    samples: Vec<Sample>,
+    hashes: Vec<u64>,
+    ack: Option<Ack>,
+    received_at: std::time::Instant,
+}
+
+/// A running pipeline: its input, and its tasks (finish after the input closes).
+pub struct RunningPipeline {
+    pub name: Arc<str>,
+    pub input: PipelineInput,
+    pub tasks: JoinSet<()>,
+}
+
+/// Starts the pipeline's tasks on the current runtime.
+pub fn spawn(name: &str, config: &PipelineConfig, stages: Stages, sinks: Vec<Arc<MemoryQueue>>) -> RunningPipeline {
+    let name: Arc<str> = name.into();
+    let (tx, rx) = mpsc::channel::<Batch>(config.ingest_queue_batches);
+    let rx = Arc::new(Mutex::new(rx));
+    let shard_count = config.shard_count();
+    let mut tasks = JoinSet::new();
+
+    let mut shard_txs = Vec::with_capacity(shard_count);
+    let sinks: Arc<[Arc<MemoryQueue>]> = sinks.into();
+    for shard in 0..shard_count {
+        let (stx, srx) = mpsc::channel::<ShardBatch>(config.shard_queue_batches);
+        shard_txs.push(stx);
+        let stateful = (stages.stateful)(shard);
+        tasks.spawn(run_shard(name.clone(), srx, stateful, sinks.clone()));
+    }
+    let shard_txs: Arc<[mpsc::Sender<ShardBatch>]> = shard_txs.into();
+    let stateless: Arc<[Box<dyn StatelessStage>]> = stages.stateless.into();
+    // As many stateless workers as shards: both scale with cores.
+    for _ in 0..shard_count {
+        tasks.spawn(run_stateless(name.clone(), rx.clone(), stateless.clone(), shard_txs.clone()));
+    }
+    RunningPipeline { input: PipelineInput::new(name.clone(), tx), name, tasks }
+}
+
+async fn run_stateless(
+    pipeline: Arc<str>,
+    rx: Arc<Mutex<mpsc::Receiver<Batch>>>,
+    stages: Arc<[Box<dyn StatelessStage>]>,
+    shards: Arc<[mpsc::Sender<ShardBatch>]>,
+) {
+    let mut drops = DropTally::default();
+    loop {
+        let batch = { rx.lock().await.recv().await };
+        let Some(mut batch) = batch else { break };
+        for stage in stages.iter() {
+            if batch.samples.is_empty() {
+                break;
+            }
+            stage.process(&mut batch.samples, &mut drops);
+        }
+        flush_drops(&pipeline, &mut drops, batch.ack.as_ref());
+        if batch.samples.is_empty() {
+            continue;
+        }
+        for (i, part) in split_by_series(batch, shards.len()).into_iter().enumerate() {
+            if let Some(part) = part {
+                let n = part.samples.len();
+                if let Err(mpsc::error::SendError(lost)) = shards[i].send(part).await {
+                    // Only during shutdown: the shard is gone.
+                    pipeline_dropped(&pipeline, Stage::Normalize, DropReason::Shutdown).increment(n as u64);
+                    if let Some(a) = lost.ack {
+                        a.mark_dropped()
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sorts each sample's labels, hashes its series and groups by shard,
+/// keeping the order of samples within a series.
+fn split_by_series(batch: Batch, shard_count: usize) -> Vec<Option<ShardBatch>> {
+    let Batch { mut samples, ack, received_at, .. } = batch;
+    let hashes: Vec<u64> = samples
+        .iter_mut()
+        .map(|s| {
+            s.labels.sort();
+            s.labels.series_hash()
+        })
+        .collect();
+    if shard_count == 1 {
+        return vec![Some(ShardBatch { samples, hashes, ack, received_at })];
+    }
+    let mut parts: Vec<Option<ShardBatch>> = (0..shard_count).map(|_| None).collect();
+    let per_shard = samples.len() / shard_count + 1;
+    for (s, h) in samples.into_iter().zip(hashes) {
+        let part = parts[shard_of(h, shard_count)].get_or_insert_with(|| ShardBatch {
+            samples: Vec::with_capacity(per_shard),
+            hashes: Vec::with_capacity(per_shard),
+            ack: ack.clone(),
+            received_at,
+        });
+        part.samples.push(s);
+        part.hashes.push(h);
+    }
+    parts
+}
+
+/// Jump-free modulo on the high bits: the low bits also pick Kafka
+/// partitions and request shards, so keep the choices independent.
+fn shard_of(hash: u64, shard_count: usize) -> usize {
+    (((hash >> 32) * shard_count as u64) >> 32) as usize
+}
+
+async fn run_shard(
+    pipeline: Arc<str>,
+    mut rx: mpsc::Receiver<ShardBatch>,
+    mut stages: Vec<Box<dyn StatefulStage>>,
+    sinks: Arc<[Arc<MemoryQueue>]>,
+) {
+    let mut drops = DropTally::default();
+    while let Some(mut b) = rx.recv().await {
+        for stage in stages.iter_mut() {
+            if b.samples.is_empty() {
+                break;
+            }
+            stage.process(&mut b.samples, &mut b.hashes, &mut drops);
+        }
+        flush_drops(&pipeline, &mut drops, b.ack.as_ref());
+        if b.samples.is_empty() {
+            continue;
+        }
+        let batch = Arc::new(Batch { samples: b.samples, hashes: b.hashes, ack: b.ack, received_at: b.received_at });
+        for sink in sinks.iter() {
+            sink.push(batch.clone()).await;
+        }
+    }
+}
+
+fn flush_drops(pipeline: &str, drops: &mut DropTally, ack: Option<&Ack>) {
+    if drops.is_empty() {
+        return;
+    }
+    if let Some(a) = ack {
+        a.mark_dropped();
+    }
+    for (stage, reason, n) in drops.drain() {
+        pipeline_dropped(pipeline, stage, reason).increment(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Labels;
+
+    fn sample(name: &str, host: &str, ts: i64) -> Sample {
+        Sample::new([("__name__", name), ("host", host)].into_iter().collect::<Labels>(), 1.0, ts)
+    }
+
+    #[test]
+    fn split_keeps_series_together_and_in_order() {
+        let mut samples = Vec::new();
+        for ts in 0..50 {
+            for h in 0..20 {
+                samples.push(sample("m", &format!("h{h}"), ts));
+            }
+        }
+        let parts = split_by_series(Batch::new(samples), 4);
+        let mut seen = std::collections::HashMap::new();
+        let mut total = 0;
+        for (i, p) in parts.into_iter().enumerate() {
+            let Some(p) = p else { continue };
+            assert_eq!(p.samples.len(), p.hashes.len());
+            for (s, h) in p.samples.iter().zip(&p.hashes) {
+                total += 1;
+                let host = s.labels.get("host").unwrap().to_string();
+                assert_eq!(*seen.entry(host.clone()).or_insert(i), i, "series {host} split across shards");
+                assert_eq!(*h, s.labels.series_hash());
+            }
+            for w in p.samples.windows(2) {
+                if w[0].labels == w[1].labels {
+                    assert!(w[0].timestamp_ms < w[1].timestamp_ms);
+                }
+            }
+        }
+        assert_eq!(total, 1000);
+        assert!(seen.values().collect::<std::collections::HashSet<_>>().len() > 1, "all series on one shard");
+    }
+}

@@ -1,0 +1,38 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::receivers::submit::{AckMode, defaults as submit_defaults};
+
+/// `type = "grpc"`: the `tsrelay.v1.Ingest` service (proto/tsrelay/v1/ingest.proto).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcReceiverConfig {
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// Largest decoded request message, in bytes.
+    #[serde(default = "defaults::max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// How long a unary call may wait for room in a full ingest queue before
+    /// `RESOURCE_EXHAUSTED`. Streams wait as long as it takes instead.
+    #[serde(default = "submit_defaults::max_wait_ms")]
+    pub max_wait_ms: u64,
+    /// Answer when accepted (default) or when delivered.
+    #[serde(default)]
+    pub ack: AckMode,
+    /// With `ack = "delivered"`: how long to wait before `DEADLINE_EXCEEDED`.
+    #[serde(default = "submit_defaults::ack_timeout", with = "humantime_serde")]
+    pub ack_timeout: Duration,
+}
+
+pub mod defaults {
+    use std::net::SocketAddr;
+
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 4317))
+    }
+    pub fn max_message_bytes() -> usize {
+        16 * 1024 * 1024
+    }
+}

@@ -1,0 +1,38 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::receivers::submit::{AckMode, defaults as submit_defaults};
+
+/// `type = "http"`: InfluxDB line protocol (`/write`, `/api/v2/write`) and
+/// NDJSON (`/api/v1/ingest`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpReceiverConfig {
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// Largest request body, after gunzip too; larger bodies get `413`.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How long a request may wait for room in a full ingest queue before `503`.
+    #[serde(default = "submit_defaults::max_wait_ms")]
+    pub max_wait_ms: u64,
+    /// Answer when accepted (default) or when delivered.
+    #[serde(default)]
+    pub ack: AckMode,
+    /// With `ack = "delivered"`: how long to wait before `504`.
+    #[serde(default = "submit_defaults::ack_timeout", with = "humantime_serde")]
+    pub ack_timeout: Duration,
+}
+
+pub mod defaults {
+    use std::net::SocketAddr;
+
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8186))
+    }
+    pub fn max_body_bytes() -> usize {
+        32 * 1024 * 1024
+    }
+}

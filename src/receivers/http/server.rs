@@ -1,0 +1,153 @@
+//! The HTTP service: routes, body limits, gzip, and the answers of DESIGN §3–4.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use super::HttpReceiverConfig;
+use super::decode::{BodyFormat, DecodedBody, decode_body};
+use crate::receivers::submit::{SubmitError, Submitter};
+use crate::telemetry::DropReason;
+
+struct AppState {
+    submitter: Submitter,
+    max_body_bytes: usize,
+}
+
+#[derive(Debug, Deserialize)]
+struct WriteParams {
+    precision: Option<String>,
+}
+
+#[derive(Serialize)]
+struct LineErrorBody {
+    line: usize,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct PartialWriteBody {
+    accepted: u64,
+    rejected: u64,
+    errors: Vec<LineErrorBody>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(ErrorBody { error: message.into() })).into_response()
+}
+
+pub fn router(config: &HttpReceiverConfig, submitter: Submitter) -> Router {
+    let state = Arc::new(AppState { submitter, max_body_bytes: config.max_body_bytes });
+    Router::new()
+        .route("/write", post(write_line_protocol))
+        .route("/api/v2/write", post(write_line_protocol))
+        .route("/api/v1/ingest", post(write_ndjson))
+        // The raw body may not exceed the limit either; gunzip is checked separately.
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .with_state(state)
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    config: HttpReceiverConfig,
+    submitter: Submitter,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(&config, submitter)).with_graceful_shutdown(shutdown).await
+}
+
+async fn write_line_protocol(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<WriteParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let format = match BodyFormat::line_protocol(params.precision.as_deref()) {
+        Ok(f) => f,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    handle(&state, format, &headers, body).await
+}
+
+async fn write_ndjson(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(&state, BodyFormat::Ndjson, &headers, body).await
+}
+
+async fn handle(state: &AppState, format: BodyFormat, headers: &HeaderMap, body: Bytes) -> Response {
+    let body = match unpack(headers, body, state.max_body_bytes) {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let decoded = decode_body(format, &body, crate::model::now_ms());
+    let DecodedBody { samples, rejected_lines, non_numeric, errors } = decoded;
+    let m = &state.submitter.metrics;
+    m.dropped(DropReason::ParseError, rejected_lines);
+    m.dropped(DropReason::NonNumeric, non_numeric);
+    let accepted = samples.len() as u64;
+    match state.submitter.submit(samples).await {
+        Ok(_) => {}
+        Err(e @ SubmitError::Full { .. }) => {
+            let retry_secs = state.submitter.max_wait.as_secs().max(1).to_string();
+            let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            if let Ok(v) = HeaderValue::from_str(&retry_secs) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return resp;
+        }
+        Err(e @ SubmitError::ShuttingDown { .. }) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
+        Err(e @ SubmitError::AckTimeout(_)) => {
+            return error(StatusCode::GATEWAY_TIMEOUT, e.to_string());
+        }
+    }
+    if rejected_lines == 0 {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let body = PartialWriteBody {
+        accepted,
+        rejected: rejected_lines,
+        errors: errors.into_iter().map(|(line, message)| LineErrorBody { line, message }).collect(),
+    };
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
+/// Applies `Content-Encoding`, keeping the size limit after decompression.
+#[allow(clippy::result_large_err)]
+fn unpack(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, Response> {
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
+    match encoding.trim().to_ascii_lowercase().as_str() {
+        "" | "identity" => Ok(body),
+        "gzip" | "x-gzip" => {
+            let mut out = Vec::with_capacity((body.len() * 4).min(max));
+            let mut reader = flate2::read::MultiGzDecoder::new(&body[..]).take(max as u64 + 1);
+            if let Err(e) = reader.read_to_end(&mut out) {
+                return Err(error(StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")));
+            }
+            if out.len() > max {
+                return Err(error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body exceeds max_body_bytes ({max} bytes) after gunzip"),
+                ));
+            }
+            Ok(Bytes::from(out))
+        }
+        other => Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Encoding {other:?}; use gzip or none"),
+        )),
+    }
+}

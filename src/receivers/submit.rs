@@ -1,0 +1,103 @@
+//! How a receiver hands decoded samples to its pipeline and answers its sender:
+//! backpressure (DESIGN §3) and acknowledgements, written once for every receiver.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::{Ack, AckOutcome, Batch, Sample};
+use crate::pipeline::{IngestError, PipelineInput};
+use crate::telemetry::ReceiverMetrics;
+
+/// When a receiver answers its sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckMode {
+    /// Once the batch is in the ingest queue.
+    #[default]
+    Accepted,
+    /// Once every sink has delivered (or counted as dropped) the batch.
+    Delivered,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("ingest queue of pipeline {pipeline} stayed full for {waited:?}; retry later")]
+    Full { pipeline: String, waited: Duration },
+    #[error("pipeline {pipeline} is shutting down")]
+    ShuttingDown { pipeline: String },
+    #[error("accepted, but not delivered within {0:?}; it will still be delivered")]
+    AckTimeout(Duration),
+}
+
+/// A receiver's side of its pipeline.
+#[derive(Clone)]
+pub struct Submitter {
+    pub input: PipelineInput,
+    pub metrics: ReceiverMetrics,
+    pub max_wait: Duration,
+    pub ack: AckMode,
+    pub ack_timeout: Duration,
+}
+
+impl Submitter {
+    /// Enqueues `samples`, waiting at most `max_wait` for room; with
+    /// `ack = "delivered"` also waits for delivery. Counts them as received once accepted.
+    pub async fn submit(&self, samples: Vec<Sample>) -> Result<Option<AckOutcome>, SubmitError> {
+        self.submit_with(samples, |input, batch| async move { input.send_within(batch, self.max_wait).await }).await
+    }
+
+    /// Like [`submit`](Self::submit) but waits for room as long as it takes
+    /// (streams, Kafka): the caller stops reading its source meanwhile.
+    pub async fn submit_blocking(&self, samples: Vec<Sample>) -> Result<Option<AckOutcome>, SubmitError> {
+        self.submit_with(samples, |input, batch| async move { input.send(batch).await }).await
+    }
+
+    async fn submit_with<'a, F, Fut>(&'a self, samples: Vec<Sample>, send: F) -> Result<Option<AckOutcome>, SubmitError>
+    where
+        F: FnOnce(&'a PipelineInput, Batch) -> Fut,
+        Fut: std::future::Future<Output = Result<(), IngestError>>,
+    {
+        let n = samples.len() as u64;
+        if n == 0 {
+            return Ok(None);
+        }
+        let (ack, done) = match self.ack {
+            AckMode::Accepted => (None, None),
+            AckMode::Delivered => {
+                let (a, rx) = Ack::new();
+                (Some(a), Some(rx))
+            }
+        };
+        match send(&self.input, Batch::with_ack(samples, ack)).await {
+            Ok(()) => {}
+            Err(IngestError::Full { pipeline, waited, .. }) => {
+                self.metrics.requests_rejected_backpressure.increment(1);
+                return Err(SubmitError::Full { pipeline: pipeline.to_string(), waited });
+            }
+            Err(IngestError::Closed { pipeline, .. }) => {
+                return Err(SubmitError::ShuttingDown { pipeline: pipeline.to_string() });
+            }
+        }
+        self.metrics.received_samples.increment(n);
+        let Some(done) = done else { return Ok(None) };
+        match tokio::time::timeout(self.ack_timeout, done).await {
+            Ok(Ok(outcome)) => Ok(Some(outcome)),
+            // The sender side vanished without an outcome: only when the daemon stops.
+            Ok(Err(_)) => Err(SubmitError::ShuttingDown { pipeline: self.input.pipeline().to_string() }),
+            Err(_) => Err(SubmitError::AckTimeout(self.ack_timeout)),
+        }
+    }
+}
+
+/// Defaults shared by the receivers' configs.
+pub mod defaults {
+    use std::time::Duration;
+
+    pub fn max_wait_ms() -> u64 {
+        1000
+    }
+    pub fn ack_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+}

@@ -1,0 +1,153 @@
+//! Readiness: receivers listening, sinks not failing for too long.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkState {
+    Healthy,
+    Retrying,
+}
+
+#[derive(Debug)]
+struct SinkEntry {
+    state: SinkState,
+    failing_since: Option<Instant>,
+    /// The same moment on the wall clock, for the report.
+    failing_since_wall: Option<SystemTime>,
+    last_error: Option<String>,
+    unhealthy_after: Duration,
+}
+
+/// Shared health registry; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    inner: Arc<Mutex<HealthInner>>,
+}
+
+#[derive(Debug, Default)]
+struct HealthInner {
+    receivers: BTreeMap<String, bool>,
+    sinks: BTreeMap<String, SinkEntry>,
+}
+
+/// A sink's handle on its own health entry.
+#[derive(Debug, Clone)]
+pub struct SinkHealth {
+    health: Health,
+    name: Arc<str>,
+}
+
+#[derive(Serialize)]
+struct SinkReport {
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failing_for_seconds: Option<f64>,
+    /// When the current run of failures began (HTTP date, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failing_since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct HealthReport {
+    ready: bool,
+    receivers: BTreeMap<String, &'static str>,
+    sinks: BTreeMap<String, SinkReport>,
+}
+
+impl HealthReport {
+    pub fn ready(&self) -> bool {
+        self.ready
+    }
+}
+
+impl Health {
+    pub fn register_receiver(&self, name: &str) {
+        self.inner.lock().receivers.insert(name.to_string(), false);
+    }
+
+    pub fn receiver_listening(&self, name: &str) {
+        self.inner.lock().receivers.insert(name.to_string(), true);
+    }
+
+    pub fn register_sink(&self, name: &str, unhealthy_after: Duration) -> SinkHealth {
+        self.inner.lock().sinks.insert(
+            name.to_string(),
+            SinkEntry {
+                state: SinkState::Healthy,
+                failing_since: None,
+                failing_since_wall: None,
+                last_error: None,
+                unhealthy_after,
+            },
+        );
+        SinkHealth { health: self.clone(), name: name.into() }
+    }
+
+    pub fn report(&self) -> HealthReport {
+        let inner = self.inner.lock();
+        let now = Instant::now();
+        let mut ready = true;
+        let receivers = inner
+            .receivers
+            .iter()
+            .map(|(n, &up)| {
+                ready &= up;
+                (n.clone(), if up { "listening" } else { "starting" })
+            })
+            .collect();
+        let sinks = inner
+            .sinks
+            .iter()
+            .map(|(n, e)| {
+                let failing_for = e.failing_since.map(|t| now.duration_since(t));
+                let unhealthy = failing_for.is_some_and(|d| d >= e.unhealthy_after);
+                ready &= !unhealthy;
+                let state = match (e.state, unhealthy) {
+                    (_, true) => "failing",
+                    (SinkState::Retrying, false) => "retrying",
+                    (SinkState::Healthy, false) => "healthy",
+                };
+                let report = SinkReport {
+                    state,
+                    failing_for_seconds: failing_for.map(|d| d.as_secs_f64()),
+                    failing_since: e.failing_since_wall.map(httpdate::fmt_http_date),
+                    last_error: e.last_error.clone(),
+                };
+                (n.clone(), report)
+            })
+            .collect();
+        HealthReport { ready, receivers, sinks }
+    }
+}
+
+impl SinkHealth {
+    pub fn succeeded(&self) {
+        let mut inner = self.health.inner.lock();
+        if let Some(e) = inner.sinks.get_mut(&*self.name) {
+            e.state = SinkState::Healthy;
+            e.failing_since = None;
+            e.failing_since_wall = None;
+            e.last_error = None;
+        }
+    }
+
+    pub fn failed(&self, error: &str) {
+        let mut inner = self.health.inner.lock();
+        if let Some(e) = inner.sinks.get_mut(&*self.name) {
+            e.state = SinkState::Retrying;
+            if e.failing_since.is_none() {
+                e.failing_since = Some(Instant::now());
+                e.failing_since_wall = Some(SystemTime::now());
+            }
+            e.last_error = Some(error.to_string());
+        }
+    }
+}

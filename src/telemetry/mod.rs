@@ -1,0 +1,229 @@
+//! tsrelay's own metrics, logs and health.
+//!
+//! Every metric name of the public contract (DESIGN §4) is spelled here and
+//! nowhere else; components hold typed handles built by the functions below.
+
+mod health;
+mod names;
+
+use std::sync::OnceLock;
+
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub use health::{Health, SinkHealth, SinkState};
+pub use names::*;
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide metrics recorder (idempotent) and returns the
+/// handle that renders `/metrics`.
+pub fn install_recorder() -> PrometheusHandle {
+    PROMETHEUS
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(SINK_REQUEST_DURATION_SECONDS.to_string()),
+                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(PIPELINE_LATENCY_SECONDS.to_string()),
+                        &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+                    )
+                });
+            match builder.and_then(|b| b.install_recorder()) {
+                Ok(handle) => handle,
+                // A recorder is already installed (only in tests that build
+                // several daemons in one process): render an empty, private one.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}
+
+/// Why a sample was dropped: the `reason` label, a closed set (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    ParseError,
+    NonNumeric,
+    InvalidName,
+    TooManyLabels,
+    LabelValueTooLong,
+    TimestampOutOfWindow,
+    UnknownMetric,
+    TypeConflict,
+    LabelNotAllowed,
+    Cardinality,
+    OutOfOrder,
+    Duplicate,
+    CounterReset,
+    QueueFull,
+    Rejected,
+    RetryExhausted,
+    Shutdown,
+    Corrupt,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 18] = [
+        DropReason::ParseError,
+        DropReason::NonNumeric,
+        DropReason::InvalidName,
+        DropReason::TooManyLabels,
+        DropReason::LabelValueTooLong,
+        DropReason::TimestampOutOfWindow,
+        DropReason::UnknownMetric,
+        DropReason::TypeConflict,
+        DropReason::LabelNotAllowed,
+        DropReason::Cardinality,
+        DropReason::OutOfOrder,
+        DropReason::Duplicate,
+        DropReason::CounterReset,
+        DropReason::QueueFull,
+        DropReason::Rejected,
+        DropReason::RetryExhausted,
+        DropReason::Shutdown,
+        DropReason::Corrupt,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::ParseError => "parse_error",
+            DropReason::NonNumeric => "non_numeric",
+            DropReason::InvalidName => "invalid_name",
+            DropReason::TooManyLabels => "too_many_labels",
+            DropReason::LabelValueTooLong => "label_value_too_long",
+            DropReason::TimestampOutOfWindow => "timestamp_out_of_window",
+            DropReason::UnknownMetric => "unknown_metric",
+            DropReason::TypeConflict => "type_conflict",
+            DropReason::LabelNotAllowed => "label_not_allowed",
+            DropReason::Cardinality => "cardinality",
+            DropReason::OutOfOrder => "out_of_order",
+            DropReason::Duplicate => "duplicate",
+            DropReason::CounterReset => "counter_reset",
+            DropReason::QueueFull => "queue_full",
+            DropReason::Rejected => "rejected",
+            DropReason::RetryExhausted => "retry_exhausted",
+            DropReason::Shutdown => "shutdown",
+            DropReason::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// Where a drop happened: the `stage` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    Receiver,
+    Normalize,
+    Validate,
+    Cardinality,
+    Monotonic,
+    Queue,
+    Sink,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Receiver => "receiver",
+            Stage::Normalize => "normalize",
+            Stage::Validate => "validate",
+            Stage::Cardinality => "cardinality",
+            Stage::Monotonic => "monotonic",
+            Stage::Queue => "queue",
+            Stage::Sink => "sink",
+        }
+    }
+}
+
+/// `tsrelay_dropped_samples_total` for drops before fanout (receivers and stages).
+pub fn pipeline_dropped(pipeline: &str, stage: Stage, reason: DropReason) -> Counter {
+    counter!(DROPPED_SAMPLES_TOTAL, "pipeline" => pipeline.to_string(), "stage" => stage.as_str(), "reason" => reason.as_str())
+}
+
+/// `tsrelay_dropped_samples_total` for drops inside a receiver, before any pipeline.
+pub fn receiver_dropped(receiver: &str, reason: DropReason) -> Counter {
+    counter!(DROPPED_SAMPLES_TOTAL, "receiver" => receiver.to_string(), "stage" => Stage::Receiver.as_str(), "reason" => reason.as_str())
+}
+
+/// `tsrelay_dropped_samples_total` for drops at or after a sink's queue.
+pub fn sink_dropped(sink: &str, stage: Stage, reason: DropReason) -> Counter {
+    counter!(DROPPED_SAMPLES_TOTAL, "sink" => sink.to_string(), "stage" => stage.as_str(), "reason" => reason.as_str())
+}
+
+/// Handles a receiver updates.
+#[derive(Clone)]
+pub struct ReceiverMetrics {
+    pub received_samples: Counter,
+    pub requests_rejected_backpressure: Counter,
+    pub name: std::sync::Arc<str>,
+}
+
+impl ReceiverMetrics {
+    pub fn new(receiver: &str) -> Self {
+        ReceiverMetrics {
+            received_samples: counter!(RECEIVED_SAMPLES_TOTAL, "receiver" => receiver.to_string()),
+            requests_rejected_backpressure: counter!(RECEIVER_BACKPRESSURE_TOTAL, "receiver" => receiver.to_string()),
+            name: receiver.into(),
+        }
+    }
+
+    pub fn dropped(&self, reason: DropReason, n: u64) {
+        if n > 0 {
+            receiver_dropped(&self.name, reason).increment(n);
+        }
+    }
+}
+
+/// Handles a sink, its queue and the fanout in front of it update.
+#[derive(Clone)]
+pub struct SinkMetrics {
+    pub name: std::sync::Arc<str>,
+    /// Samples handed to this sink by fanout (including those its queue then dropped).
+    pub received_samples: Counter,
+    pub sent_samples: Counter,
+    pub retries: Counter,
+    pub request_duration: Histogram,
+    pub in_flight_requests: Gauge,
+    /// Requests allowed in flight now (moves under adaptive concurrency).
+    pub concurrency_limit: Gauge,
+    pub queue_samples: Gauge,
+    pub queue_capacity_samples: Gauge,
+    /// A gauge only because counters are integers; it only ever grows.
+    pub fanout_blocked_seconds: Gauge,
+    pub pipeline_latency: Histogram,
+}
+
+impl SinkMetrics {
+    pub fn new(sink: &str) -> Self {
+        let s = || sink.to_string();
+        SinkMetrics {
+            name: sink.into(),
+            received_samples: counter!(SINK_RECEIVED_SAMPLES_TOTAL, "sink" => s()),
+            sent_samples: counter!(SINK_SENT_SAMPLES_TOTAL, "sink" => s()),
+            retries: counter!(SINK_RETRIES_TOTAL, "sink" => s()),
+            request_duration: histogram!(SINK_REQUEST_DURATION_SECONDS, "sink" => s()),
+            in_flight_requests: gauge!(SINK_IN_FLIGHT_REQUESTS, "sink" => s()),
+            concurrency_limit: gauge!(SINK_CONCURRENCY_LIMIT, "sink" => s()),
+            queue_samples: gauge!(QUEUE_SAMPLES, "sink" => s()),
+            queue_capacity_samples: gauge!(QUEUE_CAPACITY_SAMPLES, "sink" => s()),
+            fanout_blocked_seconds: gauge!(FANOUT_BLOCKED_SECONDS_TOTAL, "sink" => s()),
+            pipeline_latency: histogram!(PIPELINE_LATENCY_SECONDS, "sink" => s()),
+        }
+    }
+
+    pub fn dropped(&self, stage: Stage, reason: DropReason, n: u64) {
+        if n > 0 {
+            sink_dropped(&self.name, stage, reason).increment(n);
+        }
+    }
+}
+
+/// Installs the tracing subscriber; `RUST_LOG` overrides the default level.
+pub fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
