@@ -3,9 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tsrelay::receivers::http::line_protocol::{
-    LineErrors, LineParser, Precision, decode_body, parse_line,
-};
+use tsrelay::receivers::http::line_protocol::{LineErrors, LineParser, Precision, decode_body, parse_line};
 
 fuzz_target!(|body: &[u8]| {
     let precision = match body.first().map(|b| b % 6) {
@@ -32,11 +30,7 @@ fuzz_target!(|body: &[u8]| {
                     continue;
                 }
                 valid_lines += 1;
-                numeric_fields += point
-                    .fields
-                    .iter()
-                    .filter(|f| f.value.as_f64().is_some())
-                    .count() as u64;
+                numeric_fields += point.fields.iter().filter(|f| f.value.as_f64().is_some()).count() as u64;
             }
             Err(error) => {
                 assert!(error.line() >= line);
@@ -48,13 +42,7 @@ fuzz_target!(|body: &[u8]| {
 
     let mut samples = Vec::new();
     let mut errors = LineErrors::new();
-    let summary = decode_body(
-        body,
-        precision,
-        1_700_000_000_000_000_000,
-        &mut samples,
-        &mut errors,
-    );
+    let summary = decode_body(body, precision, 1_700_000_000_000_000_000, &mut samples, &mut errors);
     assert_eq!(summary.accepted_lines, valid_lines);
     assert_eq!(summary.rejected_lines, bad_lines + reserved_name_lines);
     assert_eq!(summary.accepted_samples, numeric_fields);
