@@ -8,10 +8,9 @@ fuzz_target!(|body: &[u8]| {
     let mut samples = Vec::new();
     let mut errors = LineErrors::new();
     let summary = decode_body(body, 1_700_000_000_000, &mut samples, &mut errors);
-    let non_blank_lines = body
-        .split(|&b| b == b'\n')
-        .filter(|line| !line.iter().all(|c| matches!(c, b' ' | b'\t' | b'\r')))
-        .count() as u64;
+    let non_blank_lines =
+        body.split(|&b| b == b'\n').filter(|line| !line.iter().all(|c| matches!(c, b' ' | b'\t' | b'\r'))).count()
+            as u64;
     assert_eq!(summary.accepted_lines + summary.rejected_lines, non_blank_lines);
     assert_eq!(summary.accepted_samples, samples.len() as u64);
     assert_eq!(errors.rejected(), summary.rejected_lines);
