@@ -80,8 +80,8 @@ fn thread_cpu() -> Duration {
     Duration::from_nanos(ns)
 }
 
-/// CPU time to push `timed` through the pipeline after `warmup`.
-fn run(stages: Stages, warmup: &[Vec<u8>], timed: &[Vec<u8>]) -> Duration {
+/// CPU time to push every pass of `timed` through the pipeline after `warmup`.
+fn run(stages: Stages, warmup: &[Vec<u8>], timed: &[Vec<Vec<u8>>]) -> Duration {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let queue =
@@ -104,8 +104,12 @@ fn run(stages: Stages, warmup: &[Vec<u8>], timed: &[Vec<u8>]) -> Duration {
         send_all(&running.input, warmup).await;
         wait_for(&delivered, warmup.len() * PER_REQUEST).await;
         let start = thread_cpu();
-        send_all(&running.input, timed).await;
-        wait_for(&delivered, (warmup.len() + timed.len()) * PER_REQUEST).await;
+        let mut expected = warmup.len() * PER_REQUEST;
+        for pass in timed {
+            send_all(&running.input, pass).await;
+            expected += pass.len() * PER_REQUEST;
+        }
+        wait_for(&delivered, expected).await;
         let elapsed = thread_cpu() - start;
         drop(running.input);
         while running.tasks.join_next().await.is_some() {}
@@ -121,13 +125,21 @@ fn main() {
     let requests =
         |ts: i64| -> Vec<Vec<u8>> { (0..SERIES / PER_REQUEST).map(|r| request(r * PER_REQUEST, ts)).collect() };
     let warmup = requests(t0);
-    let timed = requests(t0 + 1000);
-    let samples = (SERIES) as f64;
+    const PASSES: i64 = 3;
+    let timed: Vec<Vec<Vec<u8>>> = (1..=PASSES).map(|pass| requests(t0 + pass * 1000)).collect();
+    let samples = (SERIES as i64 * PASSES) as f64;
     let mut results = Vec::new();
+    // PROFILE_ONLY=skeleton|stages runs one side, e.g. under `perf record`.
+    let only = std::env::var("PROFILE_ONLY").ok();
+    let skip = |side: &str| only.as_deref().is_some_and(|o| o != side);
     for round in 0..3 {
-        let none = run(Stages::none(), &warmup, &timed);
+        let none = if skip("skeleton") { Duration::from_secs(1) } else { run(Stages::none(), &warmup, &timed) };
         let registry = Arc::new(MetricRegistry::empty());
-        let with = run(stages::build("bench", &config(), registry), &warmup, &timed);
+        let with = if skip("stages") {
+            Duration::from_secs(1)
+        } else {
+            run(stages::build("bench", &config(), registry), &warmup, &timed)
+        };
         let (a, b) = (none.as_secs_f64() * 1e9 / samples, with.as_secs_f64() * 1e9 / samples);
         println!(
             "round {round}: skeleton {a:.0} ns/sample ({:.2} M/s), with stages {b:.0} ns/sample ({:.2} M/s), +{:.1} %",
@@ -140,7 +152,7 @@ fn main() {
     let best = |f: fn(&(f64, f64)) -> f64| results.iter().map(f).fold(f64::INFINITY, f64::min);
     let (a, b) = (best(|r| r.0), best(|r| r.1));
     println!(
-        "best of 3 on {SERIES} active series: skeleton {a:.0} ns/sample, with the four stages {b:.0} ns/sample: +{:.1} %",
+        "best of 3 runs of {PASSES} passes over {SERIES} active series: skeleton {a:.0} ns/sample, with the four stages {b:.0} ns/sample: +{:.1} %",
         (b / a - 1.0) * 100.0
     );
 }
