@@ -22,7 +22,7 @@ use prost::Message;
 use tsrelay::model::{Batch, now_ms};
 use tsrelay::pipeline::{self, PipelineConfig, PipelineInput, Stages, stages};
 use tsrelay::proto::v1::{Label, MetricType, Sample, Series, WriteRequest};
-use tsrelay::queue::{Ledger, MemoryQueue, WhenFull};
+use tsrelay::queue::{Ledger, MemoryQueue, SinkQueue, WhenFull};
 use tsrelay::receivers::grpc::decode_request;
 use tsrelay::registry::MetricRegistry;
 use tsrelay::sinks::line_protocol::encode_sample;
@@ -84,8 +84,11 @@ fn thread_cpu() -> Duration {
 fn run(stages: Stages, warmup: &[Vec<u8>], timed: &[Vec<Vec<u8>>]) -> Duration {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let queue =
-            Arc::new(MemoryQueue::new(4 * PER_REQUEST * 64, WhenFull::Block, Ledger::new(SinkMetrics::new("bench"))));
+        let queue = Arc::new(SinkQueue::Memory(MemoryQueue::new(
+            4 * PER_REQUEST * 64,
+            WhenFull::Block,
+            Ledger::new(SinkMetrics::new("bench")),
+        )));
         let mut running = pipeline::spawn("bench", &config(), stages, vec![queue.clone()]);
         let delivered = Arc::new(AtomicUsize::new(0));
         let consumer = {
@@ -94,7 +97,7 @@ fn run(stages: Stages, warmup: &[Vec<u8>], timed: &[Vec<Vec<u8>>]) -> Duration {
                 let mut out = Vec::with_capacity(1 << 20);
                 while let Some(batch) = queue.pop().await {
                     out.clear();
-                    for s in &batch.samples {
+                    for s in &batch.batch.samples {
                         encode_sample(s, s.name(), "value", &mut out);
                     }
                     delivered.fetch_add(batch.len(), Ordering::Relaxed);

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod config;
 pub mod daemon;
+pub mod limits;
 pub mod model;
 pub mod pipeline;
 pub mod proto;

@@ -32,6 +32,11 @@ enum Command {
     },
 }
 
+// glibc malloc spent a third of the daemon's CPU on the many small, short-lived
+// allocations of decoding (measured with perf; see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEFAULT_CONFIG: &str = "config/tsrelay.toml";
 
 fn config_path(given: Option<PathBuf>) -> Option<PathBuf> {
@@ -45,12 +50,19 @@ fn main() -> ExitCode {
         Command::Validate { config } => match config::load(config_path(config).as_deref()) {
             Ok(loaded) => {
                 let c = &loaded.config;
+                let budget = tsrelay::limits::MemoryBudget::estimate(c);
+                if let Err(e) = budget.check() {
+                    let message = format!("error: {}: {e}\n{}", loaded.origin(), budget.report());
+                    let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
+                    return ExitCode::from(2);
+                }
                 let summary = format!(
-                    "{}: ok ({} receivers, {} pipelines, {} sinks)\n",
+                    "{}: ok ({} receivers, {} pipelines, {} sinks)\n{}",
                     loaded.origin(),
                     c.receivers.len(),
                     c.pipelines.len(),
-                    c.sinks.len()
+                    c.sinks.len(),
+                    budget.report()
                 );
                 let _ = std::io::Write::write_all(&mut std::io::stdout(), summary.as_bytes());
                 ExitCode::SUCCESS

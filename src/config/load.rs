@@ -7,6 +7,9 @@ use figment::providers::{Env, Format, Toml};
 use super::Config;
 use crate::registry::{MetricRegistry, RegistryError};
 
+/// Top-level scalar keys that may be set from the environment without `__`.
+const TOP_LEVEL_ENV_KEYS: [&str; 3] = ["data_dir", "shutdown_timeout", "pipelines_dir"];
+
 /// The configuration compiled into the binary: HTTP and gRPC in, a file sink out.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/tsrelay.toml");
 
@@ -82,17 +85,19 @@ pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
             figment = figment.admerge(Toml::file_exact(f));
         }
     }
-    figment = figment.merge(Env::prefixed("TSRELAY_").split("__"));
+    // Only nested keys (`A__B`) and the known top-level keys: an unrelated
+    // variable such as TSRELAY_BIN must not become a config error.
+    figment = figment.merge(
+        Env::prefixed("TSRELAY_")
+            .filter(|k| k.as_str().contains("__") || TOP_LEVEL_ENV_KEYS.contains(&k.as_str()))
+            .split("__"),
+    );
 
     let config: Config = figment.extract()?;
     let mut loaded = LoadedConfig { config, base_dir, source, registry: Arc::new(MetricRegistry::empty()) };
     check_references(&loaded)?;
     if let Some(r) = &loaded.config.registry {
         loaded.registry = Arc::new(MetricRegistry::load(&loaded.resolve(&r.path))?);
-    }
-    if let Some(limit) = loaded.config.limits.memory_bytes {
-        super::memory::check(&loaded.config, limit)
-            .map_err(|message| ConfigError::Invalid { origin: loaded.origin(), message })?;
     }
     Ok(loaded)
 }
@@ -139,6 +144,7 @@ fn check_references(loaded: &LoadedConfig) -> Result<(), ConfigError> {
             return Err(invalid(format!("receivers.{name} is not used by any pipeline")));
         }
     }
+    c.limits.check().map_err(invalid)?;
     for (name, s) in &c.sinks {
         s.check().map_err(|m| invalid(format!("sinks.{name}: {m}")))?;
     }

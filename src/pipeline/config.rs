@@ -14,8 +14,8 @@ pub struct PipelineConfig {
     /// Shard tasks that own per-series state; 0 = one per CPU core.
     #[serde(default)]
     pub shards: usize,
-    /// Capacity of the ingest queue, in batches (a batch is one request's or
-    /// one message's samples).
+    /// Capacity of the ingest queue, in batches (a request's or a message's
+    /// samples, split into batches of at most 4096).
     #[serde(default = "defaults::ingest_queue_batches")]
     pub ingest_queue_batches: usize,
     /// Capacity of each shard's input channel, in batches.
@@ -54,10 +54,12 @@ impl PipelineConfig {
 }
 
 pub mod defaults {
+    // Small enough that the default config's worst case fits the default
+    // `limits.memory_bytes` on machines of up to 8 cores (one shard per core).
     pub fn ingest_queue_batches() -> usize {
-        64
+        32
     }
     pub fn shard_queue_batches() -> usize {
-        16
+        4
     }
 }

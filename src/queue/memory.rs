@@ -49,7 +49,9 @@ impl MemoryQueue {
         if n == 0 {
             return;
         }
-        self.ledger.offered(n);
+        // `offered` is counted only once the batch's fate is decided, next to
+        // that decision: a batch waiting in a blocked push is in no column yet,
+        // so `received = sent + dropped + queued` also holds while fanout waits.
         let mut blocked_since: Option<Instant> = None;
         loop {
             let notified = self.not_full.notified();
@@ -59,6 +61,7 @@ impl MemoryQueue {
                 if st.closed {
                     drop(st);
                     batch.mark_dropped();
+                    self.ledger.offered(n);
                     self.ledger.refused(DropReason::Shutdown, n);
                     break;
                 }
@@ -67,6 +70,7 @@ impl MemoryQueue {
                     st.samples += n;
                     st.items.push_back(batch);
                     drop(st);
+                    self.ledger.offered(n);
                     self.ledger.enqueued(n);
                     self.not_empty.notify_one();
                     break;
@@ -75,6 +79,7 @@ impl MemoryQueue {
                     WhenFull::DropNewest => {
                         drop(st);
                         batch.mark_dropped();
+                        self.ledger.offered(n);
                         self.ledger.refused(DropReason::QueueFull, n);
                         break;
                     }
@@ -91,6 +96,7 @@ impl MemoryQueue {
                         st.samples += n;
                         st.items.push_back(batch);
                         drop(st);
+                        self.ledger.offered(n);
                         self.ledger.evicted(DropReason::QueueFull, evicted);
                         self.ledger.enqueued(n);
                         self.not_empty.notify_one();

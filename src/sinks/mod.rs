@@ -1,12 +1,20 @@
 //! Sinks: everything backend-specific lives below this module (DESIGN §1.2).
 //!
 //! Each sink is a [`Sink`] driven by the shared [`worker`], which takes
-//! batches from the sink's queue, groups them by size and age, hands them to
-//! the sink once, and does the accounting.
+//! batches from the sink's queue, shards them over the sink's lanes by series
+//! hash, groups them by size, bytes and age, hands them to the sink once, and
+//! does the accounting. Network sinks build their lanes from [`common`]
+//! (retry, timeout, concurrency, HTTP).
 
 pub mod blackhole;
+pub mod common;
 pub mod file;
+pub mod influxdb;
+pub mod kafka;
 pub mod line_protocol;
+pub mod remote_write;
+pub mod retry;
+pub mod rrdcached;
 mod worker;
 
 use std::future::Future;
@@ -14,17 +22,23 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use worker::{BatchConfig, SinkBatch, run_worker};
+pub use worker::{BatchConfig, SinkBatch, estimated_sample_bytes, run_worker};
 
 use crate::queue::QueueConfig;
 use crate::telemetry::DropReason;
 
 /// `[sinks.<name>]`, selected by `type`.
+// Parsed once at start-up: variant sizes don't matter, readable matches do.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SinkConfig {
     File(file::FileSinkConfig),
     Blackhole(blackhole::BlackholeSinkConfig),
+    Influxdb(influxdb::InfluxdbSinkConfig),
+    Rrdcached(rrdcached::RrdcachedSinkConfig),
+    PrometheusRemoteWrite(remote_write::RemoteWriteSinkConfig),
+    Kafka(kafka::KafkaSinkConfig),
 }
 
 /// Settings every sink has, whatever its type.
@@ -44,13 +58,32 @@ impl SinkConfig {
             SinkConfig::Blackhole(c) => {
                 CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
             }
+            SinkConfig::Influxdb(c) => {
+                CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
+            }
+            SinkConfig::Rrdcached(c) => {
+                CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
+            }
+            SinkConfig::PrometheusRemoteWrite(c) => {
+                CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
+            }
+            SinkConfig::Kafka(c) => {
+                CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
+            }
         }
     }
 
     pub(crate) fn check(&self) -> Result<(), String> {
         let common = self.common();
         common.queue.check()?;
-        common.batch.check()
+        common.batch.check()?;
+        match self {
+            SinkConfig::Influxdb(c) => c.check(),
+            SinkConfig::Rrdcached(c) => c.check(),
+            SinkConfig::PrometheusRemoteWrite(c) => c.check(),
+            SinkConfig::Kafka(c) => c.check(),
+            SinkConfig::File(_) | SinkConfig::Blackhole(_) => Ok(()),
+        }
     }
 }
 
@@ -80,25 +113,41 @@ impl SinkError {
 }
 
 /// What a sink reports for one batch: how many samples it delivered and,
-/// if some were not, why. `delivered + failed.count == batch.samples`.
+/// if some were not, why.
+/// `delivered + failed.count + Σ dropped.count == batch.samples`.
 #[derive(Debug)]
 pub struct Delivery {
     pub delivered: usize,
     pub failed: Option<(usize, SinkError)>,
+    /// Samples the sink did not send for other reasons than `failed` (e.g. an
+    /// rrdcached sink refusing samples older than a file's last update), each
+    /// counted under its reason. The sink logs these itself.
+    pub dropped: Vec<(usize, DropReason)>,
 }
 
 impl Delivery {
     pub fn all(n: usize) -> Self {
-        Delivery { delivered: n, failed: None }
+        Delivery { delivered: n, failed: None, dropped: Vec::new() }
     }
 
     pub fn none(n: usize, error: SinkError) -> Self {
-        Delivery { delivered: 0, failed: Some((n, error)) }
+        Delivery { delivered: 0, failed: Some((n, error)), dropped: Vec::new() }
+    }
+
+    /// `delivered` went out, `count` failed with `error`.
+    pub fn partial(delivered: usize, count: usize, error: SinkError) -> Self {
+        Delivery { delivered, failed: Some((count, error)), dropped: Vec::new() }
+    }
+
+    /// Every sample this delivery accounts for.
+    pub fn total(&self) -> usize {
+        self.delivered + self.failed.as_ref().map_or(0, |f| f.0) + self.dropped.iter().map(|d| d.0).sum::<usize>()
     }
 }
 
-/// A backend writer. The worker calls `deliver` with one batch at a time and
-/// waits for it; network sinks retry inside `deliver` (shared layers).
+/// A backend writer; one value per lane. The worker calls `deliver` with one
+/// batch at a time per lane and waits for it; network sinks retry inside
+/// `deliver` (shared layers, see [`common`]).
 pub trait Sink: Send + 'static {
     fn deliver(&mut self, batch: &SinkBatch) -> impl Future<Output = Delivery> + Send;
 
@@ -113,16 +162,65 @@ pub fn spawn_sink(
     name: &str,
     config: &SinkConfig,
     loaded: &crate::config::LoadedConfig,
-    queue: std::sync::Arc<crate::queue::MemoryQueue>,
+    queue: std::sync::Arc<crate::queue::SinkQueue>,
     health: crate::telemetry::SinkHealth,
 ) -> Result<tokio::task::JoinHandle<()>, SinkBuildError> {
-    let batch = config.common().batch.clone();
+    let common = config.common();
+    let batch = common.batch.clone();
+    // A durable queue keeps the data through any outage (DESIGN §2): retrying must not give up on it.
+    let retry_forever = queue.is_durable();
+    let unbounded = |mut retry: retry::RetryConfig| {
+        if retry_forever {
+            retry.max_retry_duration = Duration::MAX;
+        }
+        retry
+    };
+    let context = common::SinkContext::new(name, queue.ledger().metrics.clone(), health.clone());
+    let resolve = |p: &std::path::Path| loaded.resolve(p);
+    let build_error = |message: String| SinkBuildError { sink: name.to_string(), message };
     let handle = match config {
         SinkConfig::File(c) => {
             let sink = file::FileSink::new(name, loaded.resolve(&c.path));
-            tokio::spawn(run_worker(sink, queue, batch, health))
+            tokio::spawn(run_worker(vec![sink], queue, batch, health))
         }
-        SinkConfig::Blackhole(_) => tokio::spawn(run_worker(blackhole::BlackholeSink, queue, batch, health)),
+        SinkConfig::Blackhole(_) => tokio::spawn(run_worker(vec![blackhole::BlackholeSink], queue, batch, health)),
+        SinkConfig::PrometheusRemoteWrite(c) => {
+            // The metric registry's help and unit plug in here as a `MetadataProvider`.
+            let metadata: std::sync::Arc<dyn remote_write::MetadataProvider> = loaded.registry.clone();
+            let lanes = remote_write::lanes(c, &context, &resolve, retry_forever, Some(metadata))
+                .map_err(|e| build_error(e.to_string()))?;
+            tokio::spawn(run_worker(lanes, queue, batch, health))
+        }
+        SinkConfig::Influxdb(c) => {
+            let ca_file = c.tls.ca_file.as_ref().map(|p| loaded.resolve(p));
+            let service = influxdb::service::InfluxdbService::new(c, ca_file)
+                .map_err(|e| SinkBuildError { sink: name.to_string(), message: e.to_string() })?;
+            let metrics = queue.ledger().metrics.clone();
+            let sink = influxdb::InfluxdbSink::new(
+                name,
+                influxdb::InfluxdbSinkConfig { retry: unbounded(c.retry.clone()), ..c.clone() },
+                service,
+                Some(loaded.registry.influxdb_overrides()),
+                metrics,
+                health.clone(),
+            );
+            tokio::spawn(run_worker(vec![sink], queue, batch, health))
+        }
+        SinkConfig::Rrdcached(c) => {
+            let metrics = queue.ledger().metrics.clone();
+            let sink = rrdcached::RrdcachedSink::new(
+                name,
+                rrdcached::RrdcachedSinkConfig { retry: unbounded(c.retry.clone()), ..c.clone() },
+                Some(loaded.registry.rrdcached_overrides()),
+                metrics,
+                health.clone(),
+            )?;
+            tokio::spawn(run_worker(vec![sink], queue, batch, health))
+        }
+        SinkConfig::Kafka(c) => {
+            let sink = kafka::KafkaSink::new(name, c, queue.ledger().metrics.clone(), health.clone())?;
+            tokio::spawn(run_worker(vec![sink], queue, batch, health))
+        }
     };
     Ok(handle)
 }

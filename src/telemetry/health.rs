@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -18,6 +18,8 @@ pub enum SinkState {
 struct SinkEntry {
     state: SinkState,
     failing_since: Option<Instant>,
+    /// The same moment on the wall clock, for the report.
+    failing_since_wall: Option<SystemTime>,
     last_error: Option<String>,
     unhealthy_after: Duration,
 }
@@ -46,6 +48,9 @@ struct SinkReport {
     state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     failing_for_seconds: Option<f64>,
+    /// When the current run of failures began (HTTP date, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failing_since: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<String>,
 }
@@ -75,7 +80,13 @@ impl Health {
     pub fn register_sink(&self, name: &str, unhealthy_after: Duration) -> SinkHealth {
         self.inner.lock().sinks.insert(
             name.to_string(),
-            SinkEntry { state: SinkState::Healthy, failing_since: None, last_error: None, unhealthy_after },
+            SinkEntry {
+                state: SinkState::Healthy,
+                failing_since: None,
+                failing_since_wall: None,
+                last_error: None,
+                unhealthy_after,
+            },
         );
         SinkHealth { health: self.clone(), name: name.into() }
     }
@@ -107,6 +118,7 @@ impl Health {
                 let report = SinkReport {
                     state,
                     failing_for_seconds: failing_for.map(|d| d.as_secs_f64()),
+                    failing_since: e.failing_since_wall.map(httpdate::fmt_http_date),
                     last_error: e.last_error.clone(),
                 };
                 (n.clone(), report)
@@ -122,6 +134,7 @@ impl SinkHealth {
         if let Some(e) = inner.sinks.get_mut(&*self.name) {
             e.state = SinkState::Healthy;
             e.failing_since = None;
+            e.failing_since_wall = None;
             e.last_error = None;
         }
     }
@@ -130,7 +143,10 @@ impl SinkHealth {
         let mut inner = self.health.inner.lock();
         if let Some(e) = inner.sinks.get_mut(&*self.name) {
             e.state = SinkState::Retrying;
-            e.failing_since.get_or_insert_with(Instant::now);
+            if e.failing_since.is_none() {
+                e.failing_since = Some(Instant::now());
+                e.failing_since_wall = Some(SystemTime::now());
+            }
             e.last_error = Some(error.to_string());
         }
     }

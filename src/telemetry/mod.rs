@@ -4,6 +4,7 @@
 //! nowhere else; components hold typed handles built by the functions below.
 
 mod health;
+mod kafka;
 mod names;
 mod stages;
 
@@ -13,6 +14,7 @@ use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use health::{Health, SinkHealth, SinkState};
+pub use kafka::{KafkaReceiverMetrics, KafkaTopicMetrics, kafka_produced_messages};
 pub use names::*;
 pub use stages::{CardinalityMetrics, MonotonicMetrics, suspicious_label};
 
@@ -163,6 +165,8 @@ pub fn sink_dropped(sink: &str, stage: Stage, reason: DropReason) -> Counter {
 pub struct ReceiverMetrics {
     pub received_samples: Counter,
     pub requests_rejected_backpressure: Counter,
+    /// Requests refused because the process is above its RSS high-water mark.
+    pub requests_rejected_memory: Counter,
     pub name: std::sync::Arc<str>,
 }
 
@@ -171,6 +175,7 @@ impl ReceiverMetrics {
         ReceiverMetrics {
             received_samples: counter!(RECEIVED_SAMPLES_TOTAL, "receiver" => receiver.to_string()),
             requests_rejected_backpressure: counter!(RECEIVER_BACKPRESSURE_TOTAL, "receiver" => receiver.to_string()),
+            requests_rejected_memory: counter!(RECEIVER_MEMORY_PRESSURE_REJECTIONS_TOTAL, "receiver" => receiver.to_string()),
             name: receiver.into(),
         }
     }
@@ -192,6 +197,8 @@ pub struct SinkMetrics {
     pub retries: Counter,
     pub request_duration: Histogram,
     pub in_flight_requests: Gauge,
+    /// Requests allowed in flight now (moves under adaptive concurrency).
+    pub concurrency_limit: Gauge,
     pub queue_samples: Gauge,
     pub queue_capacity_samples: Gauge,
     /// A gauge only because counters are integers; it only ever grows.
@@ -209,6 +216,7 @@ impl SinkMetrics {
             retries: counter!(SINK_RETRIES_TOTAL, "sink" => s()),
             request_duration: histogram!(SINK_REQUEST_DURATION_SECONDS, "sink" => s()),
             in_flight_requests: gauge!(SINK_IN_FLIGHT_REQUESTS, "sink" => s()),
+            concurrency_limit: gauge!(SINK_CONCURRENCY_LIMIT, "sink" => s()),
             queue_samples: gauge!(QUEUE_SAMPLES, "sink" => s()),
             queue_capacity_samples: gauge!(QUEUE_CAPACITY_SAMPLES, "sink" => s()),
             fanout_blocked_seconds: gauge!(FANOUT_BLOCKED_SECONDS_TOTAL, "sink" => s()),
@@ -220,6 +228,59 @@ impl SinkMetrics {
         if n > 0 {
             sink_dropped(&self.name, stage, reason).increment(n);
         }
+    }
+
+    /// The gauges only a disk queue has; registered when one is opened.
+    pub fn disk_queue(&self) -> DiskQueueMetrics {
+        let s = || self.name.to_string();
+        DiskQueueMetrics {
+            bytes: gauge!(QUEUE_BYTES, "sink" => s()),
+            capacity_bytes: gauge!(QUEUE_CAPACITY_BYTES, "sink" => s()),
+            records: gauge!(QUEUE_RECORDS, "sink" => s()),
+            oldest_record_age_seconds: gauge!(QUEUE_OLDEST_RECORD_AGE_SECONDS, "sink" => s()),
+            replayed_samples: counter!(QUEUE_REPLAYED_SAMPLES_TOTAL, "sink" => s()),
+        }
+    }
+}
+
+/// A disk queue's own gauges (samples queued are `queue_samples`, as for memory queues).
+#[derive(Clone)]
+pub struct DiskQueueMetrics {
+    /// Bytes of unsettled records.
+    pub bytes: Gauge,
+    pub capacity_bytes: Gauge,
+    /// Unsettled records (one per batch pushed).
+    pub records: Gauge,
+    pub oldest_record_age_seconds: Gauge,
+    /// Samples found on disk at start-up and queued again (they count as received).
+    pub replayed_samples: Counter,
+}
+
+/// Process memory, against `limits.memory_bytes`.
+#[derive(Clone)]
+pub struct MemoryMetrics {
+    pub rss_bytes: Gauge,
+    pub limit_bytes: Gauge,
+    /// The start-up estimate of the worst case of every queue and table.
+    pub worst_case_bytes: Gauge,
+    /// 1 while receivers refuse data because RSS is above the high-water mark.
+    pub pressure: Gauge,
+}
+
+impl MemoryMetrics {
+    pub fn new() -> Self {
+        MemoryMetrics {
+            rss_bytes: gauge!(MEMORY_RSS_BYTES),
+            limit_bytes: gauge!(MEMORY_LIMIT_BYTES),
+            worst_case_bytes: gauge!(MEMORY_WORST_CASE_BYTES),
+            pressure: gauge!(MEMORY_PRESSURE),
+        }
+    }
+}
+
+impl Default for MemoryMetrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
