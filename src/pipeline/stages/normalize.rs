@@ -95,8 +95,12 @@ impl Normalize {
         if !labels.is_sorted() {
             labels.sort_unstable();
         }
-        if labels.windows(2).any(|w| w[0].name == w[1].name) {
-            return Err(DropReason::InvalidName);
+        let mut has_name = false;
+        for (i, l) in labels.iter().enumerate() {
+            if i > 0 && labels[i - 1].name == l.name {
+                return Err(DropReason::InvalidName);
+            }
+            has_name |= l.name == METRIC_NAME_LABEL;
         }
         for s in &self.static_labels {
             match labels.binary_search_by(|l| l.name.cmp(&s.name)) {
@@ -105,18 +109,20 @@ impl Normalize {
                 Err(i) => labels.insert(i, s.clone()),
             }
         }
-        if !self.rules.is_empty() {
-            if relabel::apply_all(&self.rules, labels, scratch) == Verdict::Drop {
-                return Err(DropReason::Relabel);
-            }
-            // Rules write only label names that are valid, but labelmap may
-            // expand to anything; sanitize whatever they produced.
-            if !is_clean(labels) {
-                clean(labels)?;
-                labels.sort_unstable();
-                if labels.windows(2).any(|w| w[0].name == w[1].name) {
-                    return Err(DropReason::InvalidName);
-                }
+        if self.rules.is_empty() {
+            // Cleaning left no empty `__name__`; static labels cannot add one.
+            return if has_name { Ok(()) } else { Err(DropReason::InvalidName) };
+        }
+        if relabel::apply_all(&self.rules, labels, scratch) == Verdict::Drop {
+            return Err(DropReason::Relabel);
+        }
+        // Rules write only label names that are valid, but labelmap may
+        // expand to anything; sanitize whatever they produced.
+        if !is_clean(labels) {
+            clean(labels)?;
+            labels.sort_unstable();
+            if labels.windows(2).any(|w| w[0].name == w[1].name) {
+                return Err(DropReason::InvalidName);
             }
         }
         match relabel::get(labels, METRIC_NAME_LABEL) {
