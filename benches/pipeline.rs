@@ -28,6 +28,11 @@ use tsrelay::registry::MetricRegistry;
 use tsrelay::sinks::line_protocol::encode_sample;
 use tsrelay::telemetry::SinkMetrics;
 
+// The daemon's allocator (src/main.rs): the skeleton is allocation-heavy,
+// so the allocator decides part of what the stages add.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SERIES: usize = 1_000_000;
 const PER_REQUEST: usize = 1000;
 
@@ -80,8 +85,8 @@ fn thread_cpu() -> Duration {
     Duration::from_nanos(ns)
 }
 
-/// CPU time to push `timed` through the pipeline after `warmup`.
-fn run(stages: Stages, warmup: &[Vec<u8>], timed: &[Vec<u8>]) -> Duration {
+/// CPU time to push every pass of `timed` through the pipeline after `warmup`.
+fn run(stages: Stages, warmup: &[Vec<u8>], timed: &[Vec<Vec<u8>>]) -> Duration {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let queue = Arc::new(SinkQueue::Memory(MemoryQueue::new(
@@ -107,8 +112,12 @@ fn run(stages: Stages, warmup: &[Vec<u8>], timed: &[Vec<u8>]) -> Duration {
         send_all(&running.input, warmup).await;
         wait_for(&delivered, warmup.len() * PER_REQUEST).await;
         let start = thread_cpu();
-        send_all(&running.input, timed).await;
-        wait_for(&delivered, (warmup.len() + timed.len()) * PER_REQUEST).await;
+        let mut expected = warmup.len() * PER_REQUEST;
+        for pass in timed {
+            send_all(&running.input, pass).await;
+            expected += pass.len() * PER_REQUEST;
+        }
+        wait_for(&delivered, expected).await;
         let elapsed = thread_cpu() - start;
         drop(running.input);
         while running.tasks.join_next().await.is_some() {}
@@ -124,13 +133,21 @@ fn main() {
     let requests =
         |ts: i64| -> Vec<Vec<u8>> { (0..SERIES / PER_REQUEST).map(|r| request(r * PER_REQUEST, ts)).collect() };
     let warmup = requests(t0);
-    let timed = requests(t0 + 1000);
-    let samples = (SERIES) as f64;
+    const PASSES: i64 = 3;
+    let timed: Vec<Vec<Vec<u8>>> = (1..=PASSES).map(|pass| requests(t0 + pass * 1000)).collect();
+    let samples = (SERIES as i64 * PASSES) as f64;
     let mut results = Vec::new();
+    // PROFILE_ONLY=skeleton|stages runs one side, e.g. under `perf record`.
+    let only = std::env::var("PROFILE_ONLY").ok();
+    let skip = |side: &str| only.as_deref().is_some_and(|o| o != side);
     for round in 0..3 {
-        let none = run(Stages::none(), &warmup, &timed);
+        let none = if skip("skeleton") { Duration::from_secs(1) } else { run(Stages::none(), &warmup, &timed) };
         let registry = Arc::new(MetricRegistry::empty());
-        let with = run(stages::build("bench", &config(), registry), &warmup, &timed);
+        let with = if skip("stages") {
+            Duration::from_secs(1)
+        } else {
+            run(stages::build("bench", &config(), registry), &warmup, &timed)
+        };
         let (a, b) = (none.as_secs_f64() * 1e9 / samples, with.as_secs_f64() * 1e9 / samples);
         println!(
             "round {round}: skeleton {a:.0} ns/sample ({:.2} M/s), with stages {b:.0} ns/sample ({:.2} M/s), +{:.1} %",
@@ -143,7 +160,71 @@ fn main() {
     let best = |f: fn(&(f64, f64)) -> f64| results.iter().map(f).fold(f64::INFINITY, f64::min);
     let (a, b) = (best(|r| r.0), best(|r| r.1));
     println!(
-        "best of 3 on {SERIES} active series: skeleton {a:.0} ns/sample, with the four stages {b:.0} ns/sample: +{:.1} %",
+        "best of 3 runs of {PASSES} passes over {SERIES} active series: skeleton {a:.0} ns/sample, with the four stages {b:.0} ns/sample: +{:.1} %",
         (b / a - 1.0) * 100.0
+    );
+    if only.is_none() {
+        stage_costs(&warmup, &timed);
+    }
+}
+
+/// CPU time of the stages alone, per sample, on the same data: the
+/// stateless pair on batches as the receiver decodes them, the stateful
+/// pair on one shard tracking all series.
+fn stage_costs(warmup: &[Vec<u8>], timed: &[Vec<Vec<u8>>]) {
+    let decode = |requests: &[Vec<u8>]| -> Vec<Vec<tsrelay::model::Sample>> {
+        requests
+            .iter()
+            .map(|b| decode_request(WriteRequest::decode(b.as_slice()).expect("decode"), now_ms()).samples)
+            .collect()
+    };
+    let mut drops = tsrelay::pipeline::DropTally::default();
+    let built = stages::build("bench-stages", &config(), Arc::new(MetricRegistry::empty()));
+    let mut stateful = (built.stateful)(0);
+    let per_sample = |cpu: Duration, n: usize| cpu.as_secs_f64() * 1e9 / n as f64;
+    let mut stateless_ns = Vec::new();
+    let mut stateful_ns = Vec::new();
+    for (i, requests) in std::iter::once(warmup).chain(timed.iter().map(Vec::as_slice)).enumerate() {
+        let mut batches = decode(requests);
+        let n: usize = batches.iter().map(Vec::len).sum();
+        let start = thread_cpu();
+        for b in batches.iter_mut() {
+            for stage in &built.stateless {
+                stage.process(b, &mut drops);
+            }
+        }
+        let stateless = thread_cpu() - start;
+        let mut hashed: Vec<(Vec<tsrelay::model::Sample>, Vec<u64>)> = batches
+            .into_iter()
+            .map(|b| {
+                let h = b.iter().map(|s| s.labels.series_hash()).collect();
+                (b, h)
+            })
+            .collect();
+        let start = thread_cpu();
+        for (samples, hashes) in hashed.iter_mut() {
+            for stage in stateful.iter_mut() {
+                stage.process(samples, hashes, &mut drops);
+            }
+        }
+        let stateful_cpu = thread_cpu() - start;
+        assert!(drops.is_empty(), "the bench data passes every stage");
+        // The first pass admits every series; later ones are the steady state.
+        if i > 0 {
+            stateless_ns.push(per_sample(stateless, n));
+            stateful_ns.push(per_sample(stateful_cpu, n));
+        } else {
+            println!(
+                "admitting {n} new series: normalize+validate {:.0} ns/sample, cardinality+monotonic {:.0} ns/sample",
+                per_sample(stateless, n),
+                per_sample(stateful_cpu, n)
+            );
+        }
+    }
+    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    println!(
+        "steady state on {SERIES} series: normalize+validate {:.0} ns/sample, cardinality+monotonic {:.0} ns/sample (best pass)",
+        min(&stateless_ns),
+        min(&stateful_ns)
     );
 }

@@ -357,9 +357,15 @@ fn memory_limit_refuses_configs_that_cannot_fit() {
             && stderr.contains("pipelines.main"),
         "{stderr}"
     );
+    // Every bound that counts, lowered.
     let fits = config
-        .replace("max_series_per_metric = 3", "max_series_per_metric = 3\nmax_series = 10000\nmax_metrics = 1000")
-        .replace("path = \"out.lp\"", "path = \"out.lp\"\nqueue = { max_samples = 100000 }");
+        .replace(
+            "max_series_per_metric = 3",
+            "max_series_per_metric = 3\nmax_series = 10000\nmax_metrics = 1000\nmax_label_pairs = 10000",
+        )
+        .replace("max_future = \"1h\"", "max_future = \"1h\"\nmax_typed_metrics = 1000")
+        .replace("sinks = [\"out\"]\n", "sinks = [\"out\"]\ningest_queue_batches = 4\n")
+        .replace("path = \"out.lp\"", "path = \"out.lp\"\nqueue = { max_samples = 10000 }");
     let (ok, stderr) = validate(dir.path(), &fits);
     assert!(ok, "{stderr}");
 }

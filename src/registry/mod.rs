@@ -246,18 +246,30 @@ impl MetricRegistry {
 /// Metric names: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub fn is_valid_metric_name(s: &str) -> bool {
     let b = s.as_bytes();
-    !b.is_empty()
-        && (b[0].is_ascii_alphabetic() || b[0] == b'_' || b[0] == b':')
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b':')
+    !b.is_empty() && !b[0].is_ascii_digit() && b.iter().all(|&c| METRIC_NAME_BYTES[c as usize])
 }
 
 /// Label names: `[a-zA-Z_][a-zA-Z0-9_]*`.
 pub fn is_valid_label_name(s: &str) -> bool {
     let b = s.as_bytes();
-    !b.is_empty()
-        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
+    !b.is_empty() && !b[0].is_ascii_digit() && b.iter().all(|&c| LABEL_NAME_BYTES[c as usize])
 }
+
+// Byte tables: every sample's names are checked, and one load per byte
+// beats a chain of range comparisons.
+const fn name_bytes(colon: bool) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_alphanumeric() || b == b'_' || (colon && b == b':');
+        c += 1;
+    }
+    table
+}
+
+static METRIC_NAME_BYTES: [bool; 256] = name_bytes(true);
+static LABEL_NAME_BYTES: [bool; 256] = name_bytes(false);
 
 fn check_entry(e: &MetricEntry) -> Result<(), String> {
     let key_ok = !e.key.is_empty()

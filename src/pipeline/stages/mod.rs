@@ -64,13 +64,12 @@ pub fn table_bytes(config: &PipelineConfig) -> u64 {
 
 /// Bytes one tracked series costs at most, with up to `max_labels` labels
 /// besides `__name__`: its bucket in a just-grown series table (7 of 16
-/// buckets in use), its label-set slot in a vector that may have doubled,
-/// and the set itself (4 bytes a label, rounded up by the allocator).
+/// buckets in use) and its label set (4 bytes a label plus a length) in an
+/// array that grows by a quarter and keeps under a quarter of garbage.
 pub fn worst_bytes_per_series(max_labels: usize) -> u64 {
     let bucket = ((series::SLOT_SIZE as u64 + 1) * 16).div_ceil(7);
-    let set_slot = 2 * std::mem::size_of::<Box<[u32]>>() as u64;
-    let set = (4 * (max_labels as u64 + 1)).next_multiple_of(16) + 8;
-    bucket + set_slot + set
+    let set = (4 * (max_labels as u64 + 2) * 5).div_ceil(3);
+    bucket + set
 }
 
 /// Per-series tables are keyed by the series hash, which is already an

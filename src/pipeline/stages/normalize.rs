@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::relabel::{self, RelabelRule, Verdict};
+use super::relabel::{self, RelabelRule, Scratch, Verdict};
 use crate::model::{Label, LabelStr, METRIC_NAME_LABEL, Sample};
 use crate::pipeline::{DropTally, StatelessStage};
 use crate::registry::is_valid_label_name;
@@ -85,7 +85,7 @@ impl Normalize {
     }
 
     /// Normalizes one label set in place; `Err` says why the sample must go.
-    pub fn normalize(&self, labels: &mut Vec<Label>, scratch: &mut String) -> Result<(), DropReason> {
+    pub fn normalize(&self, labels: &mut Vec<Label>, scratch: &mut Scratch) -> Result<(), DropReason> {
         if !is_clean(labels) {
             if self.invalid_names == InvalidNames::Reject && labels.iter().any(|l| !name_ok(l)) {
                 return Err(DropReason::InvalidName);
@@ -95,8 +95,12 @@ impl Normalize {
         if !labels.is_sorted() {
             labels.sort_unstable();
         }
-        if labels.windows(2).any(|w| w[0].name == w[1].name) {
-            return Err(DropReason::InvalidName);
+        let mut has_name = false;
+        for (i, l) in labels.iter().enumerate() {
+            if i > 0 && labels[i - 1].name == l.name {
+                return Err(DropReason::InvalidName);
+            }
+            has_name |= l.name == METRIC_NAME_LABEL;
         }
         for s in &self.static_labels {
             match labels.binary_search_by(|l| l.name.cmp(&s.name)) {
@@ -105,18 +109,20 @@ impl Normalize {
                 Err(i) => labels.insert(i, s.clone()),
             }
         }
-        if !self.rules.is_empty() {
-            if relabel::apply_all(&self.rules, labels, scratch) == Verdict::Drop {
-                return Err(DropReason::Relabel);
-            }
-            // Rules write only label names that are valid, but labelmap may
-            // expand to anything; sanitize whatever they produced.
-            if !is_clean(labels) {
-                clean(labels)?;
-                labels.sort_unstable();
-                if labels.windows(2).any(|w| w[0].name == w[1].name) {
-                    return Err(DropReason::InvalidName);
-                }
+        if self.rules.is_empty() {
+            // Cleaning left no empty `__name__`; static labels cannot add one.
+            return if has_name { Ok(()) } else { Err(DropReason::InvalidName) };
+        }
+        if relabel::apply_all(&self.rules, labels, scratch) == Verdict::Drop {
+            return Err(DropReason::Relabel);
+        }
+        // Rules write only label names that are valid, but labelmap may
+        // expand to anything; sanitize whatever they produced.
+        if !is_clean(labels) {
+            clean(labels)?;
+            labels.sort_unstable();
+            if labels.windows(2).any(|w| w[0].name == w[1].name) {
+                return Err(DropReason::InvalidName);
             }
         }
         match relabel::get(labels, METRIC_NAME_LABEL) {
@@ -128,7 +134,7 @@ impl Normalize {
 
 impl StatelessStage for Normalize {
     fn process(&self, samples: &mut Vec<Sample>, drops: &mut DropTally) {
-        let mut scratch = String::new();
+        let mut scratch = Scratch::default();
         let (mut invalid, mut relabeled) = (0, 0);
         samples.retain_mut(|s| match self.normalize(&mut s.labels.0, &mut scratch) {
             Ok(()) => true,
@@ -213,7 +219,7 @@ mod tests {
 
     fn run(stage: &Normalize, pairs: &[(&str, &str)]) -> Result<Vec<(String, String)>, DropReason> {
         let mut l: Labels = pairs.iter().copied().collect();
-        stage.normalize(&mut l.0, &mut String::new())?;
+        stage.normalize(&mut l.0, &mut Scratch::default())?;
         Ok(l.0.iter().map(|l| (l.name.to_string(), l.value.to_string())).collect())
     }
 
@@ -334,7 +340,7 @@ regex = "meta_(.*)"
         let long = "a_value_longer_than_twenty_four_bytes_so_it_lives_on_the_heap";
         let mut l: Labels = [("__name__", "m"), ("host", long)].into_iter().collect();
         let (vec_ptr, value_ptr) = (l.0.as_ptr(), l.0[1].value.as_ptr());
-        n.normalize(&mut l.0, &mut String::new()).unwrap();
+        n.normalize(&mut l.0, &mut Scratch::default()).unwrap();
         assert_eq!(l.0.as_ptr(), vec_ptr);
         assert_eq!(l.0[1].value.as_ptr(), value_ptr);
     }
@@ -366,7 +372,7 @@ regex = "meta_(.*)"
         ) {
             let n = Normalize::new(&NormalizeConfig::default());
             let mut l: Labels = std::iter::once(("__name__".to_string(), name)).chain(labels).collect();
-            let mut scratch = String::new();
+            let mut scratch = Scratch::default();
             if n.normalize(&mut l.0, &mut scratch).is_ok() {
                 for label in &l.0 {
                     if label.name == METRIC_NAME_LABEL {

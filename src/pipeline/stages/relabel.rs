@@ -235,39 +235,41 @@ impl RelabelRule {
     }
 
     /// The source labels' values joined by the separator; borrowed when one label is enough.
-    fn source_value<'a>(&self, labels: &'a [Label], scratch: &'a mut String) -> &'a str {
+    fn source_value<'a>(&self, labels: &'a [Label], joined: &'a mut String) -> &'a str {
         match self.source_labels.as_slice() {
             [] => "",
             [one] => get(labels, one).unwrap_or(""),
             many => {
-                scratch.clear();
+                joined.clear();
                 for (i, name) in many.iter().enumerate() {
                     if i > 0 {
-                        scratch.push_str(&self.separator);
+                        joined.push_str(&self.separator);
                     }
-                    scratch.push_str(get(labels, name).unwrap_or(""));
+                    joined.push_str(get(labels, name).unwrap_or(""));
                 }
-                scratch
+                joined
             }
         }
     }
 
-    /// Applies this rule to `labels` (sorted by name, names unique; kept so).
-    pub fn apply(&self, labels: &mut Vec<Label>, scratch: &mut String) -> Verdict {
+    /// Applies this rule, the `index`th of its list, to `labels` (sorted by
+    /// name, names unique; kept so).
+    pub fn apply(&self, index: usize, labels: &mut Vec<Label>, scratch: &mut Scratch) -> Verdict {
         use RelabelAction::*;
+        let joined = &mut scratch.joined;
         match self.action {
             Keep | Drop => {
-                let matched = self.regex.is_match(self.source_value(labels, scratch));
+                let matched = self.regex.is_match(self.source_value(labels, joined));
                 if matched == (self.action == Keep) { Verdict::Keep } else { Verdict::Drop }
             }
             KeepEqual | DropEqual => {
                 let target = get(labels, self.target()).unwrap_or("");
-                let equal = self.source_value(labels, scratch) == target;
+                let equal = self.source_value(labels, joined) == target;
                 if equal == (self.action == KeepEqual) { Verdict::Keep } else { Verdict::Drop }
             }
             Replace => {
                 let change = {
-                    let value = self.source_value(labels, scratch);
+                    let value = self.source_value(labels, joined);
                     self.replace(value)
                 };
                 match change {
@@ -279,14 +281,14 @@ impl RelabelRule {
             }
             Lowercase | Uppercase => {
                 let value: LabelStr = {
-                    let v = self.source_value(labels, scratch);
+                    let v = self.source_value(labels, joined);
                     if self.action == Lowercase { v.to_lowercase().into() } else { v.to_uppercase().into() }
                 };
                 set(labels, self.target(), value);
                 Verdict::Keep
             }
             HashMod => {
-                let digest = md5::digest(self.source_value(labels, scratch).as_bytes());
+                let digest = md5::digest(self.source_value(labels, joined).as_bytes());
                 let mut low = [0u8; 8];
                 low.copy_from_slice(&digest[8..]);
                 let bucket = u64::from_be_bytes(low) % self.modulus;
@@ -296,6 +298,9 @@ impl RelabelRule {
             LabelMap => {
                 let mut copies: Vec<(String, LabelStr)> = Vec::new();
                 for l in labels.iter() {
+                    if !scratch.name_matches(index, &self.regex, &l.name) {
+                        continue;
+                    }
                     if let Some(caps) = self.regex.regex.captures(&l.name) {
                         let mut name = String::new();
                         caps.expand(&self.replacement, &mut name);
@@ -311,11 +316,11 @@ impl RelabelRule {
                 Verdict::Keep
             }
             LabelDrop => {
-                labels.retain(|l| !self.regex.is_match(&l.name));
+                labels.retain(|l| !scratch.name_matches(index, &self.regex, &l.name));
                 Verdict::Keep
             }
             LabelKeep => {
-                labels.retain(|l| self.regex.is_match(&l.name));
+                labels.retain(|l| scratch.name_matches(index, &self.regex, &l.name));
                 Verdict::Keep
             }
         }
@@ -352,6 +357,36 @@ impl RelabelRule {
     }
 }
 
+/// Working memory reused across the samples of a batch.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// The joined source values of the rule being applied.
+    joined: String,
+    /// Per rule, label names already tested against its regex: names repeat
+    /// from sample to sample, and a memo lookup is far cheaper than a regex run.
+    name_matches: Vec<Vec<(LabelStr, bool)>>,
+}
+
+/// Distinct names remembered per rule; more are tested every time.
+const NAME_MEMO: usize = 64;
+
+impl Scratch {
+    fn name_matches(&mut self, rule: usize, regex: &AnchoredRegex, name: &str) -> bool {
+        if self.name_matches.len() <= rule {
+            self.name_matches.resize_with(rule + 1, Vec::new);
+        }
+        let memo = &mut self.name_matches[rule];
+        if let Some(&(_, matched)) = memo.iter().find(|(n, _)| n == name) {
+            return matched;
+        }
+        let matched = regex.is_match(name);
+        if memo.len() < NAME_MEMO {
+            memo.push((LabelStr::from(name), matched));
+        }
+        matched
+    }
+}
+
 enum Replacement {
     Unchanged,
     Delete,
@@ -359,9 +394,9 @@ enum Replacement {
 }
 
 /// Applies `rules` in order; stops at the first that drops the sample.
-pub fn apply_all(rules: &[RelabelRule], labels: &mut Vec<Label>, scratch: &mut String) -> Verdict {
-    for rule in rules {
-        if rule.apply(labels, scratch) == Verdict::Drop {
+pub fn apply_all(rules: &[RelabelRule], labels: &mut Vec<Label>, scratch: &mut Scratch) -> Verdict {
+    for (index, rule) in rules.iter().enumerate() {
+        if rule.apply(index, labels, scratch) == Verdict::Drop {
             return Verdict::Drop;
         }
     }
@@ -418,7 +453,7 @@ mod tests {
     fn run(rules: &[&str], input: &[(&str, &str)]) -> Option<Vec<Label>> {
         let rules: Vec<RelabelRule> = rules.iter().map(|r| rule(r)).collect();
         let mut l = labels(input);
-        let mut scratch = String::new();
+        let mut scratch = Scratch::default();
         (apply_all(&rules, &mut l, &mut scratch) == Verdict::Keep).then_some(l)
     }
 
@@ -606,6 +641,23 @@ mod tests {
                        source_labels = ["a"]
                        target_label = "a""#];
         assert_eq!(run(&upper, &[("a", "foo")]).unwrap(), labels(&[("a", "FOO")]));
+    }
+
+    #[test]
+    fn name_memo_is_per_rule_and_reused_across_samples() {
+        let rules: Vec<RelabelRule> =
+            ["action = \"labeldrop\"\nregex = \"a\"", "action = \"labelkeep\"\nregex = \"b|c\""]
+                .iter()
+                .map(|r| rule(r))
+                .collect();
+        let mut scratch = Scratch::default();
+        for _ in 0..3 {
+            let mut l = labels(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]);
+            assert_eq!(apply_all(&rules, &mut l, &mut scratch), Verdict::Keep);
+            assert_eq!(l, labels(&[("b", "2"), ("c", "3")]));
+        }
+        assert_eq!(scratch.name_matches[0].len(), 4);
+        assert_eq!(scratch.name_matches[1].len(), 3, "a was gone before rule 1 ran");
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! on a large series set and stores the key once.
 //!
 //! Label sets are kept for discovery as lists of interned `(name, value)`
-//! pair ids: a series costs 4 bytes a label plus a slot, and each distinct
-//! pair is stored once per shard however many series carry it. Interned
+//! pair ids, packed in one array per shard (no allocation per series, which
+//! would fragment the heap the samples live on): a series costs 4 bytes a
+//! label plus 4, and each distinct pair is stored once per shard however
+//! many series carry it. Interned
 //! pairs are bounded (`max_label_pairs`); beyond, new series keep only the
 //! pairs already known (and are marked partial) — their `__name__` always.
 
@@ -29,7 +31,7 @@ pub type SharedShard = Arc<Mutex<ShardSeries>>;
 pub struct SeriesState {
     /// Seconds since the pipeline started when its last sample arrived.
     pub seen: u32,
-    /// Label set id in the shard's index; the top bit marks a partial set.
+    /// Where its label set starts in the shard's index; the top bit marks a partial set.
     set: u32,
     /// Last timestamp passed on; `i64::MIN` before the first.
     pub last_ts: i64,
@@ -83,7 +85,7 @@ impl ShardSeries {
         let state = SeriesState { seen: now, set, last_ts: i64::MIN, last_raw: f64::NAN, offset: 0.0 };
         if let Some(old) = self.table.insert(hash, state) {
             // Only if the caller broke its promise; keep the index consistent.
-            self.index.remove(old.set_id());
+            self.index.remove(old.set);
         }
     }
 
@@ -94,12 +96,12 @@ impl ShardSeries {
         self.table.retain(|_, s| {
             let keep = now.saturating_sub(s.seen) < idle;
             if !keep {
-                released.push(s.set_id());
+                released.push(s.set);
             }
             keep
         });
         for set in released {
-            if let Some(name_pair) = self.index.name_pair(set) {
+            if let Some(name_pair) = self.index.name_pair((set & !PARTIAL) as usize) {
                 *forgotten.entry(name_pair).or_default() += 1;
             }
             self.index.remove(set);
@@ -110,6 +112,7 @@ impl ShardSeries {
             out.push((self.index.last_name_of(pair), n));
         }
         self.index.forget_names();
+        self.index.compact(&mut self.table);
         super::shrink_if_sparse(&mut self.table);
         out
     }
@@ -169,8 +172,10 @@ struct LabelIndex {
     pair_ids: HashMap<u64, u32, BuildHasherDefault<SeriesHasher>>,
     live_pairs: usize,
     max_pairs: usize,
-    sets: Vec<Box<[u32]>>,
-    free_sets: Vec<u32>,
+    /// Label sets, each `[length, pair ids...]`, named by their offset.
+    /// Removed sets leave garbage until the sweep that removed them compacts.
+    sets: Vec<u32>,
+    garbage: usize,
     partial: usize,
     /// Names of pairs freed during a sweep, kept until the sweep has reported them.
     freed_names: HashMap<u32, LabelStr, BuildHasherDefault<SeriesHasher>>,
@@ -251,44 +256,67 @@ impl LabelIndex {
 
     /// Interns a label set; returns its id (top bit set when partial).
     fn insert(&mut self, labels: &Labels) -> u32 {
-        let mut ids = Vec::with_capacity(labels.len());
+        // Grow by a quarter, not double: this array is most of the index.
+        let needed = labels.len() + 1;
+        if self.sets.capacity() - self.sets.len() < needed {
+            self.sets.reserve_exact(needed.max(self.sets.capacity() / 4));
+        }
+        let at = self.sets.len();
+        self.sets.push(0);
         let mut partial = false;
         for l in labels.iter() {
             match self.acquire(&l.name, &l.value, l.name == METRIC_NAME_LABEL) {
-                Some(id) => ids.push(id),
+                Some(id) => self.sets.push(id),
                 None => partial = true,
             }
         }
-        let ids = ids.into_boxed_slice();
-        let set = match self.free_sets.pop() {
-            Some(set) => {
-                self.sets[set as usize] = ids;
-                set
-            }
-            None => {
-                self.sets.push(ids);
-                (self.sets.len() - 1) as u32
-            }
-        };
+        self.sets[at] = (self.sets.len() - at - 1) as u32;
         if partial {
             self.partial += 1;
-            set | PARTIAL
+            at as u32 | PARTIAL
         } else {
-            set
+            at as u32
         }
     }
 
-    fn remove(&mut self, set: usize) {
-        let ids = std::mem::take(&mut self.sets[set]);
-        for id in ids.iter() {
-            self.release(*id);
+    fn set(&self, at: usize) -> &[u32] {
+        let len = self.sets[at] as usize;
+        &self.sets[at + 1..at + 1 + len]
+    }
+
+    /// Releases a set (its id as [`insert`](Self::insert) returned it).
+    fn remove(&mut self, set: u32) {
+        if set & PARTIAL != 0 {
+            self.partial -= 1;
         }
-        self.free_sets.push(set as u32);
+        let at = (set & !PARTIAL) as usize;
+        let len = self.sets[at] as usize;
+        for i in at + 1..at + 1 + len {
+            self.release(self.sets[i]);
+        }
+        self.garbage += len + 1;
+    }
+
+    /// Rewrites the sets without garbage once it is a quarter of them,
+    /// updating where each series finds its set.
+    fn compact(&mut self, table: &mut SeriesMap<SeriesState>) {
+        if self.garbage == 0 || self.garbage * 4 < self.sets.len() {
+            return;
+        }
+        let mut packed = Vec::with_capacity(self.sets.len() - self.garbage);
+        for state in table.values_mut() {
+            let at = state.set_id();
+            let new_at = packed.len() as u32;
+            packed.extend_from_slice(&self.sets[at..at + 1 + self.sets[at] as usize]);
+            state.set = new_at | (state.set & PARTIAL);
+        }
+        self.sets = packed;
+        self.garbage = 0;
     }
 
     /// The `__name__` pair of a set.
     fn name_pair(&self, set: usize) -> Option<u32> {
-        self.sets[set].iter().copied().find(|&id| self.pairs[id as usize].name == METRIC_NAME_LABEL)
+        self.set(set).iter().copied().find(|&id| self.pairs[id as usize].name == METRIC_NAME_LABEL)
     }
 
     /// The metric name of a `__name__` pair, even if it was freed in this sweep.
@@ -304,7 +332,7 @@ impl LabelIndex {
     }
 
     fn labels(&self, set: usize) -> impl Iterator<Item = (&str, &str)> {
-        self.sets[set].iter().map(|&id| {
+        self.set(set).iter().map(|&id| {
             let p = &self.pairs[id as usize];
             (p.name.as_str(), p.value.as_str())
         })
@@ -372,10 +400,11 @@ mod tests {
         assert_eq!(forgotten[0], (LabelStr::from("up"), 2));
         assert_eq!(all_series(&s), vec![vec![("__name__".into(), "down".into()), ("job".into(), "a".into())]]);
         assert_eq!(s.index.live_pairs, 2, "pairs of forgotten series are freed");
-        // Freed slots are reused.
+        // Freed pair slots are reused; the sets were compacted.
+        assert_eq!(s.index.sets.len(), 3);
         s.insert(4, &labels(&[("__name__", "up"), ("job", "c")]), 10);
         assert_eq!(s.index.pairs.len(), 4);
-        assert_eq!(s.index.sets.len(), 3);
+        assert_eq!(all_series(&s).len(), 2);
     }
 
     #[test]
@@ -393,6 +422,7 @@ mod tests {
         assert_eq!(partial, vec![(1, true), (2, false)]);
         let forgotten = s.sweep(100, 1);
         assert_eq!(forgotten.len(), 2);
+        assert_eq!(s.partial_series(), 0);
     }
 
     #[test]

@@ -152,29 +152,44 @@ struct Resolved<'r> {
     pinned: Option<MetricKind>,
 }
 
-/// The last name looked up, copied into a fixed buffer (no allocation).
+/// Names resolved during one batch, in a small direct-mapped cache: a
+/// batch holds few distinct names, and the shared type table takes a lock
+/// per lookup. Names are copied into the slots (no allocation per name).
 struct NameMemo<'r> {
-    name: [u8; 64],
-    len: usize,
+    slots: Vec<MemoSlot<'r>>,
+}
+
+#[derive(Clone, Copy)]
+struct MemoSlot<'r> {
+    name: [u8; MEMO_NAME_BYTES],
+    len: u8,
     resolved: Option<Resolved<'r>>,
 }
 
+const MEMO_SLOTS: usize = 64;
+const MEMO_NAME_BYTES: usize = 48;
+
 impl<'r> NameMemo<'r> {
     fn new() -> Self {
-        NameMemo { name: [0; 64], len: 0, resolved: None }
+        let empty = MemoSlot { name: [0; MEMO_NAME_BYTES], len: 0, resolved: None };
+        NameMemo { slots: vec![empty; MEMO_SLOTS] }
+    }
+
+    fn slot(name: &str) -> usize {
+        xxhash_rust::xxh3::xxh3_64(name.as_bytes()) as usize % MEMO_SLOTS
     }
 
     fn get(&self, name: &str) -> Option<Resolved<'r>> {
-        self.resolved.filter(|_| self.len == name.len() && &self.name[..self.len] == name.as_bytes())
+        let s = &self.slots[Self::slot(name)];
+        s.resolved.filter(|_| s.len as usize == name.len() && &s.name[..name.len()] == name.as_bytes())
     }
 
     fn set(&mut self, name: &str, r: Resolved<'r>) {
-        if name.len() <= self.name.len() {
-            self.name[..name.len()].copy_from_slice(name.as_bytes());
-            self.len = name.len();
-            self.resolved = Some(r);
-        } else {
-            self.resolved = None;
+        if name.len() <= MEMO_NAME_BYTES {
+            let s = &mut self.slots[Self::slot(name)];
+            s.name[..name.len()].copy_from_slice(name.as_bytes());
+            s.len = name.len() as u8;
+            s.resolved = Some(r);
         }
     }
 }
@@ -231,6 +246,7 @@ impl Validate {
     fn check<'r>(&'r self, s: &mut Sample, now: i64, memo: &mut NameMemo<'r>) -> Result<(), DropReason> {
         let c = &self.config;
         let mut labels = 0;
+        let mut too_long = false;
         for l in s.labels.iter() {
             if l.name == METRIC_NAME_LABEL {
                 if l.value.len() > c.max_name_length {
@@ -242,12 +258,13 @@ impl Validate {
             if l.name.len() > c.max_name_length {
                 return Err(DropReason::InvalidName);
             }
+            // Bytes first: characters are counted only when bytes exceed.
+            too_long |= l.value.len() > c.max_label_value_length && l.value.chars().count() > c.max_label_value_length;
         }
         if labels > c.max_labels {
             return Err(DropReason::TooManyLabels);
         }
-        let too_long = |v: &str| v.len() > c.max_label_value_length && v.chars().count() > c.max_label_value_length;
-        if s.labels.iter().any(|l| l.name != METRIC_NAME_LABEL && too_long(&l.value)) {
+        if too_long {
             return Err(DropReason::LabelValueTooLong);
         }
         if s.timestamp_ms < now.saturating_sub(self.max_past_ms)
