@@ -39,12 +39,14 @@ fn series(labels: &[(&str, &str)], kind: pb::MetricType, points: &[(f64, i64)]) 
 /// A unary `Write` to tsrelay's gRPC receiver.
 fn grpc_write(addr: SocketAddr, series: Vec<pb::Series>) -> Result<pb::WriteResponse, tonic::Status> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-    rt.block_on(async {
+    let call = async {
         let mut client = IngestClient::connect(format!("http://{addr}"))
             .await
             .unwrap_or_else(|e| panic!("cannot connect to tsrelay gRPC at {addr}: {e}"));
         client.write(pb::WriteRequest { series, id: 1 }).await.map(|r| r.into_inner())
-    })
+    };
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), call).await })
+        .unwrap_or_else(|_| panic!("gRPC write to {addr} got no answer within 30 s"))
 }
 
 /// A tsrelay with a gRPC receiver feeding one remote-write sink `prom` at `url`;
@@ -577,7 +579,7 @@ fn concurrent_requests_never_share_a_series_and_keep_its_order() {
 
 #[test]
 fn a_stuck_sink_pushes_back_on_grpc_senders_or_drops_by_policy() {
-    for (policy, expect_pushback) in [("block", true), ("drop_newest", false)] {
+    for (policy, expect_pushback) in [("block", true), ("drop_newest", false), ("drop_oldest", false)] {
         let dir = tempfile::tempdir().unwrap();
         let fault = FaultServer::start(Vec::new(), Reply::Hang);
         let grpc = loopback(free_port());
@@ -624,7 +626,7 @@ timeout = "60s"
             assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
             assert_eq!(sum_metric(&m, DROPPED, &["sink=\"prom\""]), 0.0, "block must not drop");
         } else {
-            assert!(exhausted.is_none(), "drop_newest pushed back: {exhausted:?}");
+            assert!(exhausted.is_none(), "{policy} pushed back: {exhausted:?}");
             assert_eq!(accepted, 2000);
             assert!(sum_metric(&m, DROPPED, &["sink=\"prom\"", "reason=\"queue_full\""]) > 0.0);
         }
