@@ -32,6 +32,11 @@ enum Command {
     },
 }
 
+// glibc malloc spent a third of the daemon's CPU on the many small, short-lived
+// allocations of decoding (measured with perf; see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEFAULT_CONFIG: &str = "config/tsrelay.toml";
 
 fn config_path(given: Option<PathBuf>) -> Option<PathBuf> {

@@ -27,9 +27,9 @@ sinks = ["out"]
 "#
     );
     let mut t = Tsrelay::start(dir.path(), &config);
-    let ready = http().get(format!("http://{}/readyz", t.admin)).send().unwrap();
-    assert_eq!(ready.status(), 200);
-    let body: serde_json::Value = ready.json().unwrap();
+    let (status, body) = http_get(t.admin, "/readyz").expect("readyz answers");
+    assert_eq!(status, 200);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["receivers"]["http"], "listening");
     assert_eq!(body["sinks"]["out"]["state"], "healthy");
     assert!(t.metrics().contains_key("tsrelay_queue_capacity_samples{sink=\"out\"}"));

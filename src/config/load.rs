@@ -5,6 +5,9 @@ use figment::providers::{Env, Format, Toml};
 
 use super::Config;
 
+/// Top-level scalar keys that may be set from the environment without `__`.
+const TOP_LEVEL_ENV_KEYS: [&str; 3] = ["data_dir", "shutdown_timeout", "pipelines_dir"];
+
 /// The configuration compiled into the binary: HTTP and gRPC in, a file sink out.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/tsrelay.toml");
 
@@ -76,7 +79,13 @@ pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
             figment = figment.admerge(Toml::file_exact(f));
         }
     }
-    figment = figment.merge(Env::prefixed("TSRELAY_").split("__"));
+    // Only nested keys (`A__B`) and the known top-level keys: an unrelated
+    // variable such as TSRELAY_BIN must not become a config error.
+    figment = figment.merge(
+        Env::prefixed("TSRELAY_")
+            .filter(|k| k.as_str().contains("__") || TOP_LEVEL_ENV_KEYS.contains(&k.as_str()))
+            .split("__"),
+    );
 
     let config: Config = figment.extract()?;
     let loaded = LoadedConfig { config, base_dir, source };

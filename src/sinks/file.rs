@@ -86,17 +86,15 @@ impl Sink for FileSink {
                 self.file = None;
                 Delivery::none(batch.len(), self.io_error(e))
             }
-            Ok(()) if unrepresentable > 0 => Delivery {
-                delivered: batch.len() - unrepresentable,
-                failed: Some((
-                    unrepresentable,
-                    SinkError::Unrepresentable {
-                        sink: self.name.clone(),
-                        count: unrepresentable,
-                        message: "NaN/Inf value, empty name or timestamp out of range".into(),
-                    },
-                )),
-            },
+            Ok(()) if unrepresentable > 0 => Delivery::partial(
+                batch.len() - unrepresentable,
+                unrepresentable,
+                SinkError::Unrepresentable {
+                    sink: self.name.clone(),
+                    count: unrepresentable,
+                    message: "NaN/Inf value, empty name or timestamp out of range".into(),
+                },
+            ),
             Ok(()) => Delivery::all(batch.len()),
         }
     }

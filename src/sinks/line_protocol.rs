@@ -38,15 +38,25 @@ pub fn encode_sample(sample: &Sample, measurement: &str, field: &str, out: &mut 
 }
 
 /// Backslash-escapes `special` bytes; newlines, which line protocol cannot
-/// carry inside a key or tag, become the two characters `\n`.
+/// carry inside a key or tag, become the two characters `\n`. A backslash is
+/// doubled only where it would otherwise escape what follows it (a special
+/// byte or the separator after the token): InfluxDB 1.x keeps other
+/// backslashes literally, so `C:\temp` stays as it is.
 fn escape_into(s: &[u8], special: &[u8], out: &mut Vec<u8>) {
     if !s.iter().any(|b| special.contains(b) || *b == b'\n' || *b == b'\\') {
         out.extend_from_slice(s);
         return;
     }
-    for &b in s {
+    for (i, &b) in s.iter().enumerate() {
         match b {
             b'\n' => out.extend_from_slice(b"\\n"),
+            b'\\' => {
+                out.push(b'\\');
+                let next = s.get(i + 1);
+                if next.is_none_or(|n| special.contains(n) || *n == b'\n' || *n == b'\\') {
+                    out.push(b'\\');
+                }
+            }
             b if special.contains(&b) => {
                 out.push(b'\\');
                 out.push(b);
@@ -71,6 +81,25 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "cpu\\ load,host=a\\,b,k\\=1=v\\ 2 value=1.0 1700000000000000000\n"
         );
+    }
+
+    #[test]
+    fn backslashes_never_swallow_a_separator() {
+        let labels: Labels =
+            [("__name__", "m"), ("path", "C:\\temp"), ("q", "a\\,b"), ("t", "end\\")].into_iter().collect();
+        let s = Sample::new(labels, 2.5, 1);
+        let mut out = Vec::new();
+        assert!(encode_sample(&s, "m", "value", &mut out));
+        assert_eq!(String::from_utf8(out).unwrap(), "m,path=C:\\temp,q=a\\\\\\,b,t=end\\\\ value=2.5 1000000\n");
+    }
+
+    #[test]
+    fn measurement_escapes_comma_and_space_only() {
+        let labels: Labels = [("__name__", "a=b")].into_iter().collect();
+        let s = Sample::new(labels, -1.0, 0);
+        let mut out = Vec::new();
+        assert!(encode_sample(&s, "m,x y=z", "f=1", &mut out));
+        assert_eq!(String::from_utf8(out).unwrap(), "m\\,x\\ y=z f\\=1=-1.0 0\n");
     }
 
     #[test]

@@ -9,8 +9,11 @@
 pub mod blackhole;
 pub mod common;
 pub mod file;
+pub mod influxdb;
 pub mod line_protocol;
 pub mod remote_write;
+pub mod retry;
+pub mod rrdcached;
 mod worker;
 
 use std::future::Future;
@@ -31,6 +34,8 @@ use crate::telemetry::DropReason;
 pub enum SinkConfig {
     File(file::FileSinkConfig),
     Blackhole(blackhole::BlackholeSinkConfig),
+    Influxdb(influxdb::InfluxdbSinkConfig),
+    Rrdcached(rrdcached::RrdcachedSinkConfig),
     PrometheusRemoteWrite(remote_write::RemoteWriteSinkConfig),
 }
 
@@ -51,6 +56,12 @@ impl SinkConfig {
             SinkConfig::Blackhole(c) => {
                 CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
             }
+            SinkConfig::Influxdb(c) => {
+                CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
+            }
+            SinkConfig::Rrdcached(c) => {
+                CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
+            }
             SinkConfig::PrometheusRemoteWrite(c) => {
                 CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
             }
@@ -62,6 +73,8 @@ impl SinkConfig {
         common.queue.check()?;
         common.batch.check()?;
         match self {
+            SinkConfig::Influxdb(c) => c.check(),
+            SinkConfig::Rrdcached(c) => c.check(),
             SinkConfig::PrometheusRemoteWrite(c) => c.check(),
             SinkConfig::File(_) | SinkConfig::Blackhole(_) => Ok(()),
         }
@@ -94,20 +107,35 @@ impl SinkError {
 }
 
 /// What a sink reports for one batch: how many samples it delivered and,
-/// if some were not, why. `delivered + failed.count == batch.samples`.
+/// if some were not, why.
+/// `delivered + failed.count + Σ dropped.count == batch.samples`.
 #[derive(Debug)]
 pub struct Delivery {
     pub delivered: usize,
     pub failed: Option<(usize, SinkError)>,
+    /// Samples the sink did not send for other reasons than `failed` (e.g. an
+    /// rrdcached sink refusing samples older than a file's last update), each
+    /// counted under its reason. The sink logs these itself.
+    pub dropped: Vec<(usize, DropReason)>,
 }
 
 impl Delivery {
     pub fn all(n: usize) -> Self {
-        Delivery { delivered: n, failed: None }
+        Delivery { delivered: n, failed: None, dropped: Vec::new() }
     }
 
     pub fn none(n: usize, error: SinkError) -> Self {
-        Delivery { delivered: 0, failed: Some((n, error)) }
+        Delivery { delivered: 0, failed: Some((n, error)), dropped: Vec::new() }
+    }
+
+    /// `delivered` went out, `count` failed with `error`.
+    pub fn partial(delivered: usize, count: usize, error: SinkError) -> Self {
+        Delivery { delivered, failed: Some((count, error)), dropped: Vec::new() }
+    }
+
+    /// Every sample this delivery accounts for.
+    pub fn total(&self) -> usize {
+        self.delivered + self.failed.as_ref().map_or(0, |f| f.0) + self.dropped.iter().map(|d| d.0).sum::<usize>()
     }
 }
 
@@ -149,6 +177,21 @@ pub fn spawn_sink(
             let lanes = remote_write::lanes(c, &context, &resolve, retry_forever, None)
                 .map_err(|e| build_error(e.to_string()))?;
             tokio::spawn(run_worker(lanes, queue, batch, health))
+        }
+        SinkConfig::Influxdb(c) => {
+            let ca_file = c.tls.ca_file.as_ref().map(|p| loaded.resolve(p));
+            let service =
+                influxdb::service::InfluxdbService::new(c, ca_file).map_err(|e| build_error(e.to_string()))?;
+            let metrics = queue.ledger().metrics.clone();
+            // Registry overrides (`backends.influxdb`) plug in here once the registry lands.
+            let sink = influxdb::InfluxdbSink::new(name, c.clone(), service, None, metrics, health.clone());
+            tokio::spawn(run_worker(vec![sink], queue, batch, health))
+        }
+        SinkConfig::Rrdcached(c) => {
+            let metrics = queue.ledger().metrics.clone();
+            // Registry overrides (`backends.rrdcached`) plug in here once the registry lands.
+            let sink = rrdcached::RrdcachedSink::new(name, c.clone(), None, metrics, health.clone())?;
+            tokio::spawn(run_worker(vec![sink], queue, batch, health))
         }
     };
     Ok(handle)

@@ -6,9 +6,6 @@
 //! the test with the command that installs it.
 #![allow(dead_code)]
 
-pub mod fault_http;
-pub mod prometheus;
-
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -116,7 +113,21 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Blocking HTTP client for tests.
+/// A plain HTTP/1.0 GET over std networking: usable from sync and async tests
+/// alike (a blocking reqwest client must not be dropped inside a runtime).
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// Blocking HTTP client for sync tests (not inside an async runtime).
 pub fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client")
 }
@@ -159,21 +170,24 @@ impl Tsrelay {
         let bin = env!("CARGO_BIN_EXE_tsrelay");
         let mut cmd = Command::new(bin);
         cmd.args(["run", "--config"]).arg(config_path).current_dir(dir).env("RUST_LOG", "info,tsrelay=debug");
+        // Only the test's config file decides; no stray override from the environment.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("TSRELAY_") {
+                cmd.env_remove(k);
+            }
+        }
         let mut process = ChildGuard::spawn("tsrelay", &mut cmd, dir);
-        let client = http();
-        let url = format!("http://{admin}/readyz");
         wait_for(Duration::from_secs(20), "tsrelay admin endpoint", || {
             if !process.is_running() {
                 panic!("tsrelay exited during start-up:\n{}", process.log_tail());
             }
-            client.get(&url).send().ok().map(|_| ())
+            http_get(admin, "/readyz").map(|_| ())
         });
         Tsrelay { process, dir: dir.to_path_buf(), admin, config_path: config_path.to_path_buf() }
     }
 
     pub fn metrics(&self) -> BTreeMap<String, f64> {
-        let text =
-            http().get(format!("http://{}/metrics", self.admin)).send().and_then(|r| r.text()).unwrap_or_default();
+        let (_, text) = http_get(self.admin, "/metrics").unwrap_or_default();
         parse_metrics(&text)
     }
 
@@ -207,3 +221,9 @@ pub fn read_lp_file(path: &Path) -> Vec<(String, f64, i64)> {
         })
         .collect()
 }
+
+pub mod fault_http;
+pub mod grpc_client;
+pub mod influxdb;
+pub mod prometheus;
+pub mod rrdcached;

@@ -18,11 +18,10 @@ pub struct Decoded {
 }
 
 impl Decoded {
-    fn reject(&mut self, series: usize, n: usize, message: String) {
+    fn reject(&mut self, series: usize, message: String) {
         if self.errors.len() < MAX_REPORTED_ERRORS {
             self.errors.push(format!("series {series}: {message}"));
         }
-        let _ = n;
     }
 }
 
@@ -34,7 +33,7 @@ pub fn decode_request(req: WriteRequest, now_ms: i64) -> Decoded {
         let n = series.samples.len();
         if let Some(problem) = label_problem(&series.labels) {
             out.rejected_invalid_name += n as u64;
-            out.reject(i, n, problem);
+            out.reject(i, problem);
             continue;
         }
         let kind = match MetricType::try_from(series.r#type).unwrap_or(MetricType::Unspecified) {
@@ -56,7 +55,7 @@ pub fn decode_request(req: WriteRequest, now_ms: i64) -> Decoded {
         }
         if bad_ts > 0 {
             out.rejected_timestamp += bad_ts as u64;
-            out.reject(i, bad_ts, format!("{bad_ts} samples with a timestamp beyond ±{MAX_ABS_TIMESTAMP_MS} ms"));
+            out.reject(i, format!("{bad_ts} samples with a timestamp beyond ±{MAX_ABS_TIMESTAMP_MS} ms"));
         }
     }
     out
@@ -118,5 +117,35 @@ mod tests {
         assert_eq!(d.rejected_timestamp, 1);
         assert_eq!(d.errors.len(), 3);
         assert!(d.errors[0].contains("series 1") && d.errors[0].contains("__name__"), "{:?}", d.errors);
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives, every sample is either accepted or counted as rejected.
+        #[test]
+        fn every_sample_is_accounted_for(
+            series in proptest::collection::vec(
+                (
+                    proptest::collection::vec(("(__name__|[a-z]{0,3})", ".{0,4}"), 0..4),
+                    proptest::collection::vec((proptest::num::f64::ANY, proptest::num::i64::ANY), 0..4),
+                ),
+                0..6,
+            )
+        ) {
+            let total: usize = series.iter().map(|s| s.1.len()).sum();
+            let req = WriteRequest {
+                id: 1,
+                series: series
+                    .into_iter()
+                    .map(|(labels, samples)| Series {
+                        labels: labels.into_iter().map(|(n, v)| label(&n, &v)).collect(),
+                        samples: samples.into_iter().map(|(value, timestamp)| PbSample { value, timestamp }).collect(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            };
+            let d = decode_request(req, 1);
+            proptest::prop_assert_eq!(d.samples.len() as u64 + d.rejected_invalid_name + d.rejected_timestamp, total as u64);
+            proptest::prop_assert!(d.errors.len() <= MAX_REPORTED_ERRORS);
+        }
     }
 }

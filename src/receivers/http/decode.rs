@@ -15,10 +15,10 @@ impl BodyFormat {
     /// Line protocol with the `precision` query parameter (default ns).
     pub fn line_protocol(precision: Option<&str>) -> Result<Self, String> {
         match precision {
-            None | Some("") => Ok(BodyFormat::LineProtocol(line_protocol::Precision::Nanoseconds)),
-            Some(p) => line_protocol::Precision::parse(p)
-                .map(BodyFormat::LineProtocol)
-                .ok_or_else(|| format!("unknown precision {p:?}; use one of n, ns, u, us, µs, ms, s, m, h")),
+            None | Some("") => Ok(BodyFormat::LineProtocol(line_protocol::Precision::Nanosecond)),
+            Some(p) => {
+                p.parse().map(BodyFormat::LineProtocol).map_err(|e: line_protocol::UnknownPrecision| e.to_string())
+            }
         }
     }
 }
@@ -37,16 +37,15 @@ pub struct DecodedBody {
 
 pub fn decode_body(format: BodyFormat, body: &[u8], now_ms: i64) -> DecodedBody {
     let mut out = DecodedBody::default();
-    match format {
+    let mut errors = line_protocol::LineErrors::new();
+    let summary = match format {
         BodyFormat::LineProtocol(precision) => {
-            let s = line_protocol::decode_into(body, precision, now_ms, &mut out.samples, &mut out.errors);
-            out.rejected_lines = s.rejected_lines;
-            out.non_numeric = s.non_numeric;
+            line_protocol::decode_body(body, precision, now_ms.saturating_mul(1_000_000), &mut out.samples, &mut errors)
         }
-        BodyFormat::Ndjson => {
-            let s = ndjson::decode_into(body, now_ms, &mut out.samples, &mut out.errors);
-            out.rejected_lines = s.rejected_lines;
-        }
-    }
+        BodyFormat::Ndjson => ndjson::decode_body(body, now_ms, &mut out.samples, &mut errors),
+    };
+    out.rejected_lines = summary.rejected_lines;
+    out.non_numeric = summary.non_numeric;
+    out.errors = errors.reported().iter().map(|e| (e.line, e.message.clone())).collect();
     out
 }

@@ -130,10 +130,9 @@ where
         .await;
         match result {
             Ok(_) if unrepresentable == 0 => Delivery::all(total),
-            Ok(_) => Delivery {
-                delivered: total - unrepresentable,
-                failed: Some((unrepresentable, unrepresentable_error(unrepresentable))),
-            },
+            Ok(_) => {
+                Delivery::partial(total - unrepresentable, unrepresentable, unrepresentable_error(unrepresentable))
+            }
             Err(e @ SendError::Rejected { .. }) => {
                 if e.is_configuration_problem() {
                     self.context.health.failed(&e.to_string());

@@ -1,0 +1,232 @@
+//! A connection to rrdcached (unix socket or TCP) speaking its text protocol:
+//! `BATCH` blocks and single commands. Reconnecting is the caller's choice:
+//! after any error the connection is dropped and a new one made.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UnixStream};
+
+use super::encode::{parse_batch_error, parse_status};
+
+/// Where rrdcached listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl Address {
+    /// `unix:/path` or `tcp:host:port`.
+    pub fn parse(s: &str) -> Result<Address, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(format!("address {s:?}: empty socket path"));
+            }
+            return Ok(Address::Unix(PathBuf::from(path)));
+        }
+        if let Some(hostport) = s.strip_prefix("tcp:") {
+            let port_ok = hostport.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(format!("address {s:?}: expected tcp:host:port"));
+            }
+            return Ok(Address::Tcp(hostport.to_string()));
+        }
+        Err(format!("address {s:?} must start with unix: or tcp:"))
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Unix(p) => write!(f, "unix:{}", p.display()),
+            Address::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connecting to rrdcached at {address}: {source}")]
+    Connect { address: String, source: std::io::Error },
+    #[error("talking to rrdcached at {address}: {source}")]
+    Io { address: String, source: std::io::Error },
+    #[error("rrdcached at {address} did not answer within {timeout:?}")]
+    Timeout { address: String, timeout: Duration },
+    #[error("rrdcached at {address} answered {line:?} to {context}")]
+    Protocol { address: String, context: &'static str, line: String },
+}
+
+/// One open connection.
+pub struct Connection {
+    stream: BufReader<Box<dyn Stream>>,
+    address: String,
+    line: String,
+    /// The last `BATCH` got past "Go ahead": its commands may have been applied.
+    commands_sent: bool,
+}
+
+impl Connection {
+    pub async fn connect(address: &Address, timeout: Duration) -> Result<Connection, ClientError> {
+        let name = address.to_string();
+        let connect = async {
+            let stream: Box<dyn Stream> = match address {
+                Address::Unix(p) => Box::new(UnixStream::connect(p).await?),
+                Address::Tcp(a) => {
+                    let s = TcpStream::connect(a).await?;
+                    s.set_nodelay(true)?;
+                    Box::new(s)
+                }
+            };
+            Ok::<_, std::io::Error>(stream)
+        };
+        match tokio::time::timeout(timeout, connect).await {
+            Err(_) => Err(ClientError::Timeout { address: name, timeout }),
+            Ok(Err(source)) => Err(ClientError::Connect { address: name, source }),
+            Ok(Ok(stream)) => Ok(Connection {
+                stream: BufReader::new(stream),
+                address: name,
+                line: String::new(),
+                commands_sent: false,
+            }),
+        }
+    }
+
+    /// Runs `commands` (newline-terminated lines) as one `BATCH`; returns the
+    /// failed commands as `(number, message)`, numbered from 1.
+    pub async fn batch(&mut self, commands: &[u8], timeout: Duration) -> Result<Vec<(usize, String)>, ClientError> {
+        let address = self.address.clone();
+        match tokio::time::timeout(timeout, self.batch_inner(commands)).await {
+            Err(_) => Err(ClientError::Timeout { address, timeout }),
+            Ok(r) => r,
+        }
+    }
+
+    /// Whether the last [`Connection::batch`] sent its commands (even if it then failed).
+    pub fn commands_sent(&self) -> bool {
+        self.commands_sent
+    }
+
+    async fn batch_inner(&mut self, commands: &[u8]) -> Result<Vec<(usize, String)>, ClientError> {
+        self.commands_sent = false;
+        self.write(b"BATCH\n").await?;
+        let (code, _) = self.status("BATCH").await?;
+        if code != 0 {
+            return Err(self.protocol("BATCH"));
+        }
+        self.commands_sent = true;
+        self.write(commands).await?;
+        self.write(b".\n").await?;
+        let (count, _) = self.status("the end of a BATCH").await?;
+        let mut errors = Vec::with_capacity(count.max(0) as usize);
+        for _ in 0..count.max(0) {
+            self.read_line().await?;
+            let parsed = parse_batch_error(&self.line).map(|(n, m)| (n, m.to_string()));
+            match parsed {
+                Some(e) => errors.push(e),
+                None => return Err(self.protocol("a BATCH error line")),
+            }
+        }
+        Ok(errors)
+    }
+
+    /// One command that answers a status line (e.g. `FLUSH`); `(code, message)`.
+    pub async fn command(&mut self, line: &str, timeout: Duration) -> Result<(i64, String), ClientError> {
+        let address = self.address.clone();
+        let run = async {
+            self.write(line.as_bytes()).await?;
+            if !line.ends_with('\n') {
+                self.write(b"\n").await?;
+            }
+            let (code, message) = self.status("a command").await?;
+            let message = message.to_string();
+            // Positive codes announce that many lines of detail.
+            for _ in 0..code.max(0) {
+                self.read_line().await?;
+            }
+            Ok((code, message))
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Err(_) => Err(ClientError::Timeout { address, timeout }),
+            Ok(r) => r,
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        let w = self.stream.get_mut();
+        let r = async {
+            w.write_all(bytes).await?;
+            w.flush().await
+        }
+        .await;
+        r.map_err(|source| ClientError::Io { address: self.address.clone(), source })
+    }
+
+    async fn read_line(&mut self) -> Result<(), ClientError> {
+        self.line.clear();
+        match self.stream.read_line(&mut self.line).await {
+            Ok(0) => Err(ClientError::Io {
+                address: self.address.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed by rrdcached"),
+            }),
+            Ok(_) => Ok(()),
+            Err(source) => Err(ClientError::Io { address: self.address.clone(), source }),
+        }
+    }
+
+    async fn status(&mut self, context: &'static str) -> Result<(i64, &str), ClientError> {
+        self.read_line().await?;
+        if parse_status(&self.line).is_none() {
+            return Err(self.protocol(context));
+        }
+        Ok(parse_status(&self.line).unwrap_or((0, "")))
+    }
+
+    fn protocol(&self, context: &'static str) -> ClientError {
+        ClientError::Protocol { address: self.address.clone(), context, line: self.line.trim_end().to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse() {
+        assert_eq!(Address::parse("unix:/run/r.sock"), Ok(Address::Unix("/run/r.sock".into())));
+        assert_eq!(Address::parse("tcp:127.0.0.1:42217"), Ok(Address::Tcp("127.0.0.1:42217".into())));
+        assert!(Address::parse("tcp:127.0.0.1").is_err());
+        assert!(Address::parse("/run/r.sock").is_err());
+        assert!(Address::parse("unix:").is_err());
+    }
+
+    #[tokio::test]
+    async fn batch_reads_numbered_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s");
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        // A scripted peer: answers BATCH, swallows the commands, reports one error.
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let mut s = BufReader::new(s);
+            let mut line = String::new();
+            s.read_line(&mut line).await.unwrap();
+            s.get_mut().write_all(b"0 Go ahead.\n").await.unwrap();
+            loop {
+                line.clear();
+                s.read_line(&mut line).await.unwrap();
+                if line == ".\n" {
+                    break;
+                }
+            }
+            s.get_mut().write_all(b"1 errors\n2 No such file: /b/x.rrd\n").await.unwrap();
+        });
+        let mut c = Connection::connect(&Address::Unix(sock), Duration::from_secs(5)).await.unwrap();
+        let errors = c.batch(b"UPDATE a 1:1\nUPDATE x 1:1\n", Duration::from_secs(5)).await.unwrap();
+        assert_eq!(errors, vec![(2, "No such file: /b/x.rrd".to_string())]);
+    }
+}
