@@ -187,6 +187,38 @@ fn samples_land_in_prometheus_with_labels_values_and_stale_markers() {
 }
 
 #[test]
+fn line_protocol_over_http_lands_in_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let prom = Prometheus::start(&dir.path().join("prom"));
+    let http_addr = loopback(free_port());
+    let config = format!(
+        r#"
+[receivers.http]
+type = "http"
+listen = "{http_addr}"
+[pipelines.main]
+receivers = ["http"]
+sinks = ["prom"]
+[sinks.prom]
+type = "prometheus_remote_write"
+url = "{}"
+batch = {{ max_age_ms = 20 }}
+"#,
+        prom.write_url()
+    );
+    let relay = Tsrelay::start(dir.path(), &config);
+    let t = (now_ms() / 1000 - 10) * 1000;
+    let body = format!("weather,city=paris temperature=21.5,humidity=40i {t}\nweather,city=oslo value=-3 {t}\n");
+    let answer = http().post(format!("http://{http_addr}/write?precision=ms")).body(body).send().unwrap();
+    assert_eq!(answer.status(), 204, "{:?}", answer.text());
+    wait_metric(&relay, SENT, &["sink=\"prom\""], 3.0, Duration::from_secs(30));
+    let value = |q: &str| prom.query(q, Some(t + 500)).first().map(|p| p.value.clone());
+    assert_eq!(value("weather_temperature{city=\"paris\"}"), Some("21.5".into()));
+    assert_eq!(value("weather_humidity{city=\"paris\"}"), Some("40".into()));
+    assert_eq!(value("weather{city=\"oslo\"}"), Some("-3".into()));
+}
+
+#[test]
 fn prometheus_refusals_are_counted_rejected_and_never_retried() {
     let dir = tempfile::tempdir().unwrap();
     let prom = Prometheus::start(&dir.path().join("prom"));

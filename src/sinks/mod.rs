@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use worker::{BatchConfig, SinkBatch, estimated_sample_bytes, run_worker};
+pub use worker::{BatchConfig, SinkBatch, estimated_sample_bytes, prefetch, prefetch_labels, run_worker};
 
 use crate::queue::{QueueConfig, QueueKind};
 use crate::telemetry::DropReason;
