@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
     }
     println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=build.rs");
     tonic_prost_build::configure()
         .compile_protos(&["proto/tsrelay/v1/ingest.proto", "proto/prometheus/remote.proto"], &["proto"])?;
     Ok(())

@@ -1,4 +1,7 @@
-//! The admin endpoint: `/metrics` (Prometheus text), `/healthz`, `/readyz`.
+//! The admin endpoint: `/metrics` (Prometheus text), `/healthz`, `/readyz`,
+//! and the discovery API (`/api/v1/...`, see [`crate::pipeline::stages::discovery`]).
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
@@ -8,6 +11,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+use crate::pipeline::stages::Discovery;
 use crate::telemetry::Health;
 
 #[derive(Clone)]
@@ -16,12 +20,13 @@ struct AdminState {
     health: Health,
 }
 
-pub fn router(prometheus: PrometheusHandle, health: Health) -> Router {
+pub fn router(prometheus: PrometheusHandle, health: Health, discovery: Arc<Discovery>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(AdminState { prometheus, health })
+        .merge(crate::pipeline::stages::discovery::router(discovery))
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
@@ -38,7 +43,8 @@ pub async fn serve(
     listener: TcpListener,
     prometheus: PrometheusHandle,
     health: Health,
+    discovery: Arc<Discovery>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(prometheus, health)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(prometheus, health, discovery)).with_graceful_shutdown(shutdown).await
 }

@@ -10,12 +10,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LoadedConfig;
-use crate::pipeline::{self, Stages};
-use crate::queue::{Ledger, MemoryQueue};
+use crate::limits::{BudgetError, MemoryBudget, MemoryPressure, watch_rss};
+use crate::pipeline::{self, stages};
+use crate::queue::{Ledger, QueueError, SinkQueue};
 use crate::receivers::submit::Submitter;
-use crate::receivers::{ReceiverConfig, grpc, http};
+use crate::receivers::{ReceiverConfig, grpc, http, kafka};
 use crate::sinks::{self, SinkBuildError};
-use crate::telemetry::{self, DropReason, Health, ReceiverMetrics, SinkMetrics};
+use crate::telemetry::{self, Health, MemoryMetrics, ReceiverMetrics, SinkMetrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -23,6 +24,12 @@ pub enum DaemonError {
     Bind { what: String, addr: std::net::SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Sink(#[from] SinkBuildError),
+    #[error("sink {sink}: {source}")]
+    Queue { sink: String, source: QueueError },
+    #[error("{origin}: {source}")]
+    MemoryBudget { origin: String, source: BudgetError },
+    #[error(transparent)]
+    Kafka(#[from] kafka::KafkaReceiverError),
 }
 
 /// The addresses the daemon actually listens on (useful with port 0).
@@ -63,18 +70,28 @@ async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, Dae
 /// Starts everything the config describes on the current runtime.
 pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let config = &loaded.config;
+    let budget = MemoryBudget::estimate(config);
+    budget.check().map_err(|source| DaemonError::MemoryBudget { origin: loaded.origin(), source })?;
     let prometheus = telemetry::install_recorder();
+    let memory_metrics = MemoryMetrics::new();
+    memory_metrics.limit_bytes.set(config.limits.memory_bytes as f64);
+    memory_metrics.worst_case_bytes.set(budget.total() as f64);
+    let pressure = MemoryPressure::default();
+    let rss_watch = watch_rss(config.limits.rss_high_water_bytes(), pressure.clone(), memory_metrics);
     let health = Health::default();
     let stop = CancellationToken::new();
     let mut addrs = BoundAddrs::default();
 
     // Sinks first, so nothing is accepted before it has somewhere to go.
-    let mut queues: BTreeMap<String, Arc<MemoryQueue>> = BTreeMap::new();
+    let mut queues: BTreeMap<String, Arc<SinkQueue>> = BTreeMap::new();
     let mut sink_tasks = Vec::new();
+    let data_dir = loaded.resolve(&config.data_dir);
     for (name, sink_config) in &config.sinks {
         let common = sink_config.common();
         let ledger = Ledger::new(SinkMetrics::new(name));
-        let queue = Arc::new(MemoryQueue::new(common.queue.max_samples, common.queue.when_full, ledger));
+        let queue = SinkQueue::open(name, common.queue, &data_dir, ledger)
+            .map_err(|source| DaemonError::Queue { sink: name.clone(), source })?;
+        let queue = Arc::new(queue);
         let sink_health = health.register_sink(name, common.unhealthy_after);
         sink_tasks.push(sinks::spawn_sink(name, sink_config, &loaded, queue.clone(), sink_health)?);
         queues.insert(name.clone(), queue);
@@ -82,9 +99,14 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
 
     let mut pipelines = Vec::new();
     let mut inputs = BTreeMap::new();
+    let mut discovery = stages::Discovery::new(loaded.registry.clone());
     for (name, p) in &config.pipelines {
         let sink_queues = p.sinks.iter().filter_map(|s| queues.get(s).cloned()).collect();
-        let running = pipeline::spawn(name, p, Stages::none(), sink_queues);
+        let stages = stages::build(name, p, loaded.registry.clone());
+        if let Some(series) = stages.series.clone() {
+            discovery.add(series);
+        }
+        let running = pipeline::spawn(name, p, stages, sink_queues);
         for r in &p.receivers {
             inputs.insert(r.clone(), running.input.clone());
         }
@@ -100,6 +122,9 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         let metrics = ReceiverMetrics::new(name);
         let token = stop.clone();
         let shutdown = async move { token.cancelled().await };
+        // Network listeners are ready once bound; a Kafka receiver once it
+        // has its first partition assignment (it reports that itself).
+        let mut listening = true;
         let task = match rc {
             ReceiverConfig::Http(c) => {
                 let listener = bind(&format!("receivers.{name}"), c.listen).await?;
@@ -110,6 +135,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
                     max_wait: Duration::from_millis(c.max_wait_ms),
                     ack: c.ack,
                     ack_timeout: c.ack_timeout,
+                    pressure: pressure.clone(),
                 };
                 let (c, n) = (c.clone(), name.clone());
                 tokio::spawn(async move {
@@ -127,6 +153,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
                     max_wait: Duration::from_millis(c.max_wait_ms),
                     ack: c.ack,
                     ack_timeout: c.ack_timeout,
+                    pressure: pressure.clone(),
                 };
                 let (c, n) = (c.clone(), name.clone());
                 tokio::spawn(async move {
@@ -135,9 +162,24 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
                     }
                 })
             }
+            ReceiverConfig::Kafka(c) => {
+                listening = false;
+                // The receiver makes one acknowledgement per batch itself (Submitter::offer).
+                let submitter = Submitter {
+                    input,
+                    metrics,
+                    max_wait: Duration::from_millis(c.pause_after_ms),
+                    ack: crate::receivers::submit::AckMode::Accepted,
+                    ack_timeout: c.drain_timeout,
+                    pressure: pressure.clone(),
+                };
+                kafka::spawn(name, c, submitter, health.clone(), stop.clone())?
+            }
         };
-        health.receiver_listening(name);
-        tracing::info!(receiver = %name, addr = ?addrs.receivers.get(name), "receiver listening");
+        if listening {
+            health.receiver_listening(name);
+            tracing::info!(receiver = %name, addr = ?addrs.receivers.get(name), "receiver listening");
+        }
         receiver_tasks.push(task);
     }
     // The pipelines' only senders now live in the receivers.
@@ -146,9 +188,13 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let admin_listener = bind("admin", config.admin.listen).await?;
     addrs.admin = admin_listener.local_addr().ok();
     let admin_token = stop.clone();
-    let admin_task = tokio::spawn(crate::admin::serve(admin_listener, prometheus, health.clone(), async move {
-        admin_token.cancelled().await
-    }));
+    let admin_task = tokio::spawn(crate::admin::serve(
+        admin_listener,
+        prometheus,
+        health.clone(),
+        Arc::new(discovery),
+        async move { admin_token.cancelled().await },
+    ));
     tracing::info!(addr = ?addrs.admin, "admin endpoint listening");
 
     let shutdown_timeout = config.shutdown_timeout;
@@ -179,11 +225,13 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             t.abort();
         }
         for (name, q) in &queues {
-            let lost = q.ledger().abandon_queued(DropReason::Shutdown);
+            // Memory queues count what is left as dropped; disk queues keep it.
+            let lost = q.finish();
             if lost > 0 {
                 tracing::warn!(sink = %name, samples = lost, "dropped at shutdown");
             }
         }
+        rss_watch.abort();
         let _ = admin_task.await;
         tracing::info!("stopped");
     });

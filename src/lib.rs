@@ -7,10 +7,12 @@
 pub mod admin;
 pub mod config;
 pub mod daemon;
+pub mod limits;
 pub mod model;
 pub mod pipeline;
 pub mod proto;
 pub mod queue;
 pub mod receivers;
+pub mod registry;
 pub mod sinks;
 pub mod telemetry;

@@ -50,12 +50,19 @@ fn main() -> ExitCode {
         Command::Validate { config } => match config::load(config_path(config).as_deref()) {
             Ok(loaded) => {
                 let c = &loaded.config;
+                let budget = tsrelay::limits::MemoryBudget::estimate(c);
+                if let Err(e) = budget.check() {
+                    let message = format!("error: {}: {e}\n{}", loaded.origin(), budget.report());
+                    let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
+                    return ExitCode::from(2);
+                }
                 let summary = format!(
-                    "{}: ok ({} receivers, {} pipelines, {} sinks)\n",
+                    "{}: ok ({} receivers, {} pipelines, {} sinks)\n{}",
                     loaded.origin(),
                     c.receivers.len(),
                     c.pipelines.len(),
-                    c.sinks.len()
+                    c.sinks.len(),
+                    budget.report()
                 );
                 let _ = std::io::Write::write_all(&mut std::io::stdout(), summary.as_bytes());
                 ExitCode::SUCCESS

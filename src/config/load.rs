@@ -1,9 +1,11 @@
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 
 use super::Config;
+use crate::registry::{MetricRegistry, RegistryError};
 
 /// Top-level scalar keys that may be set from the environment without `__`.
 const TOP_LEVEL_ENV_KEYS: [&str; 3] = ["data_dir", "shutdown_timeout", "pipelines_dir"];
@@ -22,6 +24,8 @@ pub enum ConfigError {
     Parse(Box<figment::Error>),
     #[error("invalid configuration ({origin}): {message}")]
     Invalid { origin: String, message: String },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
 }
 
 impl From<figment::Error> for ConfigError {
@@ -37,6 +41,8 @@ pub struct LoadedConfig {
     pub base_dir: PathBuf,
     /// The file it was read from, or `None` for the embedded default.
     pub source: Option<PathBuf>,
+    /// The metric registry of `[registry] path`, loaded and checked (empty without one).
+    pub registry: Arc<MetricRegistry>,
 }
 
 impl LoadedConfig {
@@ -88,8 +94,11 @@ pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
     );
 
     let config: Config = figment.extract()?;
-    let loaded = LoadedConfig { config, base_dir, source };
+    let mut loaded = LoadedConfig { config, base_dir, source, registry: Arc::new(MetricRegistry::empty()) };
     check_references(&loaded)?;
+    if let Some(r) = &loaded.config.registry {
+        loaded.registry = Arc::new(MetricRegistry::load(&loaded.resolve(&r.path))?);
+    }
     Ok(loaded)
 }
 
@@ -135,6 +144,7 @@ fn check_references(loaded: &LoadedConfig) -> Result<(), ConfigError> {
             return Err(invalid(format!("receivers.{name} is not used by any pipeline")));
         }
     }
+    c.limits.check().map_err(invalid)?;
     for (name, s) in &c.sinks {
         s.check().map_err(|m| invalid(format!("sinks.{name}: {m}")))?;
     }

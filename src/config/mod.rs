@@ -5,6 +5,7 @@
 //! assembles them, loads, and checks what spans components (references between
 //! pipelines, receivers and sinks).
 
+pub mod librdkafka;
 mod load;
 
 use std::collections::BTreeMap;
@@ -50,18 +51,51 @@ pub struct Config {
     pub registry: Option<RegistryConfig>,
 }
 
-/// Memory limits.
+/// Memory limits (DESIGN §1.4): a start-up check and a run-time guard.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Upper bound on the worst case of all queues and tables, checked at start-up.
+    /// Upper bound on the worst case of all queues and tables, checked at
+    /// start-up (`tsrelay validate` prints the breakdown); also the base of
+    /// the run-time RSS high-water mark.
     #[serde(default = "defaults::memory_bytes")]
     pub memory_bytes: u64,
+    /// What one queued sample costs in memory, for the start-up check. The
+    /// default is measured for a name and five labels of up to 24 bytes each
+    /// (56 + 48 per label, plus allocator rounding); raise it for wider series.
+    #[serde(default = "defaults::bytes_per_sample")]
+    pub bytes_per_sample: u64,
+    /// Receivers refuse new data (HTTP 503, gRPC `RESOURCE_EXHAUSTED`, streams
+    /// and Kafka pause) while the resident set is above this percentage of
+    /// `memory_bytes`, and accept again once it is back below.
+    #[serde(default = "defaults::rss_high_water_percent")]
+    pub rss_high_water_percent: u8,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { memory_bytes: defaults::memory_bytes() }
+        LimitsConfig {
+            memory_bytes: defaults::memory_bytes(),
+            bytes_per_sample: defaults::bytes_per_sample(),
+            rss_high_water_percent: defaults::rss_high_water_percent(),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// RSS above which receivers refuse data.
+    pub fn rss_high_water_bytes(&self) -> u64 {
+        self.memory_bytes / 100 * u64::from(self.rss_high_water_percent)
+    }
+
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if !(1..=100).contains(&self.rss_high_water_percent) {
+            return Err("limits.rss_high_water_percent must be between 1 and 100".into());
+        }
+        if self.bytes_per_sample == 0 {
+            return Err("limits.bytes_per_sample must be at least 1".into());
+        }
+        Ok(())
     }
 }
 
@@ -102,6 +136,12 @@ pub mod defaults {
     }
     pub fn memory_bytes() -> u64 {
         512 * 1024 * 1024
+    }
+    pub fn bytes_per_sample() -> u64 {
+        360
+    }
+    pub fn rss_high_water_percent() -> u8 {
+        90
     }
     pub fn admin_listen() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 9188))

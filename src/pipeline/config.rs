@@ -1,5 +1,7 @@
 use serde::Deserialize;
 
+use super::stages::{CardinalityConfig, MonotonicConfig, NormalizeConfig, ValidateConfig};
+
 /// One pipeline: which receivers feed it, which sinks it fans out to, and
 /// how it runs. Stage settings are added by the stages themselves.
 #[derive(Debug, Clone, Deserialize)]
@@ -12,13 +14,25 @@ pub struct PipelineConfig {
     /// Shard tasks that own per-series state; 0 = one per CPU core.
     #[serde(default)]
     pub shards: usize,
-    /// Capacity of the ingest queue, in batches (a batch is one request's or
-    /// one message's samples).
+    /// Capacity of the ingest queue, in batches (a request's or a message's
+    /// samples, split into batches of at most 4096).
     #[serde(default = "defaults::ingest_queue_batches")]
     pub ingest_queue_batches: usize,
     /// Capacity of each shard's input channel, in batches.
     #[serde(default = "defaults::shard_queue_batches")]
     pub shard_queue_batches: usize,
+    /// Name cleanup, static labels, relabel rules.
+    #[serde(default)]
+    pub normalize: NormalizeConfig,
+    /// Limits, timestamp window, metric registry, types, NaN policy.
+    #[serde(default)]
+    pub validate: ValidateConfig,
+    /// Series limits and id-like label detection.
+    #[serde(default)]
+    pub cardinality: CardinalityConfig,
+    /// Timestamp order and counter resets.
+    #[serde(default)]
+    pub monotonic: MonotonicConfig,
 }
 
 impl PipelineConfig {
@@ -33,15 +47,19 @@ impl PipelineConfig {
         if self.shard_queue_batches == 0 {
             return Err("shard_queue_batches must be at least 1".into());
         }
-        Ok(())
+        self.normalize.check()?;
+        self.validate.check()?;
+        self.cardinality.check()
     }
 }
 
 pub mod defaults {
+    // Small enough that the default config's worst case fits the default
+    // `limits.memory_bytes` on machines of up to 8 cores (one shard per core).
     pub fn ingest_queue_batches() -> usize {
-        64
+        32
     }
     pub fn shard_queue_batches() -> usize {
-        16
+        4
     }
 }

@@ -6,6 +6,7 @@
 mod config;
 mod ingest;
 mod stage;
+pub mod stages;
 
 use std::sync::Arc;
 
@@ -13,23 +14,25 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 
 pub use config::PipelineConfig;
-pub use ingest::{IngestError, PipelineInput};
+pub use ingest::{INGEST_BATCH_MAX_SAMPLES, IngestError, PipelineInput};
 pub use stage::{DropTally, StatefulStage, StatelessStage};
 
 use crate::model::{Ack, Batch, Sample};
-use crate::queue::MemoryQueue;
+use crate::queue::SinkQueue;
 use crate::telemetry::{DropReason, Stage, pipeline_dropped};
 
 /// The stages of one pipeline, in order. Stateful stages are built once per shard.
 pub struct Stages {
     pub stateless: Vec<Box<dyn StatelessStage>>,
     pub stateful: Box<dyn Fn(usize) -> Vec<Box<dyn StatefulStage>> + Send + Sync>,
+    /// The series the stateful stages track, for the discovery API.
+    pub series: Option<std::sync::Arc<stages::CardinalityShared>>,
 }
 
 impl Stages {
     /// No stages: samples only get their labels sorted and are fanned out.
     pub fn none() -> Self {
-        Stages { stateless: Vec::new(), stateful: Box::new(|_| Vec::new()) }
+        Stages { stateless: Vec::new(), stateful: Box::new(|_| Vec::new()), series: None }
     }
 }
 
@@ -49,7 +52,7 @@ pub struct RunningPipeline {
 }
 
 /// Starts the pipeline's tasks on the current runtime.
-pub fn spawn(name: &str, config: &PipelineConfig, stages: Stages, sinks: Vec<Arc<MemoryQueue>>) -> RunningPipeline {
+pub fn spawn(name: &str, config: &PipelineConfig, stages: Stages, sinks: Vec<Arc<SinkQueue>>) -> RunningPipeline {
     let name: Arc<str> = name.into();
     let (tx, rx) = mpsc::channel::<Batch>(config.ingest_queue_batches);
     let rx = Arc::new(Mutex::new(rx));
@@ -57,7 +60,7 @@ pub fn spawn(name: &str, config: &PipelineConfig, stages: Stages, sinks: Vec<Arc
     let mut tasks = JoinSet::new();
 
     let mut shard_txs = Vec::with_capacity(shard_count);
-    let sinks: Arc<[Arc<MemoryQueue>]> = sinks.into();
+    let sinks: Arc<[Arc<SinkQueue>]> = sinks.into();
     for shard in 0..shard_count {
         let (stx, srx) = mpsc::channel::<ShardBatch>(config.shard_queue_batches);
         shard_txs.push(stx);
@@ -147,7 +150,7 @@ async fn run_shard(
     pipeline: Arc<str>,
     mut rx: mpsc::Receiver<ShardBatch>,
     mut stages: Vec<Box<dyn StatefulStage>>,
-    sinks: Arc<[Arc<MemoryQueue>]>,
+    sinks: Arc<[Arc<SinkQueue>]>,
 ) {
     let mut drops = DropTally::default();
     while let Some(mut b) = rx.recv().await {

@@ -3,6 +3,7 @@
 
 pub mod grpc;
 pub mod http;
+pub mod kafka;
 pub mod submit;
 
 use serde::Deserialize;
@@ -13,6 +14,7 @@ use serde::Deserialize;
 pub enum ReceiverConfig {
     Http(http::HttpReceiverConfig),
     Grpc(grpc::GrpcReceiverConfig),
+    Kafka(kafka::KafkaReceiverConfig),
 }
 
 impl ReceiverConfig {
@@ -20,6 +22,7 @@ impl ReceiverConfig {
         match self {
             ReceiverConfig::Http(c) if c.max_body_bytes == 0 => Err("max_body_bytes must be at least 1".into()),
             ReceiverConfig::Grpc(c) if c.max_message_bytes == 0 => Err("max_message_bytes must be at least 1".into()),
+            ReceiverConfig::Kafka(c) => c.check(),
             _ => Ok(()),
         }
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::limits::MemoryPressure;
 use crate::model::{Ack, AckOutcome, Batch, Sample};
 use crate::pipeline::{IngestError, PipelineInput};
 use crate::telemetry::ReceiverMetrics;
@@ -26,8 +27,21 @@ pub enum SubmitError {
     Full { pipeline: String, waited: Duration },
     #[error("pipeline {pipeline} is shutting down")]
     ShuttingDown { pipeline: String },
+    #[error("tsrelay is above its memory high-water mark (limits.memory_bytes); retry later")]
+    MemoryPressure,
     #[error("accepted, but not delivered within {0:?}; it will still be delivered")]
     AckTimeout(Duration),
+}
+
+/// How often a blocking submitter looks whether memory pressure is over.
+const PRESSURE_POLL: Duration = Duration::from_millis(20);
+/// Why [`Submitter::offer`] gave the batch back.
+#[derive(Debug)]
+pub enum OfferError {
+    /// The ingest queue stayed full for the whole wait.
+    Full(Batch),
+    /// The pipeline is shutting down.
+    ShuttingDown(Batch),
 }
 
 /// A receiver's side of its pipeline.
@@ -38,19 +52,45 @@ pub struct Submitter {
     pub max_wait: Duration,
     pub ack: AckMode,
     pub ack_timeout: Duration,
+    /// Raised above the RSS high-water mark: new data is refused (or, for
+    /// blocking submitters, waits) instead of growing the process.
+    pub pressure: MemoryPressure,
 }
 
 impl Submitter {
     /// Enqueues `samples`, waiting at most `max_wait` for room; with
     /// `ack = "delivered"` also waits for delivery. Counts them as received once accepted.
     pub async fn submit(&self, samples: Vec<Sample>) -> Result<Option<AckOutcome>, SubmitError> {
+        if self.pressure.is_high() {
+            self.metrics.requests_rejected_memory.increment(1);
+            return Err(SubmitError::MemoryPressure);
+        }
         self.submit_with(samples, |input, batch| async move { input.send_within(batch, self.max_wait).await }).await
     }
 
     /// Like [`submit`](Self::submit) but waits for room as long as it takes
     /// (streams, Kafka): the caller stops reading its source meanwhile.
     pub async fn submit_blocking(&self, samples: Vec<Sample>) -> Result<Option<AckOutcome>, SubmitError> {
+        while self.pressure.is_high() {
+            tokio::time::sleep(PRESSURE_POLL).await;
+        }
         self.submit_with(samples, |input, batch| async move { input.send(batch).await }).await
+    }
+
+    /// Offers a batch that carries the caller's own acknowledgement, waiting
+    /// at most `wait` for room. A full queue hands the batch back so the caller
+    /// can hold it and stop reading its source (Kafka pauses its partitions).
+    /// Counts the samples as received once accepted.
+    pub async fn offer(&self, batch: Batch, wait: Duration) -> Result<(), OfferError> {
+        let n = batch.len() as u64;
+        match self.input.send_within(batch, wait).await {
+            Ok(()) => {
+                self.metrics.received_samples.increment(n);
+                Ok(())
+            }
+            Err(IngestError::Full { batch, .. }) => Err(OfferError::Full(batch)),
+            Err(IngestError::Closed { batch, .. }) => Err(OfferError::ShuttingDown(batch)),
+        }
     }
 
     async fn submit_with<'a, F, Fut>(&'a self, samples: Vec<Sample>, send: F) -> Result<Option<AckOutcome>, SubmitError>

@@ -10,6 +10,7 @@ pub mod blackhole;
 pub mod common;
 pub mod file;
 pub mod influxdb;
+pub mod kafka;
 pub mod line_protocol;
 pub mod remote_write;
 pub mod retry;
@@ -23,7 +24,7 @@ use serde::Deserialize;
 
 pub use worker::{BatchConfig, SinkBatch, estimated_sample_bytes, prefetch, prefetch_labels, run_worker};
 
-use crate::queue::{QueueConfig, QueueKind};
+use crate::queue::QueueConfig;
 use crate::telemetry::DropReason;
 
 /// `[sinks.<name>]`, selected by `type`.
@@ -37,6 +38,7 @@ pub enum SinkConfig {
     Influxdb(influxdb::InfluxdbSinkConfig),
     Rrdcached(rrdcached::RrdcachedSinkConfig),
     PrometheusRemoteWrite(remote_write::RemoteWriteSinkConfig),
+    Kafka(kafka::KafkaSinkConfig),
 }
 
 /// Settings every sink has, whatever its type.
@@ -65,6 +67,9 @@ impl SinkConfig {
             SinkConfig::PrometheusRemoteWrite(c) => {
                 CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
             }
+            SinkConfig::Kafka(c) => {
+                CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
+            }
         }
     }
 
@@ -76,6 +81,7 @@ impl SinkConfig {
             SinkConfig::Influxdb(c) => c.check(),
             SinkConfig::Rrdcached(c) => c.check(),
             SinkConfig::PrometheusRemoteWrite(c) => c.check(),
+            SinkConfig::Kafka(c) => c.check(),
             SinkConfig::File(_) | SinkConfig::Blackhole(_) => Ok(()),
         }
     }
@@ -156,13 +162,19 @@ pub fn spawn_sink(
     name: &str,
     config: &SinkConfig,
     loaded: &crate::config::LoadedConfig,
-    queue: std::sync::Arc<crate::queue::MemoryQueue>,
+    queue: std::sync::Arc<crate::queue::SinkQueue>,
     health: crate::telemetry::SinkHealth,
 ) -> Result<tokio::task::JoinHandle<()>, SinkBuildError> {
     let common = config.common();
     let batch = common.batch.clone();
-    // A durable queue keeps the data through any outage: retrying must not give up on it.
-    let retry_forever = common.queue.kind == QueueKind::Disk;
+    // A durable queue keeps the data through any outage (DESIGN §2): retrying must not give up on it.
+    let retry_forever = queue.is_durable();
+    let unbounded = |mut retry: retry::RetryConfig| {
+        if retry_forever {
+            retry.max_retry_duration = Duration::MAX;
+        }
+        retry
+    };
     let context = common::SinkContext::new(name, queue.ledger().metrics.clone(), health.clone());
     let resolve = |p: &std::path::Path| loaded.resolve(p);
     let build_error = |message: String| SinkBuildError { sink: name.to_string(), message };
@@ -174,23 +186,39 @@ pub fn spawn_sink(
         SinkConfig::Blackhole(_) => tokio::spawn(run_worker(vec![blackhole::BlackholeSink], queue, batch, health)),
         SinkConfig::PrometheusRemoteWrite(c) => {
             // The metric registry's help and unit plug in here as a `MetadataProvider`.
-            let lanes = remote_write::lanes(c, &context, &resolve, retry_forever, None)
+            let metadata: std::sync::Arc<dyn remote_write::MetadataProvider> = loaded.registry.clone();
+            let lanes = remote_write::lanes(c, &context, &resolve, retry_forever, Some(metadata))
                 .map_err(|e| build_error(e.to_string()))?;
             tokio::spawn(run_worker(lanes, queue, batch, health))
         }
         SinkConfig::Influxdb(c) => {
             let ca_file = c.tls.ca_file.as_ref().map(|p| loaded.resolve(p));
-            let service =
-                influxdb::service::InfluxdbService::new(c, ca_file).map_err(|e| build_error(e.to_string()))?;
+            let service = influxdb::service::InfluxdbService::new(c, ca_file)
+                .map_err(|e| SinkBuildError { sink: name.to_string(), message: e.to_string() })?;
             let metrics = queue.ledger().metrics.clone();
-            // Registry overrides (`backends.influxdb`) plug in here once the registry lands.
-            let sink = influxdb::InfluxdbSink::new(name, c.clone(), service, None, metrics, health.clone());
+            let sink = influxdb::InfluxdbSink::new(
+                name,
+                influxdb::InfluxdbSinkConfig { retry: unbounded(c.retry.clone()), ..c.clone() },
+                service,
+                Some(loaded.registry.influxdb_overrides()),
+                metrics,
+                health.clone(),
+            );
             tokio::spawn(run_worker(vec![sink], queue, batch, health))
         }
         SinkConfig::Rrdcached(c) => {
             let metrics = queue.ledger().metrics.clone();
-            // Registry overrides (`backends.rrdcached`) plug in here once the registry lands.
-            let sink = rrdcached::RrdcachedSink::new(name, c.clone(), None, metrics, health.clone())?;
+            let sink = rrdcached::RrdcachedSink::new(
+                name,
+                rrdcached::RrdcachedSinkConfig { retry: unbounded(c.retry.clone()), ..c.clone() },
+                Some(loaded.registry.rrdcached_overrides()),
+                metrics,
+                health.clone(),
+            )?;
+            tokio::spawn(run_worker(vec![sink], queue, batch, health))
+        }
+        SinkConfig::Kafka(c) => {
+            let sink = kafka::KafkaSink::new(name, c, queue.ledger().metrics.clone(), health.clone())?;
             tokio::spawn(run_worker(vec![sink], queue, batch, health))
         }
     };

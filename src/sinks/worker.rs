@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::Sink;
 use super::common::log_throttle::LogThrottle;
 use crate::model::{Batch, Sample};
-use crate::queue::{Ledger, MemoryQueue};
+use crate::queue::{Ledger, QueueItem, SinkQueue};
 use crate::telemetry::{DropReason, SinkHealth};
 
 /// `batch = { max_samples = 10000, max_bytes = 4194304, max_age_ms = 200 }`:
@@ -120,10 +120,19 @@ enum Selection {
 #[derive(Debug)]
 struct Part {
     batch: Arc<Batch>,
+    /// The queue item the samples came from, settled once they are counted.
+    item: QueueItem,
     selection: Selection,
 }
 
 impl Part {
+    fn count(&self) -> usize {
+        match &self.selection {
+            Selection::Range(r) => r.len(),
+            Selection::Indices(v) => v.len(),
+        }
+    }
+
     fn indices(&self) -> PartIndices<'_> {
         match &self.selection {
             Selection::Range(r) => PartIndices::Range(r.clone()),
@@ -163,7 +172,8 @@ impl SinkBatch {
     pub fn from_batch(batch: Arc<Batch>) -> Self {
         let len = batch.len();
         let bytes = batch.samples.iter().map(estimated_sample_bytes).sum();
-        SinkBatch { parts: vec![Part { batch, selection: Selection::Range(0..len) }], len, bytes }
+        let item = QueueItem::memory(batch.clone());
+        SinkBatch { parts: vec![Part { batch, item, selection: Selection::Range(0..len) }], len, bytes }
     }
 
     pub fn len(&self) -> usize {
@@ -179,7 +189,8 @@ impl SinkBatch {
         self.bytes
     }
 
-    fn push_index(&mut self, batch: &Arc<Batch>, index: usize, bytes: usize) {
+    fn push_index(&mut self, item: &QueueItem, index: usize, bytes: usize) {
+        let batch = &item.batch;
         self.len += 1;
         self.bytes += bytes;
         if let Some(last) = self.parts.last_mut()
@@ -196,7 +207,11 @@ impl SinkBatch {
             }
             return;
         }
-        self.parts.push(Part { batch: batch.clone(), selection: Selection::Range(index..index + 1) });
+        self.parts.push(Part {
+            batch: batch.clone(),
+            item: item.clone(),
+            selection: Selection::Range(index..index + 1),
+        });
     }
 
     fn positions(&self) -> impl Iterator<Item = (&Batch, usize)> + '_ {
@@ -221,6 +236,14 @@ impl SinkBatch {
     pub fn mark_dropped(&self) {
         for p in &self.parts {
             p.batch.mark_dropped();
+        }
+    }
+
+    /// Tells the queue these samples are done (delivered or counted as
+    /// dropped); a disk queue forgets a record once all of its samples are.
+    pub fn settle(&self) {
+        for p in &self.parts {
+            p.item.settle(p.count());
         }
     }
 }
@@ -248,7 +271,7 @@ struct Lane {
 
 /// What the worker waits for.
 enum Next {
-    Batch(Arc<Batch>),
+    Batch(QueueItem),
     /// A lane finished its batch.
     Idle(usize),
     /// An idle lane's batch reached its age before anything arrived.
@@ -259,7 +282,7 @@ enum Next {
 /// The worker's only contact with its queue: the next batch, waiting at most
 /// until `due` (when some lane must flush). Must be cancel-safe: the worker
 /// also listens to its lanes while it waits.
-async fn next_batch(queue: &MemoryQueue, due: Option<Instant>) -> Next {
+async fn next_batch(queue: &SinkQueue, due: Option<Instant>) -> Next {
     let popped = match due {
         None => queue.pop().await,
         Some(at) => match tokio::time::timeout_at(at, queue.pop()).await {
@@ -283,7 +306,7 @@ struct Worker {
 }
 
 impl Worker {
-    async fn next(&mut self, queue: &MemoryQueue) -> Next {
+    async fn next(&mut self, queue: &SinkQueue) -> Next {
         let due = self.lanes.iter().filter(|l| !l.busy).filter_map(|l| l.due).min();
         tokio::select! {
             biased;
@@ -292,8 +315,9 @@ impl Worker {
         }
     }
 
-    async fn distribute(&mut self, batch: Arc<Batch>) {
+    async fn distribute(&mut self, item: QueueItem) {
         const PREFETCH_DISTANCE: usize = 8;
+        let batch = item.batch.clone();
         let n = self.lanes.len();
         for i in 0..batch.len() {
             if let Some(ahead) = batch.samples.get(i + PREFETCH_DISTANCE) {
@@ -309,7 +333,7 @@ impl Worker {
             if l.pending.is_empty() {
                 l.due = Some(Instant::now() + self.max_age);
             }
-            l.pending.push_index(&batch, i, bytes);
+            l.pending.push_index(&item, i, bytes);
             if l.pending.len() >= self.config.max_samples {
                 self.flush(lane).await;
             }
@@ -366,13 +390,14 @@ impl Worker {
             tracing::error!(sink = self.ledger.name(), lane, samples = lost.len(), "sink lane stopped; dropping");
             lost.mark_dropped();
             self.ledger.failed(DropReason::Shutdown, lost.len());
+            lost.settle();
         }
     }
 }
 
 /// Pulls from `queue` until it is closed and drained, delivering through
 /// `lanes` (one [`Sink`] per lane; at least one).
-pub async fn run_worker<S: Sink>(lanes: Vec<S>, queue: Arc<MemoryQueue>, config: BatchConfig, health: SinkHealth) {
+pub async fn run_worker<S: Sink>(lanes: Vec<S>, queue: Arc<SinkQueue>, config: BatchConfig, health: SinkHealth) {
     let ledger = queue.ledger().clone();
     if lanes.is_empty() {
         tracing::error!(sink = ledger.name(), "sink has no lanes; nothing will be delivered");
@@ -479,6 +504,7 @@ impl LaneTask {
                     }
                 }
             }
+            batch.settle();
             // Release the batch (and its acks) before asking for the next one.
             drop(batch);
             let _ = idle.send(number);
@@ -544,7 +570,7 @@ mod tests {
     }
 
     struct Setup {
-        queue: Arc<MemoryQueue>,
+        queue: Arc<SinkQueue>,
         ledger: Ledger,
         log: Arc<Mutex<Vec<(usize, String, i64)>>>,
         batches: Arc<Mutex<Vec<(usize, usize)>>>,
@@ -558,7 +584,8 @@ mod tests {
         reject_every: Option<usize>,
     ) -> (Setup, tokio::task::JoinHandle<()>) {
         let ledger = Ledger::new(SinkMetrics::new(name));
-        let queue = Arc::new(MemoryQueue::new(1_000_000, WhenFull::Block, ledger.clone()));
+        let queue =
+            Arc::new(SinkQueue::Memory(crate::queue::MemoryQueue::new(1_000_000, WhenFull::Block, ledger.clone())));
         let log = Arc::new(Mutex::new(Vec::new()));
         let batches = Arc::new(Mutex::new(Vec::new()));
         let in_flight = Arc::new(Mutex::new(HashMap::new()));
@@ -670,22 +697,29 @@ mod tests {
         }
     }
 
+    fn in_queue(queue: &SinkQueue) -> usize {
+        match queue {
+            SinkQueue::Memory(q) => q.len_samples(),
+            SinkQueue::Disk(_) => unreachable!("memory queues only in these tests"),
+        }
+    }
+
     #[tokio::test]
     async fn a_stuck_lane_holds_at_most_two_batches_out_of_the_queue() {
         let ledger = Ledger::new(SinkMetrics::new("worker-stuck"));
-        let queue = Arc::new(MemoryQueue::new(1_000, WhenFull::Block, ledger.clone()));
+        let queue = Arc::new(SinkQueue::Memory(crate::queue::MemoryQueue::new(1_000, WhenFull::Block, ledger.clone())));
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let health = Health::default().register_sink("worker-stuck", Duration::from_secs(60));
         let config = BatchConfig { max_samples: 20, max_age_ms: 5, ..BatchConfig::default() };
         let handle = tokio::spawn(run_worker(vec![Gate(gate.clone())], queue.clone(), config, health));
         for ts in 0..30 {
             queue.push(batch(10, ts)).await;
-            if queue.len_samples() >= 100 {
+            if in_queue(&queue) >= 100 {
                 break;
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let held = ledger.queued() as usize - queue.len_samples();
+        let held = ledger.queued() as usize - in_queue(&queue);
         assert!(held <= 40, "the worker holds {held} samples for a stuck lane of 20-sample batches");
         gate.add_permits(1_000);
         queue.close();
@@ -695,7 +729,7 @@ mod tests {
 
     #[test]
     fn sink_batch_selections_iterate_in_order() {
-        let b = batch(6, 0);
+        let b = QueueItem::memory(batch(6, 0));
         let mut sb = SinkBatch::default();
         for i in [0, 1, 2, 4, 5] {
             sb.push_index(&b, i, 1);

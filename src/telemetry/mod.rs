@@ -4,7 +4,9 @@
 //! nowhere else; components hold typed handles built by the functions below.
 
 mod health;
+mod kafka;
 mod names;
+mod stages;
 
 use std::sync::OnceLock;
 
@@ -12,7 +14,9 @@ use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use health::{Health, SinkHealth, SinkState};
+pub use kafka::{KafkaReceiverMetrics, KafkaTopicMetrics, kafka_produced_messages};
 pub use names::*;
+pub use stages::{CardinalityMetrics, MonotonicMetrics, suspicious_label};
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -63,10 +67,12 @@ pub enum DropReason {
     RetryExhausted,
     Shutdown,
     Corrupt,
+    /// Removed on purpose by a `keep`/`drop`/`keepequal`/`dropequal` relabel rule.
+    Relabel,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::ParseError,
         DropReason::NonNumeric,
         DropReason::InvalidName,
@@ -85,6 +91,7 @@ impl DropReason {
         DropReason::RetryExhausted,
         DropReason::Shutdown,
         DropReason::Corrupt,
+        DropReason::Relabel,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +114,7 @@ impl DropReason {
             DropReason::RetryExhausted => "retry_exhausted",
             DropReason::Shutdown => "shutdown",
             DropReason::Corrupt => "corrupt",
+            DropReason::Relabel => "relabel",
         }
     }
 }
@@ -157,6 +165,8 @@ pub fn sink_dropped(sink: &str, stage: Stage, reason: DropReason) -> Counter {
 pub struct ReceiverMetrics {
     pub received_samples: Counter,
     pub requests_rejected_backpressure: Counter,
+    /// Requests refused because the process is above its RSS high-water mark.
+    pub requests_rejected_memory: Counter,
     pub name: std::sync::Arc<str>,
 }
 
@@ -165,6 +175,7 @@ impl ReceiverMetrics {
         ReceiverMetrics {
             received_samples: counter!(RECEIVED_SAMPLES_TOTAL, "receiver" => receiver.to_string()),
             requests_rejected_backpressure: counter!(RECEIVER_BACKPRESSURE_TOTAL, "receiver" => receiver.to_string()),
+            requests_rejected_memory: counter!(RECEIVER_MEMORY_PRESSURE_REJECTIONS_TOTAL, "receiver" => receiver.to_string()),
             name: receiver.into(),
         }
     }
@@ -217,6 +228,59 @@ impl SinkMetrics {
         if n > 0 {
             sink_dropped(&self.name, stage, reason).increment(n);
         }
+    }
+
+    /// The gauges only a disk queue has; registered when one is opened.
+    pub fn disk_queue(&self) -> DiskQueueMetrics {
+        let s = || self.name.to_string();
+        DiskQueueMetrics {
+            bytes: gauge!(QUEUE_BYTES, "sink" => s()),
+            capacity_bytes: gauge!(QUEUE_CAPACITY_BYTES, "sink" => s()),
+            records: gauge!(QUEUE_RECORDS, "sink" => s()),
+            oldest_record_age_seconds: gauge!(QUEUE_OLDEST_RECORD_AGE_SECONDS, "sink" => s()),
+            replayed_samples: counter!(QUEUE_REPLAYED_SAMPLES_TOTAL, "sink" => s()),
+        }
+    }
+}
+
+/// A disk queue's own gauges (samples queued are `queue_samples`, as for memory queues).
+#[derive(Clone)]
+pub struct DiskQueueMetrics {
+    /// Bytes of unsettled records.
+    pub bytes: Gauge,
+    pub capacity_bytes: Gauge,
+    /// Unsettled records (one per batch pushed).
+    pub records: Gauge,
+    pub oldest_record_age_seconds: Gauge,
+    /// Samples found on disk at start-up and queued again (they count as received).
+    pub replayed_samples: Counter,
+}
+
+/// Process memory, against `limits.memory_bytes`.
+#[derive(Clone)]
+pub struct MemoryMetrics {
+    pub rss_bytes: Gauge,
+    pub limit_bytes: Gauge,
+    /// The start-up estimate of the worst case of every queue and table.
+    pub worst_case_bytes: Gauge,
+    /// 1 while receivers refuse data because RSS is above the high-water mark.
+    pub pressure: Gauge,
+}
+
+impl MemoryMetrics {
+    pub fn new() -> Self {
+        MemoryMetrics {
+            rss_bytes: gauge!(MEMORY_RSS_BYTES),
+            limit_bytes: gauge!(MEMORY_LIMIT_BYTES),
+            worst_case_bytes: gauge!(MEMORY_WORST_CASE_BYTES),
+            pressure: gauge!(MEMORY_PRESSURE),
+        }
+    }
+}
+
+impl Default for MemoryMetrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

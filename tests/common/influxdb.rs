@@ -120,9 +120,13 @@ pub struct VictoriaMetrics {
 
 impl VictoriaMetrics {
     pub fn start(dir: &Path) -> VictoriaMetrics {
+        Self::start_on(dir, free_port())
+    }
+
+    /// Starts on a given port (a restart keeps the port and `dir/vm-data`).
+    pub fn start_on(dir: &Path, port: u16) -> VictoriaMetrics {
         let bin = require_binary("victoria-metrics", "apt-get install victoria-metrics");
         let data = dir.join("vm-data");
-        let port = free_port();
         let mut cmd = Command::new(bin);
         cmd.arg(format!("-storageDataPath={}", data.display()))
             .arg(format!("-httpListenAddr=127.0.0.1:{port}"))

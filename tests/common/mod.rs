@@ -6,6 +6,10 @@
 //! the test with the command that installs it.
 #![allow(dead_code)]
 
+pub mod fault_http;
+pub mod kafka;
+pub mod prometheus;
+
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -222,8 +226,8 @@ pub fn read_lp_file(path: &Path) -> Vec<(String, f64, i64)> {
         .collect()
 }
 
-pub mod fault_http;
+pub mod fifo;
 pub mod grpc_client;
 pub mod influxdb;
-pub mod prometheus;
+pub mod load;
 pub mod rrdcached;

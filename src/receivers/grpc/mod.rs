@@ -45,7 +45,7 @@ impl IngestService {
         };
         match submitted {
             Ok(_) => Ok(WriteResponse { id, accepted, rejected, errors: decoded.errors }),
-            Err(e @ SubmitError::Full { .. }) => {
+            Err(e @ (SubmitError::Full { .. } | SubmitError::MemoryPressure)) => {
                 let mut status = Status::resource_exhausted(e.to_string());
                 let retry_ms = self.submitter.max_wait.as_millis().max(100).to_string();
                 if let Ok(v) = retry_ms.parse() {

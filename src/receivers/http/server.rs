@@ -99,7 +99,7 @@ async fn handle(state: &AppState, format: BodyFormat, headers: &HeaderMap, body:
     let accepted = samples.len() as u64;
     match state.submitter.submit(samples).await {
         Ok(_) => {}
-        Err(e @ SubmitError::Full { .. }) => {
+        Err(e @ (SubmitError::Full { .. } | SubmitError::MemoryPressure)) => {
             let retry_secs = state.submitter.max_wait.as_secs().max(1).to_string();
             let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
             if let Ok(v) = HeaderValue::from_str(&retry_secs) {

@@ -26,6 +26,8 @@ pub enum DsType {
     Gauge,
     Counter,
     Derive,
+    Dcounter,
+    Dderive,
     Absolute,
 }
 
@@ -35,6 +37,8 @@ impl DsType {
             DsType::Gauge => "GAUGE",
             DsType::Counter => "COUNTER",
             DsType::Derive => "DERIVE",
+            DsType::Dcounter => "DCOUNTER",
+            DsType::Dderive => "DDERIVE",
             DsType::Absolute => "ABSOLUTE",
         }
     }

@@ -1,0 +1,13 @@
+//! Memory is bounded by configuration, not by the input (DESIGN §1.4).
+//!
+//! At start-up, [`MemoryBudget::estimate`] adds up the worst case of every
+//! queue and table the config allows and the daemon refuses to start when it
+//! exceeds `limits.memory_bytes`. At run time, [`watch_rss`] samples the
+//! resident set and raises [`MemoryPressure`] above the high-water mark;
+//! receivers then refuse data instead of growing.
+
+mod budget;
+mod rss;
+
+pub use budget::{BudgetError, BudgetItem, MemoryBudget};
+pub use rss::{MemoryPressure, read_rss_bytes, watch_rss};

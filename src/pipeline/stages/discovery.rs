@@ -1,0 +1,619 @@
+//! Discovery API on the admin port, answered from the series the cardinality
+//! stage tracks (no copy of its own) and from the metric registry:
+//!
+//! - `GET /api/v1/labels`, `GET /api/v1/label/<name>/values`,
+//!   `GET /api/v1/series?match[]=<selector>`: the Prometheus HTTP API's
+//!   request parameters (`match[]`, `limit`) and response format; selectors
+//!   take `=`, `!=`, `=~` and `!~` matchers. `pipeline=<name>` narrows to one pipeline.
+//! - `GET /api/v1/metrics`: the registry (key, name, type, unit, help) with
+//!   each metric's live series count, as JSON.
+//!
+//! Answers are bounded by `limit` (default [`DEFAULT_LIMIT`]); a truncated
+//! answer says so in `warnings`, as does one that includes series whose label
+//! set was only partly kept (`cardinality.max_label_pairs`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use regex::Regex;
+use serde::Serialize;
+
+use super::CardinalityShared;
+use crate::model::METRIC_NAME_LABEL;
+use crate::registry::MetricRegistry;
+
+/// Most entries an answer holds unless `limit` says otherwise.
+pub const DEFAULT_LIMIT: usize = 10_000;
+
+/// The live series of every pipeline, and the registry.
+pub struct Discovery {
+    pipelines: Vec<Arc<CardinalityShared>>,
+    registry: Arc<MetricRegistry>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DiscoveryError {
+    #[error("invalid selector {selector:?} at byte {at}: {message}")]
+    Selector { selector: String, at: usize, message: String },
+    #[error("no match[] parameter provided")]
+    NoMatch,
+    #[error("invalid parameter {name}: {value:?}")]
+    Parameter { name: String, value: String },
+    #[error("unknown pipeline {0:?}")]
+    UnknownPipeline(String),
+}
+
+/// How one label is compared.
+#[derive(Debug, Clone)]
+enum Op {
+    Equal(String),
+    NotEqual(String),
+    Matches(Regex),
+    NotMatches(Regex),
+}
+
+#[derive(Debug, Clone)]
+struct Matcher {
+    label: String,
+    op: Op,
+}
+
+impl Matcher {
+    fn matches(&self, value: &str) -> bool {
+        match &self.op {
+            Op::Equal(v) => value == v,
+            Op::NotEqual(v) => value != v,
+            Op::Matches(re) => re.is_match(value),
+            Op::NotMatches(re) => !re.is_match(value),
+        }
+    }
+}
+
+/// A series selector: `name{label="value", other=~"re.*"}`; every matcher must hold.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    matchers: Vec<Matcher>,
+}
+
+impl Selector {
+    pub fn parse(text: &str) -> Result<Selector, DiscoveryError> {
+        SelectorParser { text, pos: 0 }.parse()
+    }
+
+    /// Whether a series (sorted labels) is selected; a missing label reads as "".
+    pub fn matches(&self, labels: &[(&str, &str)]) -> bool {
+        self.matchers.iter().all(|m| {
+            let value = labels.iter().find(|(n, _)| *n == m.label).map_or("", |(_, v)| *v);
+            m.matches(value)
+        })
+    }
+}
+
+struct SelectorParser<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl SelectorParser<'_> {
+    fn error(&self, message: impl Into<String>) -> DiscoveryError {
+        DiscoveryError::Selector { selector: self.text.to_string(), at: self.pos, message: message.into() }
+    }
+
+    fn rest(&self) -> &str {
+        &self.text[self.pos..]
+    }
+
+    fn skip_space(&mut self) {
+        let trimmed = self.rest().trim_start();
+        self.pos = self.text.len() - trimmed.len();
+    }
+
+    fn eat(&mut self, token: &str) -> bool {
+        self.skip_space();
+        if self.rest().starts_with(token) {
+            self.pos += token.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn name(&mut self, metric: bool) -> Option<String> {
+        self.skip_space();
+        let ok_first = |c: char| c.is_ascii_alphabetic() || c == '_' || (metric && c == ':');
+        let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || (metric && c == ':');
+        let mut chars = self.rest().char_indices();
+        match chars.next() {
+            Some((_, c)) if ok_first(c) => {}
+            _ => return None,
+        }
+        let len = chars.find(|(_, c)| !ok(*c)).map_or(self.rest().len(), |(i, _)| i);
+        let name = self.rest()[..len].to_string();
+        self.pos += len;
+        Some(name)
+    }
+
+    fn string(&mut self) -> Result<String, DiscoveryError> {
+        self.skip_space();
+        let quote = match self.rest().chars().next() {
+            Some(q @ ('"' | '\'')) => q,
+            _ => return Err(self.error("expected a quoted value")),
+        };
+        self.pos += 1;
+        let mut out = String::new();
+        let mut chars = self.rest().char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                c if c == quote => {
+                    self.pos += i + 1;
+                    return Ok(out);
+                }
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => out.push('\n'),
+                    Some((_, 't')) => out.push('\t'),
+                    Some((_, c)) => out.push(c),
+                    None => break,
+                },
+                c => out.push(c),
+            }
+        }
+        Err(self.error("unterminated string"))
+    }
+
+    fn parse(mut self) -> Result<Selector, DiscoveryError> {
+        let mut matchers = Vec::new();
+        if let Some(name) = self.name(true) {
+            matchers.push(Matcher { label: METRIC_NAME_LABEL.into(), op: Op::Equal(name) });
+        }
+        if self.eat("{") && !self.eat("}") {
+            loop {
+                let label = self.name(false).ok_or_else(|| self.error("expected a label name"))?;
+                let op = if self.eat("=~") {
+                    "=~"
+                } else if self.eat("!~") {
+                    "!~"
+                } else if self.eat("!=") {
+                    "!="
+                } else if self.eat("=") {
+                    "="
+                } else {
+                    return Err(self.error("expected =, !=, =~ or !~"));
+                };
+                let value = self.string()?;
+                let anchored =
+                    || Regex::new(&format!("^(?:{value})$")).map_err(|e| self.error(format!("invalid regex: {e}")));
+                let op = match op {
+                    "=" => Op::Equal(value.clone()),
+                    "!=" => Op::NotEqual(value.clone()),
+                    "=~" => Op::Matches(anchored()?),
+                    _ => Op::NotMatches(anchored()?),
+                };
+                matchers.push(Matcher { label, op });
+                if self.eat("}") {
+                    break;
+                }
+                if !self.eat(",") {
+                    return Err(self.error("expected , or }"));
+                }
+                if self.eat("}") {
+                    break;
+                }
+            }
+        }
+        self.skip_space();
+        if !self.rest().is_empty() {
+            return Err(self.error("unexpected text after the selector"));
+        }
+        // As Prometheus: a selector must not match every series.
+        if !matchers.iter().any(|m| !m.matches("")) {
+            return Err(self.error("a selector needs at least one matcher that does not match the empty string"));
+        }
+        Ok(Selector { matchers })
+    }
+}
+
+/// One registry entry with its live series count.
+#[derive(Debug, Serialize)]
+pub struct MetricInfo {
+    pub key: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub metric_type: &'static str,
+    pub unit: Option<String>,
+    pub help: Option<String>,
+    pub series: u64,
+}
+
+/// A bounded answer.
+#[derive(Debug, Default)]
+pub struct Answer<T> {
+    pub data: T,
+    pub warnings: Vec<String>,
+}
+
+impl Discovery {
+    pub fn new(registry: Arc<MetricRegistry>) -> Self {
+        Discovery { pipelines: Vec::new(), registry }
+    }
+
+    /// Serves the series of one more pipeline.
+    pub fn add(&mut self, series: Arc<CardinalityShared>) {
+        self.pipelines.push(series);
+    }
+
+    fn pipelines(&self, only: Option<&str>) -> Result<Vec<&Arc<CardinalityShared>>, DiscoveryError> {
+        let chosen: Vec<_> = self.pipelines.iter().filter(|p| only.is_none_or(|o| p.pipeline() == o)).collect();
+        match only {
+            Some(o) if chosen.is_empty() => Err(DiscoveryError::UnknownPipeline(o.to_string())),
+            _ => Ok(chosen),
+        }
+    }
+
+    /// Calls `f` with every tracked series some selector selects (every series
+    /// without selectors), until it returns false; returns whether any was partial.
+    fn each_series(
+        &self,
+        only: Option<&str>,
+        selectors: &[Selector],
+        mut f: impl FnMut(&[(&str, &str)]) -> bool,
+    ) -> Result<bool, DiscoveryError> {
+        let mut partial_seen = false;
+        'pipelines: for pipeline in self.pipelines(only)? {
+            for shard in pipeline.shards() {
+                let shard = shard.lock();
+                let mut go_on = true;
+                shard.for_each_series(|labels, partial| {
+                    if selectors.is_empty() || selectors.iter().any(|s| s.matches(labels)) {
+                        partial_seen |= partial;
+                        go_on = f(labels);
+                    }
+                    go_on
+                });
+                if !go_on {
+                    break 'pipelines;
+                }
+            }
+        }
+        Ok(partial_seen)
+    }
+
+    fn bounded(set: BTreeSet<String>, limit: usize, partial: bool, what: &str) -> Answer<Vec<String>> {
+        let mut warnings = Vec::new();
+        if set.len() > limit {
+            warnings.push(format!("results truncated to {limit} {what}: pass a larger limit"));
+        }
+        if partial {
+            warnings.push(PARTIAL_WARNING.to_string());
+        }
+        Answer { data: set.into_iter().take(limit).collect(), warnings }
+    }
+
+    /// Label names in use (by the selected series, if any selector).
+    pub fn labels(
+        &self,
+        only: Option<&str>,
+        selectors: &[Selector],
+        limit: usize,
+    ) -> Result<Answer<Vec<String>>, DiscoveryError> {
+        let mut names = BTreeSet::new();
+        let mut partial = false;
+        if selectors.is_empty() {
+            for pipeline in self.pipelines(only)? {
+                for shard in pipeline.shards() {
+                    let shard = shard.lock();
+                    shard.label_names(&mut names);
+                    partial |= shard.partial_series() > 0;
+                }
+            }
+        } else {
+            partial = self.each_series(only, selectors, |labels| {
+                for (n, _) in labels {
+                    if !names.contains(*n) {
+                        names.insert(n.to_string());
+                    }
+                }
+                true
+            })?;
+        }
+        Ok(Self::bounded(names, limit, partial, "names"))
+    }
+
+    /// Values of label `name` in use (by the selected series, if any selector).
+    pub fn label_values(
+        &self,
+        name: &str,
+        only: Option<&str>,
+        selectors: &[Selector],
+        limit: usize,
+    ) -> Result<Answer<Vec<String>>, DiscoveryError> {
+        let mut values = BTreeSet::new();
+        let mut partial = false;
+        if selectors.is_empty() {
+            for pipeline in self.pipelines(only)? {
+                for shard in pipeline.shards() {
+                    let shard = shard.lock();
+                    shard.label_values(name, &mut values);
+                    partial |= shard.partial_series() > 0;
+                }
+            }
+        } else {
+            partial = self.each_series(only, selectors, |labels| {
+                if let Some((_, v)) = labels.iter().find(|(n, _)| *n == name)
+                    && !values.contains(*v)
+                {
+                    values.insert(v.to_string());
+                }
+                true
+            })?;
+        }
+        Ok(Self::bounded(values, limit, partial, "values"))
+    }
+
+    /// The label sets of the selected series, at most `limit`.
+    pub fn series(
+        &self,
+        only: Option<&str>,
+        selectors: &[Selector],
+        limit: usize,
+    ) -> Result<Answer<Vec<BTreeMap<String, String>>>, DiscoveryError> {
+        if selectors.is_empty() {
+            return Err(DiscoveryError::NoMatch);
+        }
+        let mut out = Vec::new();
+        let mut truncated = false;
+        let partial = self.each_series(only, selectors, |labels| {
+            if out.len() == limit {
+                truncated = true;
+                return false;
+            }
+            out.push(labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect());
+            true
+        })?;
+        let mut warnings = Vec::new();
+        if truncated {
+            warnings.push(format!("results truncated to {limit} series: pass a larger limit"));
+        }
+        if partial {
+            warnings.push(PARTIAL_WARNING.to_string());
+        }
+        Ok(Answer { data: out, warnings })
+    }
+
+    /// The registry's entries and how many live series each has now.
+    pub fn metrics(&self) -> Vec<MetricInfo> {
+        self.registry
+            .entries()
+            .iter()
+            .map(|e| MetricInfo {
+                key: e.key.clone(),
+                name: e.name.clone(),
+                metric_type: e.metric_type.as_str(),
+                unit: e.unit.clone(),
+                help: e.help.clone(),
+                series: self.pipelines.iter().map(|p| p.series_of(&e.name) as u64).sum(),
+            })
+            .collect()
+    }
+}
+
+const PARTIAL_WARNING: &str =
+    "some series are listed with only part of their labels: cardinality.max_label_pairs was reached";
+
+/// The parameters of a discovery request.
+#[derive(Debug, Default)]
+struct Params {
+    selectors: Vec<Selector>,
+    limit: usize,
+    pipeline: Option<String>,
+}
+
+impl Params {
+    fn parse(query: Option<&str>) -> Result<Params, DiscoveryError> {
+        let mut params = Params { limit: DEFAULT_LIMIT, ..Default::default() };
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let (key, value) = (percent_decode(key), percent_decode(value));
+            match key.as_str() {
+                "match[]" => params.selectors.push(Selector::parse(&value)?),
+                "limit" => {
+                    params.limit = match value.parse::<usize>() {
+                        Ok(0) => usize::MAX,
+                        Ok(n) => n,
+                        Err(_) => return Err(DiscoveryError::Parameter { name: key, value }),
+                    }
+                }
+                "pipeline" => params.pipeline = Some(value),
+                // Prometheus clients send time bounds; live series have no history to bound.
+                _ => {}
+            }
+        }
+        Ok(params)
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (`+` is a space).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[derive(Serialize)]
+struct Success<T: Serialize> {
+    status: &'static str,
+    data: T,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Failure {
+    status: &'static str,
+    #[serde(rename = "errorType")]
+    error_type: &'static str,
+    error: String,
+}
+
+fn answer<T: Serialize>(result: Result<Answer<T>, DiscoveryError>) -> Response {
+    match result {
+        Ok(a) => axum::Json(Success { status: "success", data: a.data, warnings: a.warnings }).into_response(),
+        Err(e) => {
+            let status = if matches!(e, DiscoveryError::UnknownPipeline(_)) {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            (status, axum::Json(Failure { status: "error", error_type: "bad_data", error: e.to_string() }))
+                .into_response()
+        }
+    }
+}
+
+/// The discovery routes, to merge into the admin router.
+pub fn router(discovery: Arc<Discovery>) -> Router {
+    Router::new()
+        .route("/api/v1/labels", get(labels))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/series", get(series))
+        .route("/api/v1/metrics", get(metrics))
+        .with_state(discovery)
+}
+
+async fn labels(State(d): State<Arc<Discovery>>, RawQuery(q): RawQuery) -> Response {
+    answer(Params::parse(q.as_deref()).and_then(|p| d.labels(p.pipeline.as_deref(), &p.selectors, p.limit)))
+}
+
+async fn label_values(State(d): State<Arc<Discovery>>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
+    answer(
+        Params::parse(q.as_deref()).and_then(|p| d.label_values(&name, p.pipeline.as_deref(), &p.selectors, p.limit)),
+    )
+}
+
+async fn series(State(d): State<Arc<Discovery>>, RawQuery(q): RawQuery) -> Response {
+    answer(Params::parse(q.as_deref()).and_then(|p| d.series(p.pipeline.as_deref(), &p.selectors, p.limit)))
+}
+
+async fn metrics(State(d): State<Arc<Discovery>>) -> Response {
+    answer(Ok(Answer { data: d.metrics(), warnings: Vec::new() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Labels, Sample};
+    use crate::pipeline::stages::{Cardinality, CardinalityConfig};
+    use crate::pipeline::{DropTally, StatefulStage};
+
+    fn selector(s: &str) -> Selector {
+        Selector::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn pairs<'a>(p: &'a [(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        p.to_vec()
+    }
+
+    #[test]
+    fn selectors_parse_and_match() {
+        let up = pairs(&[("__name__", "up"), ("job", "node"), ("zone", "eu-1")]);
+        assert!(selector("up").matches(&up));
+        assert!(!selector("down").matches(&up));
+        assert!(selector("{job=\"node\"}").matches(&up));
+        assert!(selector("up{job=~\"no.*\", zone!=\"us\"}").matches(&up));
+        assert!(!selector("up{job=~\"no\"}").matches(&up), "regexes are anchored");
+        assert!(selector("up{job!~\"x|y\",}").matches(&up));
+        assert!(selector("{__name__=~\"u.\", missing=\"\"}").matches(&up), "a missing label reads as empty");
+        assert!(selector(" up { job = 'node' } ").matches(&up));
+        assert!(selector("{job=\"a\\\"b\"}").matches(&pairs(&[("job", "a\"b")])));
+    }
+
+    #[test]
+    fn invalid_selectors_are_explained() {
+        for (bad, why) in [
+            ("{job=\"a\"", "expected , or }"),
+            ("{job~\"a\"}", "expected =, !=, =~ or !~"),
+            ("{job=a}", "quoted"),
+            ("{job=~\"(\"}", "invalid regex"),
+            ("{job=\"\"}", "does not match the empty string"),
+            ("up extra", "unexpected text"),
+            ("{job=\"a}", "unterminated"),
+        ] {
+            let e = Selector::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn query_parameters() {
+        let p =
+            Params::parse(Some("match[]=up%7Bjob%3D%22a+b%22%7D&match[]=down&limit=2&pipeline=main&start=1")).unwrap();
+        assert_eq!(p.selectors.len(), 2);
+        assert!(p.selectors[0].matches(&pairs(&[("__name__", "up"), ("job", "a b")])));
+        assert_eq!((p.limit, p.pipeline.as_deref()), (2, Some("main")));
+        assert!(Params::parse(Some("limit=x")).is_err());
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%41"), "%zzA");
+    }
+
+    fn discovery() -> Discovery {
+        let registry = MetricRegistry::parse(
+            "metrics:\n  - key: up\n    name: up\n    type: gauge\n    help: Target up.\n",
+            std::path::Path::new("test.yaml"),
+        )
+        .unwrap();
+        let shared = CardinalityShared::new("main", &CardinalityConfig::default(), 2);
+        let mut shards = [shared.new_shard(), shared.new_shard()].map(|s| Cardinality::new(shared.clone(), s));
+        for (i, (name, job)) in [("up", "a"), ("up", "b"), ("load", "a"), ("up", "c")].into_iter().enumerate() {
+            let mut labels: Labels = [("__name__", name), ("job", job)].into_iter().collect();
+            labels.sort();
+            let hash = labels.series_hash();
+            shards[i % 2].process(&mut vec![Sample::new(labels, 1.0, 1)], &mut vec![hash], &mut DropTally::default());
+        }
+        let mut d = Discovery::new(Arc::new(registry));
+        d.add(shared);
+        d
+    }
+
+    #[test]
+    fn answers_from_live_series() {
+        let d = discovery();
+        assert_eq!(d.labels(None, &[], 100).unwrap().data, vec!["__name__", "job"]);
+        assert_eq!(d.label_values("job", None, &[], 100).unwrap().data, vec!["a", "b", "c"]);
+        assert_eq!(d.label_values("job", None, &[selector("load")], 100).unwrap().data, vec!["a"]);
+        assert_eq!(d.label_values("__name__", None, &[], 100).unwrap().data, vec!["load", "up"]);
+        let mut series = d.series(None, &[selector("up{job!=\"b\"}")], 100).unwrap().data;
+        series.sort();
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0].get("job").map(String::as_str), Some("a"));
+        let limited = d.series(None, &[selector("up")], 1).unwrap();
+        assert_eq!(limited.data.len(), 1);
+        assert!(limited.warnings[0].contains("truncated"));
+        assert_eq!(d.series(None, &[], 10).unwrap_err(), DiscoveryError::NoMatch);
+        assert!(matches!(d.labels(Some("other"), &[], 10), Err(DiscoveryError::UnknownPipeline(_))));
+        let metrics = d.metrics();
+        assert_eq!(metrics.len(), 1);
+        assert_eq!((metrics[0].name.as_str(), metrics[0].series, metrics[0].metric_type), ("up", 3, "gauge"));
+    }
+}

@@ -1,0 +1,167 @@
+//! The pipeline stages of DESIGN §2 and [`build`], which assembles them for
+//! one pipeline. The order lives in [`build`] and in the pipeline's tasks
+//! (stateless before the shard split, stateful inside the shards), nowhere else.
+
+pub mod cardinality;
+pub mod discovery;
+mod md5;
+pub mod monotonic;
+pub mod normalize;
+pub mod relabel;
+pub mod series;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+pub use cardinality::{Cardinality, CardinalityAction, CardinalityConfig, CardinalityShared};
+pub use discovery::Discovery;
+pub use monotonic::{CounterReset, Monotonic, MonotonicConfig};
+pub use normalize::{InvalidNames, Normalize, NormalizeConfig};
+pub use relabel::{RelabelAction, RelabelRule};
+pub use validate::{NonFinite, UnknownMetrics, Validate, ValidateConfig};
+
+use super::{PipelineConfig, Stages, StatefulStage, StatelessStage};
+use crate::model::Sample;
+use crate::registry::MetricRegistry;
+
+/// The stages of pipeline `pipeline_name`, configured by its sections:
+/// normalize → validate, then per shard cardinality → monotonic.
+pub fn build(pipeline_name: &str, config: &PipelineConfig, registry: Arc<MetricRegistry>) -> Stages {
+    let stateless: Vec<Box<dyn StatelessStage>> = vec![
+        Box::new(Normalize::new(&config.normalize)),
+        Box::new(Validate::new(pipeline_name, &config.validate, registry)),
+    ];
+    let shared = CardinalityShared::new(pipeline_name, &config.cardinality, config.shard_count());
+    let series = shared.clone();
+    let pipeline: Arc<str> = pipeline_name.into();
+    let monotonic = config.monotonic.clone();
+    // Both stateful stages of a shard share its series table.
+    let stateful = move |_shard: usize| -> Vec<Box<dyn StatefulStage>> {
+        let table = shared.new_shard();
+        vec![
+            Box::new(Cardinality::new(shared.clone(), table.clone())),
+            Box::new(Monotonic::new(&pipeline, &monotonic, table)),
+        ]
+    };
+    Stages { stateless, stateful: Box::new(stateful), series: Some(series) }
+}
+
+/// Worst-case bytes of the per-series tables of one pipeline: series state
+/// at `max_series`, interned label pairs at `max_label_pairs`, per-metric
+/// counts at `max_metrics`, the validate type table. For the start-up memory check.
+pub fn table_bytes(config: &PipelineConfig) -> u64 {
+    let c = &config.cardinality;
+    let series = c.max_series * worst_bytes_per_series(config.validate.max_labels);
+    // A pair: two inline strings and a count (56 bytes) in a vector that may
+    // have doubled, plus its key in a just-grown table (16 bytes a bucket).
+    let pairs = c.max_label_pairs as u64 * (2 * 56 + (17 * 16u64).div_ceil(7));
+    // A shared count: an inline name and a u32 in a just-grown table.
+    let metrics = c.max_metrics as u64 * (33 * 16u64).div_ceil(7);
+    series + pairs + metrics + config.validate.table_bytes()
+}
+
+/// Bytes one tracked series costs at most, with up to `max_labels` labels
+/// besides `__name__`: its bucket in a just-grown series table (7 of 16
+/// buckets in use), its label-set slot in a vector that may have doubled,
+/// and the set itself (4 bytes a label, rounded up by the allocator).
+pub fn worst_bytes_per_series(max_labels: usize) -> u64 {
+    let bucket = ((series::SLOT_SIZE as u64 + 1) * 16).div_ceil(7);
+    let set_slot = 2 * std::mem::size_of::<Box<[u32]>>() as u64;
+    let set = (4 * (max_labels as u64 + 1)).next_multiple_of(16) + 8;
+    bucket + set_slot + set
+}
+
+/// Per-series tables are keyed by the series hash, which is already an
+/// xxh3 digest: the hasher only spreads it, it does not hash again.
+#[derive(Default, Clone, Copy)]
+pub struct SeriesHasher(u64);
+
+impl Hasher for SeriesHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are ever hashed; stay correct for anything else.
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        // The shard split used the high bits, so within a shard they are
+        // nearly constant; an odd multiply mixes every bit into the high ones
+        // the table uses for its tag bytes, and keeps it a bijection.
+        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+}
+
+/// A table keyed by series hash.
+pub type SeriesMap<V> = HashMap<u64, V, BuildHasherDefault<SeriesHasher>>;
+
+/// Gives back memory after many series were forgotten, so a burst of
+/// series does not pin its peak for ever.
+fn shrink_if_sparse<V>(map: &mut SeriesMap<V>) {
+    if map.capacity() > 1024 && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
+/// Keeps the samples for which `keep` returns true, with `hashes` aligned:
+/// `keep` sees each sample and its hash, and may rewrite both.
+fn retain_aligned(
+    samples: &mut Vec<Sample>,
+    hashes: &mut Vec<u64>,
+    mut keep: impl FnMut(&mut Sample, &mut u64) -> bool,
+) {
+    let n = samples.len().min(hashes.len());
+    let mut kept = 0;
+    for i in 0..n {
+        if keep(&mut samples[i], &mut hashes[i]) {
+            if kept != i {
+                samples.swap(kept, i);
+                hashes[kept] = hashes[i];
+            }
+            kept += 1;
+        }
+    }
+    samples.truncate(kept);
+    hashes.truncate(kept);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Labels;
+
+    #[test]
+    fn retain_aligned_keeps_pairs_together() {
+        let mut samples: Vec<Sample> = (0..10).map(|i| Sample::new(Labels::new(), i as f64, i)).collect();
+        let mut hashes: Vec<u64> = (0..10).collect();
+        retain_aligned(&mut samples, &mut hashes, |s, h| {
+            *h += 100;
+            s.timestamp_ms % 3 != 0
+        });
+        assert_eq!(hashes, vec![101, 102, 104, 105, 107, 108]);
+        assert!(samples.iter().zip(&hashes).all(|(s, h)| s.timestamp_ms as u64 + 100 == *h));
+    }
+
+    #[test]
+    fn worst_case_per_series_is_within_budget() {
+        // DESIGN §6: at most 200 bytes per active series for both stages,
+        // here with the default limit of 10 labels.
+        let worst = worst_bytes_per_series(10);
+        assert!(worst <= 200, "{worst} bytes");
+    }
+
+    #[test]
+    fn series_hasher_spreads_high_bits() {
+        let mut h = SeriesHasher::default();
+        h.write_u64(1);
+        let a = h.finish();
+        h.write_u64(2);
+        assert_ne!(a >> 57, h.finish() >> 57);
+    }
+}
