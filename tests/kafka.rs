@@ -3,6 +3,12 @@
 //! Every test starts its own broker. Consumer groups use a 6 s session
 //! timeout: tansu makes a joining member wait half of it (≈3 s instead of
 //! ≈23 s with librdkafka's default), and `drain_timeout` must stay below it.
+//!
+//! Pipelines run one shard (so one stateless worker): with several,
+//! consecutive batches can overtake each other between the stateless workers
+//! and the shards, and the monotonic stage then drops the later-arriving
+//! older samples of a series as `out_of_order` — a pipeline matter, not a
+//! Kafka one.
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,20 +25,32 @@ use rdkafka::Message as _;
 use tsrelay::model::Labels;
 use tsrelay::proto::v1::{Label, MetricType, Sample as PbSample, Series, WriteRequest};
 
+/// The start-up memory check adds up worst cases (default queues and
+/// per-series tables); these tests use a fraction of that.
+const LIMITS: &str = "[limits]\nmemory_bytes = 4294967296\n";
 const GROUP_OPTIONS: &str = r#"librdkafka_options = { "session.timeout.ms" = 6000, "heartbeat.interval.ms" = 500 }"#;
-const BASE_TS_MS: i64 = 1_700_000_000_000;
+/// An hour ago, fixed for the test process: inside the pipeline's
+/// timestamp window, and the same in every message built from it.
+fn base_ts_ms() -> i64 {
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| tsrelay::model::now_ms() - 3_600_000)
+}
 
 fn label(name: &str, value: &str) -> Label {
     Label { name: name.into(), value: value.into() }
 }
 
-/// Message `m` holds `per_message` samples of series `kt{msg, s}`: value =
-/// `m * per_message + s` (unique), so the samples can be checked one by one.
+/// Message `m` (for partition `m % 3`) holds `per_message` samples, one of
+/// each series `kt{partition, s}` at time `base + m` ms: value `m * per_message + s`
+/// is unique, so samples can be checked one by one, while the series stay few
+/// (under the pipeline's cardinality limit) and each series' timestamps grow
+/// within its partition (as the monotonic stage wants).
 fn message(m: usize, per_message: usize) -> Vec<u8> {
+    let partition = (m % 3).to_string();
     let series = (0..per_message)
         .map(|s| Series {
-            labels: vec![label("__name__", "kt"), label("msg", &m.to_string()), label("s", &s.to_string())],
-            samples: vec![PbSample { value: (m * per_message + s) as f64, timestamp: BASE_TS_MS + m as i64 }],
+            labels: vec![label("__name__", "kt"), label("partition", &partition), label("s", &s.to_string())],
+            samples: vec![PbSample { value: (m * per_message + s) as f64, timestamp: base_ts_ms() + m as i64 }],
             r#type: MetricType::Gauge as i32,
             unit: String::new(),
         })
@@ -52,6 +70,7 @@ fn value_counts(path: &Path) -> BTreeMap<i64, usize> {
 fn kafka_receiver(brokers: &str, topic: &str, extra: &str) -> String {
     format!(
         r#"
+{LIMITS}
 [receivers.kafka]
 type = "kafka"
 brokers = "{brokers}"
@@ -78,8 +97,14 @@ fn wait_for_values(t: &mut Tsrelay, out: &Path, expected: usize, timeout: Durati
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    let drops: Vec<String> = t
+        .metrics()
+        .into_iter()
+        .filter(|(k, v)| k.starts_with("tsrelay_dropped_samples_total") && *v > 0.0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
     panic!(
-        "timed out after {timeout:?}: {} of {expected} distinct samples arrived\n{}",
+        "timed out after {timeout:?}: {} of {expected} distinct samples arrived; drops: {drops:?}\n{}",
         last.len(),
         t.process.log_tail()
     );
@@ -96,7 +121,7 @@ fn consumes_every_sample_of_a_three_partition_topic() {
 
     let out = dir.path().join("out.lp");
     let config = format!(
-        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n",
+        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\nshards = 1\n",
         kafka_receiver(&broker.brokers(), "metrics", ""),
         out.display()
     );
@@ -139,7 +164,7 @@ fn kill_9_mid_stream_then_restart_skips_nothing() {
     let out = dir.path().join("out.lp");
     // Small sink batches: a write cut short by the kill stays below one pipe/page write.
     let config = format!(
-        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\nbatch = {{ max_samples = 200, max_age_ms = 20 }}\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n",
+        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\nbatch = {{ max_samples = 200, max_age_ms = 20 }}\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\nshards = 1\n",
         kafka_receiver(&broker.brokers(), "metrics", "max_batch_samples = 500\ncommit_interval = \"500ms\""),
         out.display()
     );
@@ -221,6 +246,8 @@ sinks = ["out"]
 shards = 1
 ingest_queue_batches = 2
 shard_queue_batches = 1
+[pipelines.main.validate]
+max_past = "36500d"
 "#,
         kafka_receiver(&broker.brokers(), "metrics", "max_batch_samples = 1000"),
         fifo.display()
@@ -239,10 +266,11 @@ shard_queue_batches = 1
     assert_eq!(c1, c2, "consumption went on while paused");
     assert!(c2 * 4 < messages, "{c2} of {messages} messages consumed while the sink was blocked: not bounded");
     // What the pipeline can hold, in 1000-sample batches: the sink queue
-    // (5000), the batch its worker is stuck on, the batch the shard is pushing,
-    // the shard channel (1), the batch the stateless worker is handing over,
-    // and the ingest queue (2).
-    let capacity = 5000 + 1000 + 1000 + 1000 + 1000 + 2 * 1000;
+    // (5000), the three batches its stuck worker holds (in flight, waiting in
+    // its lane, being assembled), the batch the shard is pushing, the shard
+    // channel (1), the batch the stateless worker is handing over, and the
+    // ingest queue (2).
+    let capacity = 5000 + 3 * 1000 + 1000 + 1000 + 1000 + 2 * 1000;
     let received = t.metric_sum("tsrelay_received_samples_total", &[]) as usize;
     assert!(received <= capacity, "{received} samples taken in while blocked (pipeline holds {capacity})");
     assert!(rss_paused_mib < 100, "RSS {rss_paused_mib} MiB while paused (topic holds {} MiB)", topic_bytes >> 20);
@@ -291,7 +319,7 @@ fn malformed_messages_are_counted_and_dead_lettered() {
     let nameless = WriteRequest {
         series: vec![Series {
             labels: vec![label("host", "a")],
-            samples: vec![PbSample { value: 1.0, timestamp: BASE_TS_MS }],
+            samples: vec![PbSample { value: 1.0, timestamp: base_ts_ms() }],
             ..Default::default()
         }],
         id: 9,
@@ -301,7 +329,7 @@ fn malformed_messages_are_counted_and_dead_lettered() {
 
     let out = dir.path().join("out.lp");
     let config = format!(
-        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n",
+        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\nshards = 1\n",
         kafka_receiver(&broker.brokers(), "metrics", "dead_letter_topic = \"dead\""),
         out.display()
     );
@@ -357,6 +385,7 @@ fn relay_through_kafka(format: &str) {
     let grpc_port = free_port();
     let edge_config = format!(
         r#"
+{LIMITS}
 [receivers.grpc]
 type = "grpc"
 listen = "127.0.0.1:{grpc_port}"
@@ -369,13 +398,14 @@ compression = "lz4"
 [pipelines.main]
 receivers = ["grpc"]
 sinks = ["kafka"]
+shards = 1
 "#,
         brokers = broker.brokers()
     );
     let edge = Tsrelay::start(&edge_dir, &edge_config);
     let out = central_dir.join("out.lp");
     let central_config = format!(
-        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n",
+        "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\nshards = 1\n",
         kafka_receiver(&broker.brokers(), "relay", "")
             .replace("format = \"protobuf\"", &format!("format = \"{format}\"")),
         out.display()
@@ -390,7 +420,7 @@ sinks = ["kafka"]
         for s in 0..50 {
             let samples: Vec<PbSample> = (0..5)
                 .map(|i| {
-                    let ts = BASE_TS_MS + (r * 5 + i) * 1000;
+                    let ts = base_ts_ms() + (r * 5 + i) * 1000;
                     let value = (s * 1000 + r * 5 + i) as f64 + 0.25;
                     expected.insert((format!("relay_test,host=h{s},zone=z{}", s % 3), value.to_bits(), ts * 1_000_000));
                     PbSample { value, timestamp: ts }
@@ -475,7 +505,7 @@ fn a_second_member_joining_mid_stream_takes_over_partitions_without_loss_or_dupl
         .map(|d| {
             std::fs::create_dir_all(d).unwrap();
             format!(
-                "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\n",
+                "{}\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"out\"]\nshards = 1\n",
                 kafka_receiver(&broker.brokers(), "metrics", "max_batch_samples = 500"),
                 d.join("out.lp").display()
             )
@@ -538,6 +568,7 @@ fn kafka_sink_counts_records_it_cannot_deliver_once_retrying_is_over() {
     let grpc_port = free_port();
     let config = format!(
         r#"
+{LIMITS}
 [receivers.grpc]
 type = "grpc"
 listen = "127.0.0.1:{grpc_port}"
@@ -550,6 +581,8 @@ unhealthy_after = "1s"
 [pipelines.main]
 receivers = ["grpc"]
 sinks = ["kafka"]
+[pipelines.main.validate]
+max_past = "36500d"
 "#
     );
     let mut t = Tsrelay::start(dir.path(), &config);
@@ -581,4 +614,22 @@ sinks = ["kafka"]
     let body: serde_json::Value = ready.json().unwrap();
     assert_eq!(body["sinks"]["kafka"]["state"], "failing", "{body}");
     assert!(t.process.terminate(Duration::from_secs(20)), "tsrelay did not stop:\n{}", t.process.log_tail());
+}
+
+#[test]
+fn scale_out_examples_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for example in ["config/examples/edge.toml", "config/examples/central.toml"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tsrelay"))
+            .args(["validate", "--config"])
+            .arg(root.join(example))
+            .output()
+            .expect("run tsrelay validate");
+        assert!(
+            out.status.success(),
+            "{example} does not validate: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

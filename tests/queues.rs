@@ -46,6 +46,9 @@ type = "blackhole"
 [pipelines.main]
 receivers = ["grpc"]
 sinks = ["stuck", "ok"]
+# Fixed 2023 timestamps: widen the window the validate stage enforces.
+[pipelines.main.validate]
+max_past = "36500d"
 "#,
         fifo = fifo.display()
     );
@@ -79,12 +82,12 @@ async fn drop_newest_counts_refused_batches() {
         "tsrelay_dropped_samples_total",
         &["sink=\"stuck\"", "reason=\"queue_full\"", "stage=\"queue\""],
     );
-    assert!(full >= 800.0, "queue_full drops {full}");
+    assert!(full >= 700.0, "queue_full drops {full}"); // 1000 - 100 queued - up to 200 in the worker
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_oldest_counts_evicted_batches() {
     let m = overflow("drop_oldest").await;
     let full = sum_metric(&m, "tsrelay_dropped_samples_total", &["sink=\"stuck\"", "reason=\"queue_full\""]);
-    assert!(full >= 800.0, "queue_full drops {full}");
+    assert!(full >= 700.0, "queue_full drops {full}"); // 1000 - 100 queued - up to 200 in the worker
 }

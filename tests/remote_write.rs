@@ -231,6 +231,9 @@ fn prometheus_refusals_are_counted_rejected_and_never_retried() {
     };
     let config = format!(
         r#"
+# Two pipelines with default per-series tables need more than the default budget.
+[limits]
+memory_bytes = 2147483648
 [receivers.a]
 type = "grpc"
 listen = "{grpc_a}"

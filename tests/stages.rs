@@ -345,7 +345,10 @@ fn validate_reports_stage_config_errors() {
 fn memory_limit_refuses_configs_that_cannot_fit() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("metrics.yaml"), REGISTRY).unwrap();
-    let config = format!("[limits]\nmemory_bytes = 104857600\n{}", pipeline_config(free_port()));
+    // 256 MiB: the default per-series tables alone (217 MiB) and the queues
+    // cannot fit; 10 000 series and a 100 000-sample queue can, with the
+    // channels and the baseline the start-up check also counts.
+    let config = format!("[limits]\nmemory_bytes = 268435456\n{}", pipeline_config(free_port()));
     let (ok, stderr) = validate(dir.path(), &config);
     assert!(!ok);
     assert!(

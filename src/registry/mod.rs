@@ -330,6 +330,60 @@ fn check_path_template(path: &str, e: &MetricEntry) -> Result<(), String> {
     Ok(())
 }
 
+/// The registry as the remote-write sink's metadata source (type, unit, help).
+impl crate::sinks::remote_write::MetadataProvider for MetricRegistry {
+    fn lookup(&self, metric_name: &str) -> Option<crate::sinks::remote_write::MetricInfo> {
+        let e = self.get(metric_name)?;
+        Some(crate::sinks::remote_write::MetricInfo {
+            kind: e.kind(),
+            help: e.help.clone().unwrap_or_default(),
+            unit: e.unit.clone().unwrap_or_default(),
+        })
+    }
+}
+
+impl MetricRegistry {
+    /// `backends.influxdb` overrides by metric name, for the InfluxDB sink.
+    pub fn influxdb_overrides(&self) -> crate::sinks::influxdb::OverrideLookup {
+        let table: std::collections::HashMap<String, Arc<crate::sinks::influxdb::InfluxdbOverride>> = self
+            .entries()
+            .iter()
+            .filter_map(|e| {
+                let o = e.influxdb()?;
+                let o = crate::sinks::influxdb::InfluxdbOverride {
+                    measurement: o.measurement.clone(),
+                    field: o.field.clone(),
+                };
+                Some((e.name.clone(), Arc::new(o)))
+            })
+            .collect();
+        Arc::new(move |name: &str| table.get(name).cloned())
+    }
+
+    /// `backends.rrdcached` overrides by metric name, for the rrdcached sink.
+    pub fn rrdcached_overrides(&self) -> crate::sinks::rrdcached::OverrideLookup {
+        use crate::sinks::rrdcached::DsType;
+        let table: std::collections::HashMap<String, Arc<crate::sinks::rrdcached::RrdcachedOverride>> = self
+            .entries()
+            .iter()
+            .filter_map(|e| {
+                let o = e.rrdcached()?;
+                let ds_type = o.ds_type.map(|t| match t {
+                    RrdDsType::Gauge => DsType::Gauge,
+                    RrdDsType::Counter => DsType::Counter,
+                    RrdDsType::Derive => DsType::Derive,
+                    RrdDsType::Dcounter => DsType::Dcounter,
+                    RrdDsType::Dderive => DsType::Dderive,
+                    RrdDsType::Absolute => DsType::Absolute,
+                });
+                let o = crate::sinks::rrdcached::RrdcachedOverride { path: o.path.clone(), ds: o.ds.clone(), ds_type };
+                Some((e.name.clone(), Arc::new(o)))
+            })
+            .collect();
+        Arc::new(move |name: &str| table.get(name).cloned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,59 +478,5 @@ metrics:
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/metrics.yaml");
         let r = MetricRegistry::load(&path).unwrap();
         assert!(!r.is_empty());
-    }
-}
-
-/// The registry as the remote-write sink's metadata source (type, unit, help).
-impl crate::sinks::remote_write::MetadataProvider for MetricRegistry {
-    fn lookup(&self, metric_name: &str) -> Option<crate::sinks::remote_write::MetricInfo> {
-        let e = self.get(metric_name)?;
-        Some(crate::sinks::remote_write::MetricInfo {
-            kind: e.kind(),
-            help: e.help.clone().unwrap_or_default(),
-            unit: e.unit.clone().unwrap_or_default(),
-        })
-    }
-}
-
-impl MetricRegistry {
-    /// `backends.influxdb` overrides by metric name, for the InfluxDB sink.
-    pub fn influxdb_overrides(&self) -> crate::sinks::influxdb::OverrideLookup {
-        let table: std::collections::HashMap<String, Arc<crate::sinks::influxdb::InfluxdbOverride>> = self
-            .entries()
-            .iter()
-            .filter_map(|e| {
-                let o = e.influxdb()?;
-                let o = crate::sinks::influxdb::InfluxdbOverride {
-                    measurement: o.measurement.clone(),
-                    field: o.field.clone(),
-                };
-                Some((e.name.clone(), Arc::new(o)))
-            })
-            .collect();
-        Arc::new(move |name: &str| table.get(name).cloned())
-    }
-
-    /// `backends.rrdcached` overrides by metric name, for the rrdcached sink.
-    pub fn rrdcached_overrides(&self) -> crate::sinks::rrdcached::OverrideLookup {
-        use crate::sinks::rrdcached::DsType;
-        let table: std::collections::HashMap<String, Arc<crate::sinks::rrdcached::RrdcachedOverride>> = self
-            .entries()
-            .iter()
-            .filter_map(|e| {
-                let o = e.rrdcached()?;
-                let ds_type = o.ds_type.map(|t| match t {
-                    RrdDsType::Gauge => DsType::Gauge,
-                    RrdDsType::Counter => DsType::Counter,
-                    RrdDsType::Derive => DsType::Derive,
-                    RrdDsType::Dcounter => DsType::Dcounter,
-                    RrdDsType::Dderive => DsType::Dderive,
-                    RrdDsType::Absolute => DsType::Absolute,
-                });
-                let o = crate::sinks::rrdcached::RrdcachedOverride { path: o.path.clone(), ds: o.ds.clone(), ds_type };
-                Some((e.name.clone(), Arc::new(o)))
-            })
-            .collect();
-        Arc::new(move |name: &str| table.get(name).cloned())
     }
 }

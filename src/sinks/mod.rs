@@ -218,8 +218,9 @@ pub fn spawn_sink(
             tokio::spawn(run_worker(vec![sink], queue, batch, health))
         }
         SinkConfig::Kafka(c) => {
-            let sink = kafka::KafkaSink::new(name, c, queue.ledger().metrics.clone(), health.clone())?;
-            tokio::spawn(run_worker(vec![sink], queue, batch, health))
+            let lanes =
+                kafka::KafkaSink::lanes(name, c, retry_forever, queue.ledger().metrics.clone(), health.clone())?;
+            tokio::spawn(run_worker(lanes, queue, batch, health))
         }
     };
     Ok(handle)

@@ -22,9 +22,14 @@ pub struct KafkaSinkConfig {
     #[serde(default)]
     pub compression: Compression,
     /// How long librdkafka keeps retrying a record (broker down, leader
-    /// change...) before it counts as `retry_exhausted`.
+    /// change...) before it counts as `retry_exhausted`. With a disk queue
+    /// there is no limit: the data is kept instead.
     #[serde(default = "defaults::max_retry_duration", with = "humantime_serde")]
     pub max_retry_duration: Duration,
+    /// Batches in flight at once, each in its own lane (a series always uses
+    /// the same lane, so its order is kept). One producer serves every lane.
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: usize,
     /// Passed to librdkafka as they are (SASL, TLS, `linger.ms`, `batch.size`,
     /// `partitioner`...). Durability settings are fixed: `acks=all` and
     /// idempotence are always on.
@@ -92,6 +97,9 @@ impl KafkaSinkConfig {
         if self.topic.trim().is_empty() {
             return Err("topic is empty".into());
         }
+        if self.concurrency == 0 || self.concurrency > 64 {
+            return Err(format!("concurrency = {} must be between 1 and 64", self.concurrency));
+        }
         if self.max_retry_duration < Duration::from_millis(1) {
             return Err("max_retry_duration must be at least 1ms".into());
         }
@@ -108,6 +116,9 @@ pub mod defaults {
 
     pub fn max_retry_duration() -> Duration {
         Duration::from_secs(300)
+    }
+    pub fn concurrency() -> usize {
+        4
     }
     pub fn unhealthy_after() -> Duration {
         Duration::from_secs(60)

@@ -74,9 +74,12 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
+    /// With `retry_forever` (a disk queue keeps the data) librdkafka never
+    /// gives a record up; otherwise it stops after `max_retry_duration`.
     pub fn new(
         name: &str,
         config: &KafkaSinkConfig,
+        retry_forever: bool,
         metrics: SinkMetrics,
         health: SinkHealth,
     ) -> Result<Self, SinkBuildError> {
@@ -90,7 +93,11 @@ impl KafkaSink {
         c.set("acks", "all")
             .set("enable.idempotence", "true")
             .set("compression.type", config.compression.as_librdkafka())
-            .set("message.timeout.ms", config.max_retry_duration.as_millis().max(1).to_string());
+            // 0 = no limit.
+            .set(
+                "message.timeout.ms",
+                if retry_forever { "0".to_string() } else { config.max_retry_duration.as_millis().max(1).to_string() },
+            );
         let context =
             ProducerContext { sink: name.into(), health, metrics: metrics.clone(), retries_seen: AtomicU64::new(0) };
         let producer = c.create_with_context(context).map_err(|e| SinkBuildError {
@@ -106,6 +113,31 @@ impl KafkaSink {
             metrics,
             value: Vec::with_capacity(4096),
         })
+    }
+
+    /// `config.concurrency` lanes sharing one producer (one connection set,
+    /// one librdkafka queue).
+    pub fn lanes(
+        name: &str,
+        config: &KafkaSinkConfig,
+        retry_forever: bool,
+        metrics: SinkMetrics,
+        health: SinkHealth,
+    ) -> Result<Vec<Self>, SinkBuildError> {
+        let first = KafkaSink::new(name, config, retry_forever, metrics, health)?;
+        let mut lanes: Vec<KafkaSink> = (1..config.concurrency.max(1))
+            .map(|_| KafkaSink {
+                name: first.name.clone(),
+                producer: first.producer.clone(),
+                topic: first.topic.clone(),
+                format: first.format,
+                metrics: first.metrics.clone(),
+                produced: first.produced.clone(),
+                value: Vec::with_capacity(4096),
+            })
+            .collect();
+        lanes.insert(0, first);
+        Ok(lanes)
     }
 
     fn error(&self, e: &KafkaError) -> SinkError {
