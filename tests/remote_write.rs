@@ -39,12 +39,14 @@ fn series(labels: &[(&str, &str)], kind: pb::MetricType, points: &[(f64, i64)]) 
 /// A unary `Write` to tsrelay's gRPC receiver.
 fn grpc_write(addr: SocketAddr, series: Vec<pb::Series>) -> Result<pb::WriteResponse, tonic::Status> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-    rt.block_on(async {
+    let call = async {
         let mut client = IngestClient::connect(format!("http://{addr}"))
             .await
             .unwrap_or_else(|e| panic!("cannot connect to tsrelay gRPC at {addr}: {e}"));
         client.write(pb::WriteRequest { series, id: 1 }).await.map(|r| r.into_inner())
-    })
+    };
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), call).await })
+        .unwrap_or_else(|_| panic!("gRPC write to {addr} got no answer within 30 s"))
 }
 
 /// A tsrelay with a gRPC receiver feeding one remote-write sink `prom` at `url`;
@@ -182,6 +184,38 @@ fn samples_land_in_prometheus_with_labels_values_and_stale_markers() {
     // The stale marker arrived as a stale marker: the series ends at t0+2s.
     assert_eq!(prom.query("rt_temperature", Some(t0 + 1500)).first().map(|p| p.value.clone()), Some("2".to_string()));
     assert!(prom.query("rt_temperature", Some(t0 + 2500)).is_empty(), "stale marker not honoured");
+}
+
+#[test]
+fn line_protocol_over_http_lands_in_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let prom = Prometheus::start(&dir.path().join("prom"));
+    let http_addr = loopback(free_port());
+    let config = format!(
+        r#"
+[receivers.http]
+type = "http"
+listen = "{http_addr}"
+[pipelines.main]
+receivers = ["http"]
+sinks = ["prom"]
+[sinks.prom]
+type = "prometheus_remote_write"
+url = "{}"
+batch = {{ max_age_ms = 20 }}
+"#,
+        prom.write_url()
+    );
+    let relay = Tsrelay::start(dir.path(), &config);
+    let t = (now_ms() / 1000 - 10) * 1000;
+    let body = format!("weather,city=paris temperature=21.5,humidity=40i {t}\nweather,city=oslo value=-3 {t}\n");
+    let answer = http().post(format!("http://{http_addr}/write?precision=ms")).body(body).send().unwrap();
+    assert_eq!(answer.status(), 204, "{:?}", answer.text());
+    wait_metric(&relay, SENT, &["sink=\"prom\""], 3.0, Duration::from_secs(30));
+    let value = |q: &str| prom.query(q, Some(t + 500)).first().map(|p| p.value.clone());
+    assert_eq!(value("weather_temperature{city=\"paris\"}"), Some("21.5".into()));
+    assert_eq!(value("weather_humidity{city=\"paris\"}"), Some("40".into()));
+    assert_eq!(value("weather{city=\"oslo\"}"), Some("-3".into()));
 }
 
 #[test]
@@ -580,7 +614,7 @@ fn concurrent_requests_never_share_a_series_and_keep_its_order() {
 
 #[test]
 fn a_stuck_sink_pushes_back_on_grpc_senders_or_drops_by_policy() {
-    for (policy, expect_pushback) in [("block", true), ("drop_newest", false)] {
+    for (policy, expect_pushback) in [("block", true), ("drop_newest", false), ("drop_oldest", false)] {
         let dir = tempfile::tempdir().unwrap();
         let fault = FaultServer::start(Vec::new(), Reply::Hang);
         let grpc = loopback(free_port());
@@ -627,7 +661,7 @@ timeout = "60s"
             assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
             assert_eq!(sum_metric(&m, DROPPED, &["sink=\"prom\""]), 0.0, "block must not drop");
         } else {
-            assert!(exhausted.is_none(), "drop_newest pushed back: {exhausted:?}");
+            assert!(exhausted.is_none(), "{policy} pushed back: {exhausted:?}");
             assert_eq!(accepted, 2000);
             assert!(sum_metric(&m, DROPPED, &["sink=\"prom\"", "reason=\"queue_full\""]) > 0.0);
         }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use worker::{BatchConfig, SinkBatch, estimated_sample_bytes, run_worker};
+pub use worker::{BatchConfig, SinkBatch, estimated_sample_bytes, prefetch, prefetch_labels, run_worker};
 
 use crate::queue::QueueConfig;
 use crate::telemetry::DropReason;

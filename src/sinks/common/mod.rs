@@ -54,7 +54,7 @@ impl SinkContext {
 /// Turns a batch into one request. Called once per batch: retries reuse the
 /// result, so `Request` should be cheap to clone (`bytes::Bytes`).
 pub trait Encode: Send + 'static {
-    type Request: Clone + Send + Sync + 'static;
+    type Request: Clone + Send + 'static;
 
     fn encode(&mut self, batch: &SinkBatch) -> Encoded<Self::Request>;
 }
