@@ -189,17 +189,20 @@ fn same_second_is_coalesced_and_older_samples_are_out_of_order() {
     assert_eq!(dropped(&m, "out_of_order"), 1.0);
     assert_eq!(sum_metric(&m, SENT, &["sink=\"rrd\""]), 4.0);
 
-    // Older than what the sink itself wrote: dropped before sending.
+    // t0+15 is older than the series' last sample: the pipeline's monotonic
+    // stage drops it before fanout. t0+20.5 is newer to the pipeline but falls
+    // in the second the sink already wrote: the sink drops it before sending.
     write_all(
         grpc,
         vec![series(
             &[("__name__", "co"), ("host", "a")],
-            &[(9.0, ms(t0 + 15)), (4.0, ms(t0 + 30))],
+            &[(9.0, ms(t0 + 15)), (8.0, ms(t0 + 20) + 500), (4.0, ms(t0 + 30))],
             MetricType::Gauge,
         )],
     );
     let m = settle(&t, 8.0);
     assert_eq!(dropped(&m, "out_of_order"), 2.0);
+    assert_eq!(sum_metric(&m, DROPPED, &["stage=\"monotonic\"", "reason=\"out_of_order\""]), 1.0);
     assert_eq!(sum_metric(&m, SENT, &["sink=\"rrd\""]), 5.0);
 
     let co = fetch(&rrd, "co/a.rrd", t0, t0 + 30);

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use crate::config::Config;
 use crate::pipeline::{INGEST_BATCH_MAX_SAMPLES, PipelineConfig};
 use crate::queue::{DiskQueueOptions, QueueKind, WhenFull};
+use crate::receivers::kafka::{DEFAULT_PREFETCH_KBYTES, PREFETCH_OPTION};
 
 /// Runtime, allocator, buffers and code of an idle daemon (an idle release
 /// build measures about 12 MiB resident; a debug build about 20 MiB).
@@ -95,6 +96,19 @@ impl MemoryBudget {
                 bytes: samples(batch) * 3 / 2,
             });
         }
+        for (name, receiver) in &config.receivers {
+            if let crate::receivers::ReceiverConfig::Kafka(k) = receiver {
+                let kbytes = k
+                    .librdkafka_options
+                    .get(PREFETCH_OPTION)
+                    .and_then(|v| v.to_string().parse::<u64>().ok())
+                    .unwrap_or(DEFAULT_PREFETCH_KBYTES);
+                items.push(BudgetItem {
+                    what: format!("receivers.{name} Kafka prefetch ({PREFETCH_OPTION} = {kbytes})"),
+                    bytes: kbytes * 1024,
+                });
+            }
+        }
         for (name, p) in &config.pipelines {
             items.extend(pipeline_items(name, p, per_sample));
         }
@@ -163,11 +177,17 @@ fn shared_queue_groups(config: &Config) -> std::collections::BTreeMap<&str, Vec<
     groups
 }
 
-/// Batches of `batch.max_samples` a sink worker may hold at once: the one it
-/// assembles and the one it is sending. A sink with concurrent requests holds
-/// one per request in flight; sinks report that here once they have it.
-fn sink_batches_in_hand(_sink: &crate::sinks::SinkConfig) -> u64 {
-    2
+/// Batches of `batch.max_samples` a sink worker may hold at once: per lane,
+/// the one it assembles and the one in flight (the worker hands a lane its
+/// next batch only when the lane is idle).
+fn sink_batches_in_hand(sink: &crate::sinks::SinkConfig) -> u64 {
+    use crate::sinks::SinkConfig;
+    let lanes = match sink {
+        SinkConfig::PrometheusRemoteWrite(c) => c.request.max_in_flight(),
+        SinkConfig::Kafka(c) => c.concurrency.max(1),
+        SinkConfig::File(_) | SinkConfig::Blackhole(_) | SinkConfig::Influxdb(_) | SinkConfig::Rrdcached(_) => 1,
+    };
+    2 * lanes as u64
 }
 
 fn pipeline_items(name: &str, p: &PipelineConfig, per_sample: u64) -> Vec<BudgetItem> {
@@ -255,6 +275,34 @@ shards = 2
         }
         let queue = b.items.iter().find(|i| i.what.starts_with("sinks.big queue")).unwrap();
         assert_eq!(queue.bytes, 1_000_000 * crate::config::defaults::bytes_per_sample());
+    }
+
+    #[test]
+    fn network_sinks_hold_two_batches_per_lane_and_kafka_prefetch_counts() {
+        let c = config(
+            r#"
+[receivers.k]
+type = "kafka"
+brokers = "127.0.0.1:9092"
+topics = ["in"]
+group_id = "g"
+librdkafka_options = { "queued.max.messages.kbytes" = 2048 }
+[sinks.prom]
+type = "prometheus_remote_write"
+url = "http://127.0.0.1:9090/api/v1/write"
+batch = { max_samples = 1000 }
+request = { concurrency = 4 }
+[pipelines.main]
+receivers = ["k"]
+sinks = ["prom"]
+"#,
+        );
+        let b = MemoryBudget::estimate(&c);
+        let find = |prefix: &str| b.items.iter().find(|i| i.what.starts_with(prefix)).cloned();
+        let worker = find("sinks.prom worker").expect("worker item");
+        assert_eq!(worker.what, "sinks.prom worker (8000 samples in hand)");
+        let prefetch = find("receivers.k Kafka prefetch").expect("prefetch item");
+        assert_eq!(prefetch.bytes, 2048 * 1024);
     }
 
     #[test]

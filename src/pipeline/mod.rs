@@ -10,7 +10,7 @@ pub mod stages;
 
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinSet;
 
 pub use config::PipelineConfig;
@@ -55,7 +55,8 @@ pub struct RunningPipeline {
 pub fn spawn(name: &str, config: &PipelineConfig, stages: Stages, sinks: Vec<Arc<SinkQueue>>) -> RunningPipeline {
     let name: Arc<str> = name.into();
     let (tx, rx) = mpsc::channel::<Batch>(config.ingest_queue_batches);
-    let rx = Arc::new(Mutex::new(rx));
+    let rx = Arc::new(Mutex::new(SequencedReceiver { rx, next: 0 }));
+    let turn = Arc::new(watch::channel(0u64).0);
     let shard_count = config.shard_count();
     let mut tasks = JoinSet::new();
 
@@ -71,21 +72,38 @@ pub fn spawn(name: &str, config: &PipelineConfig, stages: Stages, sinks: Vec<Arc
     let stateless: Arc<[Box<dyn StatelessStage>]> = stages.stateless.into();
     // As many stateless workers as shards: both scale with cores.
     for _ in 0..shard_count {
-        tasks.spawn(run_stateless(name.clone(), rx.clone(), stateless.clone(), shard_txs.clone()));
+        tasks.spawn(run_stateless(name.clone(), rx.clone(), turn.clone(), stateless.clone(), shard_txs.clone()));
     }
     RunningPipeline { input: PipelineInput::new(name.clone(), tx), name, tasks }
 }
 
+/// The ingest queue with a ticket counter: a worker takes a batch and its
+/// ticket under one lock, so tickets follow arrival order.
+struct SequencedReceiver {
+    rx: mpsc::Receiver<Batch>,
+    next: u64,
+}
+
+/// Stateless workers run in parallel but hand batches to the shards in
+/// ticket order: otherwise two batches carrying the same series could reach
+/// its shard swapped, and the monotonic stage would drop good samples as
+/// `out_of_order`.
 async fn run_stateless(
     pipeline: Arc<str>,
-    rx: Arc<Mutex<mpsc::Receiver<Batch>>>,
+    rx: Arc<Mutex<SequencedReceiver>>,
+    turn: Arc<watch::Sender<u64>>,
     stages: Arc<[Box<dyn StatelessStage>]>,
     shards: Arc<[mpsc::Sender<ShardBatch>]>,
 ) {
     let mut drops = DropTally::default();
+    let mut my_turn = turn.subscribe();
     loop {
-        let batch = { rx.lock().await.recv().await };
-        let Some(mut batch) = batch else { break };
+        let (mut batch, ticket) = {
+            let mut input = rx.lock().await;
+            let Some(batch) = input.rx.recv().await else { break };
+            input.next += 1;
+            (batch, input.next - 1)
+        };
         for stage in stages.iter() {
             if batch.samples.is_empty() {
                 break;
@@ -93,10 +111,10 @@ async fn run_stateless(
             stage.process(&mut batch.samples, &mut drops);
         }
         flush_drops(&pipeline, &mut drops, batch.ack.as_ref());
-        if batch.samples.is_empty() {
-            continue;
-        }
-        for (i, part) in split_by_series(batch, shards.len()).into_iter().enumerate() {
+        let parts = if batch.samples.is_empty() { Vec::new() } else { split_by_series(batch, shards.len()) };
+        // The sender lives as long as any worker, so waiting cannot fail.
+        let _ = my_turn.wait_for(|&t| t == ticket).await;
+        for (i, part) in parts.into_iter().enumerate() {
             if let Some(part) = part {
                 let n = part.samples.len();
                 if let Err(mpsc::error::SendError(lost)) = shards[i].send(part).await {
@@ -108,6 +126,7 @@ async fn run_stateless(
                 }
             }
         }
+        turn.send_modify(|t| *t += 1);
     }
 }
 
@@ -220,5 +239,45 @@ mod tests {
         }
         assert_eq!(total, 1000);
         assert!(seen.values().collect::<std::collections::HashSet<_>>().len() > 1, "all series on one shard");
+    }
+
+    /// Holds each batch for a time that depends on its content, so parallel
+    /// workers finish out of arrival order.
+    struct UnevenDelay;
+
+    impl StatelessStage for UnevenDelay {
+        fn process(&self, samples: &mut Vec<Sample>, _: &mut DropTally) {
+            let ts = samples.first().map_or(0, |s| s.timestamp_ms);
+            std::thread::sleep(std::time::Duration::from_micros(((ts * 7919) % 5) as u64 * 300));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn parallel_workers_hand_batches_to_shards_in_arrival_order() {
+        use crate::queue::{Ledger, MemoryQueue, SinkQueue, WhenFull};
+        let queue = Arc::new(SinkQueue::Memory(MemoryQueue::new(
+            1_000_000,
+            WhenFull::Block,
+            Ledger::new(crate::telemetry::SinkMetrics::new("order")),
+        )));
+        let config: PipelineConfig = toml::from_str("receivers = [\"r\"]\nsinks = [\"s\"]\nshards = 4").unwrap();
+        let stages = Stages { stateless: vec![Box::new(UnevenDelay)], ..Stages::none() };
+        let running = spawn("order", &config, stages, vec![queue.clone()]);
+        const BATCHES: i64 = 200;
+        for ts in 0..BATCHES {
+            let batch = (0..8).map(|h| sample("m", &format!("h{h}"), ts)).collect();
+            running.input.send(Batch::new(batch)).await.unwrap();
+        }
+        let mut last: std::collections::HashMap<String, i64> = Default::default();
+        let mut seen = 0;
+        while seen < BATCHES * 8 {
+            let item = tokio::time::timeout(std::time::Duration::from_secs(10), queue.pop()).await.unwrap().unwrap();
+            for s in &item.batch.samples {
+                let host = s.labels.get("host").unwrap().to_string();
+                let prev = last.insert(host.clone(), s.timestamp_ms).unwrap_or(-1);
+                assert!(s.timestamp_ms > prev, "series {host}: {} arrived after {prev}", s.timestamp_ms);
+                seen += 1;
+            }
+        }
     }
 }

@@ -44,6 +44,11 @@ pub enum KafkaReceiverError {
     DeadLetter { receiver: String, topic: String, source: Box<rdkafka::error::KafkaError> },
 }
 
+/// librdkafka's bound on messages fetched ahead of the consumer, in KiB.
+pub const PREFETCH_OPTION: &str = "queued.max.messages.kbytes";
+/// tsrelay's default for [`PREFETCH_OPTION`]: 16 MiB, counted in the memory budget.
+pub const DEFAULT_PREFETCH_KBYTES: u64 = 16 * 1024;
+
 /// Librdkafka settings shared by the consumer and the dead-letter producer:
 /// tsrelay's defaults, then the user's options on top.
 fn client_config(name: &str, config: &KafkaReceiverConfig) -> ClientConfig {
@@ -79,6 +84,10 @@ pub fn spawn(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false");
+    if !config.librdkafka_options.contains_key(PREFETCH_OPTION) {
+        // librdkafka's own default (64 MiB) would dwarf the rest of a small budget.
+        consumer_config.set(PREFETCH_OPTION, DEFAULT_PREFETCH_KBYTES.to_string());
+    }
     if !config.librdkafka_options.contains_key("auto.offset.reset") {
         // A new group starts at the beginning: nothing already in the topic is skipped.
         consumer_config.set("auto.offset.reset", "earliest");
