@@ -31,7 +31,7 @@ address = "{address}"
 path_template = "{{__name__}}/{{host}}.rrd"
 step = "{STEP}s"
 batch = {{ max_samples = 1000, max_age_ms = 50 }}
-retry = {{ initial_backoff = "50ms", max_backoff = "200ms", max_retry_duration = "60s" }}
+retry = {{ initial = "50ms", max = "200ms", max_retry_duration = "60s" }}
 {extra}
 [pipelines.main]
 receivers = ["grpc"]
