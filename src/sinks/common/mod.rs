@@ -261,3 +261,105 @@ where
         delivery
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Range;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use futures::future::BoxFuture;
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::model::{Batch, Labels, Sample};
+    use crate::telemetry::{DropReason, Health};
+
+    /// Requests are ranges of sample indexes; splitting halves the range.
+    struct RangeEncoder;
+
+    impl Encode for RangeEncoder {
+        type Request = Range<usize>;
+
+        fn encode(&mut self, batch: &SinkBatch) -> Encoded<Range<usize>> {
+            Encoded { request: Some(0..batch.len()), unrepresentable: 0, problem: None }
+        }
+
+        fn split(&mut self, r: &Range<usize>) -> Option<[(Range<usize>, usize); 2]> {
+            let mid = r.start + r.len() / 2;
+            (r.len() > 1).then(|| [(r.start..mid, mid - r.start), (mid..r.end, r.end - mid)])
+        }
+    }
+
+    /// Refuses requests above `max` samples as too large; a partial write refuses sample 0.
+    #[derive(Clone)]
+    struct SizeLimited {
+        max: usize,
+        seen: Arc<Mutex<Vec<Range<usize>>>>,
+    }
+
+    struct Refused(usize);
+
+    impl Written for Refused {
+        fn refused(&self) -> Option<(usize, &str)> {
+            (self.0 > 0).then_some((self.0, "sample 0 refused"))
+        }
+    }
+
+    impl Service<Range<usize>> for SizeLimited {
+        type Response = Refused;
+        type Error = SendError;
+        type Future = BoxFuture<'static, Result<Refused, SendError>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, r: Range<usize>) -> Self::Future {
+            self.seen.lock().push(r.clone());
+            let answer = if r.len() > self.max {
+                Err(SendError::TooLarge { message: "HTTP 413".into() })
+            } else {
+                Ok(Refused(usize::from(r.start == 0)))
+            };
+            Box::pin(async move { answer })
+        }
+    }
+
+    fn batch(n: usize) -> SinkBatch {
+        let samples = (0..n)
+            .map(|i| Sample::new([("__name__", "m")].into_iter().collect::<Labels>(), i as f64, 1_700_000_000_000))
+            .collect();
+        SinkBatch::from_batch(Arc::new(Batch::new(samples)))
+    }
+
+    fn lane(max: usize) -> (NetworkSink<RangeEncoder, SizeLimited>, Arc<Mutex<Vec<Range<usize>>>>) {
+        let health = Health::default().register_sink("split-test", Duration::from_secs(60));
+        let context = SinkContext::new("split-test", crate::telemetry::SinkMetrics::new("split-test"), health);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let request = RequestConfig { concurrency: Concurrency::Fixed(1), ..RequestConfig::default() };
+        let service = SizeLimited { max, seen: seen.clone() };
+        let mut lanes = network_lanes(&request, || RangeEncoder, service, &context);
+        (lanes.remove(0), seen)
+    }
+
+    #[tokio::test]
+    async fn too_large_requests_are_split_in_halves_first_half_first() {
+        let (mut sink, seen) = lane(2);
+        let delivery = sink.deliver(&batch(7)).await;
+        assert_eq!(*seen.lock(), vec![0..7, 0..3, 0..1, 1..3, 3..7, 3..5, 5..7]);
+        // Sample 0 was refused by a partial write; the rest went out.
+        assert_eq!(delivery.delivered, 6);
+        assert!(matches!(delivery.failed, Some((1, SinkError::Rejected { .. }))));
+        assert_eq!(delivery.total(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_single_sample_too_large_is_rejected() {
+        let (mut sink, _) = lane(0);
+        let delivery = sink.deliver(&batch(2)).await;
+        assert_eq!(delivery.delivered, 0);
+        assert!(matches!(delivery.failed, Some((2, SinkError::Rejected { .. }))), "{delivery:?}");
+        assert_eq!(delivery.failed.as_ref().map(|f| f.1.reason()), Some(DropReason::Rejected));
+    }
+}

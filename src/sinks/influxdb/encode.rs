@@ -228,4 +228,26 @@ mod tests {
         flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut back).unwrap();
         assert_eq!(back, "cpu value=1 1\n");
     }
+
+    #[test]
+    fn requests_split_by_lines_without_encoding_again() {
+        let samples: Vec<Sample> = (0..5).map(|i| sample("cpu", "a", i as f64)).collect();
+        let batch = SinkBatch::from_batch(Arc::new(crate::model::Batch::new(samples)));
+        let mut enc = InfluxdbEncoder::new("value".into(), None, false);
+        let whole = enc.encode(&batch).request.expect("a request");
+        assert_eq!(whole.lines(), 5);
+        let [(first, n1), (second, n2)] = enc.split(&whole).expect("five lines split");
+        assert_eq!((n1, n2), (2, 3));
+        assert_eq!([&first.body[..], &second.body[..]].concat(), whole.body.to_vec());
+        assert!(String::from_utf8_lossy(&second.body).starts_with("cpu,host=a value=2.0 "));
+        let [(one, _), _] = enc.split(&first).unwrap();
+        assert!(enc.split(&one).is_none(), "a single line cannot be split");
+
+        let mut gz = InfluxdbEncoder::new("value".into(), None, true);
+        let zipped = gz.encode(&batch).request.unwrap();
+        assert!(zipped.gzipped);
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&zipped.body[..]).read_to_end(&mut back).unwrap();
+        assert_eq!(back, whole.body.to_vec());
+    }
 }
