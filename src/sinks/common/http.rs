@@ -174,15 +174,18 @@ impl HttpTarget {
     /// do. The body is kept up to `keep_body` bytes (more of a success body is
     /// read, so the connection can be reused). Only a transport failure is an
     /// error, classified by the shared rules.
-    pub fn send(&self, body: Bytes, keep_body: usize) -> impl Future<Output = Result<HttpAnswer, SendError>> + Send + 'static {
+    pub fn send(
+        &self,
+        body: Bytes,
+        keep_body: usize,
+    ) -> impl Future<Output = Result<HttpAnswer, SendError>> + Send + 'static {
         let inner = self.inner.clone();
         async move {
             let mut request = reqwest::Request::new(Method::POST, inner.url.clone());
             *request.headers_mut() = inner.headers.clone();
             *request.body_mut() = Some(body.into());
             // The URL may carry credentials (InfluxDB's `u`/`p`): keep it out of messages.
-            let mut response =
-                inner.client.execute(request).await.map_err(|e| classify_transport(&e.without_url()))?;
+            let mut response = inner.client.execute(request).await.map_err(|e| classify_transport(&e.without_url()))?;
             let status = response.status();
             let headers = std::mem::take(response.headers_mut());
             let mut kept = Vec::new();

@@ -35,8 +35,8 @@ pub use retry::{Retry, RetryBudget, RetryLayer, RetryPolicy, run_with_retries};
 pub use timeout::{Timeout, TimeoutLayer};
 
 use super::{Delivery, Sink, SinkBatch, SinkError};
-use log_throttle::LogThrottle;
 use crate::telemetry::{SinkHealth, SinkMetrics};
+use log_throttle::LogThrottle;
 
 /// What the layers of one sink report to: its name, metrics and health entry.
 #[derive(Clone)]
@@ -291,11 +291,14 @@ mod tests {
         }
     }
 
+    /// The requests a service saw, in order.
+    type Seen = Arc<Mutex<Vec<Range<usize>>>>;
+
     /// Refuses requests above `max` samples as too large; a partial write refuses sample 0.
     #[derive(Clone)]
     struct SizeLimited {
         max: usize,
-        seen: Arc<Mutex<Vec<Range<usize>>>>,
+        seen: Seen,
     }
 
     struct Refused(usize);
@@ -333,7 +336,7 @@ mod tests {
         SinkBatch::from_batch(Arc::new(Batch::new(samples)))
     }
 
-    fn lane(max: usize) -> (NetworkSink<RangeEncoder, SizeLimited>, Arc<Mutex<Vec<Range<usize>>>>) {
+    fn lane(max: usize) -> (NetworkSink<RangeEncoder, SizeLimited>, Seen) {
         let health = Health::default().register_sink("split-test", Duration::from_secs(60));
         let context = SinkContext::new("split-test", crate::telemetry::SinkMetrics::new("split-test"), health);
         let seen = Arc::new(Mutex::new(Vec::new()));

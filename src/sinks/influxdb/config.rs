@@ -221,10 +221,9 @@ mod tests {
     fn credentials_become_the_authorization_header() {
         let v1 = parse("url = \"http://h:1\"\ndatabase = \"m\"\nusername = \"user\"\npassword = \"pass\"").unwrap();
         assert_eq!(v1.authorization().as_deref(), Some("Basic dXNlcjpwYXNz"));
-        let query = parse(
-            "url = \"http://h:1\"\ndatabase = \"m\"\nusername = \"user\"\npassword = \"pass\"\nauth = \"query\"",
-        )
-        .unwrap();
+        let query =
+            parse("url = \"http://h:1\"\ndatabase = \"m\"\nusername = \"user\"\npassword = \"pass\"\nauth = \"query\"")
+                .unwrap();
         assert_eq!(query.authorization(), None);
         let v2 = parse("url = \"http://h:1\"\napi = \"v2\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"").unwrap();
         assert_eq!(v2.authorization().as_deref(), Some("Token t"));

@@ -163,7 +163,8 @@ impl Encode for InfluxdbEncoder {
         let mid = range.start + range.len() / 2;
         // Split lines of the request's own batch, even if this lane has encoded nothing since.
         let previous = std::mem::replace(&mut self.lines, request.lines.clone());
-        let halves = [(self.request(range.start..mid), mid - range.start), (self.request(mid..range.end), range.end - mid)];
+        let halves =
+            [(self.request(range.start..mid), mid - range.start), (self.request(mid..range.end), range.end - mid)];
         self.lines = previous;
         Some(halves)
     }
