@@ -269,8 +269,11 @@ impl RrdcachedSink {
         let mut work: Vec<Work> = Vec::with_capacity(files.len());
         for mut file in files {
             if let Some(&last) = self.last_written.get(file.path.as_str()) {
+                // Points are coalesced per second: at most one equals `last`.
+                let older = file.points.partition_point(|p| p.0 < last);
                 let old = file.points.partition_point(|p| p.0 <= last);
-                tally.out_of_order += old;
+                tally.out_of_order += older;
+                tally.duplicate += old - older;
                 file.points.drain(..old);
             }
             if !file.points.is_empty() {
