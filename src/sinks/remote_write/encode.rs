@@ -176,9 +176,9 @@ impl RemoteWriteEncoder {
             // The entry's size is known: grow once, then write every field
             // in place (small fixed-size copies instead of a memcpy call per
             // string, which cost more than the copying itself).
-            let start = self.raw.len();
-            self.raw.resize(start + 1 + varint_len(series_len as u64) + series_len, 0);
-            let mut out = Cursor { out: &mut self.raw[start..], at: 0 };
+            let entry_at = self.raw.len();
+            self.raw.resize(entry_at + 1 + varint_len(series_len as u64) + series_len, 0);
+            let mut out = Cursor { out: &mut self.raw[entry_at..], at: 0 };
             out.byte(tag::WRITE_REQUEST_TIMESERIES);
             out.varint(series_len as u64);
             if ready.is_some() {
