@@ -448,7 +448,7 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
             writeln!(report, "daemon CPU {cpu:.2} s ⇒ {per_cpu:.0} samples per CPU-second; peak RSS {hwm_mib:.1} MiB");
         let _ = write!(result, " cpu={cpu:.2} per_cpu={per_cpu:.0} hwm_mib={hwm_mib:.1}");
     }
-    print!("{report}{result}\n");
+    println!("{report}{result}");
     Ok(())
 }
 
@@ -610,7 +610,6 @@ mod tests {
         let series = |n: usize| TimeSeries {
             labels: vec![Label { name: "__name__".into(), value: format!("m{n}") }],
             samples: (0..n).map(|i| Sample { value: i as f64, timestamp: i as i64 }).collect(),
-            ..Default::default()
         };
         let request = WriteRequest { timeseries: vec![series(3), series(1), series(5)], ..Default::default() };
         assert_eq!(null_receiver::count_samples(&request.encode_to_vec()), Some(9));
