@@ -13,7 +13,7 @@ use crate::config::LoadedConfig;
 use crate::limits::{BudgetError, MemoryBudget, MemoryPressure, watch_rss};
 use crate::pipeline::{self, stages};
 use crate::queue::{Ledger, QueueError, SinkQueue};
-use crate::receivers::submit::Submitter;
+use crate::receivers::submit::{AckMode, Submitter};
 use crate::receivers::{ReceiverConfig, grpc, http, kafka};
 use crate::sinks::{self, SinkBuildError};
 use crate::telemetry::{self, Health, MemoryMetrics, ReceiverMetrics, SinkMetrics};
@@ -120,6 +120,9 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         };
         health.register_receiver(name);
         let metrics = ReceiverMetrics::new(name);
+        let pressure = pressure.clone();
+        let submitter =
+            move |max_wait, ack, ack_timeout| Submitter { input, metrics, max_wait, ack, ack_timeout, pressure };
         let token = stop.clone();
         let shutdown = async move { token.cancelled().await };
         // Network listeners are ready once bound; a Kafka receiver once it
@@ -129,14 +132,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             ReceiverConfig::Http(c) => {
                 let listener = bind(&format!("receivers.{name}"), c.listen).await?;
                 addrs.receivers.insert(name.clone(), listener.local_addr().unwrap_or(c.listen));
-                let submitter = Submitter {
-                    input,
-                    metrics,
-                    max_wait: Duration::from_millis(c.max_wait_ms),
-                    ack: c.ack,
-                    ack_timeout: c.ack_timeout,
-                    pressure: pressure.clone(),
-                };
+                let submitter = submitter(Duration::from_millis(c.max_wait_ms), c.ack, c.ack_timeout);
                 let (c, n) = (c.clone(), name.clone());
                 tokio::spawn(async move {
                     if let Err(e) = http::serve(listener, c, submitter, shutdown).await {
@@ -147,14 +143,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             ReceiverConfig::Grpc(c) => {
                 let listener = bind(&format!("receivers.{name}"), c.listen).await?;
                 addrs.receivers.insert(name.clone(), listener.local_addr().unwrap_or(c.listen));
-                let submitter = Submitter {
-                    input,
-                    metrics,
-                    max_wait: Duration::from_millis(c.max_wait_ms),
-                    ack: c.ack,
-                    ack_timeout: c.ack_timeout,
-                    pressure: pressure.clone(),
-                };
+                let submitter = submitter(Duration::from_millis(c.max_wait_ms), c.ack, c.ack_timeout);
                 let (c, n) = (c.clone(), name.clone());
                 tokio::spawn(async move {
                     if let Err(e) = grpc::serve(listener, c, submitter, shutdown).await {
@@ -165,14 +154,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             ReceiverConfig::Kafka(c) => {
                 listening = false;
                 // The receiver makes one acknowledgement per batch itself (Submitter::offer).
-                let submitter = Submitter {
-                    input,
-                    metrics,
-                    max_wait: Duration::from_millis(c.pause_after_ms),
-                    ack: crate::receivers::submit::AckMode::Accepted,
-                    ack_timeout: c.drain_timeout,
-                    pressure: pressure.clone(),
-                };
+                let submitter = submitter(Duration::from_millis(c.pause_after_ms), AckMode::Accepted, c.drain_timeout);
                 kafka::spawn(name, c, submitter, health.clone(), stop.clone())?
             }
         };

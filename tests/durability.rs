@@ -107,7 +107,7 @@ org = "o"
 bucket = "b"
 queue = {{ type = "disk", max_bytes = 268435456, fsync = {{ interval_ms = 200 }} }}
 batch = {{ max_samples = 2000, max_age_ms = 50 }}
-retry = {{ initial_backoff = "100ms", max_backoff = "2s" }}
+request = {{ retry = {{ initial = "100ms", max = "2s" }} }}
 {pipeline}"#,
         receiver = grpc_receiver(grpc, "accepted"),
         pipeline = pipeline("\"vm\"")

@@ -60,7 +60,7 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-const FAST_RETRY: &str = r#"retry = { initial_backoff = "50ms", max_backoff = "300ms", max_retry_duration = "30s" }"#;
+const FAST_RETRY: &str = r#"request = { retry = { initial = "50ms", max = "300ms", max_retry_duration = "30s" } }"#;
 
 #[test]
 fn v1_round_trip_through_influxql() {
@@ -311,7 +311,7 @@ org = "my org"
 bucket = "b"
 token = "secret"
 batch = {{ max_samples = 1000, max_age_ms = 200 }}
-retry = {{ initial_backoff = "50ms", max_backoff = "100ms", max_retry_duration = "30s" }}
+request = {{ retry = {{ initial = "50ms", max = "100ms", max_retry_duration = "30s" }} }}
 "#
     );
     let t = Tsrelay::start(dir.path(), &config(grpc, &sinks, &["v2"]));

@@ -31,7 +31,7 @@ address = "{address}"
 path_template = "{{__name__}}/{{host}}.rrd"
 step = "{STEP}s"
 batch = {{ max_samples = 1000, max_age_ms = 50 }}
-retry = {{ initial_backoff = "50ms", max_backoff = "200ms", max_retry_duration = "60s" }}
+retry = {{ initial = "50ms", max = "200ms", max_retry_duration = "60s" }}
 {extra}
 [pipelines.main]
 receivers = ["grpc"]
@@ -191,7 +191,8 @@ fn same_second_is_coalesced_and_older_samples_are_out_of_order() {
 
     // t0+15 is older than the series' last sample: the pipeline's monotonic
     // stage drops it before fanout. t0+20.5 is newer to the pipeline but falls
-    // in the second the sink already wrote: the sink drops it before sending.
+    // in the second the sink already wrote: the sink drops it as a duplicate
+    // before sending.
     write_all(
         grpc,
         vec![series(
@@ -201,7 +202,8 @@ fn same_second_is_coalesced_and_older_samples_are_out_of_order() {
         )],
     );
     let m = settle(&t, 8.0);
-    assert_eq!(dropped(&m, "out_of_order"), 2.0);
+    assert_eq!(dropped(&m, "duplicate"), 2.0);
+    assert_eq!(dropped(&m, "out_of_order"), 1.0);
     assert_eq!(sum_metric(&m, DROPPED, &["stage=\"monotonic\"", "reason=\"out_of_order\""]), 1.0);
     assert_eq!(sum_metric(&m, SENT, &["sink=\"rrd\""]), 5.0);
 

@@ -184,8 +184,9 @@ fn sink_batches_in_hand(sink: &crate::sinks::SinkConfig) -> u64 {
     use crate::sinks::SinkConfig;
     let lanes = match sink {
         SinkConfig::PrometheusRemoteWrite(c) => c.request.max_in_flight(),
+        SinkConfig::Influxdb(c) => c.request.max_in_flight(),
         SinkConfig::Kafka(c) => c.concurrency.max(1),
-        SinkConfig::File(_) | SinkConfig::Blackhole(_) | SinkConfig::Influxdb(_) | SinkConfig::Rrdcached(_) => 1,
+        SinkConfig::File(_) | SinkConfig::Blackhole(_) | SinkConfig::Rrdcached(_) => 1,
     };
     2 * lanes as u64
 }

@@ -13,7 +13,6 @@ pub mod influxdb;
 pub mod kafka;
 pub mod line_protocol;
 pub mod remote_write;
-pub mod retry;
 pub mod rrdcached;
 mod worker;
 
@@ -169,12 +168,6 @@ pub fn spawn_sink(
     let batch = common.batch.clone();
     // A durable queue keeps the data through any outage (DESIGN §2): retrying must not give up on it.
     let retry_forever = queue.is_durable();
-    let unbounded = |mut retry: retry::RetryConfig| {
-        if retry_forever {
-            retry.max_retry_duration = Duration::MAX;
-        }
-        retry
-    };
     let context = common::SinkContext::new(name, queue.ledger().metrics.clone(), health.clone());
     let resolve = |p: &std::path::Path| loaded.resolve(p);
     let build_error = |message: String| SinkBuildError { sink: name.to_string(), message };
@@ -195,29 +188,14 @@ pub fn spawn_sink(
             tokio::spawn(run_worker(lanes, queue, batch, health))
         }
         SinkConfig::Influxdb(c) => {
-            let ca_file = c.tls.ca_file.as_ref().map(|p| loaded.resolve(p));
-            let service = influxdb::service::InfluxdbService::new(c, ca_file)
-                .map_err(|e| SinkBuildError { sink: name.to_string(), message: e.to_string() })?;
-            let metrics = queue.ledger().metrics.clone();
-            let sink = influxdb::InfluxdbSink::new(
-                name,
-                influxdb::InfluxdbSinkConfig { retry: unbounded(c.retry.clone()), ..c.clone() },
-                service,
-                Some(loaded.registry.influxdb_overrides()),
-                metrics,
-                health.clone(),
-            );
-            tokio::spawn(run_worker(vec![sink], queue, batch, health))
+            let overrides = Some(loaded.registry.influxdb_overrides());
+            let lanes = influxdb::lanes(c, &context, &resolve, retry_forever, overrides)
+                .map_err(|e| build_error(e.to_string()))?;
+            tokio::spawn(run_worker(lanes, queue, batch, health))
         }
         SinkConfig::Rrdcached(c) => {
-            let metrics = queue.ledger().metrics.clone();
-            let sink = rrdcached::RrdcachedSink::new(
-                name,
-                rrdcached::RrdcachedSinkConfig { retry: unbounded(c.retry.clone()), ..c.clone() },
-                Some(loaded.registry.rrdcached_overrides()),
-                metrics,
-                health.clone(),
-            )?;
+            let overrides = Some(loaded.registry.rrdcached_overrides());
+            let sink = rrdcached::RrdcachedSink::new(name, c.clone(), overrides, context, retry_forever)?;
             tokio::spawn(run_worker(vec![sink], queue, batch, health))
         }
         SinkConfig::Kafka(c) => {

@@ -1,6 +1,7 @@
 //! What one attempt ended in, and how a backend's answer decides it
 //! (DESIGN §2): connection errors, timeouts, 408, 429 and 5xx except 501 are
-//! worth retrying; every other 4xx (and 501) refuses the data for good.
+//! worth retrying; 413 asks for smaller requests (the sink splits the batch
+//! when its encoder can); every other 4xx (and 501) refuses the data for good.
 
 use std::time::{Duration, SystemTime};
 
@@ -19,6 +20,12 @@ pub enum SendError {
     /// The backend refused the data; sending it again would not help.
     #[error("{message}")]
     Rejected { status: Option<u16>, message: String },
+    /// The request is over the backend's size limit (413): resending it whole
+    /// cannot help, but its halves may go through. [`crate::sinks::common::NetworkSink`]
+    /// splits it when its encoder can ([`crate::sinks::common::Encode::split`]),
+    /// otherwise the samples count as rejected.
+    #[error("{message}")]
+    TooLarge { message: String },
     /// Retrying stopped: the time budget (`max_retry_duration`) is spent.
     #[error("gave up after {attempts} attempts in {elapsed:.1?}: {last}")]
     Exhausted { attempts: u32, elapsed: Duration, last: String },
@@ -55,6 +62,8 @@ pub fn classify_status(status: StatusCode, headers: &HeaderMap, body: &[u8], now
     let message = if text.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {text}") };
     if is_retryable_status(status) {
         SendError::Retryable { message, retry_after: retry_after(headers, now) }
+    } else if status == StatusCode::PAYLOAD_TOO_LARGE {
+        SendError::TooLarge { message }
     } else {
         SendError::Rejected { status: Some(status.as_u16()), message }
     }
@@ -137,5 +146,9 @@ mod tests {
             }
         );
         assert!(classify_status(StatusCode::UNAUTHORIZED, &HeaderMap::new(), b"", now).is_configuration_problem());
+        assert_eq!(
+            classify_status(StatusCode::PAYLOAD_TOO_LARGE, &HeaderMap::new(), b"", now),
+            SendError::TooLarge { message: "HTTP 413 Payload Too Large".into() }
+        );
     }
 }

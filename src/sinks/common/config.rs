@@ -103,7 +103,7 @@ impl RequestConfig {
                 defaults::MAX_LANES
             ));
         }
-        self.retry.check()?;
+        self.retry.check("request.retry")?;
         if let Some(tenant) = &self.tenant {
             reqwest::header::HeaderValue::from_str(tenant)
                 .map_err(|_| format!("request.tenant {tenant:?} is not a valid header value"))?;
@@ -197,18 +197,17 @@ impl Default for RetryConfig {
 }
 
 impl RetryConfig {
-    fn check(&self) -> Result<(), String> {
+    /// Checks values; `key` is where the settings sit in the sink's config
+    /// (`request.retry`, or `retry` for a sink that is not HTTP).
+    pub fn check(&self, key: &str) -> Result<(), String> {
         if self.initial.is_zero() {
-            return Err("request.retry.initial must be greater than 0".into());
+            return Err(format!("{key}.initial must be greater than 0"));
         }
         if self.max < self.initial {
-            return Err(format!(
-                "request.retry.max ({:?}) must not be below request.retry.initial ({:?})",
-                self.max, self.initial
-            ));
+            return Err(format!("{key}.max ({:?}) must not be below {key}.initial ({:?})", self.max, self.initial));
         }
         if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
-            return Err(format!("request.retry.multiplier must be at least 1.0, not {}", self.multiplier));
+            return Err(format!("{key}.multiplier must be at least 1.0, not {}", self.multiplier));
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
-use reqwest::{Method, Url};
+use reqwest::{Method, StatusCode, Url};
 
 use super::classify::{MAX_ERROR_BODY, SendError, classify_status, classify_transport};
 use super::config::{AuthConfig, RequestConfig, TENANT_HEADER};
@@ -113,9 +113,7 @@ pub fn request_headers(
     }
     if let Some(auth) = &config.auth {
         let credentials = match auth {
-            AuthConfig::Basic { username, password } => {
-                format!("Basic {}", base64(format!("{username}:{password}").as_bytes()))
-            }
+            AuthConfig::Basic { username, password } => basic_credentials(username, password),
             AuthConfig::Bearer { token } => format!("Bearer {token}"),
         };
         let mut v = HeaderValue::from_str(&credentials).map_err(|_| HttpSetupError::Header {
@@ -158,36 +156,67 @@ impl HttpTarget {
         &self.inner.url
     }
 
-    /// One attempt: POST `body`; any 2xx is success, the rest is classified.
+    /// One attempt: POST `body`; any 2xx is success, the rest is classified
+    /// by the shared rules.
     pub fn post(&self, body: Bytes) -> impl Future<Output = Result<(), SendError>> + Send + 'static {
+        let answer = self.send(body, MAX_ERROR_BODY);
+        async move {
+            let answer = answer.await?;
+            if answer.status.is_success() {
+                return Ok(());
+            }
+            Err(classify_status(answer.status, &answer.headers, &answer.body, SystemTime::now()))
+        }
+    }
+
+    /// One attempt: POST `body` and return whatever the backend answered, for
+    /// sinks whose protocol reads more into an answer than the shared rules
+    /// do. The body is kept up to `keep_body` bytes (more of a success body is
+    /// read, so the connection can be reused). Only a transport failure is an
+    /// error, classified by the shared rules.
+    pub fn send(
+        &self,
+        body: Bytes,
+        keep_body: usize,
+    ) -> impl Future<Output = Result<HttpAnswer, SendError>> + Send + 'static {
         let inner = self.inner.clone();
         async move {
             let mut request = reqwest::Request::new(Method::POST, inner.url.clone());
             *request.headers_mut() = inner.headers.clone();
             *request.body_mut() = Some(body.into());
-            let mut response = inner.client.execute(request).await.map_err(|e| classify_transport(&e))?;
+            // The URL may carry credentials (InfluxDB's `u`/`p`): keep it out of messages.
+            let mut response = inner.client.execute(request).await.map_err(|e| classify_transport(&e.without_url()))?;
             let status = response.status();
-            if status.is_success() {
-                let mut drained = 0;
-                while drained < MAX_DRAINED_BODY {
-                    match response.chunk().await {
-                        Ok(Some(chunk)) => drained += chunk.len(),
-                        _ => break,
-                    }
-                }
-                return Ok(());
-            }
             let headers = std::mem::take(response.headers_mut());
-            let mut body = Vec::new();
-            while body.len() < MAX_ERROR_BODY {
+            let mut kept = Vec::new();
+            let mut read = 0;
+            let limit = if status.is_success() { MAX_DRAINED_BODY.max(keep_body) } else { keep_body };
+            while read < limit {
                 match response.chunk().await {
-                    Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(MAX_ERROR_BODY - body.len())]),
+                    Ok(Some(chunk)) => {
+                        read += chunk.len();
+                        let room = keep_body.saturating_sub(kept.len());
+                        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    }
                     _ => break,
                 }
             }
-            Err(classify_status(status, &headers, &body, SystemTime::now()))
+            Ok(HttpAnswer { status, headers, body: kept })
         }
     }
+}
+
+/// A backend's answer to one request, its body cut to what the caller kept.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// `Basic <base64(user:password)>`, the value of an `Authorization` header.
+pub fn basic_credentials(username: &str, password: &str) -> String {
+    format!("Basic {}", base64(format!("{username}:{password}").as_bytes()))
 }
 
 /// Standard base64 with padding (RFC 4648), for basic credentials.

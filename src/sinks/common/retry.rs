@@ -2,6 +2,7 @@
 //! `backon`), `Retry-After` honoured up to a cap, and a time budget that ends
 //! in `retry_exhausted` — or no budget at all for sinks behind a disk queue.
 
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -160,50 +161,71 @@ where
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        let mut inner = self.inner.clone();
+        let inner = self.inner.clone();
         let policy = self.policy.clone();
         let context = self.context.clone();
         let log = self.log.clone();
         Box::pin(async move {
-            let started = Instant::now();
-            let mut backoff = policy.backoff();
-            let mut attempts: u32 = 0;
-            loop {
-                attempts += 1;
+            run_with_retries(&policy, &context, &log, move || {
+                let mut attempt_service = inner.clone();
                 let attempt = request.clone();
-                let outcome = async {
-                    std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
-                    inner.call(attempt).await
+                async move {
+                    std::future::poll_fn(|cx| attempt_service.poll_ready(cx)).await?;
+                    attempt_service.call(attempt).await
                 }
-                .await;
-                let (message, retry_after) = match outcome {
-                    Ok(response) => {
-                        if attempts > 1 {
-                            tracing::info!(sink = %context.name, attempts, "request delivered after retrying");
-                        }
-                        context.health.succeeded();
-                        return Ok(response);
-                    }
-                    Err(SendError::Retryable { message, retry_after }) => (message, retry_after),
-                    Err(other) => return Err(other),
-                };
-                context.health.failed(&message);
-                let delay = policy.delay(backoff.next().unwrap_or(policy.max), retry_after);
-                if let RetryBudget::Bounded(limit) = policy.budget
-                    && started.elapsed() + delay > limit
-                {
-                    return Err(SendError::Exhausted { attempts, elapsed: started.elapsed(), last: message });
-                }
-                context.metrics.retries.increment(1);
-                if let Some(suppressed) = log.check() {
-                    tracing::warn!(
-                        sink = %context.name, attempt = attempts, retry_in = ?delay,
-                        similar_messages_suppressed = suppressed, error = %message, "request failed; retrying"
-                    );
-                }
-                tokio::time::sleep(delay).await;
-            }
+            })
+            .await
         })
+    }
+}
+
+/// The loop of [`Retry`], for sinks whose attempts are not a tower service
+/// (rrdcached's persistent connection): runs `attempt` until it succeeds,
+/// fails for good, or `policy`'s budget is spent ([`SendError::Exhausted`]).
+/// Waits per the backoff (or `Retry-After`), counts
+/// `tsrelay_sink_retries_total`, keeps the sink's health up to date and logs
+/// through `log`.
+pub async fn run_with_retries<T, F, Fut>(
+    policy: &RetryPolicy,
+    context: &SinkContext,
+    log: &LogThrottle,
+    mut attempt: F,
+) -> Result<T, SendError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SendError>>,
+{
+    let started = Instant::now();
+    let mut backoff = policy.backoff();
+    let mut attempts: u32 = 0;
+    loop {
+        attempts += 1;
+        let (message, retry_after) = match attempt().await {
+            Ok(response) => {
+                if attempts > 1 {
+                    tracing::info!(sink = %context.name, attempts, "request delivered after retrying");
+                }
+                context.health.succeeded();
+                return Ok(response);
+            }
+            Err(SendError::Retryable { message, retry_after }) => (message, retry_after),
+            Err(other) => return Err(other),
+        };
+        context.health.failed(&message);
+        let delay = policy.delay(backoff.next().unwrap_or(policy.max), retry_after);
+        if let RetryBudget::Bounded(limit) = policy.budget
+            && started.elapsed() + delay > limit
+        {
+            return Err(SendError::Exhausted { attempts, elapsed: started.elapsed(), last: message });
+        }
+        context.metrics.retries.increment(1);
+        if let Some(suppressed) = log.check() {
+            tracing::warn!(
+                sink = %context.name, attempt = attempts, retry_in = ?delay,
+                similar_messages_suppressed = suppressed, error = %message, "request failed; retrying"
+            );
+        }
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -255,5 +277,36 @@ mod tests {
             RetryPolicy::new(&RetryConfig::default(), false).budget,
             RetryBudget::Bounded(super::super::config::defaults::max_retry_duration())
         );
+    }
+
+    #[tokio::test]
+    async fn run_with_retries_retries_until_success_or_budget() {
+        let health = crate::telemetry::Health::default().register_sink("retry-test", Duration::from_secs(60));
+        let context = SinkContext::new("retry-test", crate::telemetry::SinkMetrics::new("retry-test"), health);
+        let log = LogThrottle::default();
+        let config = RetryConfig {
+            initial: Duration::from_millis(5),
+            max: Duration::from_millis(20),
+            multiplier: 2.0,
+            max_retry_duration: Duration::from_millis(300),
+            max_retry_after: Duration::from_secs(1),
+        };
+        let bounded = RetryPolicy::new(&config, false);
+        let mut calls = 0;
+        let r = run_with_retries(&bounded, &context, &log, || {
+            calls += 1;
+            let n = calls;
+            async move { if n < 3 { Err(SendError::retryable("busy")) } else { Ok(n) } }
+        })
+        .await;
+        assert_eq!(r, Ok(3));
+        let r: Result<(), SendError> =
+            run_with_retries(&bounded, &context, &log, || async { Err(SendError::retryable("down")) }).await;
+        assert!(matches!(r, Err(SendError::Exhausted { attempts, .. }) if attempts > 3), "{r:?}");
+        let r: Result<(), SendError> = run_with_retries(&bounded, &context, &log, || async {
+            Err(SendError::Rejected { status: Some(400), message: "bad".into() })
+        })
+        .await;
+        assert!(matches!(r, Err(SendError::Rejected { .. })), "refusals are not retried");
     }
 }

@@ -1,13 +1,14 @@
 //! `[sinks.<name>] type = "influxdb"`: every key, documented, defaults in [`defaults`].
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::service::protocol_header_names;
 use crate::queue::QueueConfig;
 use crate::sinks::BatchConfig;
-use crate::sinks::retry::RetryConfig;
+use crate::sinks::common::RequestConfig;
+use crate::sinks::common::http::parse_url;
 
 /// Which write API the server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -31,19 +32,16 @@ pub enum V1Auth {
     Query,
 }
 
-/// Trust settings for `https://` URLs.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM file with extra CA certificates to trust (relative to the config file).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Accept any server certificate. For tests only.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
+/// ```toml
+/// [sinks.influx]
+/// type = "influxdb"
+/// url = "http://127.0.0.1:8086"
+/// database = "metrics"
+/// [sinks.influx.request]
+/// concurrency = "adaptive"
+/// retry = { initial = "100ms", max = "30s", max_retry_duration = "10m" }
+/// ```
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InfluxdbSinkConfig {
     /// Base URL of the server, e.g. `http://127.0.0.1:8086` (paths are added).
@@ -85,13 +83,11 @@ pub struct InfluxdbSinkConfig {
     /// Field written when the registry names none for a metric.
     #[serde(default = "defaults::field")]
     pub field: String,
-    /// Time limit of one request (connect + answer).
-    #[serde(default = "defaults::timeout", with = "humantime_serde")]
-    pub timeout: Duration,
+    /// Timeout, concurrency, retry, credentials (`auth` basic/bearer, instead
+    /// of the InfluxDB-specific keys above), tenant, headers, TLS: the settings
+    /// every network sink shares.
     #[serde(default)]
-    pub tls: TlsConfig,
-    #[serde(default)]
-    pub retry: RetryConfig,
+    pub request: RequestConfig,
     #[serde(default)]
     pub queue: QueueConfig,
     #[serde(default)]
@@ -110,9 +106,6 @@ pub mod defaults {
     pub fn field() -> String {
         "value".into()
     }
-    pub fn timeout() -> Duration {
-        Duration::from_secs(30)
-    }
     pub fn unhealthy_after() -> Duration {
         Duration::from_secs(60)
     }
@@ -120,9 +113,7 @@ pub mod defaults {
 
 impl InfluxdbSinkConfig {
     pub(crate) fn check(&self) -> Result<(), String> {
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(format!("url must start with http:// or https://, got {:?}", self.url));
-        }
+        parse_url(&self.url).map_err(|e| format!("url: {e}"))?;
         if self.field.is_empty() {
             return Err("field must not be empty".into());
         }
@@ -147,6 +138,94 @@ impl InfluxdbSinkConfig {
                 }
             }
         }
-        self.retry.check()
+        let own_credentials = self.username.is_some() || self.token.is_some();
+        if own_credentials && self.request.auth.is_some() {
+            return Err("request.auth and username/password or token exclude each other".into());
+        }
+        self.request.check(&protocol_header_names(own_credentials))
+    }
+
+    /// The InfluxDB-specific credentials as an `Authorization` value: v1 basic
+    /// (unless sent as `u`/`p` query parameters), v2 `Token`.
+    pub fn authorization(&self) -> Option<String> {
+        match self.api {
+            ApiVersion::V1 => match (&self.username, &self.password, self.auth) {
+                (Some(u), Some(p), V1Auth::Basic) => Some(crate::sinks::common::http::basic_credentials(u, p)),
+                _ => None,
+            },
+            ApiVersion::V2 => self.token.as_ref().map(|t| format!("Token {t}")),
+        }
+    }
+}
+
+// Never print secrets in logs or `validate` output.
+impl std::fmt::Debug for InfluxdbSinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("InfluxdbSinkConfig")
+            .field("url", &self.url)
+            .field("api", &self.api)
+            .field("database", &self.database)
+            .field("rp", &self.rp)
+            .field("username", &self.username)
+            .field("password", &redacted(&self.password))
+            .field("auth", &self.auth)
+            .field("create_database", &self.create_database)
+            .field("org", &self.org)
+            .field("bucket", &self.bucket)
+            .field("token", &redacted(&self.token))
+            .field("gzip", &self.gzip)
+            .field("field", &self.field)
+            .field("request", &self.request)
+            .field("queue", &self.queue)
+            .field("batch", &self.batch)
+            .field("unhealthy_after", &self.unhealthy_after)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> Result<InfluxdbSinkConfig, String> {
+        use figment::providers::Format;
+        figment::Figment::from(figment::providers::Toml::string(toml_text)).extract().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn shared_request_settings_and_checks() {
+        let c = parse(
+            "url = \"http://127.0.0.1:8086\"\ndatabase = \"m\"\n[request]\nconcurrency = 2\nretry = { initial = \"50ms\" }",
+        )
+        .unwrap();
+        assert_eq!(c.request.max_in_flight(), 2);
+        assert!(c.check().is_ok());
+        // The old top-level keys moved under `request`.
+        assert!(parse("url = \"http://h:1\"\ndatabase = \"m\"\ntimeout = \"1s\"").is_err());
+        assert!(parse("url = \"http://h:1\"\ndatabase = \"m\"\nretry = { initial_backoff = \"1s\" }").is_err());
+        let both = parse(
+            "url = \"http://h:1\"\napi = \"v2\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"\nrequest = { auth = { type = \"bearer\", token = \"x\" } }",
+        )
+        .unwrap();
+        assert!(both.check().unwrap_err().contains("exclude"));
+        let header = parse(
+            "url = \"http://h:1\"\napi = \"v2\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"\nrequest = { headers = { Authorization = \"x\" } }",
+        )
+        .unwrap();
+        assert!(header.check().is_err());
+        assert!(!format!("{both:?}").contains("\"t\""));
+    }
+
+    #[test]
+    fn credentials_become_the_authorization_header() {
+        let v1 = parse("url = \"http://h:1\"\ndatabase = \"m\"\nusername = \"user\"\npassword = \"pass\"").unwrap();
+        assert_eq!(v1.authorization().as_deref(), Some("Basic dXNlcjpwYXNz"));
+        let query =
+            parse("url = \"http://h:1\"\ndatabase = \"m\"\nusername = \"user\"\npassword = \"pass\"\nauth = \"query\"")
+                .unwrap();
+        assert_eq!(query.authorization(), None);
+        let v2 = parse("url = \"http://h:1\"\napi = \"v2\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"").unwrap();
+        assert_eq!(v2.authorization().as_deref(), Some("Token t"));
     }
 }

@@ -1,14 +1,19 @@
 //! Samples → InfluxDB line protocol, one line per sample, with per-metric
-//! measurement/field overrides from the metric registry. Pure functions.
+//! measurement/field overrides from the metric registry. Pure functions, and
+//! the sink's [`Encode`]: a batch is encoded once, gzipped per request, and a
+//! request the server finds too large is split by lines without encoding again.
 
 use std::io::Write;
 use std::ops::Range;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use crate::model::Sample;
+use crate::sinks::SinkBatch;
+use crate::sinks::common::{Encode, Encoded};
 use crate::sinks::line_protocol::encode_sample;
 
 /// `backends.influxdb` of one registry entry: where a metric goes instead of
@@ -24,7 +29,7 @@ pub type OverrideLookup = Arc<dyn Fn(&str) -> Option<Arc<InfluxdbOverride>> + Se
 
 /// A batch encoded once: the body and where each line ends, so a batch the
 /// server finds too large can be split without encoding again.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct EncodedLines {
     pub body: Vec<u8>,
     /// `line_ends[i]` is the end offset (after the newline) of line `i`.
@@ -94,6 +99,77 @@ pub fn gzip_into(body: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// One write request: lines `range` of a batch's encoded lines, and the body
+/// sent for them (gzipped when `gzipped`). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct InfluxdbRequest {
+    lines: Arc<EncodedLines>,
+    range: Range<usize>,
+    pub body: Bytes,
+    pub gzipped: bool,
+}
+
+impl InfluxdbRequest {
+    /// How many lines (samples) the request carries.
+    pub fn lines(&self) -> usize {
+        self.range.len()
+    }
+}
+
+/// The sink's encoder, one per lane: keeps its line and gzip buffers from one batch to the next.
+pub struct InfluxdbEncoder {
+    field: String,
+    overrides: Option<OverrideLookup>,
+    gzip: bool,
+    lines: Arc<EncodedLines>,
+    gz: Vec<u8>,
+}
+
+impl InfluxdbEncoder {
+    pub fn new(field: String, overrides: Option<OverrideLookup>, gzip: bool) -> Self {
+        InfluxdbEncoder { field, overrides, gzip, lines: Arc::default(), gz: Vec::new() }
+    }
+
+    fn request(&mut self, range: Range<usize>) -> InfluxdbRequest {
+        let raw = self.lines.slice(range.clone());
+        let (body, gzipped) = if self.gzip && gzip_into(raw, &mut self.gz).is_ok() {
+            (Bytes::copy_from_slice(&self.gz), true)
+        } else {
+            (Bytes::copy_from_slice(raw), false)
+        };
+        InfluxdbRequest { lines: self.lines.clone(), range, body, gzipped }
+    }
+}
+
+impl Encode for InfluxdbEncoder {
+    type Request = InfluxdbRequest;
+
+    fn encode(&mut self, batch: &SinkBatch) -> Encoded<InfluxdbRequest> {
+        // The last batch's requests are gone by now, so this reuses the buffers.
+        let lines = Arc::make_mut(&mut self.lines);
+        lines.clear();
+        encode_batch(batch.samples(), &self.field, self.overrides.as_ref(), lines);
+        let (count, unrepresentable) = (lines.lines(), lines.unrepresentable);
+        let problem = (unrepresentable > 0).then(|| "NaN/Inf value, empty name or timestamp out of range".to_string());
+        let request = (count > 0).then(|| self.request(0..count));
+        Encoded { request, unrepresentable, problem }
+    }
+
+    fn split(&mut self, request: &InfluxdbRequest) -> Option<[(InfluxdbRequest, usize); 2]> {
+        let range = request.range.clone();
+        if range.len() < 2 {
+            return None;
+        }
+        let mid = range.start + range.len() / 2;
+        // Split lines of the request's own batch, even if this lane has encoded nothing since.
+        let previous = std::mem::replace(&mut self.lines, request.lines.clone());
+        let halves =
+            [(self.request(range.start..mid), mid - range.start), (self.request(mid..range.end), range.end - mid)];
+        self.lines = previous;
+        Some(halves)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read;
@@ -152,5 +228,27 @@ mod tests {
         let mut back = String::new();
         flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut back).unwrap();
         assert_eq!(back, "cpu value=1 1\n");
+    }
+
+    #[test]
+    fn requests_split_by_lines_without_encoding_again() {
+        let samples: Vec<Sample> = (0..5).map(|i| sample("cpu", "a", i as f64)).collect();
+        let batch = SinkBatch::from_batch(Arc::new(crate::model::Batch::new(samples)));
+        let mut enc = InfluxdbEncoder::new("value".into(), None, false);
+        let whole = enc.encode(&batch).request.expect("a request");
+        assert_eq!(whole.lines(), 5);
+        let [(first, n1), (second, n2)] = enc.split(&whole).expect("five lines split");
+        assert_eq!((n1, n2), (2, 3));
+        assert_eq!([&first.body[..], &second.body[..]].concat(), whole.body.to_vec());
+        assert!(String::from_utf8_lossy(&second.body).starts_with("cpu,host=a value=2.0 "));
+        let [(one, _), _] = enc.split(&first).unwrap();
+        assert!(enc.split(&one).is_none(), "a single line cannot be split");
+
+        let mut gz = InfluxdbEncoder::new("value".into(), None, true);
+        let zipped = gz.encode(&batch).request.unwrap();
+        assert!(zipped.gzipped);
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&zipped.body[..]).read_to_end(&mut back).unwrap();
+        assert_eq!(back, whole.body.to_vec());
     }
 }

@@ -1,75 +1,89 @@
-//! One InfluxDB write request: built from the config, sent, and its answer
-//! classified as written / rejected / database missing / too large / retry.
+//! One InfluxDB write attempt, the innermost service of the sink's shared
+//! stack: POST the lines, and read the answer the InfluxDB way before the
+//! shared rules — a partial write (400 naming `dropped=N`) wrote the rest; a
+//! v1 `404 database not found` is answered with `CREATE DATABASE` and one
+//! resend when `create_database` is on, else refused; everything else
+//! (413 too large, 408/429/5xx retryable with `Retry-After`, other 4xx
+//! refused) follows [`crate::sinks::common::classify`].
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use bytes::Bytes;
-use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::{Client, StatusCode, Url};
+use futures::future::BoxFuture;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue};
 
 use super::config::{ApiVersion, InfluxdbSinkConfig, V1Auth};
-use crate::sinks::retry::{Attempt, parse_retry_after};
-use crate::telemetry::SinkMetrics;
+use super::encode::InfluxdbRequest;
+use crate::sinks::common::classify::{MAX_ERROR_BODY, classify_status};
+use crate::sinks::common::http::{self, HttpAnswer, HttpSetupError};
+use crate::sinks::common::{HttpTarget, SendError, Written};
 
-/// The most of a server's error body kept for the log.
-const MAX_LOGGED_BODY: usize = 512;
+/// How much of an error body is read: a partial write lists every line it
+/// could not parse before the `dropped=N` the sink needs.
+const MAX_READ_ERROR_BODY: usize = 256 * 1024;
 
-/// A final answer to one write.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Headers the protocol sets; `request.headers` cannot override them.
+pub fn protocol_header_names(own_credentials: bool) -> Vec<&'static str> {
+    let mut names = vec!["content-type", "content-encoding"];
+    if own_credentials {
+        names.push("authorization");
+    }
+    names
+}
+
+/// What a successful write did: all lines written, or (partial write) all
+/// but `refused`, for the reason in `message`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub refused: usize,
+    pub message: String,
+}
+
+impl Written for WriteOutcome {
+    fn refused(&self) -> Option<(usize, &str)> {
+        (self.refused > 0).then_some((self.refused, self.message.as_str()))
+    }
+}
+
+/// An answer read the InfluxDB way.
+#[derive(Debug, PartialEq)]
 pub enum Answer {
-    /// 2xx: every line was written.
-    Written,
-    /// 400 partial write: the server wrote all but `dropped` lines.
-    PartlyWritten { dropped: usize, message: String },
-    /// Refused for good (400, 401, 403, other 4xx): resending cannot help.
-    Rejected(String),
+    Written(WriteOutcome),
     /// v1 `404 database not found`.
     DatabaseNotFound(String),
-    /// 413: the body is over the server's limit.
-    TooLarge,
+    Failed(SendError),
 }
 
-/// Builds and sends requests for one sink.
+#[derive(Clone)]
 pub struct InfluxdbService {
-    client: Client,
-    write_url: Url,
-    /// v1 only: where `CREATE DATABASE` goes.
-    query_url: Url,
-    database: Option<String>,
-    basic_auth: Option<(String, String)>,
-    /// v2: `Token <token>`.
-    authorization: Option<String>,
-    gzip: bool,
-    api: ApiVersion,
+    inner: Arc<Targets>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceBuildError {
-    #[error("url {url:?} is not a valid URL: {message}")]
-    Url { url: String, message: String },
-    #[error("cannot read tls.ca_file {path}: {source}")]
-    CaFile { path: String, source: std::io::Error },
-    #[error("tls.ca_file {path} holds no usable PEM certificate: {source}")]
-    CaPem { path: String, source: reqwest::Error },
-    #[error("cannot build the HTTP client: {0}")]
-    Client(reqwest::Error),
+struct Targets {
+    api: ApiVersion,
+    write_gzip: HttpTarget,
+    write_plain: HttpTarget,
+    /// v1 with `create_database`: `POST /query?q=CREATE DATABASE ...`.
+    create_database: Option<HttpTarget>,
+    database: String,
 }
 
 impl InfluxdbService {
-    /// `ca_file` is `tls.ca_file` already resolved against the config file.
-    pub fn new(config: &InfluxdbSinkConfig, ca_file: Option<std::path::PathBuf>) -> Result<Self, ServiceBuildError> {
+    /// `resolve` turns config-relative paths (TLS files) into real ones.
+    pub fn new(
+        config: &InfluxdbSinkConfig,
+        resolve: &dyn Fn(&std::path::Path) -> std::path::PathBuf,
+    ) -> Result<Self, HttpSetupError> {
         let base = config.url.trim_end_matches('/');
-        let parse = |path: &str| {
-            Url::parse(&format!("{base}{path}"))
-                .map_err(|e| ServiceBuildError::Url { url: config.url.clone(), message: e.to_string() })
-        };
-        let mut write_url = match config.api {
-            ApiVersion::V1 => parse("/write")?,
-            ApiVersion::V2 => parse("/api/v2/write")?,
-        };
-        let query_url = parse("/query")?;
-        let mut authorization = None;
-        let mut basic = None;
+        let url = |path: &str| http::parse_url(&format!("{base}{path}"));
+        let mut write_url = url(match config.api {
+            ApiVersion::V1 => "/write",
+            ApiVersion::V2 => "/api/v2/write",
+        })?;
+        let mut credentials_in_query: Vec<(&str, &str)> = Vec::new();
         {
             let mut q = write_url.query_pairs_mut();
             match config.api {
@@ -78,150 +92,128 @@ impl InfluxdbService {
                     if let Some(rp) = &config.rp {
                         q.append_pair("rp", rp);
                     }
-                    if let (Some(u), Some(p)) = (&config.username, &config.password) {
-                        match config.auth {
-                            V1Auth::Query => {
-                                q.append_pair("u", u);
-                                q.append_pair("p", p);
-                            }
-                            V1Auth::Basic => basic = Some((u.clone(), p.clone())),
-                        }
+                    if let (Some(u), Some(p), V1Auth::Query) = (&config.username, &config.password, config.auth) {
+                        credentials_in_query = vec![("u", u), ("p", p)];
+                        q.extend_pairs(&credentials_in_query);
                     }
                 }
                 ApiVersion::V2 => {
                     q.append_pair("org", config.org.as_deref().unwrap_or_default());
                     q.append_pair("bucket", config.bucket.as_deref().unwrap_or_default());
-                    authorization = config.token.as_ref().map(|t| format!("Token {t}"));
                 }
             }
             q.append_pair("precision", "ns");
         }
-        let mut builder =
-            Client::builder().timeout(config.timeout).connect_timeout(config.timeout.min(Duration::from_secs(10)));
-        if let Some(path) = ca_file {
-            let pem = std::fs::read(&path)
-                .map_err(|source| ServiceBuildError::CaFile { path: path.display().to_string(), source })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|source| ServiceBuildError::CaPem { path: path.display().to_string(), source })?;
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
+        let client = http::build_client(&config.request, resolve)?;
+        let mut protocol = vec![(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))];
+        if let Some(authorization) = config.authorization() {
+            let mut value = HeaderValue::from_str(&authorization).map_err(|_| HttpSetupError::Header {
+                name: "authorization".into(),
+                message: "username, password or token contain characters not allowed in a header".into(),
+            })?;
+            value.set_sensitive(true);
+            protocol.push((AUTHORIZATION, value));
         }
-        if config.tls.insecure_skip_verify {
-            builder = builder.danger_accept_invalid_certs(true);
-        }
-        let client = builder.build().map_err(ServiceBuildError::Client)?;
-        Ok(InfluxdbService {
-            client,
-            write_url,
-            query_url,
-            database: config.database.clone(),
-            basic_auth: basic,
-            authorization,
-            gzip: config.gzip,
-            api: config.api,
-        })
-    }
-
-    pub fn write_url(&self) -> &Url {
-        &self.write_url
-    }
-
-    /// One attempt at writing `body` (already gzipped when `gzip` is on).
-    pub async fn write(&self, body: Bytes, metrics: &SinkMetrics) -> Attempt<Answer> {
-        let mut req = self.client.post(self.write_url.clone()).header(CONTENT_TYPE, "text/plain; charset=utf-8");
-        if self.gzip {
-            req = req.header(CONTENT_ENCODING, "gzip");
-        }
-        if let Some(a) = &self.authorization {
-            req = req.header(AUTHORIZATION, a);
-        }
-        if let Some((u, p)) = &self.basic_auth {
-            req = req.basic_auth(u, Some(p));
-        }
-        let started = Instant::now();
-        metrics.in_flight_requests.increment(1.0);
-        let result = req.body(body).send().await;
-        let answer = match result {
-            Err(e) => {
-                Attempt::Retry { after: None, message: format!("POST {}: {}", self.redacted_url(), error_chain(&e)) }
-            }
-            Ok(resp) => {
-                let status = resp.status();
-                let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-                let body = resp.text().await.unwrap_or_default();
-                classify(self.api, status, retry_after.as_deref(), &body)
-            }
+        let headers = |extra: Option<(HeaderName, HeaderValue)>| {
+            let mut all = protocol.clone();
+            all.extend(extra);
+            http::request_headers(&config.request, &all)
         };
-        metrics.in_flight_requests.decrement(1.0);
-        metrics.request_duration.record(started.elapsed().as_secs_f64());
-        answer
-    }
-
-    /// v1: `CREATE DATABASE` (idempotent on the server).
-    pub async fn create_database(&self) -> Attempt<Result<(), String>> {
-        let db = self.database.as_deref().unwrap_or_default();
-        let q = format!("CREATE DATABASE \"{}\"", db.replace('\\', "\\\\").replace('"', "\\\""));
-        let mut req = self.client.post(self.query_url.clone()).query(&[("q", q.as_str())]);
-        if let Some((u, p)) = &self.basic_auth {
-            req = req.basic_auth(u, Some(p));
-        }
-        // Credentials in the query string go along too (auth = "query").
-        for (k, v) in self.write_url.query_pairs() {
-            if k == "u" || k == "p" {
-                req = req.query(&[(k.as_ref(), v.as_ref())]);
-            }
-        }
-        match req.send().await {
-            Err(e) => Attempt::Retry { after: None, message: format!("CREATE DATABASE {db:?}: {}", error_chain(&e)) },
-            Ok(resp) => {
-                let status = resp.status();
-                let body = resp.text().await.unwrap_or_default();
-                if status.is_success() && !body.contains("\"error\"") {
-                    Attempt::Done(Ok(()))
-                } else if status.is_server_error() {
-                    Attempt::Retry {
-                        after: None,
-                        message: format!("CREATE DATABASE {db:?}: {status}: {}", clip(&body)),
-                    }
-                } else {
-                    Attempt::Done(Err(format!("CREATE DATABASE {db:?}: {status}: {}", clip(&body))))
-                }
-            }
-        }
-    }
-
-    /// The write URL without credentials, for logs.
-    fn redacted_url(&self) -> String {
-        let mut u = self.write_url.clone();
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .map(|(k, v)| (k.to_string(), if k == "p" { "***".to_string() } else { v.to_string() }))
-            .collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs);
-        u.to_string()
+        let gzip = (CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        let write_gzip = HttpTarget::new(client.clone(), write_url.clone(), headers(Some(gzip))?);
+        let write_plain = HttpTarget::new(client.clone(), write_url, headers(None)?);
+        let database = config.database.clone().unwrap_or_default();
+        let create_database = if config.api == ApiVersion::V1 && config.create_database {
+            let mut query_url = url("/query")?;
+            let statement = format!("CREATE DATABASE \"{}\"", database.replace('\\', "\\\\").replace('"', "\\\""));
+            query_url.query_pairs_mut().append_pair("q", &statement).extend_pairs(&credentials_in_query);
+            Some(HttpTarget::new(client, query_url, headers(None)?))
+        } else {
+            None
+        };
+        Ok(InfluxdbService {
+            inner: Arc::new(Targets { api: config.api, write_gzip, write_plain, create_database, database }),
+        })
     }
 }
 
-/// Sorts an answer into final or transient (DESIGN §2: retry connection
-/// errors, timeouts, 408, 429 and 5xx except 501; never other 4xx).
-pub fn classify(api: ApiVersion, status: StatusCode, retry_after: Option<&str>, body: &str) -> Attempt<Answer> {
-    let code = status.as_u16();
-    let message = || format!("{status}: {}", clip(body));
-    match code {
-        200..=299 => Attempt::Done(Answer::Written),
-        400 => match partial_write_dropped(body) {
-            Some(dropped) => Attempt::Done(Answer::PartlyWritten { dropped, message: message() }),
-            None => Attempt::Done(Answer::Rejected(message())),
+impl Targets {
+    async fn write(&self, request: &InfluxdbRequest) -> Result<Answer, SendError> {
+        let target = if request.gzipped { &self.write_gzip } else { &self.write_plain };
+        let answer = target.send(request.body.clone(), MAX_READ_ERROR_BODY).await?;
+        Ok(classify(self.api, &answer, SystemTime::now()))
+    }
+
+    /// `CREATE DATABASE` (idempotent on the server). InfluxDB answers 200
+    /// with an `"error"` in the body when a statement fails.
+    async fn create_database(&self, target: &HttpTarget) -> Result<(), SendError> {
+        let answer = target.send(Bytes::new(), MAX_ERROR_BODY).await?;
+        let body = String::from_utf8_lossy(&answer.body);
+        let what = format!("CREATE DATABASE {:?}", self.database);
+        if answer.status.is_success() && !body.contains("\"error\"") {
+            tracing::info!(database = %self.database, "created the missing InfluxDB database");
+            return Ok(());
+        }
+        Err(match classify_status(answer.status, &answer.headers, &answer.body, SystemTime::now()) {
+            SendError::Retryable { message, retry_after } => {
+                SendError::Retryable { message: format!("{what}: {message}"), retry_after }
+            }
+            _ => SendError::Rejected {
+                status: Some(answer.status.as_u16()),
+                message: format!("{what}: HTTP {}: {}", answer.status, body.trim()),
+            },
+        })
+    }
+}
+
+impl tower::Service<InfluxdbRequest> for InfluxdbService {
+    type Response = WriteOutcome;
+    type Error = SendError;
+    type Future = BoxFuture<'static, Result<WriteOutcome, SendError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: InfluxdbRequest) -> Self::Future {
+        let targets = self.inner.clone();
+        Box::pin(async move {
+            let mut answer = targets.write(&request).await?;
+            if let (Answer::DatabaseNotFound(message), Some(create)) = (&answer, &targets.create_database) {
+                targets.create_database(create).await.map_err(|e| match e {
+                    SendError::Rejected { status, message: why } => {
+                        SendError::Rejected { status, message: format!("{message}; creating it failed: {why}") }
+                    }
+                    other => other,
+                })?;
+                answer = targets.write(&request).await?;
+            }
+            match answer {
+                Answer::Written(outcome) => Ok(outcome),
+                Answer::DatabaseNotFound(message) => Err(SendError::Rejected { status: Some(404), message }),
+                Answer::Failed(e) => Err(e),
+            }
+        })
+    }
+}
+
+/// Reads an answer: InfluxDB's own cases first, then the shared rules.
+pub fn classify(api: ApiVersion, answer: &HttpAnswer, now: SystemTime) -> Answer {
+    if answer.status.is_success() {
+        return Answer::Written(WriteOutcome::default());
+    }
+    let body = String::from_utf8_lossy(&answer.body);
+    let shown = clip(&body);
+    let message = || format!("HTTP {}: {shown}", answer.status);
+    match answer.status {
+        StatusCode::BAD_REQUEST => match partial_write_dropped(&body) {
+            Some(refused) => Answer::Written(WriteOutcome { refused, message: message() }),
+            None => Answer::Failed(SendError::Rejected { status: Some(400), message: message() }),
         },
-        404 if api == ApiVersion::V1 && body.contains("database not found") => {
-            Attempt::Done(Answer::DatabaseNotFound(message()))
+        StatusCode::NOT_FOUND if api == ApiVersion::V1 && body.contains("database not found") => {
+            Answer::DatabaseNotFound(message())
         }
-        413 => Attempt::Done(Answer::TooLarge),
-        408 | 429 | 500 | 502..=599 => {
-            Attempt::Retry { after: retry_after.and_then(parse_retry_after), message: message() }
-        }
-        _ => Attempt::Done(Answer::Rejected(message())),
+        status => Answer::Failed(classify_status(status, &answer.headers, shown.as_bytes(), now)),
     }
 }
 
@@ -238,75 +230,86 @@ fn partial_write_dropped(body: &str) -> Option<usize> {
     Some(dropped + body.matches("unable to parse '").count())
 }
 
+/// The start of a server's message, for logs and `/readyz`.
 fn clip(body: &str) -> &str {
     let body = body.trim();
-    if body.len() <= MAX_LOGGED_BODY {
+    if body.len() <= MAX_ERROR_BODY {
         return body;
     }
-    let mut end = MAX_LOGGED_BODY;
+    let mut end = MAX_ERROR_BODY;
     while !body.is_char_boundary(end) {
         end -= 1;
     }
     &body[..end]
 }
 
-/// An error with its causes (reqwest hides the interesting part in `source`).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use reqwest::header::{HeaderMap, RETRY_AFTER};
+
     use super::*;
 
-    fn done(a: Attempt<Answer>) -> Answer {
-        match a {
-            Attempt::Done(a) => a,
-            Attempt::Retry { message, .. } => panic!("expected a final answer, got retry: {message}"),
+    fn answer(status: u16, retry_after: Option<&str>, body: &str) -> HttpAnswer {
+        let mut headers = HeaderMap::new();
+        if let Some(r) = retry_after {
+            headers.insert(RETRY_AFTER, r.parse().unwrap());
         }
+        HttpAnswer { status: StatusCode::from_u16(status).unwrap(), headers, body: body.as_bytes().to_vec() }
+    }
+
+    fn read(api: ApiVersion, status: u16, retry_after: Option<&str>, body: &str) -> Answer {
+        classify(api, &answer(status, retry_after, body), SystemTime::now())
     }
 
     #[test]
     fn answers_are_classified() {
         let v1 = ApiVersion::V1;
-        assert_eq!(done(classify(v1, StatusCode::NO_CONTENT, None, "")), Answer::Written);
+        assert_eq!(read(v1, 204, None, ""), Answer::Written(WriteOutcome::default()));
         let conflict = r#"{"error":"partial write: field type conflict: input field \"value\" on measurement \"m\" is type float, already exists as type integer dropped=2"}"#;
+        assert!(matches!(read(v1, 400, None, conflict), Answer::Written(WriteOutcome { refused: 2, .. })));
         assert!(matches!(
-            done(classify(v1, StatusCode::BAD_REQUEST, None, conflict)),
-            Answer::PartlyWritten { dropped: 2, .. }
+            read(v1, 400, None, "unable to parse"),
+            Answer::Failed(SendError::Rejected { status: Some(400), .. })
         ));
-        assert!(matches!(done(classify(v1, StatusCode::BAD_REQUEST, None, "unable to parse")), Answer::Rejected(_)));
         let unparsable = r#"{"error":"partial write: unable to parse 'a,h=x\\ v=1 1': invalid tag format\nunable to parse 'a,h=y\\ v=1 2': invalid tag format dropped=1"}"#;
-        assert!(matches!(
-            done(classify(v1, StatusCode::BAD_REQUEST, None, unparsable)),
-            Answer::PartlyWritten { dropped: 3, .. }
-        ));
+        assert!(matches!(read(v1, 400, None, unparsable), Answer::Written(WriteOutcome { refused: 3, .. })));
         let missing = r#"{"error":"database not found: \"x\""}"#;
-        assert!(matches!(done(classify(v1, StatusCode::NOT_FOUND, None, missing)), Answer::DatabaseNotFound(_)));
-        assert!(matches!(done(classify(ApiVersion::V2, StatusCode::NOT_FOUND, None, missing)), Answer::Rejected(_)));
-        assert_eq!(done(classify(v1, StatusCode::PAYLOAD_TOO_LARGE, None, "")), Answer::TooLarge);
-        assert!(matches!(done(classify(v1, StatusCode::UNAUTHORIZED, None, "")), Answer::Rejected(_)));
-        assert!(matches!(done(classify(v1, StatusCode::NOT_IMPLEMENTED, None, "")), Answer::Rejected(_)));
+        assert!(matches!(read(v1, 404, None, missing), Answer::DatabaseNotFound(_)));
+        assert!(matches!(read(ApiVersion::V2, 404, None, missing), Answer::Failed(SendError::Rejected { .. })));
+        assert!(matches!(read(v1, 413, None, ""), Answer::Failed(SendError::TooLarge { .. })));
+        assert!(matches!(read(v1, 401, None, ""), Answer::Failed(SendError::Rejected { status: Some(401), .. })));
+        assert!(matches!(read(v1, 501, None, ""), Answer::Failed(SendError::Rejected { .. })));
         for (status, after) in [(429, Some("3")), (503, Some("1")), (500, None), (408, None)] {
-            match classify(v1, StatusCode::from_u16(status).unwrap(), after, "busy") {
-                Attempt::Retry { after: a, .. } => {
-                    assert_eq!(a, after.map(|s| Duration::from_secs(s.parse().unwrap())), "{status}")
+            match read(v1, status, after, "busy") {
+                Answer::Failed(SendError::Retryable { retry_after, .. }) => {
+                    assert_eq!(retry_after, after.map(|s| Duration::from_secs(s.parse().unwrap())), "{status}")
                 }
-                Attempt::Done(d) => panic!("{status} must be retried, got {d:?}"),
+                other => panic!("{status} must be retried, got {other:?}"),
             }
         }
     }
 
     #[test]
     fn long_bodies_are_clipped_on_a_char_boundary() {
-        let body = "é".repeat(400);
-        assert!(clip(&body).len() <= MAX_LOGGED_BODY);
+        let body = "é".repeat(800);
+        assert!(clip(&body).len() <= MAX_ERROR_BODY);
+    }
+
+    #[test]
+    fn headers_carry_credentials_and_never_expose_them_in_the_url_for_basic() {
+        let config: InfluxdbSinkConfig = {
+            use figment::providers::Format;
+            figment::Figment::from(figment::providers::Toml::string(
+                "url = \"http://127.0.0.1:8086/\"\ndatabase = \"m\"\nusername = \"u\"\npassword = \"p\"\ncreate_database = true",
+            ))
+            .extract()
+            .unwrap()
+        };
+        let service = InfluxdbService::new(&config, &|p| p.to_path_buf()).unwrap();
+        assert_eq!(service.inner.write_gzip.url().as_str(), "http://127.0.0.1:8086/write?db=m&precision=ns");
+        let create = service.inner.create_database.as_ref().unwrap();
+        assert_eq!(create.url().query(), Some("q=CREATE+DATABASE+%22m%22"));
     }
 }

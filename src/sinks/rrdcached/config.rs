@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::encode::{PathTemplate, valid_ds_name};
 use crate::queue::QueueConfig;
 use crate::sinks::BatchConfig;
-use crate::sinks::retry::RetryConfig;
+use crate::sinks::common::RetryConfig;
 
 /// What to do with a sample that lacks a label the path template names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -64,6 +64,10 @@ pub struct RrdcachedSinkConfig {
     /// Time limit of one exchange with rrdcached (connect, or one `BATCH`).
     #[serde(default = "defaults::timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Backoff between reconnects and resends, and how long one batch may be
+    /// retried: the shared retry settings (`initial`, `max`, `multiplier`,
+    /// `max_retry_duration`; `max_retry_after` has no use here). With a disk
+    /// queue the sink retries without a time limit.
     #[serde(default)]
     pub retry: RetryConfig,
     #[serde(default)]
@@ -155,13 +159,29 @@ impl RrdcachedSinkConfig {
         if self.max_tracked_files == 0 {
             return Err("max_tracked_files must be at least 1".into());
         }
-        self.retry.check()
+        self.retry.check("retry")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_takes_the_shared_keys() {
+        use figment::providers::Format;
+        let parse = |text: &str| {
+            figment::Figment::from(figment::providers::Toml::string(text))
+                .extract::<RrdcachedSinkConfig>()
+                .map_err(|e| e.to_string())
+        };
+        let c = parse("address = \"unix:/tmp/s\"\nretry = { initial = \"50ms\", max = \"200ms\" }").unwrap();
+        assert_eq!(c.retry.max, Duration::from_millis(200));
+        assert!(c.check().is_ok());
+        assert!(parse("address = \"unix:/tmp/s\"\nretry = { initial_backoff = \"50ms\" }").is_err());
+        let bad = parse("address = \"unix:/tmp/s\"\nretry = { initial = \"2s\", max = \"1s\" }").unwrap();
+        assert!(bad.check().unwrap_err().starts_with("retry.max"));
+    }
 
     #[test]
     fn default_archives_cover_a_day_week_month_year() {

@@ -7,7 +7,8 @@
 //! its samples: a missing file is created (`CREATE`) and the samples resent,
 //! samples not newer than the file's last update are dropped as
 //! `out_of_order`, anything else is `rejected`. Connection failures reconnect
-//! and retry (shared retry policy) until `max_retry_duration`.
+//! and retry under the shared retry policy ([`crate::sinks::common::retry`]:
+//! backoff with full jitter, `max_retry_duration`, no limit with a disk queue).
 
 pub mod client;
 pub mod config;
@@ -22,9 +23,10 @@ pub use encode::{DsType, OverrideLookup, RrdcachedOverride};
 
 use self::client::{Address, Connection};
 use self::encode::{ErrorKind, FilePoints, PathTemplate, Router, classify_error, create_command, write_updates};
-use super::retry::{Attempt, with_retries};
+use super::common::log_throttle::LogThrottle;
+use super::common::{RetryPolicy, SendError, SinkContext, run_with_retries};
 use super::{Delivery, Sink, SinkBatch, SinkBuildError};
-use crate::telemetry::{DropReason, SinkHealth, SinkMetrics};
+use crate::telemetry::DropReason;
 
 /// Rounds of create-and-resend per batch; more would mean the server keeps
 /// contradicting itself (e.g. a file deleted again right after its creation).
@@ -39,8 +41,10 @@ pub struct RrdcachedSink {
     conn: tokio::sync::Mutex<Option<Connection>>,
     /// The last second written per file: older samples are dropped before sending.
     last_written: HashMap<Box<str>, i64>,
-    metrics: SinkMetrics,
-    health: SinkHealth,
+    context: SinkContext,
+    /// The shared retry policy (backoff with full jitter, time budget).
+    retry: RetryPolicy,
+    retry_log: LogThrottle,
 }
 
 /// The points of one file still to be written in this batch.
@@ -77,8 +81,8 @@ impl RrdcachedSink {
         name: &str,
         config: RrdcachedSinkConfig,
         overrides: Option<OverrideLookup>,
-        metrics: SinkMetrics,
-        health: SinkHealth,
+        context: SinkContext,
+        retry_forever: bool,
     ) -> Result<Self, SinkBuildError> {
         let build = |message: String| SinkBuildError { sink: name.to_string(), message };
         let address = Address::parse(&config.address).map_err(build)?;
@@ -88,13 +92,14 @@ impl RrdcachedSink {
         Ok(RrdcachedSink {
             name: name.to_string(),
             rras: config.rras(),
-            config,
             address,
             router,
             conn: tokio::sync::Mutex::new(None),
             last_written: HashMap::new(),
-            metrics,
-            health,
+            retry: RetryPolicy::new(&config.retry, retry_forever),
+            config,
+            context,
+            retry_log: LogThrottle::default(),
         })
     }
 
@@ -102,14 +107,16 @@ impl RrdcachedSink {
     /// `maybe_applied` is set when a failed attempt got as far as sending the
     /// commands, so some may have been applied before the connection broke.
     async fn exchange(&self, commands: &[u8], maybe_applied: &AtomicBool) -> Result<Vec<(usize, String)>, String> {
-        let (conn, address, timeout, metrics) = (&self.conn, &self.address, self.config.timeout, &self.metrics);
-        with_retries(&self.config.retry, metrics, &self.health, || async move {
+        let (conn, address, timeout, metrics) = (&self.conn, &self.address, self.config.timeout, &self.context.metrics);
+        // The connection keeps its own timeouts: cutting an exchange short from
+        // outside would leave half an answer on a connection that is reused.
+        let result = run_with_retries(&self.retry, &self.context, &self.retry_log, || async move {
             let mut guard = conn.lock().await;
             let c = match guard.as_mut() {
                 Some(c) => c,
                 None => match Connection::connect(address, timeout).await {
                     Ok(c) => guard.insert(c),
-                    Err(e) => return Attempt::Retry { after: None, message: e.to_string() },
+                    Err(e) => return Err(SendError::retryable(e.to_string())),
                 },
             };
             let started = Instant::now();
@@ -118,17 +125,18 @@ impl RrdcachedSink {
             metrics.in_flight_requests.decrement(1.0);
             metrics.request_duration.record(started.elapsed().as_secs_f64());
             match result {
-                Ok(errors) => Attempt::Done(errors),
+                Ok(errors) => Ok(errors),
                 Err(e) => {
                     if c.commands_sent() {
                         maybe_applied.store(true, Ordering::Relaxed);
                     }
                     *guard = None;
-                    Attempt::Retry { after: None, message: e.to_string() }
+                    Err(SendError::retryable(e.to_string()))
                 }
             }
         })
-        .await
+        .await;
+        result.map_err(|e| e.to_string())
     }
 
     fn remember(&mut self, path: &str, second: i64) {
@@ -261,8 +269,11 @@ impl RrdcachedSink {
         let mut work: Vec<Work> = Vec::with_capacity(files.len());
         for mut file in files {
             if let Some(&last) = self.last_written.get(file.path.as_str()) {
+                // Points are coalesced per second: at most one equals `last`.
+                let older = file.points.partition_point(|p| p.0 < last);
                 let old = file.points.partition_point(|p| p.0 <= last);
-                tally.out_of_order += old;
+                tally.out_of_order += older;
+                tally.duplicate += old - older;
                 file.points.drain(..old);
             }
             if !file.points.is_empty() {
