@@ -5,9 +5,10 @@
 //! given the daemon's pid and admin address, reports what the daemon did with
 //! them per CPU-second: the figure DESIGN §6 budgets.
 //!
-//! Every request carries one timestamp for all of its samples, one millisecond
-//! later each time the same body comes round again, so each series gets
-//! strictly increasing timestamps and the monotonic stage has nothing to drop.
+//! Every request carries one timestamp for all of its samples: the wall clock,
+//! but at least one millisecond after the last one of the same body, so each
+//! series gets strictly increasing timestamps close to real time and the
+//! monotonic stage has nothing to drop.
 //!
 //! `tsrelay-loadgen null-receiver` is the other end of the benchmark: a
 //! remote-write endpoint that answers every POST with 204 and counts what it
@@ -114,6 +115,21 @@ impl LpBody {
             out[at..at + STAMP_DIGITS].copy_from_slice(&digits.as_bytes()[..STAMP_DIGITS]);
         }
         out
+    }
+}
+
+/// The last timestamp given to each body.
+#[derive(Default)]
+struct BodyStamps(parking_lot::Mutex<std::collections::HashMap<usize, i64>>);
+
+impl BodyStamps {
+    /// Now, or one millisecond after body `body`'s previous stamp if that is later.
+    fn next(&self, body: usize) -> i64 {
+        let mut last = self.0.lock();
+        let previous = last.get(&body).copied().unwrap_or(i64::MIN);
+        let stamp = tsrelay::model::now_ms().max(previous.saturating_add(1));
+        last.insert(body, stamp);
+        stamp
     }
 }
 
@@ -279,7 +295,7 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
     let requests = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + args.duration;
     let per_sender_rate = args.rate as f64 / args.connections as f64;
-    let base_ms = tsrelay::model::now_ms();
+    let stamps = Arc::new(BodyStamps::default());
 
     let before_cpu = args.pid.and_then(proc_usage);
     let before = match &args.admin {
@@ -292,9 +308,8 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let started = Instant::now();
     let mut tasks = Vec::new();
-    // One sequence over all senders: request k sends body k mod n, stamped
-    // base + k div n ms, so the same body comes round again only after every
-    // other body was sent and its timestamps strictly increase.
+    // One sequence over all senders: request k sends body k mod n, so the
+    // same body comes round again only after every other body was sent.
     let limit = args.requests;
     let next_request = move |requests: &AtomicU64| {
         let k = requests.fetch_add(1, Ordering::Relaxed);
@@ -305,7 +320,7 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
             let bodies = Arc::new(build_lp_bodies(args.series, args.batch));
             let url = format!("http://{}/write?precision=ms", args.target);
             for _ in 0..args.connections {
-                let (client, bodies, url) = (client.clone(), bodies.clone(), url.clone());
+                let (client, bodies, url, stamps) = (client.clone(), bodies.clone(), url.clone(), stamps.clone());
                 let (sent, refused, requests) = (sent.clone(), refused.clone(), requests.clone());
                 tasks.push(tokio::spawn(async move {
                     let t0 = Instant::now();
@@ -313,7 +328,7 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
                     while let Some(k) = next_request(&requests) {
                         let n = bodies.len() as u64;
                         let body = &bodies[(k % n) as usize];
-                        let stamped = body.stamped(base_ms + (k / n) as i64);
+                        let stamped = body.stamped(stamps.next((k % n) as usize));
                         match client.post(&url).body(stamped).send().await {
                             Ok(r) if r.status().is_success() => {
                                 sent.fetch_add(body.lines, Ordering::Relaxed);
@@ -334,7 +349,7 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
             let endpoint = format!("http://{}", args.target);
             for _ in 0..args.connections {
                 let mut grpc = tsrelay::proto::v1::ingest_client::IngestClient::connect(endpoint.clone()).await?;
-                let reqs = reqs.clone();
+                let (reqs, stamps) = (reqs.clone(), stamps.clone());
                 let (sent, refused, requests) = (sent.clone(), refused.clone(), requests.clone());
                 tasks.push(tokio::spawn(async move {
                     let t0 = Instant::now();
@@ -342,7 +357,7 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
                     while let Some(k) = next_request(&requests) {
                         let n = reqs.len() as u64;
                         let mut req = reqs[(k % n) as usize].clone();
-                        let timestamp = base_ms + (k / n) as i64;
+                        let timestamp = stamps.next((k % n) as usize);
                         req.series.iter_mut().flat_map(|s| s.samples.iter_mut()).for_each(|s| s.timestamp = timestamp);
                         let count = req.series.len() as u64;
                         match grpc.write(req).await {
@@ -623,6 +638,20 @@ mod tests {
         let text = String::from_utf8(bodies[2].stamped(1_790_000_000_123)).unwrap();
         assert_eq!(text.lines().count(), 5);
         assert!(text.lines().all(|l| l.ends_with(" 1790000000123")), "{text}");
+    }
+
+    #[test]
+    fn stamps_follow_the_clock_and_strictly_increase_per_body() {
+        let stamps = BodyStamps::default();
+        let first = stamps.next(0);
+        assert!((first - tsrelay::model::now_ms()).abs() < 1000);
+        let mut previous = first;
+        for _ in 0..1000 {
+            let next = stamps.next(0);
+            assert!(next > previous);
+            previous = next;
+        }
+        assert!(stamps.next(1) >= first);
     }
 
     #[test]
