@@ -1,28 +1,63 @@
-//! Load generator for end-to-end benchmarks (BENCHMARKS.md).
+//! Load generator for end-to-end benchmarks (BENCHMARKS.md, scripts/bench-e2e).
 //!
 //! Pre-builds request bodies for `--series` distinct series, sends them from
 //! `--connections` concurrent senders for `--duration` (or `--requests`), and,
 //! given the daemon's pid and admin address, reports what the daemon did with
 //! them per CPU-second: the figure DESIGN §6 budgets.
+//!
+//! Every request carries one timestamp for all of its samples: the wall clock,
+//! but at least one millisecond after the last one of the same body, so each
+//! series gets strictly increasing timestamps close to real time and the
+//! monotonic stage has nothing to drop.
+//!
+//! `tsrelay-loadgen null-receiver` is the other end of the benchmark: a
+//! remote-write endpoint that answers every POST with 204 and counts what it
+//! got, so delivery can be checked sample for sample.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Format {
-    /// InfluxDB line protocol to /write (no timestamps: the daemon stamps "now").
+    /// InfluxDB line protocol to /write?precision=ms.
     Lp,
     /// tsrelay.v1.Ingest/Write over gRPC.
     Grpc,
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "tsrelay-loadgen")]
-struct Args {
+#[command(name = "tsrelay-loadgen", args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Accept remote-write POSTs on any path, answer 204, count requests,
+    /// bytes and (with --count-samples) samples; GET /stats shows the counts.
+    NullReceiver(NullReceiverArgs),
+}
+
+#[derive(Args, Debug)]
+struct NullReceiverArgs {
+    /// Address to listen on; port 0 picks a free one. The bound address is
+    /// printed on stdout as `listening on ADDR`.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Snappy-decode each body and count its samples (costs CPU here, not in the daemon).
+    #[arg(long)]
+    count_samples: bool,
+}
+
+#[derive(Args, Debug)]
+struct LoadArgs {
     /// HTTP receiver (lp) or gRPC receiver (grpc) address.
     #[arg(long, default_value = "127.0.0.1:8186")]
     target: String,
@@ -49,9 +84,53 @@ struct Args {
     /// The daemon's pid, to measure its CPU time and peak RSS.
     #[arg(long)]
     pid: Option<u32>,
-    /// The daemon's admin address, to read what it delivered.
+    /// The daemon's admin address, to read what it delivered and dropped.
     #[arg(long)]
     admin: Option<String>,
+    /// A `null-receiver`'s address: wait until it has received everything
+    /// and report its count.
+    #[arg(long)]
+    null_stats: Option<String>,
+    /// Report the daemon's receive → sink request start latency
+    /// (`tsrelay_pipeline_latency_seconds`) over this run (needs --admin).
+    #[arg(long)]
+    latency: bool,
+}
+
+/// A request body with a placeholder timestamp on every line.
+struct LpBody {
+    bytes: Vec<u8>,
+    /// Where each line's 13-digit millisecond timestamp starts.
+    stamp_at: Vec<usize>,
+    lines: u64,
+}
+
+const STAMP_DIGITS: usize = 13;
+
+impl LpBody {
+    fn stamped(&self, timestamp_ms: i64) -> Vec<u8> {
+        let digits = format!("{timestamp_ms:0width$}", width = STAMP_DIGITS);
+        let mut out = self.bytes.clone();
+        for &at in &self.stamp_at {
+            out[at..at + STAMP_DIGITS].copy_from_slice(&digits.as_bytes()[..STAMP_DIGITS]);
+        }
+        out
+    }
+}
+
+/// The last timestamp given to each body.
+#[derive(Default)]
+struct BodyStamps(parking_lot::Mutex<std::collections::HashMap<usize, i64>>);
+
+impl BodyStamps {
+    /// Now, or one millisecond after body `body`'s previous stamp if that is later.
+    fn next(&self, body: usize) -> i64 {
+        let mut last = self.0.lock();
+        let previous = last.get(&body).copied().unwrap_or(i64::MIN);
+        let stamp = tsrelay::model::now_ms().max(previous.saturating_add(1));
+        last.insert(body, stamp);
+        stamp
+    }
 }
 
 fn series_line(i: usize) -> String {
@@ -65,20 +144,22 @@ fn series_line(i: usize) -> String {
     )
 }
 
-fn build_lp_bodies(series: usize, batch: usize) -> Vec<Arc<Vec<u8>>> {
+fn build_lp_bodies(series: usize, batch: usize) -> Vec<LpBody> {
     let mut bodies = Vec::new();
-    let mut body = String::new();
-    let mut in_body = 0;
+    let mut body = LpBody { bytes: Vec::new(), stamp_at: Vec::new(), lines: 0 };
     for i in 0..series {
-        let _ = writeln!(body, "{}", series_line(i));
-        in_body += 1;
-        if in_body == batch {
-            bodies.push(Arc::new(std::mem::take(&mut body).into_bytes()));
-            in_body = 0;
+        body.bytes.extend_from_slice(series_line(i).as_bytes());
+        body.bytes.push(b' ');
+        body.stamp_at.push(body.bytes.len());
+        body.bytes.extend_from_slice(&[b'0'; STAMP_DIGITS]);
+        body.bytes.push(b'\n');
+        body.lines += 1;
+        if body.lines as usize == batch {
+            bodies.push(std::mem::replace(&mut body, LpBody { bytes: Vec::new(), stamp_at: Vec::new(), lines: 0 }));
         }
     }
-    if in_body > 0 {
-        bodies.push(Arc::new(body.into_bytes()));
+    if body.lines > 0 {
+        bodies.push(body);
     }
     bodies
 }
@@ -120,57 +201,141 @@ fn proc_usage(pid: u32) -> Option<(f64, u64)> {
     Some((ticks / 100.0, hwm_kb * 1024))
 }
 
-async fn delivered(client: &reqwest::Client, admin: &str) -> Option<f64> {
-    let text = client.get(format!("http://{admin}/metrics")).send().await.ok()?.text().await.ok()?;
-    Some(
-        text.lines()
-            .filter(|l| l.starts_with("tsrelay_sink_sent_samples_total"))
-            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .sum(),
-    )
+async fn fetch_text(client: &reqwest::Client, url: String) -> Option<String> {
+    client.get(url).send().await.ok()?.text().await.ok()
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+/// The sum of every series of the metric `name` in a Prometheus text exposition.
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// What the daemon's /metrics says at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct DaemonCounts {
+    delivered: f64,
+    dropped: f64,
+    /// Cumulative `(le, count)` of `tsrelay_pipeline_latency_seconds`, summed over sinks.
+    latency_buckets: Vec<(f64, f64)>,
+}
+
+async fn daemon_counts(client: &reqwest::Client, admin: &str) -> Option<DaemonCounts> {
+    let text = fetch_text(client, format!("http://{admin}/metrics")).await?;
+    Some(DaemonCounts {
+        delivered: metric_sum(&text, "tsrelay_sink_sent_samples_total"),
+        dropped: metric_sum(&text, "tsrelay_dropped_samples_total"),
+        latency_buckets: latency_buckets(&text),
+    })
+}
+
+fn latency_buckets(text: &str) -> Vec<(f64, f64)> {
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with("tsrelay_pipeline_latency_seconds_bucket{")) {
+        let Some(le) = line.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else { continue };
+        let le = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::NAN) };
+        let Some(count) = line.rsplit_once(' ').and_then(|(_, c)| c.parse::<f64>().ok()) else { continue };
+        match buckets.iter_mut().find(|(b, _)| *b == le) {
+            Some((_, c)) => *c += count,
+            None => buckets.push((le, count)),
+        }
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+/// The `q` quantile of the observations between two bucket snapshots, with
+/// linear interpolation inside a bucket (as PromQL's `histogram_quantile`).
+fn quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> Option<(f64, f64)> {
+    let delta: Vec<(f64, f64)> =
+        after.iter().map(|&(le, c)| (le, c - before.iter().find(|(b, _)| *b == le).map_or(0.0, |x| x.1))).collect();
+    let total = delta.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let (mut lower_le, mut lower_count) = (0.0, 0.0);
+    for &(le, count) in &delta {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some((lower_le, total));
+            }
+            let within = if count > lower_count { (rank - lower_count) / (count - lower_count) } else { 1.0 };
+            return Some((lower_le + (le - lower_le) * within, total));
+        }
+        (lower_le, lower_count) = (le, count);
+    }
+    None
+}
+
+/// `samples` from a null receiver's /stats.
+async fn null_samples(client: &reqwest::Client, addr: &str) -> Option<f64> {
+    let text = fetch_text(client, format!("http://{addr}/stats")).await?;
+    text.lines().find_map(|l| l.strip_prefix("samples ")?.trim().parse().ok())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let cli = Cli::parse();
+    match cli.command {
+        // One thread: the receiver's own cost stays small and predictable
+        // next to the daemon it measures.
+        Some(Command::NullReceiver(args)) => {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(null_receiver::run(args))
+        }
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(load(cli.load)),
+    }
+}
+
+async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
     let sent = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let requests = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + args.duration;
     let per_sender_rate = args.rate as f64 / args.connections as f64;
+    let stamps = Arc::new(BodyStamps::default());
 
     let before_cpu = args.pid.and_then(proc_usage);
-    let before_delivered = match &args.admin {
-        Some(a) => delivered(&client, a).await,
+    let before = match &args.admin {
+        Some(a) => daemon_counts(&client, a).await,
+        None => None,
+    };
+    let before_null = match &args.null_stats {
+        Some(a) => Some(null_samples(&client, a).await.ok_or("null receiver: no /stats")?),
         None => None,
     };
     let started = Instant::now();
     let mut tasks = Vec::new();
+    // One sequence over all senders: request k sends body k mod n, so the
+    // same body comes round again only after every other body was sent.
+    let limit = args.requests;
+    let next_request = move |requests: &AtomicU64| {
+        let k = requests.fetch_add(1, Ordering::Relaxed);
+        (Instant::now() < deadline && (limit == 0 || k < limit)).then_some(k)
+    };
     match args.format {
         Format::Lp => {
             let bodies = Arc::new(build_lp_bodies(args.series, args.batch));
-            let url = format!("http://{}/write", args.target);
-            for c in 0..args.connections {
-                let (client, bodies, url) = (client.clone(), bodies.clone(), url.clone());
+            let url = format!("http://{}/write?precision=ms", args.target);
+            for _ in 0..args.connections {
+                let (client, bodies, url, stamps) = (client.clone(), bodies.clone(), url.clone(), stamps.clone());
                 let (sent, refused, requests) = (sent.clone(), refused.clone(), requests.clone());
-                let limit = args.requests;
                 tasks.push(tokio::spawn(async move {
-                    let mut i = c;
                     let t0 = Instant::now();
                     let mut mine = 0u64;
-                    while Instant::now() < deadline && (limit == 0 || requests.load(Ordering::Relaxed) < limit) {
-                        let body = bodies[i % bodies.len()].clone();
-                        let lines = bytecount(&body);
-                        i += 1;
-                        requests.fetch_add(1, Ordering::Relaxed);
-                        match client.post(&url).body(body.to_vec()).send().await {
+                    while let Some(k) = next_request(&requests) {
+                        let n = bodies.len() as u64;
+                        let body = &bodies[(k % n) as usize];
+                        let stamped = body.stamped(stamps.next((k % n) as usize));
+                        match client.post(&url).body(stamped).send().await {
                             Ok(r) if r.status().is_success() => {
-                                sent.fetch_add(lines, Ordering::Relaxed);
-                                mine += lines;
+                                sent.fetch_add(body.lines, Ordering::Relaxed);
+                                mine += body.lines;
                             }
                             _ => {
-                                refused.fetch_add(lines, Ordering::Relaxed);
+                                refused.fetch_add(body.lines, Ordering::Relaxed);
                                 tokio::time::sleep(Duration::from_millis(50)).await;
                             }
                         }
@@ -182,27 +347,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Format::Grpc => {
             let reqs = Arc::new(build_grpc_requests(args.series, args.batch));
             let endpoint = format!("http://{}", args.target);
-            for c in 0..args.connections {
+            for _ in 0..args.connections {
                 let mut grpc = tsrelay::proto::v1::ingest_client::IngestClient::connect(endpoint.clone()).await?;
-                let reqs = reqs.clone();
+                let (reqs, stamps) = (reqs.clone(), stamps.clone());
                 let (sent, refused, requests) = (sent.clone(), refused.clone(), requests.clone());
-                let limit = args.requests;
                 tasks.push(tokio::spawn(async move {
-                    let mut i = c;
                     let t0 = Instant::now();
                     let mut mine = 0u64;
-                    while Instant::now() < deadline && (limit == 0 || requests.load(Ordering::Relaxed) < limit) {
-                        let req = reqs[i % reqs.len()].clone();
-                        let n = req.series.len() as u64;
-                        i += 1;
-                        requests.fetch_add(1, Ordering::Relaxed);
+                    while let Some(k) = next_request(&requests) {
+                        let n = reqs.len() as u64;
+                        let mut req = reqs[(k % n) as usize].clone();
+                        let timestamp = stamps.next((k % n) as usize);
+                        req.series.iter_mut().flat_map(|s| s.samples.iter_mut()).for_each(|s| s.timestamp = timestamp);
+                        let count = req.series.len() as u64;
                         match grpc.write(req).await {
                             Ok(_) => {
-                                sent.fetch_add(n, Ordering::Relaxed);
-                                mine += n;
+                                sent.fetch_add(count, Ordering::Relaxed);
+                                mine += count;
                             }
                             Err(_) => {
-                                refused.fetch_add(n, Ordering::Relaxed);
+                                refused.fetch_add(count, Ordering::Relaxed);
                                 tokio::time::sleep(Duration::from_millis(50)).await;
                             }
                         }
@@ -217,44 +381,90 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let sent = sent.load(Ordering::Relaxed);
+    // The sequence also counted each sender's final look past the deadline or limit.
+    let requests = requests.load(Ordering::Relaxed).saturating_sub(args.connections as u64);
     let mut report = format!(
-        "sent {sent} samples in {elapsed:.1} s = {:.0} samples/s; refused (503/errors) {}; requests {}\n",
+        "sent {sent} samples in {elapsed:.1} s = {:.0} samples/s; refused (503/errors) {}; requests {requests}\n",
         sent as f64 / elapsed,
         refused.load(Ordering::Relaxed),
-        requests.load(Ordering::Relaxed)
     );
-    if let Some(admin) = &args.admin {
-        // Let the queues drain before reading what was delivered.
-        let mut last = None;
-        for _ in 0..100 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let d = delivered(&client, admin).await;
-            if d.is_some() && d == last {
-                break;
+
+    // Let the queues drain: until every accepted sample is accounted for (and
+    // has reached the null receiver), or nothing moved for 3 s; at most 20 s.
+    let (mut after, mut after_null) = (None, None);
+    let mut still = 0;
+    for _ in 0..200 {
+        let d = match &args.admin {
+            Some(a) => daemon_counts(&client, a).await,
+            None => None,
+        };
+        let nul = match &args.null_stats {
+            Some(a) => null_samples(&client, a).await,
+            None => None,
+        };
+        let accounted = match (&before, &d) {
+            (Some(b), Some(d)) => d.delivered + d.dropped - b.delivered - b.dropped >= sent as f64,
+            _ => true,
+        };
+        let expected_at_null = match (&before, &d) {
+            (Some(b), Some(d)) => d.delivered - b.delivered,
+            _ => sent as f64,
+        };
+        let arrived = match (before_null, nul) {
+            (Some(b), Some(n)) => n - b >= expected_at_null,
+            _ => true,
+        };
+        if accounted && arrived {
+            (after, after_null) = (d, nul);
+            break;
+        }
+        still = if (&d, nul) == (&after, after_null) { still + 1 } else { 0 };
+        (after, after_null) = (d, nul);
+        if still >= 30 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut result = format!("RESULT sent={sent} elapsed={elapsed:.3}");
+    if let (Some(b), Some(a)) = (&before, &after) {
+        let (delivered, dropped) = (a.delivered - b.delivered, a.dropped - b.dropped);
+        let _ = writeln!(report, "daemon delivered {delivered:.0} samples (per sink, summed), dropped {dropped:.0}");
+        let _ = write!(result, " delivered={delivered:.0} dropped={dropped:.0}");
+        if args.latency {
+            match (
+                quantile(&b.latency_buckets, &a.latency_buckets, 0.5),
+                quantile(&b.latency_buckets, &a.latency_buckets, 0.99),
+            ) {
+                (Some((p50, n)), Some((p99, _))) => {
+                    let _ = writeln!(
+                        report,
+                        "receive → sink request start over {n:.0} sink requests: p50 {:.1} ms, p99 {:.1} ms",
+                        p50 * 1e3,
+                        p99 * 1e3
+                    );
+                    let _ = write!(result, " p50_ms={:.1} p99_ms={:.1}", p50 * 1e3, p99 * 1e3);
+                }
+                _ => report.push_str("no tsrelay_pipeline_latency_seconds observations in this run\n"),
             }
-            last = d;
         }
-        if let (Some(b), Some(a)) = (before_delivered, last) {
-            let _ = writeln!(report, "daemon delivered {:.0} samples (per sink, summed)", a - b);
-        }
+    }
+    if let (Some(b), Some(n)) = (before_null, after_null) {
+        let _ = writeln!(report, "null receiver got {:.0} samples", n - b);
+        let _ = write!(result, " null={:.0}", n - b);
     }
     if let (Some(pid), Some((cpu0, _))) = (args.pid, before_cpu)
         && let Some((cpu1, hwm)) = proc_usage(pid)
     {
         let cpu = cpu1 - cpu0;
-        let _ = writeln!(
-            report,
-            "daemon CPU {cpu:.2} s ⇒ {:.0} samples per CPU-second; peak RSS {:.1} MiB",
-            sent as f64 / cpu.max(0.01),
-            hwm as f64 / 1048576.0
-        );
+        let per_cpu = sent as f64 / cpu.max(0.01);
+        let hwm_mib = hwm as f64 / 1048576.0;
+        let _ =
+            writeln!(report, "daemon CPU {cpu:.2} s ⇒ {per_cpu:.0} samples per CPU-second; peak RSS {hwm_mib:.1} MiB");
+        let _ = write!(result, " cpu={cpu:.2} per_cpu={per_cpu:.0} hwm_mib={hwm_mib:.1}");
     }
-    print!("{report}");
+    println!("{report}{result}");
     Ok(())
-}
-
-fn bytecount(body: &[u8]) -> u64 {
-    body.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
 async fn pace(rate: f64, sent: u64, t0: Instant) {
@@ -265,5 +475,191 @@ async fn pace(rate: f64, sent: u64, t0: Instant) {
     let elapsed = t0.elapsed();
     if due > elapsed {
         tokio::time::sleep(due - elapsed).await;
+    }
+}
+
+mod null_receiver {
+    use std::io::Write as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use axum::Router;
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+
+    use super::NullReceiverArgs;
+
+    #[derive(Default)]
+    struct Counts {
+        requests: AtomicU64,
+        bytes: AtomicU64,
+        samples: AtomicU64,
+        /// Bodies that were not snappy-compressed protobuf `WriteRequest`s.
+        undecodable: AtomicU64,
+        count_samples: bool,
+    }
+
+    pub async fn run(args: NullReceiverArgs) -> Result<(), Box<dyn std::error::Error>> {
+        let counts = Arc::new(Counts { count_samples: args.count_samples, ..Counts::default() });
+        let app = Router::new().route("/stats", get(stats)).fallback(accept).with_state(counts);
+        let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+        let mut out = std::io::stdout();
+        writeln!(out, "listening on {}", listener.local_addr()?)?;
+        out.flush()?;
+        axum::serve(listener, app).await?;
+        Ok(())
+    }
+
+    async fn stats(State(c): State<Arc<Counts>>) -> String {
+        format!(
+            "requests {}\nbytes {}\nsamples {}\nundecodable {}\n",
+            c.requests.load(Ordering::Relaxed),
+            c.bytes.load(Ordering::Relaxed),
+            c.samples.load(Ordering::Relaxed),
+            c.undecodable.load(Ordering::Relaxed)
+        )
+    }
+
+    async fn accept(State(c): State<Arc<Counts>>, body: Bytes) -> StatusCode {
+        c.requests.fetch_add(1, Ordering::Relaxed);
+        c.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+        if c.count_samples {
+            match snap::raw::Decoder::new().decompress_vec(&body).ok().and_then(|raw| count_samples(&raw)) {
+                Some(n) => {
+                    c.samples.fetch_add(n, Ordering::Relaxed);
+                }
+                None => {
+                    c.undecodable.fetch_add(1, Ordering::Relaxed);
+                    return StatusCode::BAD_REQUEST;
+                }
+            }
+        }
+        StatusCode::NO_CONTENT
+    }
+
+    /// Samples in a protobuf `prometheus.WriteRequest`: field 1 (timeseries),
+    /// inside each its field 2 (samples). Walks the wire format without
+    /// building any message.
+    pub fn count_samples(request: &[u8]) -> Option<u64> {
+        let mut total = 0;
+        let mut outer = Wire(request);
+        while let Some((field, kind)) = outer.key()? {
+            if field == 1 && kind == 2 {
+                let mut series = Wire(outer.bytes()?);
+                while let Some((field, kind)) = series.key()? {
+                    if field == 2 && kind == 2 {
+                        series.bytes()?;
+                        total += 1;
+                    } else {
+                        series.skip(kind)?;
+                    }
+                }
+            } else {
+                outer.skip(kind)?;
+            }
+        }
+        Some(total)
+    }
+
+    struct Wire<'a>(&'a [u8]);
+
+    impl<'a> Wire<'a> {
+        fn varint(&mut self) -> Option<u64> {
+            let mut value = 0u64;
+            for shift in (0..64).step_by(7) {
+                let (&b, rest) = self.0.split_first()?;
+                self.0 = rest;
+                value |= u64::from(b & 0x7f) << shift;
+                if b & 0x80 == 0 {
+                    return Some(value);
+                }
+            }
+            None
+        }
+
+        /// The next `(field number, wire type)`, `Some(None)` at the end, `None` if malformed.
+        fn key(&mut self) -> Option<Option<(u64, u8)>> {
+            if self.0.is_empty() {
+                return Some(None);
+            }
+            let key = self.varint()?;
+            Some(Some((key >> 3, (key & 7) as u8)))
+        }
+
+        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            if n > self.0.len() {
+                return None;
+            }
+            let (head, rest) = self.0.split_at(n);
+            self.0 = rest;
+            Some(head)
+        }
+
+        fn bytes(&mut self) -> Option<&'a [u8]> {
+            let n = usize::try_from(self.varint()?).ok()?;
+            self.take(n)
+        }
+
+        fn skip(&mut self, kind: u8) -> Option<()> {
+            match kind {
+                0 => self.varint().map(drop),
+                1 => self.take(8).map(drop),
+                2 => self.bytes().map(drop),
+                5 => self.take(4).map(drop),
+                _ => None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_samples_of_an_encoded_write_request() {
+        use prost::Message;
+        use tsrelay::proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+        let series = |n: usize| TimeSeries {
+            labels: vec![Label { name: "__name__".into(), value: format!("m{n}") }],
+            samples: (0..n).map(|i| Sample { value: i as f64, timestamp: i as i64 }).collect(),
+        };
+        let request = WriteRequest { timeseries: vec![series(3), series(1), series(5)], ..Default::default() };
+        assert_eq!(null_receiver::count_samples(&request.encode_to_vec()), Some(9));
+        assert_eq!(null_receiver::count_samples(&[0x0a, 0x05, 0x01]), None);
+    }
+
+    #[test]
+    fn every_line_is_stamped_and_rounds_increase() {
+        let bodies = build_lp_bodies(25, 10);
+        assert_eq!(bodies.iter().map(|b| b.lines).collect::<Vec<_>>(), [10, 10, 5]);
+        let text = String::from_utf8(bodies[2].stamped(1_790_000_000_123)).unwrap();
+        assert_eq!(text.lines().count(), 5);
+        assert!(text.lines().all(|l| l.ends_with(" 1790000000123")), "{text}");
+    }
+
+    #[test]
+    fn stamps_follow_the_clock_and_strictly_increase_per_body() {
+        let stamps = BodyStamps::default();
+        let first = stamps.next(0);
+        assert!((first - tsrelay::model::now_ms()).abs() < 1000);
+        let mut previous = first;
+        for _ in 0..1000 {
+            let next = stamps.next(0);
+            assert!(next > previous);
+            previous = next;
+        }
+        assert!(stamps.next(1) >= first);
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_the_delta_of_two_snapshots() {
+        let before = [(0.01, 10.0), (0.05, 10.0), (f64::INFINITY, 10.0)];
+        let after = [(0.01, 10.0), (0.05, 110.0), (f64::INFINITY, 110.0)];
+        let (p50, n) = quantile(&before, &after, 0.5).unwrap();
+        assert_eq!(n, 100.0);
+        assert!((p50 - 0.03).abs() < 1e-9, "{p50}");
     }
 }

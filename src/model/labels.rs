@@ -62,9 +62,16 @@ impl Labels {
 
     /// Sorts by name (then value, so the order is total).
     pub fn sort(&mut self) {
-        if !self.0.is_sorted() {
+        if !self.names_strictly_increasing() && !self.0.is_sorted() {
             self.0.sort_unstable();
         }
+    }
+
+    /// Names in strictly increasing order: sorted, and no name twice. The
+    /// usual case once the normalize stage ran, checked on the first byte of
+    /// each name where that decides (it almost always does).
+    pub fn names_strictly_increasing(&self) -> bool {
+        self.0.windows(2).all(|w| name_before(w[0].name.as_bytes(), w[1].name.as_bytes()))
     }
 
     /// A stable 64-bit hash of the series identity, independent of process
@@ -79,10 +86,10 @@ impl Labels {
             if len + n.len() + v.len() + 2 > buf.len() {
                 return self.series_hash_streaming();
             }
-            buf[len..len + n.len()].copy_from_slice(n);
+            copy_bytes(&mut buf[len..len + n.len()], n);
             len += n.len();
             buf[len] = 0xff;
-            buf[len + 1..len + 1 + v.len()].copy_from_slice(v);
+            copy_bytes(&mut buf[len + 1..len + 1 + v.len()], v);
             len += v.len() + 1;
             buf[len] = 0xfe;
             len += 1;
@@ -99,6 +106,39 @@ impl Labels {
             h.update(&[0xfe]);
         }
         h.digest()
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short strings labels are made of,
+/// without a call to `memcpy`: two overlapping fixed-size copies cover any
+/// length up to twice their width. `dst` and `src` have the same length.
+#[inline(always)]
+pub fn copy_bytes(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if (8..=16).contains(&n) {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..].copy_from_slice(&src[n - 8..]);
+    } else if (4..8).contains(&n) {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..].copy_from_slice(&src[n - 4..]);
+    } else if (17..=32).contains(&n) {
+        dst[..16].copy_from_slice(&src[..16]);
+        dst[n - 16..].copy_from_slice(&src[n - 16..]);
+    } else if n < 4 {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
+/// `a < b` for label names, deciding on the first byte when it differs.
+#[inline]
+pub fn name_before(a: &[u8], b: &[u8]) -> bool {
+    match (a.first(), b.first()) {
+        (Some(x), Some(y)) if x != y => x < y,
+        _ => a < b,
     }
 }
 
@@ -152,5 +192,37 @@ mod tests {
         b.sort();
         assert_eq!(a.series_hash(), b.series_hash());
         assert_eq!(a.to_string(), "up{a=\"1\",job=\"x\"}");
+    }
+
+    #[test]
+    fn short_copies_copy_every_length() {
+        let src: Vec<u8> = (0..80).collect();
+        for n in 0..=80 {
+            let mut dst = vec![0xaa; n];
+            copy_bytes(&mut dst, &src[..n]);
+            assert_eq!(dst, &src[..n]);
+        }
+    }
+
+    #[test]
+    fn sorting_matches_a_full_sort_whatever_the_order() {
+        let cases: [&[(&str, &str)]; 5] = [
+            &[("__name__", "up"), ("a", "1"), ("job", "x")],
+            &[("b", "1"), ("a", "2")],
+            &[("a", "2"), ("a", "1")],
+            &[("ab", "1"), ("aa", "1"), ("a", "1")],
+            &[("a", "1"), ("a", "1")],
+        ];
+        for pairs in cases {
+            let mut fast: Labels = pairs.iter().copied().collect();
+            let mut full = fast.clone();
+            fast.sort();
+            full.0.sort_unstable();
+            assert_eq!(fast, full, "{pairs:?}");
+        }
+        let unique: Labels = [("a", "1"), ("b", "1")].into_iter().collect();
+        assert!(unique.names_strictly_increasing());
+        let repeated: Labels = [("a", "1"), ("a", "2")].into_iter().collect();
+        assert!(!repeated.names_strictly_increasing());
     }
 }

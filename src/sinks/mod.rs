@@ -178,9 +178,12 @@ pub fn spawn_sink(
         }
         SinkConfig::Blackhole(_) => tokio::spawn(run_worker(vec![blackhole::BlackholeSink], queue, batch, health)),
         SinkConfig::PrometheusRemoteWrite(c) => {
-            // The metric registry's help and unit plug in here as a `MetadataProvider`.
-            let metadata: std::sync::Arc<dyn remote_write::MetadataProvider> = loaded.registry.clone();
-            let lanes = remote_write::lanes(c, &context, &resolve, retry_forever, Some(metadata))
+            // The metric registry's help and unit plug in here as a `MetadataProvider`;
+            // an empty one has nothing to add, and leaving it out spares the
+            // encoder a lookup per series.
+            let metadata = (!loaded.registry.is_empty())
+                .then(|| loaded.registry.clone() as std::sync::Arc<dyn remote_write::MetadataProvider>);
+            let lanes = remote_write::lanes(c, &context, &resolve, retry_forever, metadata)
                 .map_err(|e| build_error(e.to_string()))?;
             tokio::spawn(run_worker(lanes, queue, batch, health))
         }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::relabel::{self, RelabelRule, Scratch, Verdict};
-use crate::model::{Label, LabelStr, METRIC_NAME_LABEL, Sample};
+use crate::model::{Label, LabelStr, METRIC_NAME_LABEL, Sample, name_before};
 use crate::pipeline::{DropTally, StatelessStage};
 use crate::registry::is_valid_label_name;
 use crate::telemetry::{DropReason, Stage};
@@ -86,22 +86,10 @@ impl Normalize {
 
     /// Normalizes one label set in place; `Err` says why the sample must go.
     pub fn normalize(&self, labels: &mut Vec<Label>, scratch: &mut Scratch) -> Result<(), DropReason> {
-        if !is_clean(labels) {
-            if self.invalid_names == InvalidNames::Reject && labels.iter().any(|l| !name_ok(l)) {
-                return Err(DropReason::InvalidName);
-            }
-            clean(labels)?;
-        }
-        if !labels.is_sorted() {
-            labels.sort_unstable();
-        }
-        let mut has_name = false;
-        for (i, l) in labels.iter().enumerate() {
-            if i > 0 && labels[i - 1].name == l.name {
-                return Err(DropReason::InvalidName);
-            }
-            has_name |= l.name == METRIC_NAME_LABEL;
-        }
+        let has_name = match already_normal(labels) {
+            Some(has_name) => has_name,
+            None => self.clean_and_sort(labels)?,
+        };
         for s in &self.static_labels {
             match labels.binary_search_by(|l| l.name.cmp(&s.name)) {
                 Ok(i) if self.static_override => labels[i].value.clone_from(&s.value),
@@ -130,6 +118,53 @@ impl Normalize {
             _ => Err(DropReason::InvalidName),
         }
     }
+}
+
+impl Normalize {
+    /// Cleans, sorts and checks for repeated names; says whether `__name__` is there.
+    fn clean_and_sort(&self, labels: &mut Vec<Label>) -> Result<bool, DropReason> {
+        if !is_clean(labels) {
+            if self.invalid_names == InvalidNames::Reject && labels.iter().any(|l| !name_ok(l)) {
+                return Err(DropReason::InvalidName);
+            }
+            clean(labels)?;
+        }
+        if !labels.is_sorted() {
+            labels.sort_unstable();
+        }
+        let mut has_name = false;
+        for (i, l) in labels.iter().enumerate() {
+            if i > 0 && labels[i - 1].name == l.name {
+                return Err(DropReason::InvalidName);
+            }
+            has_name |= l.name == METRIC_NAME_LABEL;
+        }
+        Ok(has_name)
+    }
+}
+
+/// The usual case, in one pass over the labels: every name valid, no empty
+/// value, names strictly increasing (so sorted and unique). Says whether
+/// `__name__` is there, or `None` when the labels need [`Normalize::clean_and_sort`].
+/// Decides on the first byte of each name where that suffices, instead of
+/// comparing whole labels (name, then value) as `is_sorted` would.
+fn already_normal(labels: &[Label]) -> Option<bool> {
+    let mut has_name = false;
+    let mut previous: &[u8] = &[];
+    for (i, l) in labels.iter().enumerate() {
+        let name = l.name.as_bytes();
+        if l.value.is_empty() || (i > 0 && !name_before(previous, name)) {
+            return None;
+        }
+        let is_name = name == METRIC_NAME_LABEL.as_bytes();
+        let valid = if is_name { is_metric_name(&l.value) } else { is_valid_label_name(&l.name) };
+        if !valid {
+            return None;
+        }
+        has_name |= is_name;
+        previous = name;
+    }
+    Some(has_name)
 }
 
 impl StatelessStage for Normalize {

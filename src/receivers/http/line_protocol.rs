@@ -1148,6 +1148,9 @@ pub fn decode_body(
     let mut point = Point::default();
     let mut summary = DecodeSummary::default();
     let mut name_scratch = String::with_capacity(64);
+    // One sample a line is the usual case: reserving for it spares the
+    // vector's regrowth, which copied every sample and faulted in fresh pages.
+    out.reserve(memchr::memchr_iter(b'\n', body).count() + 1);
     while let Some((line, result)) = parser.next_into(&mut point) {
         let outcome = result.and_then(|()| {
             if let Some(tag) = point.tags.iter().find(|t| t.key == METRIC_NAME_LABEL) {

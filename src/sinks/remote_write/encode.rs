@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use compact_str::CompactString;
 
-use crate::model::{Label, MetricKind, Sample};
+use crate::model::{Label, MetricKind, Sample, copy_bytes};
 use crate::sinks::common::{Encode, Encoded};
 use crate::sinks::{SinkBatch, prefetch, prefetch_labels};
 
@@ -173,16 +173,21 @@ impl RemoteWriteEncoder {
                 ready.unwrap_or_else(|| self.sorted_labels.iter().map(|&i| label_entry_len(&labels[i])).sum());
             let samples_len: usize = members.iter().map(|&i| 2 + sample_len(samples[i as usize])).sum();
             let series_len = labels_len + samples_len;
-            let buf = &mut self.raw;
-            buf.reserve(1 + varint_len(series_len as u64) + series_len);
-            buf.push(tag::WRITE_REQUEST_TIMESERIES);
-            put_varint(buf, series_len as u64);
+            // The entry's size is known: grow once, then write every field
+            // in place (small fixed-size copies instead of a memcpy call per
+            // string, which cost more than the copying itself).
+            let entry_at = self.raw.len();
+            self.raw.resize(entry_at + 1 + varint_len(series_len as u64) + series_len, 0);
+            let mut out = Cursor { out: &mut self.raw[entry_at..], at: 0 };
+            out.byte(tag::WRITE_REQUEST_TIMESERIES);
+            out.varint(series_len as u64);
             if ready.is_some() {
-                labels.iter().for_each(|l| write_label(buf, l));
+                labels.iter().for_each(|l| out.label(l));
             } else {
-                self.sorted_labels.iter().for_each(|&i| write_label(buf, &labels[i]));
+                self.sorted_labels.iter().for_each(|&i| out.label(&labels[i]));
             }
-            members.iter().for_each(|&i| write_sample(buf, samples[i as usize]));
+            members.iter().for_each(|&i| out.sample(samples[i as usize]));
+            debug_assert_eq!(out.at, out.out.len(), "series entry length computed wrong");
             summary.series += 1;
             summary.samples += end - start;
             let name = first.name();
@@ -259,6 +264,10 @@ impl RemoteWriteEncoder {
     }
 
     fn consider_metadata(&mut self, name: &str, kind: MetricKind, now: Instant) {
+        if kind == MetricKind::Unspecified && self.metadata.provider.is_none() {
+            // Nothing is known about the family: no metadata to send.
+            return;
+        }
         if self.metadata_sent.get(name).is_some_and(|t| now.duration_since(*t) < self.metadata.interval) {
             return;
         }
@@ -411,50 +420,64 @@ fn sample_len(s: &Sample) -> usize {
     value + timestamp
 }
 
-#[inline]
-fn write_label(buf: &mut Vec<u8>, l: &Label) {
-    let (name, value) = (l.name.as_bytes(), l.value.as_bytes());
-    let len = label_len(l);
-    if len < 0x80 {
-        // Every length fits one byte: four writes instead of eight.
-        buf.extend_from_slice(&[tag::TIMESERIES_LABELS, len as u8, tag::LABEL_NAME, name.len() as u8]);
-        buf.extend_from_slice(name);
-        buf.extend_from_slice(&[tag::LABEL_VALUE, value.len() as u8]);
-        buf.extend_from_slice(value);
-    } else {
-        buf.push(tag::TIMESERIES_LABELS);
-        put_varint(buf, len as u64);
-        put_string_field(buf, tag::LABEL_NAME, &l.name);
-        put_string_field(buf, tag::LABEL_VALUE, &l.value);
-    }
+/// Writes into a slice sized beforehand for exactly what is written.
+struct Cursor<'a> {
+    out: &'a mut [u8],
+    at: usize,
 }
 
-#[inline]
-fn write_sample(buf: &mut Vec<u8>, s: &Sample) {
-    // Tag, length, value field (9), timestamp field (at most 11).
-    let mut entry = [0u8; 22];
-    let mut at = 2;
-    let bits = s.value.to_bits();
-    if bits != 0 {
-        entry[at] = tag::SAMPLE_VALUE;
-        entry[at + 1..at + 9].copy_from_slice(&bits.to_le_bytes());
-        at += 9;
+impl Cursor<'_> {
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        self.out[self.at] = b;
+        self.at += 1;
     }
-    if s.timestamp_ms != 0 {
-        entry[at] = tag::SAMPLE_TIMESTAMP;
-        at += 1;
-        let mut v = s.timestamp_ms as u64;
+
+    #[inline(always)]
+    fn bytes(&mut self, src: &[u8]) {
+        copy_bytes(&mut self.out[self.at..self.at + src.len()], src);
+        self.at += src.len();
+    }
+
+    #[inline(always)]
+    fn varint(&mut self, mut v: u64) {
         while v >= 0x80 {
-            entry[at] = (v as u8) | 0x80;
+            self.byte((v as u8) | 0x80);
             v >>= 7;
-            at += 1;
         }
-        entry[at] = v as u8;
-        at += 1;
+        self.byte(v as u8);
     }
-    entry[0] = tag::TIMESERIES_SAMPLES;
-    entry[1] = (at - 2) as u8;
-    buf.extend_from_slice(&entry[..at]);
+
+    #[inline(always)]
+    fn string_field(&mut self, tag: u8, s: &[u8]) {
+        self.byte(tag);
+        self.varint(s.len() as u64);
+        self.bytes(s);
+    }
+
+    #[inline]
+    fn label(&mut self, l: &Label) {
+        self.byte(tag::TIMESERIES_LABELS);
+        self.varint(label_len(l) as u64);
+        self.string_field(tag::LABEL_NAME, l.name.as_bytes());
+        self.string_field(tag::LABEL_VALUE, l.value.as_bytes());
+    }
+
+    #[inline]
+    fn sample(&mut self, s: &Sample) {
+        self.byte(tag::TIMESERIES_SAMPLES);
+        self.varint((sample_len(s)) as u64);
+        let bits = s.value.to_bits();
+        if bits != 0 {
+            self.byte(tag::SAMPLE_VALUE);
+            self.out[self.at..self.at + 8].copy_from_slice(&bits.to_le_bytes());
+            self.at += 8;
+        }
+        if s.timestamp_ms != 0 {
+            self.byte(tag::SAMPLE_TIMESTAMP);
+            self.varint(s.timestamp_ms as u64);
+        }
+    }
 }
 
 /// One `MetricMetadata` entry of the `WriteRequest`.
