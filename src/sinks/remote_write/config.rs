@@ -15,7 +15,7 @@ use crate::sinks::common::http::parse_url;
 /// type = "prometheus_remote_write"
 /// url = "http://127.0.0.1:9090/api/v1/write"
 /// queue = { type = "memory", max_samples = 1000000, when_full = "block" }
-/// batch = { max_samples = 10000, max_age_ms = 200 }
+/// batch = { max_samples = 10000, max_age_ms = 20 }
 /// [sinks.prom.request]
 /// concurrency = "adaptive"
 /// ```
