@@ -842,8 +842,8 @@ mod tests {
                 record.labels.iter().map(|l| (l.name.to_string(), l.value.to_string())).collect();
             let want: Vec<(String, String)> = labels.into_iter().collect();
             prop_assert_eq!(got, want);
-            // serde_json's default float reader may be one ULP off its own writer.
-            prop_assert!((record.value - value).abs() <= value.abs() * 4.0 * f64::EPSILON);
+            // Exact, subnormals included (serde_json's `float_roundtrip`).
+            prop_assert_eq!(record.value.to_bits(), value.to_bits());
             prop_assert_eq!(record.timestamp_ms, timestamp);
         }
     }
