@@ -159,7 +159,7 @@ fn kill_9_mid_stream_then_restart_skips_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Tansu::start(dir.path());
     broker.create_topic("metrics", 3);
-    let (messages, per_message) = (5000usize, 5usize);
+    let per_message = 5usize;
 
     let out = dir.path().join("out.lp");
     // Small sink batches: a write cut short by the kill stays below one pipe/page write.
@@ -170,30 +170,45 @@ fn kill_9_mid_stream_then_restart_skips_nothing() {
     );
     let mut first = Tsrelay::start(dir.path(), &config);
 
-    // A steady stream: 50 messages every 40 ms, ≈5 s in all.
+    // A steady stream, 50 messages every 40 ms, that goes on until after the
+    // kill (bounded at 1000 rounds, 40 s), so the kill always lands mid-stream.
     let producer = broker.producer();
-    let stream = std::thread::spawn(move || {
-        for round in 0..messages / 50 {
-            let records: Vec<(i32, Vec<u8>)> =
-                (round * 50..(round + 1) * 50).map(|m| ((m % 3) as i32, message(m, per_message))).collect();
-            send_all(&producer, "metrics", &records);
-            std::thread::sleep(Duration::from_millis(40));
-        }
-        rdkafka::producer::Producer::flush(&producer, Duration::from_secs(60)).expect("stream acknowledged");
-    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stream = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0usize;
+            for round in 0..1000 {
+                let records: Vec<(i32, Vec<u8>)> =
+                    (round * 50..(round + 1) * 50).map(|m| ((m % 3) as i32, message(m, per_message))).collect();
+                send_all(&producer, "metrics", &records);
+                sent += records.len();
+                // A few more rounds after the kill, for the second instance.
+                if stop.load(std::sync::atomic::Ordering::Relaxed) && round % 25 == 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            rdkafka::producer::Producer::flush(&producer, Duration::from_secs(60)).expect("stream acknowledged");
+            sent
+        })
+    };
 
     // Kill while the stream is still being consumed, after a first commit.
-    let total = messages * per_message;
     wait_for(Duration::from_secs(60), "a first commit", || {
         (first.metric_sum("tsrelay_kafka_committed_offset", &[]) > 0.0).then_some(())
     });
+    // The gauge moves when the commit is sent (asynchronously): give it time
+    // to reach the broker, or the kill may land before any commit did.
+    std::thread::sleep(Duration::from_secs(1));
     first.process.kill9();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let before_kill = value_counts(&out);
     let delivered_before: usize = before_kill.values().sum();
-    assert!(delivered_before < total, "the stream was fully consumed before the kill; nothing was tested");
 
     let mut second = Tsrelay::start_with_file(dir.path(), &first.config_path, first.admin);
-    stream.join().expect("producer thread");
+    let total = stream.join().expect("producer thread") * per_message;
+    assert!(delivered_before < total, "the stream was fully consumed before the kill; nothing was tested");
     let counts = wait_for_values(&mut second, &out, total, Duration::from_secs(90));
     let missing: Vec<i64> = (0..total as i64).filter(|v| !counts.contains_key(v)).collect();
     assert!(missing.is_empty(), "skipped samples: {:?}", &missing[..missing.len().min(20)]);
