@@ -69,8 +69,9 @@ max_past = "36500d"
     assert_eq!(received, 1000.0);
     assert_eq!(received, sent + dropped + queued, "books must balance: {m:?}");
     // 100 in the queue plus, in the stuck worker's hands, up to two batches
-    // per lane (one being written, one filling behind it).
-    assert!((100.0..=200.0).contains(&queued), "queued {queued}");
+    // per lane (one being written, one filling behind it); a batch closes on
+    // the item that reaches max_samples, so each may overshoot by one item.
+    assert!((100.0..=300.0).contains(&queued), "queued {queued}");
     m
 }
 
@@ -82,12 +83,12 @@ async fn drop_newest_counts_refused_batches() {
         "tsrelay_dropped_samples_total",
         &["sink=\"stuck\"", "reason=\"queue_full\"", "stage=\"queue\""],
     );
-    assert!(full >= 700.0, "queue_full drops {full}"); // 1000 - 100 queued - up to 200 in the worker
+    assert!(full >= 600.0, "queue_full drops {full}"); // 1000 - 100 queued - up to 300 in the worker
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_oldest_counts_evicted_batches() {
     let m = overflow("drop_oldest").await;
     let full = sum_metric(&m, "tsrelay_dropped_samples_total", &["sink=\"stuck\"", "reason=\"queue_full\""]);
-    assert!(full >= 700.0, "queue_full drops {full}"); // 1000 - 100 queued - up to 200 in the worker
+    assert!(full >= 600.0, "queue_full drops {full}"); // 1000 - 100 queued - up to 300 in the worker
 }
