@@ -49,7 +49,7 @@ fn clean_batch() -> Vec<Sample> {
     let now = now_ms();
     (0..BATCH)
         .map(|i| {
-            let mut l = Labels::with_capacity(6);
+            let mut l = Labels::with_capacity(5, 80);
             l.push("__name__", format!("node_metric_{}", i / 10 % 50));
             l.push("cluster", "c1");
             l.push("instance", format!("10.0.{}.{}:9100", i % 7, i % 250));
@@ -67,7 +67,7 @@ fn dirty_batch() -> Vec<Sample> {
     let now = now_ms();
     (0..BATCH)
         .map(|i| {
-            let mut l = Labels::with_capacity(6);
+            let mut l = Labels::with_capacity(5, 80);
             l.push("mode", ["idle", "user", "system", "iowait"][i % 4]);
             l.push("job", "node");
             l.push("tmp_scrape", "x");
@@ -110,7 +110,7 @@ fn series_hash(i: u64) -> u64 {
 fn template() -> Vec<Sample> {
     (0..BATCH)
         .map(|i| {
-            let mut l = Labels::with_capacity(3);
+            let mut l = Labels::with_capacity(2, 32);
             l.push("__name__", format!("metric_{}", i % 100));
             l.push("series", format!("{i}"));
             l.sort();

@@ -60,7 +60,7 @@ fn measure(n: u64) -> (f64, f64) {
         let count = (n - next).min(10_000);
         let mut samples: Vec<Sample> = (next..next + count)
             .map(|i| {
-                let mut labels = Labels::with_capacity(4);
+                let mut labels = Labels::with_capacity(3, 64);
                 labels.push("__name__", format!("node_metric_{}", i % 100));
                 labels.push("instance", format!("host-{}:9100", i / 100));
                 labels.push("job", "node");

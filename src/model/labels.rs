@@ -1,15 +1,16 @@
 use std::fmt;
 
 use compact_str::CompactString;
-use xxhash_rust::xxh3::Xxh3;
 
 /// The label that carries the metric name.
 pub const METRIC_NAME_LABEL: &str = "__name__";
 
-/// Label names and values: short strings are stored inline (up to 24 bytes),
-/// which covers almost every real label without a heap allocation.
+/// An owned label name or value: short strings are stored inline (up to 24
+/// bytes). Used where labels are built or rewritten one by one (relabel rules,
+/// static labels); samples carry their labels packed, see [`Labels`].
 pub type LabelStr = CompactString;
 
+/// One owned label, for code that rewrites label sets (see [`Labels::to_vec`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Label {
     pub name: LabelStr,
@@ -20,92 +21,226 @@ impl Label {
     pub fn new(name: impl Into<LabelStr>, value: impl Into<LabelStr>) -> Self {
         Label { name: name.into(), value: value.into() }
     }
+
+    pub fn as_ref(&self) -> LabelRef<'_> {
+        LabelRef { name: &self.name, value: &self.value }
+    }
 }
 
-/// The identity of a series. Receivers may hand over labels in any order;
-/// the pipeline sorts them (see [`Labels::sort`]) before anything hashes them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Labels(pub Vec<Label>);
+/// One label of a [`Labels`] set, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LabelRef<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+impl LabelRef<'_> {
+    pub fn to_owned(self) -> Label {
+        Label::new(self.name, self.value)
+    }
+}
+
+/// Ends a label name inside [`Labels`]; never part of UTF-8 text.
+const NAME_END: u8 = 0xff;
+/// Ends a label value inside [`Labels`]; never part of UTF-8 text.
+const VALUE_END: u8 = 0xfe;
+
+/// The identity of a series: its labels, packed into one buffer as
+/// `name 0xFF value 0xFE` per label. Neither byte can occur in UTF-8, so the
+/// packing needs no lengths or escapes, and the buffer is also the exact input
+/// of [`Labels::series_hash`].
+///
+/// One allocation per label set instead of one per set plus one per long
+/// string: a sample is built, read by every stage, moved through five queues
+/// and freed on another thread, so its size and allocation count are what the
+/// daemon's throughput and peak memory follow (BENCHMARKS.md).
+///
+/// Receivers may hand over labels in any order; the pipeline sorts them (see
+/// [`Labels::sort`]) before anything hashes them.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Labels {
+    /// Only ever extended with whole `&str`s and the two separators, so every
+    /// slice between separators is valid UTF-8.
+    packed: Vec<u8>,
+}
 
 impl Labels {
     pub fn new() -> Self {
-        Labels(Vec::new())
+        Labels { packed: Vec::new() }
     }
 
-    pub fn with_capacity(n: usize) -> Self {
-        Labels(Vec::with_capacity(n))
+    /// Room for `bytes` of label text (names plus values, without separators)
+    /// in `count` labels, so that building the set allocates once.
+    pub fn with_capacity(count: usize, bytes: usize) -> Self {
+        Labels { packed: Vec::with_capacity(bytes + 2 * count) }
     }
 
-    pub fn push(&mut self, name: impl Into<LabelStr>, value: impl Into<LabelStr>) {
-        self.0.push(Label::new(name, value));
+    /// Builds a set from labels in the given order.
+    pub fn from_refs<'a>(labels: impl IntoIterator<Item = LabelRef<'a>>) -> Self {
+        let mut out = Labels::new();
+        for l in labels {
+            out.push(l.name, l.value);
+        }
+        out
+    }
+
+    /// Appends a label (order is not checked; see [`Labels::sort`]).
+    pub fn push(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
+        let (name, value) = (name.as_ref().as_bytes(), value.as_ref().as_bytes());
+        self.packed.reserve(name.len() + value.len() + 2);
+        self.packed.extend_from_slice(name);
+        self.packed.push(NAME_END);
+        self.packed.extend_from_slice(value);
+        self.packed.push(VALUE_END);
+    }
+
+    /// Appends a label whose value is the concatenation of `value_parts`.
+    pub fn push_with(&mut self, name: &str, value_parts: &[&str]) {
+        self.packed.extend_from_slice(name.as_bytes());
+        self.packed.push(NAME_END);
+        for part in value_parts {
+            self.packed.extend_from_slice(part.as_bytes());
+        }
+        self.packed.push(VALUE_END);
+    }
+
+    /// Removes the first label called `name`; says whether there was one.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let mut start = 0;
+        for l in self.iter() {
+            let end = start + l.name.len() + l.value.len() + 2;
+            if l.name == name {
+                self.packed.drain(start..end);
+                return true;
+            }
+            start = end;
+        }
+        false
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|l| l.name == name).map(|l| l.value.as_str())
+        self.iter().find(|l| l.name == name).map(|l| l.value)
     }
 
     pub fn name(&self) -> Option<&str> {
         self.get(METRIC_NAME_LABEL)
     }
 
-    pub fn iter(&self) -> std::slice::Iter<'_, Label> {
-        self.0.iter()
+    pub fn iter(&self) -> Iter<'_> {
+        Iter { rest: &self.packed }
     }
 
+    /// The number of labels.
     pub fn len(&self) -> usize {
-        self.0.len()
+        memchr::memchr_iter(VALUE_END, &self.packed).count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.packed.is_empty()
+    }
+
+    /// The packed form (`name 0xFF value 0xFE` per label).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.packed
+    }
+
+    /// Bytes of heap this set holds.
+    pub fn heap_bytes(&self) -> usize {
+        self.packed.capacity()
+    }
+
+    /// The labels as owned values, for code that rewrites them; see [`Labels::from`].
+    pub fn to_vec(&self) -> Vec<Label> {
+        self.iter().map(LabelRef::to_owned).collect()
     }
 
     /// Sorts by name (then value, so the order is total).
     pub fn sort(&mut self) {
-        if !self.names_strictly_increasing() && !self.0.is_sorted() {
-            self.0.sort_unstable();
+        if self.names_strictly_increasing() {
+            return;
         }
+        let mut labels: Vec<LabelRef<'_>> = self.iter().collect();
+        if labels.is_sorted() {
+            return;
+        }
+        labels.sort_unstable();
+        let sorted = Labels::from_refs(labels);
+        *self = sorted;
     }
 
     /// Names in strictly increasing order: sorted, and no name twice. The
     /// usual case once the normalize stage ran, checked on the first byte of
     /// each name where that decides (it almost always does).
     pub fn names_strictly_increasing(&self) -> bool {
-        self.0.windows(2).all(|w| name_before(w[0].name.as_bytes(), w[1].name.as_bytes()))
+        let mut labels = self.iter();
+        let Some(mut previous) = labels.next() else { return true };
+        for l in labels {
+            if !name_before(previous.name.as_bytes(), l.name.as_bytes()) {
+                return false;
+            }
+            previous = l;
+        }
+        true
     }
 
     /// A stable 64-bit hash of the series identity, independent of process
     /// and machine (it keys Kafka partitions and shards). Labels must be sorted.
     pub fn series_hash(&self) -> u64 {
-        // One-shot xxh3 over a stack buffer: the streaming hasher's per-update
-        // overhead was 10% of the daemon's CPU (perf, BENCHMARKS.md).
-        let mut buf = [0u8; 512];
-        let mut len = 0;
-        for l in &self.0 {
-            let (n, v) = (l.name.as_bytes(), l.value.as_bytes());
-            if len + n.len() + v.len() + 2 > buf.len() {
-                return self.series_hash_streaming();
-            }
-            copy_bytes(&mut buf[len..len + n.len()], n);
-            len += n.len();
-            buf[len] = 0xff;
-            copy_bytes(&mut buf[len + 1..len + 1 + v.len()], v);
-            len += v.len() + 1;
-            buf[len] = 0xfe;
-            len += 1;
-        }
-        xxhash_rust::xxh3::xxh3_64(&buf[..len])
+        xxhash_rust::xxh3::xxh3_64(&self.packed)
     }
+}
 
-    fn series_hash_streaming(&self) -> u64 {
-        let mut h = Xxh3::new();
-        for l in &self.0 {
-            h.update(l.name.as_bytes());
-            h.update(&[0xff]);
-            h.update(l.value.as_bytes());
-            h.update(&[0xfe]);
+/// The labels of a [`Labels`] set, in their order.
+#[derive(Clone)]
+pub struct Iter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = LabelRef<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<LabelRef<'a>> {
+        if self.rest.is_empty() {
+            return None;
         }
-        h.digest()
+        let name_len = self.rest.iter().position(|&b| b == NAME_END)?;
+        let after_name = &self.rest[name_len + 1..];
+        let value_len = after_name.iter().position(|&b| b == VALUE_END)?;
+        let (name, value) = (&self.rest[..name_len], &after_name[..value_len]);
+        self.rest = &after_name[value_len + 1..];
+        // SAFETY: `Labels::packed` is only extended by whole `&str`s and the two
+        // separator bytes, which never occur in UTF-8; so the bytes between
+        // two separators are one whole `&str` that was pushed.
+        unsafe {
+            Some(LabelRef { name: std::str::from_utf8_unchecked(name), value: std::str::from_utf8_unchecked(value) })
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Labels {
+    type Item = LabelRef<'a>;
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+impl From<Vec<Label>> for Labels {
+    fn from(labels: Vec<Label>) -> Self {
+        Labels::from(labels.as_slice())
+    }
+}
+
+impl From<&[Label]> for Labels {
+    fn from(labels: &[Label]) -> Self {
+        let bytes = labels.iter().map(|l| l.name.len() + l.value.len()).sum();
+        let mut out = Labels::with_capacity(labels.len(), bytes);
+        for l in labels {
+            out.push(&l.name, &l.value);
+        }
+        out
     }
 }
 
@@ -148,26 +283,51 @@ impl fmt::Display for Labels {
         f.write_str(name)?;
         f.write_str("{")?;
         let mut first = true;
-        for l in self.0.iter().filter(|l| l.name != METRIC_NAME_LABEL) {
+        for l in self.iter().filter(|l| l.name != METRIC_NAME_LABEL) {
             if !first {
                 f.write_str(",")?;
             }
             first = false;
-            write!(f, "{}={:?}", l.name, l.value.as_str())?;
+            write!(f, "{}={:?}", l.name, l.value)?;
         }
         f.write_str("}")
     }
 }
 
-impl<N: Into<LabelStr>, V: Into<LabelStr>> FromIterator<(N, V)> for Labels {
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter().map(|l| (l.name, l.value))).finish()
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for Labels {
     fn from_iter<T: IntoIterator<Item = (N, V)>>(iter: T) -> Self {
-        Labels(iter.into_iter().map(|(n, v)| Label::new(n, v)).collect())
+        let mut out = Labels::new();
+        for (n, v) in iter {
+            out.push(n, v);
+        }
+        out
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xxhash_rust::xxh3::Xxh3;
+
+    /// The hash as it was defined before labels were packed: one streaming
+    /// pass over `name 0xFF value 0xFE`. Kafka partitions and shard choices
+    /// depend on it, so it must not change across versions.
+    fn reference_hash(labels: &[(&str, &str)]) -> u64 {
+        let mut h = Xxh3::new();
+        for (n, v) in labels {
+            h.update(n.as_bytes());
+            h.update(&[0xff]);
+            h.update(v.as_bytes());
+            h.update(&[0xfe]);
+        }
+        h.digest()
+    }
 
     #[test]
     fn hash_depends_on_boundaries_not_just_bytes() {
@@ -177,11 +337,13 @@ mod tests {
     }
 
     #[test]
-    fn long_label_sets_hash_like_short_ones() {
-        let long: Labels = (0..40).map(|i| (format!("label_{i}"), "v".repeat(20))).collect();
-        assert_eq!(long.series_hash(), long.series_hash_streaming());
-        let short: Labels = [("a", "b")].into_iter().collect();
-        assert_eq!(short.series_hash(), short.series_hash_streaming());
+    fn the_hash_is_the_same_as_in_earlier_versions() {
+        let long: Vec<(String, String)> = (0..40).map(|i| (format!("label_{i}"), "v".repeat(20))).collect();
+        let long_refs: Vec<(&str, &str)> = long.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        for pairs in [&long_refs[..], &[("a", "b")], &[], &[("__name__", "up"), ("job", "")]] {
+            let labels: Labels = pairs.iter().copied().collect();
+            assert_eq!(labels.series_hash(), reference_hash(pairs), "{pairs:?}");
+        }
     }
 
     #[test]
@@ -192,6 +354,19 @@ mod tests {
         b.sort();
         assert_eq!(a.series_hash(), b.series_hash());
         assert_eq!(a.to_string(), "up{a=\"1\",job=\"x\"}");
+    }
+
+    #[test]
+    fn packing_round_trips_every_label_including_empty_and_unicode_ones() {
+        let pairs = [("__name__", "ü_metric"), ("", "empty name"), ("empty_value", ""), ("k", "v\u{1F600}")];
+        let labels: Labels = pairs.iter().copied().collect();
+        let back: Vec<(&str, &str)> = labels.iter().map(|l| (l.name, l.value)).collect();
+        assert_eq!(back, pairs);
+        assert_eq!(labels.len(), 4);
+        assert_eq!(labels.get("empty_value"), Some(""));
+        assert_eq!(labels.get("missing"), None);
+        assert_eq!(Labels::from(labels.to_vec()), labels);
+        assert!(Labels::new().is_empty() && Labels::new().iter().next().is_none());
     }
 
     #[test]
@@ -215,10 +390,10 @@ mod tests {
         ];
         for pairs in cases {
             let mut fast: Labels = pairs.iter().copied().collect();
-            let mut full = fast.clone();
             fast.sort();
-            full.0.sort_unstable();
-            assert_eq!(fast, full, "{pairs:?}");
+            let mut full = pairs.to_vec();
+            full.sort_unstable();
+            assert_eq!(fast, full.into_iter().collect::<Labels>(), "{pairs:?}");
         }
         let unique: Labels = [("a", "1"), ("b", "1")].into_iter().collect();
         assert!(unique.names_strictly_increasing());

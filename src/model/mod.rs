@@ -10,7 +10,7 @@ mod ack;
 mod labels;
 
 pub use ack::{Ack, AckOutcome, AckReceiver};
-pub use labels::{Label, LabelStr, Labels, METRIC_NAME_LABEL, copy_bytes, name_before};
+pub use labels::{Label, LabelRef, LabelStr, Labels, METRIC_NAME_LABEL, copy_bytes, name_before};
 
 /// The kind of metric a sample belongs to, as far as the sender told us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]

@@ -84,7 +84,9 @@ pub mod defaults {
 /// The size [`BatchConfig::max_bytes`] counts for one sample: its labels
 /// plus a fixed allowance for value, timestamp and framing.
 pub fn estimated_sample_bytes(s: &Sample) -> usize {
-    24 + s.labels.iter().map(|l| l.name.len() + l.value.len() + 4).sum::<usize>()
+    // Names and values plus 4 bytes of framing per label, as packed labels
+    // already carry 2 of them.
+    24 + s.labels.as_bytes().len() + 2 * s.labels.len()
 }
 
 /// A hint to load `address` into the cache; no effect where unsupported.
@@ -104,9 +106,9 @@ pub fn prefetch(address: *const u8) {
 /// by the time a sink reads it) ahead of use.
 #[inline]
 pub fn prefetch_labels(sample: &Sample) {
-    let labels = sample.labels.0.as_slice();
-    let base: *const u8 = labels.as_ptr().cast();
-    for offset in (0..std::mem::size_of_val(labels)).step_by(64) {
+    let labels = sample.labels.as_bytes();
+    let base: *const u8 = labels.as_ptr();
+    for offset in (0..labels.len()).step_by(64) {
         prefetch(base.wrapping_add(offset));
     }
 }

@@ -386,9 +386,9 @@ impl Cardinality {
     fn inspect_ids(&mut self, sample: &Sample) {
         let metric = sample.name();
         for l in sample.labels.iter().filter(|l| l.name != METRIC_NAME_LABEL) {
-            let why = if self.shared.config.id_label_names.iter().any(|n| n == l.name.as_str()) {
+            let why = if self.shared.config.id_label_names.iter().any(|n| n == l.name) {
                 "id label name"
-            } else if let Some(why) = looks_like_id(&l.value) {
+            } else if let Some(why) = looks_like_id(l.value) {
                 why
             } else {
                 continue;
@@ -400,7 +400,7 @@ impl Cardinality {
             if self.reported.len() < self.shared.config.max_suspicious_labels {
                 self.reported.insert(key);
             }
-            self.shared.report_suspicious(metric, &l.name, why);
+            self.shared.report_suspicious(metric, l.name, why);
         }
     }
 
@@ -447,9 +447,8 @@ impl Cardinality {
                 return true;
             }
             if let Some(label) = &drop_label
-                && sample.labels.get(label).is_some()
+                && sample.labels.remove(label)
             {
-                super::relabel::delete(&mut sample.labels.0, label);
                 let reduced = sample.labels.series_hash();
                 let kept = match series.get_mut(reduced) {
                     Some(s) => {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::relabel::{self, RelabelRule, Scratch, Verdict};
-use crate::model::{Label, LabelStr, METRIC_NAME_LABEL, Sample, name_before};
+use crate::model::{Label, LabelRef, LabelStr, Labels, METRIC_NAME_LABEL, Sample, name_before};
 use crate::pipeline::{DropTally, StatelessStage};
 use crate::registry::is_valid_label_name;
 use crate::telemetry::{DropReason, Stage};
@@ -86,7 +86,7 @@ impl Normalize {
 
     /// Normalizes one label set in place; `Err` says why the sample must go.
     pub fn normalize(&self, labels: &mut Vec<Label>, scratch: &mut Scratch) -> Result<(), DropReason> {
-        let has_name = match already_normal(labels) {
+        let has_name = match already_normal(labels.iter().map(Label::as_ref)) {
             Some(has_name) => has_name,
             None => self.clean_and_sort(labels)?,
         };
@@ -148,30 +148,47 @@ impl Normalize {
 /// `__name__` is there, or `None` when the labels need [`Normalize::clean_and_sort`].
 /// Decides on the first byte of each name where that suffices, instead of
 /// comparing whole labels (name, then value) as `is_sorted` would.
-fn already_normal(labels: &[Label]) -> Option<bool> {
+fn already_normal<'a>(labels: impl IntoIterator<Item = LabelRef<'a>>) -> Option<bool> {
     let mut has_name = false;
-    let mut previous: &[u8] = &[];
-    for (i, l) in labels.iter().enumerate() {
+    let mut previous: Option<&[u8]> = None;
+    for l in labels {
         let name = l.name.as_bytes();
-        if l.value.is_empty() || (i > 0 && !name_before(previous, name)) {
+        if l.value.is_empty() || previous.is_some_and(|p| !name_before(p, name)) {
             return None;
         }
         let is_name = name == METRIC_NAME_LABEL.as_bytes();
-        let valid = if is_name { is_metric_name(&l.value) } else { is_valid_label_name(&l.name) };
+        let valid = if is_name { is_metric_name(l.value) } else { is_valid_label_name(l.name) };
         if !valid {
             return None;
         }
         has_name |= is_name;
-        previous = name;
+        previous = Some(name);
     }
     Some(has_name)
+}
+
+impl Normalize {
+    /// Normalizes a sample's labels, rewriting them only when something changes.
+    fn normalize_labels(&self, labels: &mut Labels, scratch: &mut Scratch) -> Result<(), DropReason> {
+        if self.static_labels.is_empty() && self.rules.is_empty() {
+            match already_normal(labels.iter()) {
+                Some(true) => return Ok(()),
+                Some(false) => return Err(DropReason::InvalidName),
+                None => {}
+            }
+        }
+        let mut owned = labels.to_vec();
+        self.normalize(&mut owned, scratch)?;
+        *labels = Labels::from(owned);
+        Ok(())
+    }
 }
 
 impl StatelessStage for Normalize {
     fn process(&self, samples: &mut Vec<Sample>, drops: &mut DropTally) {
         let mut scratch = Scratch::default();
         let (mut invalid, mut relabeled) = (0, 0);
-        samples.retain_mut(|s| match self.normalize(&mut s.labels.0, &mut scratch) {
+        samples.retain_mut(|s| match self.normalize_labels(&mut s.labels, &mut scratch) {
             Ok(()) => true,
             Err(DropReason::Relabel) => {
                 relabeled += 1;
@@ -254,8 +271,8 @@ mod tests {
 
     fn run(stage: &Normalize, pairs: &[(&str, &str)]) -> Result<Vec<(String, String)>, DropReason> {
         let mut l: Labels = pairs.iter().copied().collect();
-        stage.normalize(&mut l.0, &mut Scratch::default())?;
-        Ok(l.0.iter().map(|l| (l.name.to_string(), l.value.to_string())).collect())
+        stage.normalize_labels(&mut l, &mut Scratch::default())?;
+        Ok(l.iter().map(|l| (l.name.to_string(), l.value.to_string())).collect())
     }
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -374,10 +391,9 @@ regex = "meta_(.*)"
         let n = Normalize::new(&NormalizeConfig::default());
         let long = "a_value_longer_than_twenty_four_bytes_so_it_lives_on_the_heap";
         let mut l: Labels = [("__name__", "m"), ("host", long)].into_iter().collect();
-        let (vec_ptr, value_ptr) = (l.0.as_ptr(), l.0[1].value.as_ptr());
-        n.normalize(&mut l.0, &mut Scratch::default()).unwrap();
-        assert_eq!(l.0.as_ptr(), vec_ptr);
-        assert_eq!(l.0[1].value.as_ptr(), value_ptr);
+        let packed = l.as_bytes().as_ptr();
+        n.normalize_labels(&mut l, &mut Scratch::default()).unwrap();
+        assert_eq!(l.as_bytes().as_ptr(), packed);
     }
 
     #[test]
@@ -408,18 +424,19 @@ regex = "meta_(.*)"
             let n = Normalize::new(&NormalizeConfig::default());
             let mut l: Labels = std::iter::once(("__name__".to_string(), name)).chain(labels).collect();
             let mut scratch = Scratch::default();
-            if n.normalize(&mut l.0, &mut scratch).is_ok() {
-                for label in &l.0 {
+            if n.normalize_labels(&mut l, &mut scratch).is_ok() {
+                for label in &l {
                     if label.name == METRIC_NAME_LABEL {
-                        prop_assert!(metric_name_ok(&label.value), "metric name {:?}", label.value);
+                        prop_assert!(metric_name_ok(label.value), "metric name {:?}", label.value);
                     } else {
-                        prop_assert!(is_valid_label_name(&label.name), "label name {:?}", label.name);
+                        prop_assert!(is_valid_label_name(label.name), "label name {:?}", label.name);
                         prop_assert!(!label.value.is_empty());
                     }
                 }
-                prop_assert!(l.0.windows(2).all(|w| w[0].name < w[1].name), "not sorted/unique: {:?}", l);
+                let names: Vec<&str> = l.iter().map(|l| l.name).collect();
+                prop_assert!(names.windows(2).all(|w| w[0] < w[1]), "not sorted/unique: {:?}", l);
                 let once = l.clone();
-                prop_assert!(n.normalize(&mut l.0, &mut scratch).is_ok());
+                prop_assert!(n.normalize_labels(&mut l, &mut scratch).is_ok());
                 prop_assert_eq!(once, l);
             }
         }

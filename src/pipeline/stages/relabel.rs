@@ -439,7 +439,7 @@ mod tests {
     fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
         let mut l: Labels = pairs.iter().copied().collect();
         l.sort();
-        l.0
+        l.to_vec()
     }
 
     fn rule(toml_text: &str) -> RelabelRule {

@@ -265,7 +265,7 @@ impl LabelIndex {
         self.sets.push(0);
         let mut partial = false;
         for l in labels.iter() {
-            match self.acquire(&l.name, &l.value, l.name == METRIC_NAME_LABEL) {
+            match self.acquire(l.name, l.value, l.name == METRIC_NAME_LABEL) {
                 Some(id) => self.sets.push(id),
                 None => partial = true,
             }

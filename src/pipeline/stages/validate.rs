@@ -276,7 +276,7 @@ impl Validate {
         let resolved = self.resolve(s.name(), memo);
         match resolved.entry {
             Some(entry) => {
-                if entry.labels.is_some() && !s.labels.iter().all(|l| entry.allows_label(&l.name)) {
+                if entry.labels.is_some() && !s.labels.iter().all(|l| entry.allows_label(l.name)) {
                     return Err(DropReason::LabelNotAllowed);
                 }
                 let registered = entry.kind();

@@ -15,7 +15,7 @@
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::model::{Label, LabelStr, Labels, MetricKind, Sample};
+use crate::model::{Labels, MetricKind, Sample};
 
 pub const HEADER_LEN: usize = 32;
 
@@ -73,29 +73,31 @@ fn hash32(bytes: &[u8]) -> u32 {
 pub fn encode_body(samples: &[Sample], out: &mut Vec<u8>) {
     out.clear();
     out.resize(HEADER_LEN, 0);
-    let mut prev: &[Label] = &[];
+    let empty = Labels::new();
+    let mut prev = &empty;
     let mut prev_ts = 0i64;
     for s in samples {
         out.push(kind_code(s.kind));
         put_varint(out, s.labels.len() as u64);
-        for (i, l) in s.labels.iter().enumerate() {
-            match prev.get(i) {
+        let mut prev_labels = prev.iter();
+        for l in s.labels.iter() {
+            match prev_labels.next() {
                 Some(p) if p == l => put_varint(out, TAG_SAME),
                 Some(p) if p.name == l.name => {
                     put_varint(out, TAG_NEW_VALUE);
-                    put_str(out, &l.value);
+                    put_str(out, l.value);
                 }
                 _ => {
                     put_varint(out, TAG_NEW_LABEL);
-                    put_str(out, &l.name);
-                    put_str(out, &l.value);
+                    put_str(out, l.name);
+                    put_str(out, l.value);
                 }
             }
         }
         out.extend_from_slice(&s.value.to_bits().to_le_bytes());
         put_varint(out, zigzag(s.timestamp_ms.wrapping_sub(prev_ts)));
         prev_ts = s.timestamp_ms;
-        prev = &s.labels.0;
+        prev = &s.labels;
     }
 }
 
@@ -131,16 +133,21 @@ pub fn decode_body(body: &[u8], expected: usize) -> Result<Vec<Sample>, DecodeEr
         if n > r.remaining() {
             return Err(r.error("label count larger than the record"));
         }
-        let mut labels = Labels::with_capacity(n);
-        for i in 0..n {
-            let prev = out.last().and_then(|p| p.labels.0.get(i));
-            let label = match (r.varint()?, prev) {
-                (TAG_SAME, Some(p)) => p.clone(),
-                (TAG_NEW_VALUE, Some(p)) => Label { name: p.name.clone(), value: r.str()? },
-                (TAG_NEW_LABEL, _) => Label { name: r.str()?, value: r.str()? },
-                _ => return Err(r.error("label refers to a previous sample that has none")),
-            };
-            labels.0.push(label);
+        let mut labels = Labels::new();
+        {
+            let mut prev_labels = out.last().map(|p: &Sample| p.labels.iter());
+            for _ in 0..n {
+                let prev = prev_labels.as_mut().and_then(Iterator::next);
+                match (r.varint()?, prev) {
+                    (TAG_SAME, Some(p)) => labels.push(p.name, p.value),
+                    (TAG_NEW_VALUE, Some(p)) => labels.push(p.name, r.str()?),
+                    (TAG_NEW_LABEL, _) => {
+                        let name = r.str()?;
+                        labels.push(name, r.str()?)
+                    }
+                    _ => return Err(r.error("label refers to a previous sample that has none")),
+                };
+            }
         }
         let value = f64::from_bits(u64::from_le_bytes(r.take(8)?.try_into().map_err(|_| r.error("short value"))?));
         let ts = prev_ts.wrapping_add(unzigzag(r.varint()?));
@@ -236,10 +243,10 @@ impl<'a> Reader<'a> {
         Err(self.error("varint longer than 10 bytes"))
     }
 
-    fn str(&mut self) -> Result<LabelStr, DecodeError> {
+    fn str(&mut self) -> Result<&'a str, DecodeError> {
         let n = self.varint()? as usize;
         let bytes = self.take(n)?;
-        std::str::from_utf8(bytes).map(LabelStr::from).map_err(|_| self.error("label is not UTF-8"))
+        std::str::from_utf8(bytes).map_err(|_| self.error("label is not UTF-8"))
     }
 }
 

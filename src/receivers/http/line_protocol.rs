@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use memchr::{memchr, memchr2};
 
-use crate::model::{Label, LabelStr, Labels, METRIC_NAME_LABEL, MetricKind, Sample};
+use crate::model::{LabelStr, Labels, METRIC_NAME_LABEL, MetricKind, Sample};
 
 /// How many error messages a decode keeps for the answer; every rejected line is still counted.
 pub const MAX_REPORTED_ERRORS: usize = 20;
@@ -1147,7 +1147,6 @@ pub fn decode_body(
     let mut parser = LineParser::new(body, precision);
     let mut point = Point::default();
     let mut summary = DecodeSummary::default();
-    let mut name_scratch = String::with_capacity(64);
     // One sample a line is the usual case: reserving for it spares the
     // vector's regrowth, which copied every sample and faulted in fresh pages.
     out.reserve(memchr::memchr_iter(b'\n', body).count() + 1);
@@ -1169,7 +1168,7 @@ pub fn decode_body(
                         continue;
                     };
                     out.push(Sample {
-                        labels: labels_for(&point, metric_name_with(&mut name_scratch, &point.measurement, &field.key)),
+                        labels: labels_for(&point, &field.key),
                         value,
                         timestamp_ms,
                         kind: MetricKind::Unspecified,
@@ -1188,29 +1187,32 @@ pub fn decode_body(
 
 /// `<measurement>_<field>`, or `<measurement>` for the field `value`.
 pub fn metric_name(measurement: &str, field: &str) -> LabelStr {
-    let mut scratch = String::new();
-    metric_name_with(&mut scratch, measurement, field)
-}
-
-/// [`metric_name`] reusing a scratch buffer, so that no per-sample growth happens.
-fn metric_name_with(scratch: &mut String, measurement: &str, field: &str) -> LabelStr {
     if field == "value" {
         return LabelStr::from(measurement);
     }
-    scratch.clear();
-    scratch.push_str(measurement);
-    scratch.push('_');
-    scratch.push_str(field);
-    LabelStr::from(scratch.as_str())
+    let mut name = LabelStr::with_capacity(measurement.len() + 1 + field.len());
+    name.push_str(measurement);
+    name.push('_');
+    name.push_str(field);
+    name
 }
 
-fn labels_for(point: &Point<'_>, name: LabelStr) -> Labels {
-    let mut labels = Vec::with_capacity(point.tags.len() + 1);
-    labels.push(Label { name: LabelStr::const_new(METRIC_NAME_LABEL), value: name });
-    for tag in &point.tags {
-        labels.push(Label { name: LabelStr::from(&*tag.key), value: LabelStr::from(&*tag.value) });
+/// `__name__` (see [`metric_name`]) first, then the tags in their order;
+/// sized exactly, so a sample's labels are one allocation.
+fn labels_for(point: &Point<'_>, field: &str) -> Labels {
+    let (measurement, named_after_field) = (&*point.measurement, field != "value");
+    let name_len = measurement.len() + if named_after_field { 1 + field.len() } else { 0 };
+    let tag_bytes: usize = point.tags.iter().map(|t| t.key.len() + t.value.len()).sum();
+    let mut labels = Labels::with_capacity(point.tags.len() + 1, METRIC_NAME_LABEL.len() + name_len + tag_bytes);
+    if named_after_field {
+        labels.push_with(METRIC_NAME_LABEL, &[measurement, "_", field]);
+    } else {
+        labels.push(METRIC_NAME_LABEL, measurement);
     }
-    Labels(labels)
+    for tag in &point.tags {
+        labels.push(&*tag.key, &*tag.value);
+    }
+    labels
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 use super::line_protocol::Position;
 pub use super::line_protocol::{DecodeSummary, LineErrors, MAX_REPORTED_ERRORS, ReportedError};
-use crate::model::{Label, LabelStr, Labels, METRIC_NAME_LABEL, MetricKind, Sample};
+use crate::model::{LabelStr, Labels, METRIC_NAME_LABEL, MetricKind, Sample};
 
 /// One valid line.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +33,7 @@ impl Record {
     /// The record as a sample, with `default_time_ms` for a missing timestamp.
     pub fn into_sample(self, default_time_ms: i64) -> Sample {
         let mut labels = self.labels;
-        labels.0.push(Label { name: LabelStr::const_new(METRIC_NAME_LABEL), value: self.name });
+        labels.push(METRIC_NAME_LABEL, &self.name);
         Sample {
             labels,
             value: self.value,
@@ -242,7 +242,7 @@ impl<'de> Visitor<'de> for LabelsSeed<'_> {
             } else if self.labels.iter().any(|l| l.name == name) {
                 *self.problem = Some(Problem::DuplicateLabel(name.into_owned()));
             } else {
-                self.labels.0.push(Label { name: LabelStr::from(name), value: LabelStr::from(value) });
+                self.labels.push(&*name, &*value);
             }
         }
         Ok(())

@@ -83,7 +83,7 @@ fn encode_write_request(samples: &[&Sample], out: &mut Vec<u8>) {
         i += run;
 
         let labels_len: Vec<usize> =
-            first.labels.iter().map(|l| string_field_len(1, &l.name) + string_field_len(2, &l.value)).collect();
+            first.labels.iter().map(|l| string_field_len(1, l.name) + string_field_len(2, l.value)).collect();
         let kind = metric_type(first.kind) as i32;
         let mut series_len = 0;
         for n in &labels_len {
@@ -102,8 +102,8 @@ fn encode_write_request(samples: &[&Sample], out: &mut Vec<u8>) {
         for (l, n) in first.labels.iter().zip(&labels_len) {
             encode_key(1, WireType::LengthDelimited, out);
             encode_varint(*n as u64, out);
-            put_string(1, &l.name, out);
-            put_string(2, &l.value, out);
+            put_string(1, l.name, out);
+            put_string(2, l.value, out);
         }
         for s in series {
             encode_key(2, WireType::LengthDelimited, out);

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use compact_str::CompactString;
 
-use crate::model::{Label, MetricKind, Sample, copy_bytes};
+use crate::model::{LabelRef, Labels, MetricKind, Sample, copy_bytes, name_before};
 use crate::sinks::common::{Encode, Encoded};
 use crate::sinks::{SinkBatch, prefetch, prefetch_labels};
 
@@ -159,9 +159,10 @@ impl RemoteWriteEncoder {
             self.prefetch_ahead(g, groups, &samples);
             let (start, end) = (self.group_start[g] as usize, self.group_start[g + 1] as usize);
             let first = samples[self.order[start] as usize];
-            let labels = &first.labels.0;
-            let ready = ready_labels_len(labels);
-            if ready.is_none() && !prepare_labels(labels, &mut self.sorted_labels) {
+            let ready = ready_labels_len(&first.labels);
+            // The slow path only: labels to be sorted or cleaned first.
+            let labels: Vec<LabelRef<'_>> = if ready.is_some() { Vec::new() } else { first.labels.iter().collect() };
+            if ready.is_none() && !prepare_labels(&labels, &mut self.sorted_labels) {
                 summary.unrepresentable += end - start;
                 continue;
             }
@@ -170,7 +171,7 @@ impl RemoteWriteEncoder {
                 members.sort_by_key(|&i| samples[i as usize].timestamp_ms);
             }
             let labels_len =
-                ready.unwrap_or_else(|| self.sorted_labels.iter().map(|&i| label_entry_len(&labels[i])).sum());
+                ready.unwrap_or_else(|| self.sorted_labels.iter().map(|&i| label_entry_len(labels[i])).sum());
             let samples_len: usize = members.iter().map(|&i| 2 + sample_len(samples[i as usize])).sum();
             let series_len = labels_len + samples_len;
             // The entry's size is known: grow once, then write every field
@@ -182,9 +183,9 @@ impl RemoteWriteEncoder {
             out.byte(tag::WRITE_REQUEST_TIMESERIES);
             out.varint(series_len as u64);
             if ready.is_some() {
-                labels.iter().for_each(|l| out.label(l));
+                first.labels.iter().for_each(|l| out.label(l));
             } else {
-                self.sorted_labels.iter().for_each(|&i| out.label(&labels[i]));
+                self.sorted_labels.iter().for_each(|&i| out.label(labels[i]));
             }
             members.iter().for_each(|&i| out.sample(samples[i as usize]));
             debug_assert_eq!(out.at, out.out.len(), "series entry length computed wrong");
@@ -324,35 +325,26 @@ impl Encode for RemoteWriteEncoder {
 /// If the labels are sendable as they are — sorted by name, names unique, no
 /// empty value: the usual case — the length of their `TimeSeries` entries.
 #[inline]
-fn ready_labels_len(labels: &[Label]) -> Option<usize> {
+fn ready_labels_len(labels: &Labels) -> Option<usize> {
     let mut total = 0;
-    let mut previous: &[u8] = &[];
-    for (i, l) in labels.iter().enumerate() {
+    let mut previous: Option<&[u8]> = None;
+    for l in labels.iter() {
         let name = l.name.as_bytes();
-        if l.value.is_empty() || (i > 0 && !name_before(previous, name)) {
+        if l.value.is_empty() || previous.is_some_and(|p| !name_before(p, name)) {
             return None;
         }
         total += label_entry_len(l);
-        previous = name;
+        previous = Some(name);
     }
     (total > 0).then_some(total)
 }
 
-/// `a < b`, deciding on the first byte when it differs (it almost always does).
-#[inline]
-fn name_before(a: &[u8], b: &[u8]) -> bool {
-    match (a.first(), b.first()) {
-        (Some(x), Some(y)) if x != y => x < y,
-        _ => a < b,
-    }
-}
-
 /// The slow path: `order` gets the positions of the non-empty labels sorted
 /// by name; false if a name repeats or nothing is left.
-fn prepare_labels(labels: &[Label], order: &mut Vec<usize>) -> bool {
+fn prepare_labels(labels: &[LabelRef<'_>], order: &mut Vec<usize>) -> bool {
     order.clear();
     order.extend((0..labels.len()).filter(|&i| !labels[i].value.is_empty()));
-    order.sort_by(|&a, &b| labels[a].name.cmp(&labels[b].name));
+    order.sort_by(|&a, &b| labels[a].name.cmp(labels[b].name));
     !order.is_empty() && order.windows(2).all(|w| labels[w[0]].name != labels[w[1]].name)
 }
 
@@ -400,13 +392,13 @@ fn put_string_field(buf: &mut Vec<u8>, tag: u8, s: &str) {
 
 /// Length of a `Label` message.
 #[inline]
-fn label_len(l: &Label) -> usize {
-    string_field_len(&l.name) + string_field_len(&l.value)
+fn label_len(l: LabelRef<'_>) -> usize {
+    string_field_len(l.name) + string_field_len(l.value)
 }
 
 /// Length of a label's entry in a `TimeSeries` (tag, length, message).
 #[inline]
-fn label_entry_len(l: &Label) -> usize {
+fn label_entry_len(l: LabelRef<'_>) -> usize {
     let n = label_len(l);
     1 + varint_len(n as u64) + n
 }
@@ -456,7 +448,7 @@ impl Cursor<'_> {
     }
 
     #[inline]
-    fn label(&mut self, l: &Label) {
+    fn label(&mut self, l: LabelRef<'_>) {
         self.byte(tag::TIMESERIES_LABELS);
         self.varint(label_len(l) as u64);
         self.string_field(tag::LABEL_NAME, l.name.as_bytes());
