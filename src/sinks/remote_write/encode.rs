@@ -183,7 +183,8 @@ impl RemoteWriteEncoder {
             out.byte(tag::WRITE_REQUEST_TIMESERIES);
             out.varint(series_len as u64);
             if ready.is_some() {
-                first.labels.iter().for_each(|l| out.label(l));
+                // Packed labels are already `repeated Label labels = 1`.
+                out.bytes(first.labels.as_bytes());
             } else {
                 self.sorted_labels.iter().for_each(|&i| out.label(labels[i]));
             }
@@ -326,17 +327,15 @@ impl Encode for RemoteWriteEncoder {
 /// empty value: the usual case — the length of their `TimeSeries` entries.
 #[inline]
 fn ready_labels_len(labels: &Labels) -> Option<usize> {
-    let mut total = 0;
     let mut previous: Option<&[u8]> = None;
     for l in labels.iter() {
         let name = l.name.as_bytes();
         if l.value.is_empty() || previous.is_some_and(|p| !name_before(p, name)) {
             return None;
         }
-        total += label_entry_len(l);
         previous = Some(name);
     }
-    (total > 0).then_some(total)
+    previous.map(|_| labels.as_bytes().len())
 }
 
 /// The slow path: `order` gets the positions of the non-empty labels sorted
