@@ -251,23 +251,30 @@ pub struct Iter<'a> {
 impl<'a> Iterator for Iter<'a> {
     type Item = LabelRef<'a>;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<LabelRef<'a>> {
-        if self.rest.is_empty() {
-            return None;
-        }
         let rest = self.rest;
-        // Skips the field tags: `push` wrote them, always the same.
-        let mut at = 1;
-        let message = read_varint(rest, &mut at);
-        let end = at + message;
-        at += 1;
-        let name_len = read_varint(rest, &mut at);
-        let name = &rest[at..at + name_len];
-        at += name_len + 1;
+        // `0x0A len 0x0A name_len`: with short labels (every length below
+        // 128, the usual case) each length is one byte at a fixed place.
+        let (name_at, name_len, message_end) = match rest {
+            [] => return None,
+            [_, message, _, name_len, ..] if *message < 0x80 && *name_len < 0x80 => {
+                (4, *name_len as usize, 2 + *message as usize)
+            }
+            _ => {
+                let mut at = 1;
+                let message = read_varint(rest, &mut at);
+                let message_end = at + message;
+                at += 1;
+                let name_len = read_varint(rest, &mut at);
+                (at, name_len, message_end)
+            }
+        };
+        let mut at = name_at + name_len + 1;
         let value_len = read_varint(rest, &mut at);
-        let value = &rest[at..at + value_len];
-        self.rest = &rest[end..];
+        let (name, value) = (&rest[name_at..name_at + name_len], &rest[at..message_end]);
+        debug_assert_eq!(value.len(), value_len);
+        self.rest = &rest[message_end..];
         // SAFETY: `Labels::packed` is only written by `push_with`, which copies
         // whole `&str`s and frames them with their exact lengths, so `name`
         // and `value` are exactly strings that were pushed.

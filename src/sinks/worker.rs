@@ -84,9 +84,8 @@ pub mod defaults {
 /// The size [`BatchConfig::max_bytes`] counts for one sample: its labels
 /// plus a fixed allowance for value, timestamp and framing.
 pub fn estimated_sample_bytes(s: &Sample) -> usize {
-    // Names and values plus 4 bytes of framing per label, as packed labels
-    // already carry 2 of them.
-    24 + s.labels.as_bytes().len() + 2 * s.labels.len()
+    // Packed labels carry their framing (6 bytes a label) already.
+    24 + s.labels.as_bytes().len()
 }
 
 /// A hint to load `address` into the cache; no effect where unsupported.

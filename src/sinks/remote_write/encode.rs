@@ -192,11 +192,14 @@ impl RemoteWriteEncoder {
             debug_assert_eq!(out.at, out.out.len(), "series entry length computed wrong");
             summary.series += 1;
             summary.samples += end - start;
-            let name = first.name();
-            if self.metadata.enabled && previous_name != Some(name) && !name.is_empty() {
-                self.consider_metadata(name, first.kind, now);
+            // Without a kind or a registry nothing is known to send: skip the name lookup.
+            if self.metadata.enabled && (first.kind != MetricKind::Unspecified || self.metadata.provider.is_some()) {
+                let name = first.name();
+                if previous_name != Some(name) && !name.is_empty() {
+                    self.consider_metadata(name, first.kind, now);
+                }
+                previous_name = Some(name);
             }
-            previous_name = Some(name);
         }
         for (name, info) in &self.due_metadata {
             write_metadata(&mut self.raw, name, info);
