@@ -139,6 +139,23 @@ impl Labels {
     pub fn push_with(&mut self, name: &str, value_parts: &[&str]) {
         let value_len: usize = value_parts.iter().map(|p| p.len()).sum();
         let message = label_message_len(name.len(), value_len);
+        if message < 0x80 {
+            // Every length fits one byte: write the label in place with short
+            // copies (receivers build every sample's labels through here).
+            let start = self.packed.len();
+            self.packed.resize(start + 2 + message, 0);
+            let out = &mut self.packed[start..];
+            out[..4].copy_from_slice(&[LABELS_FIELD, message as u8, NAME_FIELD, name.len() as u8]);
+            let mut at = 4 + name.len();
+            copy_bytes(&mut out[4..at], name.as_bytes());
+            out[at..at + 2].copy_from_slice(&[VALUE_FIELD, value_len as u8]);
+            at += 2;
+            for part in value_parts {
+                copy_bytes(&mut out[at..at + part.len()], part.as_bytes());
+                at += part.len();
+            }
+            return;
+        }
         self.packed.reserve(1 + varint_len(message) + message);
         self.packed.push(LABELS_FIELD);
         put_varint(&mut self.packed, message);
@@ -431,6 +448,22 @@ mod tests {
         assert_eq!(labels.get("missing"), None);
         assert_eq!(Labels::from(labels.to_vec()), labels);
         assert!(Labels::new().is_empty() && Labels::new().iter().next().is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_labels_round_trip_and_decode_as_protobuf(
+            pairs in proptest::collection::vec(("\\PC{0,140}", "\\PC{0,200}"), 0..8),
+        ) {
+            use prost::Message;
+            let labels: Labels = pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            let back: Vec<(String, String)> = labels.iter().map(|l| (l.name.to_string(), l.value.to_string())).collect();
+            proptest::prop_assert_eq!(&back, &pairs);
+            proptest::prop_assert_eq!(labels.len(), pairs.len());
+            let series = crate::proto::v1::Series::decode(labels.as_bytes()).expect("valid protobuf");
+            let decoded: Vec<(String, String)> = series.labels.into_iter().map(|l| (l.name, l.value)).collect();
+            proptest::prop_assert_eq!(decoded, pairs);
+        }
     }
 
     #[test]

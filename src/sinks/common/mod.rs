@@ -103,9 +103,31 @@ pub fn stack<S>(service: S, request: &RequestConfig, retry_forever: bool, contex
     retry.layer(ConcurrencyLayer::new(limiter).layer(TimeoutLayer::new(request.timeout).layer(service)))
 }
 
-/// One lane of a network sink: its own encoder (and buffers), a clone of the shared stack.
+/// Encoders shared by the lanes of one sink. Encoding is synchronous, so no
+/// more encoders exist than requests were ever encoded at the same time (at
+/// most one per runtime thread), not one per lane: each holds request-sized
+/// buffers (a few MiB for a 10,000-sample remote-write request), and a sink
+/// has up to `max_concurrency` lanes.
+struct EncoderPool<E> {
+    idle: parking_lot::Mutex<Vec<E>>,
+    new_encoder: Box<dyn Fn() -> E + Send + Sync>,
+}
+
+impl<E> EncoderPool<E> {
+    /// Runs `f` with an idle encoder (a new one if none is idle), then keeps it for the next call.
+    fn with<T>(&self, f: impl FnOnce(&mut E) -> T) -> T {
+        let idle = self.idle.lock().pop();
+        let mut encoder = idle.unwrap_or_else(|| (self.new_encoder)());
+        let out = f(&mut encoder);
+        self.idle.lock().push(encoder);
+        out
+    }
+}
+
+/// One lane of a network sink: a clone of the shared stack; encoders come
+/// from the sink's shared pool.
 pub struct NetworkSink<E, S> {
-    encoder: E,
+    encoders: Arc<EncoderPool<E>>,
     service: S,
     context: SinkContext,
     /// For refusals not reported as the batch's main failure (the worker logs that one).
@@ -123,10 +145,10 @@ struct Outcomes {
 }
 
 /// The lanes of a network sink, `request.max_in_flight()` of them, each with
-/// an encoder from `new_encoder` and a clone of `service` (usually a [`Stack`]).
+/// a clone of `service` (usually a [`Stack`]), sharing encoders made by `new_encoder`.
 pub fn network_lanes<E, S>(
     request: &RequestConfig,
-    mut new_encoder: impl FnMut() -> E,
+    new_encoder: impl Fn() -> E + Send + Sync + 'static,
     service: S,
     context: &SinkContext,
 ) -> Vec<NetworkSink<E, S>>
@@ -134,9 +156,11 @@ where
     S: Clone,
 {
     let refusal_log = Arc::new(LogThrottle::default());
+    let encoders =
+        Arc::new(EncoderPool { idle: parking_lot::Mutex::new(Vec::new()), new_encoder: Box::new(new_encoder) });
     (0..request.max_in_flight())
         .map(|_| NetworkSink {
-            encoder: new_encoder(),
+            encoders: encoders.clone(),
             service: service.clone(),
             context: context.clone(),
             refusal_log: refusal_log.clone(),
@@ -174,7 +198,7 @@ where
                         outcomes.reject(k, message);
                     }
                 }
-                Err(SendError::TooLarge { message }) => match self.encoder.split(&request) {
+                Err(SendError::TooLarge { message }) => match self.encoders.with(|e| e.split(&request)) {
                     Some([first, second]) => {
                         tracing::debug!(sink = %self.context.name, samples = n, "request too large: sending it in halves");
                         pending.push(second);
@@ -224,7 +248,7 @@ where
     async fn deliver(&mut self, batch: &SinkBatch) -> Delivery {
         let total = batch.len();
         let sink = self.context.name.to_string();
-        let Encoded { request, unrepresentable, problem } = self.encoder.encode(batch);
+        let Encoded { request, unrepresentable, problem } = self.encoders.with(|e| e.encode(batch));
         let unrepresentable = if request.is_some() { unrepresentable.min(total) } else { total };
         let outcomes = match request {
             Some(request) => self.send_pieces(request, total - unrepresentable).await,

@@ -35,6 +35,7 @@ pub fn lanes(
 ) -> Result<Vec<InfluxdbLane>, HttpSetupError> {
     let service = InfluxdbService::new(config, resolve)?;
     let stack = shared::stack(service, &config.request, retry_forever, context);
-    let new_encoder = || InfluxdbEncoder::new(config.field.clone(), overrides.clone(), config.gzip);
+    let (field, gzip) = (config.field.clone(), config.gzip);
+    let new_encoder = move || InfluxdbEncoder::new(field.clone(), overrides.clone(), gzip);
     Ok(shared::network_lanes(&config.request, new_encoder, stack, context))
 }

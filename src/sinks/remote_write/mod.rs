@@ -37,5 +37,5 @@ pub fn lanes(
     let stack = shared::stack(service, &config.request, retry_forever, context);
     let settings =
         MetadataSettings { enabled: config.send_metadata, interval: config.metadata_interval, provider: metadata };
-    Ok(shared::network_lanes(&config.request, || RemoteWriteEncoder::new(settings.clone()), stack, context))
+    Ok(shared::network_lanes(&config.request, move || RemoteWriteEncoder::new(settings.clone()), stack, context))
 }
