@@ -101,9 +101,11 @@ fn default_bytes_per_sample_covers_a_name_and_five_labels() {
     let five = measured_bytes_per_sample(5);
     let assumed = tsrelay::config::defaults::bytes_per_sample() as f64;
     assert!(five <= assumed, "a name and five labels take {five} bytes, limits.bytes_per_sample assumes {assumed}");
-    // Each further label costs one more inline label (48 bytes): the documented rule.
+    // Each further label costs its name and value plus 6 bytes of framing
+    // (labels are packed): the documented rule. Here `label_N` and `value-NNNNNN-N`.
     let eight = measured_bytes_per_sample(8);
-    assert!((eight - five - 3.0 * 48.0).abs() < 1.0, "five labels {five}, eight {eight}");
+    let per_label = ("label_5".len() + "value-000000-5".len() + 6) as f64;
+    assert!((eight - five - 3.0 * per_label).abs() < 1.0, "five labels {five}, eight {eight}");
     let lp = measured_lp_bytes_per_sample(5);
     assert!(
         lp <= assumed,
