@@ -43,7 +43,11 @@ pub fn decode_request(req: WriteRequest, now_ms: i64) -> Decoded {
             MetricType::Histogram => MetricKind::Histogram,
             MetricType::Summary => MetricKind::Summary,
         };
-        let labels: Labels = series.labels.into_iter().map(|l| (l.name, l.value)).collect();
+        let text: usize = series.labels.iter().map(|l| l.name.len() + l.value.len()).sum();
+        let mut labels = Labels::with_capacity(series.labels.len(), text);
+        for l in &series.labels {
+            labels.push(&l.name, &l.value);
+        }
         let mut bad_ts = 0;
         for s in series.samples {
             let ts = if s.timestamp == 0 { now_ms } else { s.timestamp };
