@@ -187,15 +187,6 @@ impl QueueItem {
         QueueItem { batch, record: Some(record) }
     }
 
-    /// The batch itself, if this item is its only owner and no disk record
-    /// waits to be settled (otherwise the item, unchanged).
-    pub(crate) fn into_exclusive_batch(self) -> Result<Batch, QueueItem> {
-        if self.record.is_some() {
-            return Err(self);
-        }
-        Arc::try_unwrap(self.batch).map_err(|batch| QueueItem { batch, record: None })
-    }
-
     pub fn len(&self) -> usize {
         self.batch.len()
     }

@@ -256,32 +256,6 @@ fn hash_at(batch: &Batch, i: usize) -> u64 {
     batch.hashes.get(i).copied().unwrap_or_else(|| batch.samples[i].labels.series_hash())
 }
 
-/// One batch per lane (empty ones left out), each with the samples of the
-/// series that lane carries, in their order, and a share of the acknowledgement.
-fn split_by_lane(batch: Batch, lanes: usize) -> Vec<Batch> {
-    let hashes: Vec<u64> = (0..batch.len()).map(|i| hash_at(&batch, i)).collect();
-    let Batch { samples, ack, received_at, .. } = batch;
-    let per_lane = samples.len() / lanes + 1;
-    let mut shares: Vec<Batch> = (0..lanes)
-        .map(|_| Batch {
-            samples: Vec::with_capacity(per_lane),
-            hashes: Vec::with_capacity(per_lane),
-            ack: None,
-            received_at,
-        })
-        .collect();
-    for (sample, hash) in samples.into_iter().zip(hashes) {
-        let share = &mut shares[lane_of(hash, lanes)];
-        share.samples.push(sample);
-        share.hashes.push(hash);
-    }
-    shares.retain(|s| !s.is_empty());
-    for share in &mut shares {
-        share.ack = ack.clone();
-    }
-    shares
-}
-
 /// Lane of a series: the low half of its hash (the pipeline's shard split
 /// uses the high half, so both spread independently).
 fn lane_of(hash: u64, lanes: usize) -> usize {
@@ -345,29 +319,7 @@ impl Worker {
         }
     }
 
-    /// Hands a queue item's samples to the lanes of their series.
-    ///
-    /// When this worker is the batch's only owner (one sink, memory queue)
-    /// the samples are moved into one batch per lane first: a lane then reads
-    /// its samples contiguously, and keeps alive only its own share instead of
-    /// the whole pipeline batch until its request has gone. Otherwise lanes
-    /// select their samples inside the shared batch.
     async fn distribute(&mut self, item: QueueItem) {
-        let lanes = self.lanes.len();
-        if lanes == 1 {
-            return self.distribute_shared(item).await;
-        }
-        match item.into_exclusive_batch() {
-            Ok(batch) => {
-                for share in split_by_lane(batch, lanes) {
-                    self.distribute_shared(QueueItem::memory(Arc::new(share))).await;
-                }
-            }
-            Err(item) => self.distribute_shared(item).await,
-        }
-    }
-
-    async fn distribute_shared(&mut self, item: QueueItem) {
         const PREFETCH_DISTANCE: usize = 8;
         let batch = item.batch.clone();
         let n = self.lanes.len();
@@ -672,15 +624,8 @@ mod tests {
     async fn lanes_keep_each_series_on_one_lane_in_order() {
         let config = BatchConfig { max_samples: 37, ..BatchConfig::default() };
         let (s, handle) = setup("worker-lanes", 4, config, Duration::from_millis(2), None);
-        // Odd batches stay shared (as with a second sink), even ones are the
-        // worker's alone and get split by lane: both paths, interleaved.
-        let mut shared = Vec::new();
         for ts in 0..30 {
-            let b = batch(50, ts);
-            if ts % 2 == 1 {
-                shared.push(b.clone());
-            }
-            s.queue.push(b).await;
+            s.queue.push(batch(50, ts)).await;
         }
         s.queue.close();
         handle.await.unwrap();
@@ -697,31 +642,6 @@ mod tests {
         assert!(used.len() > 1, "all series on one lane");
         assert!(s.batches.lock().iter().all(|(_, n)| *n <= 37));
         assert_eq!(s.ledger.queued(), 0);
-    }
-
-    #[test]
-    fn split_by_lane_keeps_series_together_in_order_and_shares_the_ack() {
-        let (ack, mut done) = crate::model::Ack::new();
-        let samples: Vec<Sample> = (0..200).flat_map(|ts| Arc::try_unwrap(batch(5, ts)).unwrap().samples).collect();
-        let shares = split_by_lane(Batch::with_ack(samples, Some(ack)), 4);
-        assert!(shares.len() > 1, "all series on one lane");
-        let mut lane_of_series: HashMap<String, usize> = HashMap::new();
-        let mut total = 0;
-        for (i, share) in shares.iter().enumerate() {
-            assert_eq!(share.samples.len(), share.hashes.len());
-            for (sample, hash) in share.samples.iter().zip(&share.hashes) {
-                assert_eq!(*hash, sample.labels.series_hash());
-                assert_eq!(*lane_of_series.entry(sample.labels.to_string()).or_insert(i), i, "a series on two lanes");
-            }
-            assert!(
-                share.samples.windows(2).all(|w| w[0].labels != w[1].labels || w[0].timestamp_ms < w[1].timestamp_ms)
-            );
-            total += share.len();
-        }
-        assert_eq!(total, 1000);
-        assert!(done.try_recv().is_err(), "acknowledged while shares are alive");
-        drop(shares);
-        assert!(done.try_recv().is_ok(), "not acknowledged after every share was dropped");
     }
 
     #[tokio::test]
