@@ -4,6 +4,9 @@
 //! Time is the benchmark thread's CPU time, not wall time: the budgets are per CPU-second,
 //! and on the shared 2-core machine wall time mostly measures the other processes.
 
+#[path = "common/cpu_clock.rs"]
+mod cpu_clock;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -60,31 +63,9 @@ fn telegraf_like_body(lines: usize) -> Vec<u8> {
     body
 }
 
-/// CPU time consumed by the calling thread (Linux `CLOCK_THREAD_CPUTIME_ID`).
-#[cfg(target_os = "linux")]
+/// CPU time consumed by the calling thread.
 fn thread_cpu_time() -> Duration {
-    #[repr(C)]
-    struct Timespec {
-        tv_sec: i64,
-        tv_nsec: i64,
-    }
-    unsafe extern "C" {
-        fn clock_gettime(clock_id: i32, tp: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut now = Timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `now` is a valid, writable timespec; the call only writes into it.
-    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-}
-
-/// Without a thread CPU clock, fall back to wall time.
-#[cfg(not(target_os = "linux"))]
-fn thread_cpu_time() -> Duration {
-    use std::sync::OnceLock;
-    static START: OnceLock<std::time::Instant> = OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed()
+    cpu_clock::cpu_time(cpu_clock::CpuClock::Thread)
 }
 
 /// Criterion measurement in thread CPU time, formatted like wall time.

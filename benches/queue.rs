@@ -12,6 +12,9 @@
 //! spent waiting for the disk is not CPU time: with `fsync = "always"` the
 //! appends do not wait for it (only acknowledgements do).
 
+#[path = "common/cpu_clock.rs"]
+mod cpu_clock;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,22 +51,9 @@ fn batches() -> Vec<Arc<Batch>> {
         .collect()
 }
 
-/// CPU time of the whole process (Linux `CLOCK_PROCESS_CPUTIME_ID`).
+/// CPU time of the whole process.
 fn process_cpu_time() -> Duration {
-    #[repr(C)]
-    struct Timespec {
-        tv_sec: i64,
-        tv_nsec: i64,
-    }
-    unsafe extern "C" {
-        fn clock_gettime(clock_id: i32, tp: *mut Timespec) -> i32;
-    }
-    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
-    let mut now = Timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `now` is a valid, writable timespec; the call only writes into it.
-    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut now) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+    cpu_clock::cpu_time(cpu_clock::CpuClock::Process)
 }
 
 fn ledger() -> Ledger {
