@@ -104,7 +104,6 @@ pub struct RemoteWriteEncoder {
     group_start: Vec<u32>,
     cursor: Vec<u32>,
     order: Vec<u32>,
-    sorted_labels: Vec<usize>,
     /// Samples in the previous request: the capacity guess for this one.
     last_len: usize,
     raw: Vec<u8>,
@@ -133,7 +132,6 @@ impl RemoteWriteEncoder {
             group_start: Vec::new(),
             cursor: Vec::new(),
             order: Vec::new(),
-            sorted_labels: Vec::new(),
             last_len: 0,
             raw: Vec::new(),
             compressed: Vec::new(),
@@ -159,21 +157,22 @@ impl RemoteWriteEncoder {
             self.prefetch_ahead(g, groups, &samples);
             let (start, end) = (self.group_start[g] as usize, self.group_start[g + 1] as usize);
             let first = samples[self.order[start] as usize];
-            let ready = ready_labels_len(&first.labels);
             // The slow path only: labels to be sorted or cleaned first.
-            let labels: Vec<LabelRef<'_>> = if ready.is_some() { Vec::new() } else { first.labels.iter().collect() };
-            if ready.is_none() && !prepare_labels(&labels, &mut self.sorted_labels) {
-                summary.unrepresentable += end - start;
-                continue;
-            }
+            let prepared = if labels_ready(&first.labels) { None } else { Some(prepare_labels(&first.labels)) };
+            let labels = match &prepared {
+                None => first.labels.as_bytes(),
+                Some(Some(prepared)) => prepared.as_bytes(),
+                Some(None) => {
+                    summary.unrepresentable += end - start;
+                    continue;
+                }
+            };
             let members = &mut self.order[start..end];
             if !members.is_sorted_by_key(|&i| samples[i as usize].timestamp_ms) {
                 members.sort_by_key(|&i| samples[i as usize].timestamp_ms);
             }
-            let labels_len =
-                ready.unwrap_or_else(|| self.sorted_labels.iter().map(|&i| label_entry_len(labels[i])).sum());
             let samples_len: usize = members.iter().map(|&i| 2 + sample_len(samples[i as usize])).sum();
-            let series_len = labels_len + samples_len;
+            let series_len = labels.len() + samples_len;
             // The entry's size is known: grow once, then write every field
             // in place (small fixed-size copies instead of a memcpy call per
             // string, which cost more than the copying itself).
@@ -182,12 +181,8 @@ impl RemoteWriteEncoder {
             let mut out = Cursor { out: &mut self.raw[entry_at..], at: 0 };
             out.byte(tag::WRITE_REQUEST_TIMESERIES);
             out.varint(series_len as u64);
-            if ready.is_some() {
-                // Packed labels are already `repeated Label labels = 1`.
-                out.bytes(first.labels.as_bytes());
-            } else {
-                self.sorted_labels.iter().for_each(|&i| out.label(labels[i]));
-            }
+            // Packed labels are already `repeated Label labels = 1`.
+            out.bytes(labels);
             members.iter().for_each(|&i| out.sample(samples[i as usize]));
             debug_assert_eq!(out.at, out.out.len(), "series entry length computed wrong");
             summary.series += 1;
@@ -326,28 +321,28 @@ impl Encode for RemoteWriteEncoder {
     }
 }
 
-/// If the labels are sendable as they are — sorted by name, names unique, no
-/// empty value: the usual case — the length of their `TimeSeries` entries.
+/// The labels are sendable as they are — sorted by name, names unique, no
+/// empty value, at least one: the usual case.
 #[inline]
-fn ready_labels_len(labels: &Labels) -> Option<usize> {
+fn labels_ready(labels: &Labels) -> bool {
     let mut previous: Option<&[u8]> = None;
     for l in labels.iter() {
         let name = l.name.as_bytes();
         if l.value.is_empty() || previous.is_some_and(|p| !name_before(p, name)) {
-            return None;
+            return false;
         }
         previous = Some(name);
     }
-    previous.map(|_| labels.as_bytes().len())
+    previous.is_some()
 }
 
-/// The slow path: `order` gets the positions of the non-empty labels sorted
-/// by name; false if a name repeats or nothing is left.
-fn prepare_labels(labels: &[LabelRef<'_>], order: &mut Vec<usize>) -> bool {
-    order.clear();
-    order.extend((0..labels.len()).filter(|&i| !labels[i].value.is_empty()));
-    order.sort_by(|&a, &b| labels[a].name.cmp(labels[b].name));
-    !order.is_empty() && order.windows(2).all(|w| labels[w[0]].name != labels[w[1]].name)
+/// The slow path: the non-empty labels sorted by name; `None` if a name
+/// repeats or nothing is left.
+fn prepare_labels(labels: &Labels) -> Option<Labels> {
+    let mut kept: Vec<LabelRef<'_>> = labels.iter().filter(|l| !l.value.is_empty()).collect();
+    kept.sort_by(|a, b| a.name.cmp(b.name));
+    let unique = !kept.is_empty() && kept.windows(2).all(|w| w[0].name != w[1].name);
+    unique.then(|| Labels::from_refs(kept))
 }
 
 #[inline]
@@ -368,10 +363,7 @@ fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
 mod tag {
     pub const WRITE_REQUEST_TIMESERIES: u8 = (1 << 3) | 2;
     pub const WRITE_REQUEST_METADATA: u8 = (3 << 3) | 2;
-    pub const TIMESERIES_LABELS: u8 = (1 << 3) | 2;
     pub const TIMESERIES_SAMPLES: u8 = (2 << 3) | 2;
-    pub const LABEL_NAME: u8 = (1 << 3) | 2;
-    pub const LABEL_VALUE: u8 = (2 << 3) | 2;
     pub const SAMPLE_VALUE: u8 = (1 << 3) | 1;
     pub const SAMPLE_TIMESTAMP: u8 = 2 << 3;
     pub const METADATA_TYPE: u8 = 1 << 3;
@@ -390,19 +382,6 @@ fn put_string_field(buf: &mut Vec<u8>, tag: u8, s: &str) {
     buf.push(tag);
     put_varint(buf, s.len() as u64);
     buf.extend_from_slice(s.as_bytes());
-}
-
-/// Length of a `Label` message.
-#[inline]
-fn label_len(l: LabelRef<'_>) -> usize {
-    string_field_len(l.name) + string_field_len(l.value)
-}
-
-/// Length of a label's entry in a `TimeSeries` (tag, length, message).
-#[inline]
-fn label_entry_len(l: LabelRef<'_>) -> usize {
-    let n = label_len(l);
-    1 + varint_len(n as u64) + n
 }
 
 /// Proto3 leaves out fields at their default; so does this encoder (zero
@@ -440,21 +419,6 @@ impl Cursor<'_> {
             v >>= 7;
         }
         self.byte(v as u8);
-    }
-
-    #[inline(always)]
-    fn string_field(&mut self, tag: u8, s: &[u8]) {
-        self.byte(tag);
-        self.varint(s.len() as u64);
-        self.bytes(s);
-    }
-
-    #[inline]
-    fn label(&mut self, l: LabelRef<'_>) {
-        self.byte(tag::TIMESERIES_LABELS);
-        self.varint(label_len(l) as u64);
-        self.string_field(tag::LABEL_NAME, l.name.as_bytes());
-        self.string_field(tag::LABEL_VALUE, l.value.as_bytes());
     }
 
     #[inline]
