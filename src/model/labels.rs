@@ -68,18 +68,12 @@ pub struct Labels {
     packed: Vec<u8>,
 }
 
-#[inline]
 fn varint_len(v: usize) -> usize {
-    if v < 0x80 { 1 } else { (usize::BITS - v.leading_zeros()).div_ceil(7) as usize }
+    prost::encoding::encoded_len_varint(v as u64)
 }
 
-#[inline]
-fn put_varint(out: &mut Vec<u8>, mut v: usize) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+fn put_varint(out: &mut Vec<u8>, v: usize) {
+    prost::encoding::encode_varint(v as u64, out);
 }
 
 /// Reads a varint at `*at` of a buffer [`Labels::push`] wrote.

@@ -1187,28 +1187,22 @@ pub fn decode_body(
 
 /// `<measurement>_<field>`, or `<measurement>` for the field `value`.
 pub fn metric_name(measurement: &str, field: &str) -> LabelStr {
-    if field == "value" {
-        return LabelStr::from(measurement);
-    }
-    let mut name = LabelStr::with_capacity(measurement.len() + 1 + field.len());
-    name.push_str(measurement);
-    name.push('_');
-    name.push_str(field);
-    name
+    metric_name_parts(measurement, field).concat().into()
+}
+
+/// The pieces [`metric_name`] joins.
+fn metric_name_parts<'a>(measurement: &'a str, field: &'a str) -> [&'a str; 3] {
+    if field == "value" { [measurement, "", ""] } else { [measurement, "_", field] }
 }
 
 /// `__name__` (see [`metric_name`]) first, then the tags in their order;
 /// sized exactly, so a sample's labels are one allocation.
 fn labels_for(point: &Point<'_>, field: &str) -> Labels {
-    let (measurement, named_after_field) = (&*point.measurement, field != "value");
-    let name_len = measurement.len() + if named_after_field { 1 + field.len() } else { 0 };
+    let name = metric_name_parts(&point.measurement, field);
+    let name_len: usize = name.iter().map(|p| p.len()).sum();
     let tag_bytes: usize = point.tags.iter().map(|t| t.key.len() + t.value.len()).sum();
     let mut labels = Labels::with_capacity(point.tags.len() + 1, METRIC_NAME_LABEL.len() + name_len + tag_bytes);
-    if named_after_field {
-        labels.push_with(METRIC_NAME_LABEL, &[measurement, "_", field]);
-    } else {
-        labels.push(METRIC_NAME_LABEL, measurement);
-    }
+    labels.push_with(METRIC_NAME_LABEL, &name);
     for tag in &point.tags {
         labels.push(&*tag.key, &*tag.value);
     }
