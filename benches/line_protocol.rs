@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tsrelay::receivers::http::line_protocol::{LineErrors, LineParser, Point, Precision, decode_body};
+use tsrelay::codecs::line_protocol::{LineErrors, LineParser, Point, Precision, decode_body};
 
 /// A body shaped like a Telegraf agent's output: several measurements, 3–4 tags, integer,
 /// float and unsigned fields, nanosecond timestamps, an occasional escape or string field.

@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use figment::providers::{Format, Toml};
 use prost::Message;
+use tsrelay::codecs::protobuf::decode_request;
 use tsrelay::model::{Batch, now_ms};
 use tsrelay::pipeline::{self, PipelineConfig, PipelineInput, Stages, stages};
 use tsrelay::proto::v1::{Label, MetricType, Sample, Series, WriteRequest};
 use tsrelay::queue::{Ledger, MemoryQueue, SinkQueue, WhenFull};
-use tsrelay::receivers::grpc::decode_request;
 use tsrelay::registry::MetricRegistry;
 use tsrelay::sinks::line_protocol::encode_sample;
 use tsrelay::telemetry::SinkMetrics;

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use tsrelay::receivers::http::line_protocol::{FieldValue, LineParser, Point, Precision};
+use tsrelay::codecs::line_protocol::{FieldValue, LineParser, Point, Precision};
 
 const CORPUS_FILE: &str = "line-protocol-corpus.json";
 

@@ -48,7 +48,7 @@ fn measured_bytes_per_sample(labels: usize) -> f64 {
     let req = request(n, labels);
     let before = LIVE.load(Ordering::Relaxed);
     // The clone is allocated and freed in between: only what the batch keeps counts.
-    let decoded = tsrelay::receivers::grpc::decode_request(req.clone(), 0);
+    let decoded = tsrelay::codecs::protobuf::decode_request(req.clone(), 0);
     let mut batch = Batch::new(decoded.samples);
     batch.hashes = batch
         .samples
@@ -66,7 +66,7 @@ fn measured_bytes_per_sample(labels: usize) -> f64 {
 
 /// The same for line protocol: `node_metric_<i>` with five tags, one field `value`.
 fn measured_lp_bytes_per_sample(tags: usize) -> f64 {
-    use tsrelay::receivers::http::line_protocol::{LineErrors, Precision, decode_body};
+    use tsrelay::codecs::line_protocol::{LineErrors, Precision, decode_body};
     let n = 10_000;
     let mut body = String::new();
     for i in 0..n {

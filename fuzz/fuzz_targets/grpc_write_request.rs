@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use tsrelay::proto::v1::WriteRequest;
-use tsrelay::receivers::grpc::decode_request;
+use tsrelay::codecs::protobuf::decode_request;
 
 fuzz_target!(|body: &[u8]| {
     let Ok(req) = WriteRequest::decode(body) else { return };

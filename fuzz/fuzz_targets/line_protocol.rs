@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tsrelay::receivers::http::line_protocol::{LineErrors, LineParser, Precision, decode_body, parse_line};
+use tsrelay::codecs::line_protocol::{LineErrors, LineParser, Precision, decode_body, parse_line};
 
 fuzz_target!(|body: &[u8]| {
     let precision = match body.first().map(|b| b % 6) {

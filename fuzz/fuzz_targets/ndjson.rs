@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tsrelay::receivers::http::ndjson::{LineErrors, decode_body, parse_rfc3339_ms};
+use tsrelay::codecs::ndjson::{LineErrors, decode_body, parse_rfc3339_ms};
 
 fuzz_target!(|body: &[u8]| {
     let mut samples = Vec::new();

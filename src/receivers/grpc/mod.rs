@@ -1,7 +1,6 @@
 //! The gRPC receiver: `tsrelay.v1.Ingest` (DESIGN §4).
 
 mod config;
-mod decode;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -11,8 +10,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
+pub use crate::codecs::protobuf::{Decoded, decode_request};
 pub use config::GrpcReceiverConfig;
-pub use decode::{Decoded, decode_request};
 
 use super::submit::{SubmitError, Submitter};
 use crate::proto::v1::ingest_server::{Ingest, IngestServer};

@@ -2,7 +2,7 @@
 
 use crate::model::Sample;
 
-use super::{line_protocol, ndjson};
+use crate::codecs::{line_protocol, ndjson};
 
 /// Which decoder a route uses.
 #[derive(Debug, Clone, Copy)]

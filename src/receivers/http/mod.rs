@@ -2,8 +2,7 @@
 
 mod config;
 mod decode;
-pub mod line_protocol;
-pub mod ndjson;
+
 mod server;
 
 pub use config::HttpReceiverConfig;

@@ -2,9 +2,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::codecs::line_protocol::{Precision, UnknownPrecision};
 pub use crate::config::librdkafka::OptionValue;
 use crate::config::librdkafka::{LibrdkafkaOptions, refuse_reserved};
-use crate::receivers::http::line_protocol::{Precision, UnknownPrecision};
 
 /// `type = "kafka"`: a consumer-group member reading samples from topics, at least once.
 #[derive(Debug, Clone, Deserialize)]

@@ -3,10 +3,10 @@
 use prost::Message as _;
 
 use super::config::MessageFormat;
+use crate::codecs::protobuf::decode_request;
+use crate::codecs::{line_protocol, ndjson};
 use crate::model::Sample;
 use crate::proto::v1::WriteRequest;
-use crate::receivers::grpc::decode_request;
-use crate::receivers::http::{line_protocol, ndjson};
 use crate::telemetry::DropReason;
 
 /// What a message held: its samples (appended to the caller's batch), what
