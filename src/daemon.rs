@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::codecs::limits::DecodeLimits;
 use crate::config::LoadedConfig;
 use crate::limits::{BudgetError, MemoryBudget, MemoryPressure, watch_rss};
 use crate::pipeline::{self, stages};
@@ -107,22 +108,31 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             discovery.add(series);
         }
         let running = pipeline::spawn(name, p, stages, sink_queues);
+        // A receiver feeds one pipeline (the config refuses more): it decodes with its limits.
+        let limits = Arc::new(DecodeLimits::for_pipeline(p));
         for r in &p.receivers {
-            inputs.insert(r.clone(), running.input.clone());
+            inputs.insert(r.clone(), (running.input.clone(), limits.clone()));
         }
         pipelines.push(running);
     }
 
     let mut receiver_tasks = Vec::new();
     for (name, rc) in &config.receivers {
-        let Some(input) = inputs.remove(name) else {
+        let Some((input, limits)) = inputs.remove(name) else {
             continue;
         };
         health.register_receiver(name);
         let metrics = ReceiverMetrics::new(name);
         let pressure = pressure.clone();
-        let submitter =
-            move |max_wait, ack, ack_timeout| Submitter { input, metrics, max_wait, ack, ack_timeout, pressure };
+        let submitter = move |max_wait, ack, ack_timeout| Submitter {
+            input,
+            metrics,
+            max_wait,
+            ack,
+            ack_timeout,
+            pressure,
+            limits,
+        };
         let token = stop.clone();
         let shutdown = async move { token.cancelled().await };
         // Network listeners are ready once bound; a Kafka receiver once it

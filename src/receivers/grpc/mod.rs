@@ -10,13 +10,12 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-pub use crate::codecs::protobuf::{Decoded, decode_request};
+pub use crate::codecs::protobuf::{Decoded, decode_request, decode_request_limited};
 pub use config::GrpcReceiverConfig;
 
 use super::submit::{SubmitError, Submitter};
 use crate::proto::v1::ingest_server::{Ingest, IngestServer};
 use crate::proto::v1::{WriteRequest, WriteResponse};
-use crate::telemetry::DropReason;
 
 struct IngestService {
     submitter: Submitter,
@@ -25,11 +24,21 @@ struct IngestService {
 impl IngestService {
     async fn handle(&self, req: WriteRequest, blocking: bool) -> Result<WriteResponse, Status> {
         let id = req.id;
-        let decoded = decode_request(req, crate::model::now_ms());
+        let limits = &self.submitter.limits;
+        let decoded = decode_request_limited(req, crate::model::now_ms(), limits);
+        if decoded.over_sample_limit {
+            return Err(Status::invalid_argument(format!(
+                "request {id} holds more than {} samples (validate.max_samples_per_request of pipeline {}); \
+                 nothing was accepted: send smaller requests",
+                limits.max_samples,
+                self.submitter.input.pipeline()
+            )));
+        }
         let m = &self.submitter.metrics;
-        m.dropped(DropReason::InvalidName, decoded.rejected_invalid_name);
-        m.dropped(DropReason::TimestampOutOfWindow, decoded.rejected_timestamp);
-        let rejected = decoded.rejected_invalid_name + decoded.rejected_timestamp;
+        for (reason, n) in decoded.refused.iter() {
+            m.dropped(reason, n);
+        }
+        let rejected = decoded.refused.total();
         let accepted = decoded.samples.len() as u64;
         if accepted == 0 && rejected > 0 {
             return Err(Status::invalid_argument(format!(

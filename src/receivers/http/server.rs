@@ -91,11 +91,27 @@ async fn handle(state: &AppState, format: BodyFormat, headers: &HeaderMap, body:
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let decoded = decode_body(format, &body, crate::model::now_ms());
-    let DecodedBody { samples, rejected_lines, non_numeric, errors } = decoded;
+    let limits = &state.submitter.limits;
+    let decoded = decode_body(format, &body, crate::model::now_ms(), limits);
+    // The body is not needed any more: free it before the samples wait for the queue.
+    drop(body);
+    let DecodedBody { samples, rejected_lines, unparsable_lines, refused, non_numeric, over_sample_limit, errors } =
+        decoded;
+    if over_sample_limit {
+        let message = format!(
+            "body holds more than {} samples (validate.max_samples_per_request of pipeline {}); \
+             nothing was accepted: send it in smaller bodies",
+            limits.max_samples,
+            state.submitter.input.pipeline()
+        );
+        return error(StatusCode::PAYLOAD_TOO_LARGE, message);
+    }
     let m = &state.submitter.metrics;
-    m.dropped(DropReason::ParseError, rejected_lines);
+    m.dropped(DropReason::ParseError, unparsable_lines);
     m.dropped(DropReason::NonNumeric, non_numeric);
+    for (reason, n) in refused.iter() {
+        m.dropped(reason, n);
+    }
     let accepted = samples.len() as u64;
     match state.submitter.submit(samples).await {
         Ok(_) => {}
