@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use crate::pipeline::PipelineConfig;
-use crate::pipeline::stages::InvalidNames;
+use crate::pipeline::stages::{InvalidNames, NormalizeConfig, ValidateConfig};
 use crate::registry::{is_valid_label_name, is_valid_metric_name};
 use crate::telemetry::DropReason;
 
@@ -65,9 +65,17 @@ impl DecodeLimits {
         }
     }
 
+    /// The limits of a pipeline with every validate and normalize default.
+    pub fn for_pipeline_defaults() -> Self {
+        Self::from_stages(&ValidateConfig::default(), &NormalizeConfig::default())
+    }
+
     /// The limits of the pipeline a receiver feeds.
     pub fn for_pipeline(p: &PipelineConfig) -> Self {
-        let v = &p.validate;
+        Self::from_stages(&p.validate, &p.normalize)
+    }
+
+    fn from_stages(v: &ValidateConfig, n: &NormalizeConfig) -> Self {
         DecodeLimits {
             max_samples: v.max_samples_per_request,
             max_fields_per_line: v.max_fields_per_line,
@@ -76,8 +84,8 @@ impl DecodeLimits {
             max_label_value_length: v.max_label_value_length,
             max_past_ms: i64::try_from(v.max_past.as_millis()).unwrap_or(i64::MAX),
             max_future_ms: i64::try_from(v.max_future.as_millis()).unwrap_or(i64::MAX),
-            reject_invalid_names: p.normalize.invalid_names == InvalidNames::Reject,
-            static_labels: p.normalize.static_labels.keys().cloned().collect::<Vec<_>>().into(),
+            reject_invalid_names: n.invalid_names == InvalidNames::Reject,
+            static_labels: n.static_labels.keys().cloned().collect::<Vec<_>>().into(),
         }
     }
 

@@ -686,6 +686,7 @@ fn check_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::DropReason;
     use proptest::prelude::*;
 
     const NOW_MS: i64 = 1_700_000_000_000;
@@ -952,5 +953,65 @@ mod tests {
             prop_assert_eq!(record.value.to_bits(), value.to_bits());
             prop_assert_eq!(record.timestamp_ms, timestamp);
         }
+    }
+
+    #[test]
+    fn repeated_labels_are_found_among_many_without_a_quadratic_scan() {
+        let labels: String = (0..50_000).map(|i| format!("\"l{i}\": \"v\", ")).collect();
+        let line = format!(r#"{{"name": "m", "value": 1, "labels": {{{labels}"l49999": "again"}}}}"#);
+        assert_eq!(problem(&line), Problem::DuplicateLabel("l49999".into()));
+        let line = format!(r#"{{"name": "m", "value": 1, "labels": {{{labels}"last": "x"}}}}"#);
+        assert_eq!(record(&line).labels.len(), 50_001);
+    }
+
+    proptest! {
+        #[test]
+        fn duplicate_names_match_a_naive_scan(names in proptest::collection::vec("[a-c]{1,2}", 0..40)) {
+            let labels: Labels = names.iter().map(|n| (n.as_str(), "v")).collect();
+            let naive = names.iter().enumerate().any(|(i, n)| names[..i].contains(n));
+            prop_assert_eq!(duplicate_name(&labels).is_some(), naive);
+        }
+    }
+
+    #[test]
+    fn limits_refuse_records_with_their_reason() {
+        let limits = DecodeLimits {
+            max_samples: 3,
+            max_fields_per_line: 1,
+            max_labels: 2,
+            max_name_length: 8,
+            max_label_value_length: 3,
+            max_past_ms: 1_000,
+            max_future_ms: 1_000,
+            reject_invalid_names: false,
+            static_labels: Vec::new().into(),
+        };
+        let body = concat!(
+            r#"{"name": "ok", "labels": {"a": "1", "b": "2", "empty": ""}, "value": 1}"#,
+            "\n",
+            r#"{"name": "m", "labels": {"a": "1", "b": "2", "c": "3", "d": "4", "e": "5"}, "value": 1}"#,
+            "\n",
+            r#"{"name": "m", "labels": {"a": "1234"}, "value": 1}"#,
+            "\n",
+            r#"{"name": "much_too_long", "value": 1}"#,
+            "\n",
+            r#"{"name": "m", "value": 1, "timestamp": -9223372036854775808}"#,
+            "\n",
+            r#"{"name": "m", "value": 1, "timestamp": 1700000000500}"#,
+            "\n",
+        );
+        let mut out = Vec::new();
+        let mut errors = LineErrors::new();
+        let s = decode_body_limited(body.as_bytes(), NOW_MS, &limits, &mut out, &mut errors);
+        assert_eq!(out.len(), 2);
+        assert_eq!((s.rejected_lines, s.refused_lines, s.unparsable_lines()), (4, 4, 0));
+        assert_eq!(s.refused.get(DropReason::TooManyLabels), 1);
+        assert_eq!(s.refused.get(DropReason::LabelValueTooLong), 1);
+        assert_eq!(s.refused.get(DropReason::InvalidName), 1);
+        assert_eq!(s.refused.get(DropReason::TimestampOutOfWindow), 1);
+        assert!(errors.reported()[0].message.starts_with("line 2: 5 labels"), "{:?}", errors.reported());
+        let many: String = (0..5).map(|_| "{\"name\": \"m\", \"value\": 1}\n").collect();
+        let s = decode_body_limited(many.as_bytes(), NOW_MS, &limits, &mut Vec::new(), &mut LineErrors::new());
+        assert!(s.over_sample_limit);
     }
 }

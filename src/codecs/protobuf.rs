@@ -198,4 +198,51 @@ mod tests {
             proptest::prop_assert!(d.errors.len() <= MAX_REPORTED_ERRORS);
         }
     }
+
+    #[test]
+    fn extreme_timestamps_are_refused_not_overflowed() {
+        let req = WriteRequest {
+            id: 1,
+            series: vec![Series {
+                labels: vec![label("__name__", "m")],
+                samples: [i64::MIN, i64::MIN + 1, i64::MAX, -MAX_ABS_TIMESTAMP_MS, 5]
+                    .into_iter()
+                    .map(|timestamp| PbSample { value: 1.0, timestamp })
+                    .collect(),
+                ..Default::default()
+            }],
+        };
+        let d = decode_request(req.clone(), 1);
+        assert_eq!(d.samples.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>(), [-MAX_ABS_TIMESTAMP_MS, 5]);
+        assert_eq!(d.refused.get(DropReason::TimestampOutOfWindow), 3);
+        let limits = DecodeLimits { max_past_ms: 10, max_future_ms: 10, ..DecodeLimits::unlimited() };
+        let d = decode_request_limited(req, 1, &limits);
+        assert_eq!(d.samples.len(), 1);
+        assert_eq!(d.refused.get(DropReason::TimestampOutOfWindow), 4);
+    }
+
+    #[test]
+    fn limits_refuse_a_series_whole_and_too_many_samples_the_request() {
+        let series = |labels: Vec<Label>| Series {
+            labels,
+            samples: vec![PbSample { value: 1.0, timestamp: 0 }, PbSample { value: 2.0, timestamp: 0 }],
+            ..Default::default()
+        };
+        let req = WriteRequest {
+            id: 1,
+            series: vec![
+                series(vec![label("__name__", "m"), label("a", "1")]),
+                series(vec![label("__name__", "m"), label("a", "1"), label("b", "2"), label("c", "")]),
+                series(vec![label("__name__", "m"), label("a", "toolong")]),
+            ],
+        };
+        let limits = DecodeLimits { max_labels: 1, max_label_value_length: 3, ..DecodeLimits::unlimited() };
+        let d = decode_request_limited(req.clone(), 1, &limits);
+        assert_eq!(d.samples.len(), 2);
+        assert_eq!(d.refused.get(DropReason::TooManyLabels), 2);
+        assert_eq!(d.refused.get(DropReason::LabelValueTooLong), 2);
+        assert!(d.errors[0].starts_with("series 1: 2 labels"), "{:?}", d.errors);
+        let d = decode_request_limited(req, 1, &DecodeLimits { max_samples: 5, ..DecodeLimits::unlimited() });
+        assert!(d.over_sample_limit && d.samples.is_empty());
+    }
 }

@@ -148,6 +148,7 @@ fn labels_for(point: &Point<'_>, field: &str) -> Labels {
 mod tests {
     use super::*;
     use crate::codecs::report::MAX_REPORTED_ERRORS;
+    use crate::telemetry::DropReason;
 
     fn decode(body: &str, default_ns: i64) -> (Vec<Sample>, DecodeSummary, LineErrors) {
         let mut out = Vec::new();
@@ -243,5 +244,129 @@ mod tests {
     fn metric_names() {
         assert_eq!(metric_name("cpu", "value"), "cpu");
         assert_eq!(metric_name("cpu", "usage_idle"), "cpu_usage_idle");
+    }
+
+    fn strict() -> DecodeLimits {
+        DecodeLimits {
+            max_samples: 100,
+            max_fields_per_line: 3,
+            max_labels: 2,
+            max_name_length: 12,
+            max_label_value_length: 4,
+            max_past_ms: 60_000,
+            max_future_ms: 60_000,
+            reject_invalid_names: false,
+            static_labels: Vec::new().into(),
+        }
+    }
+
+    const NOW_NS: i64 = 1_700_000_000_000_000_000;
+
+    fn decode_limited(body: &str, limits: &DecodeLimits) -> (Vec<Sample>, DecodeSummary, LineErrors) {
+        let mut out = Vec::new();
+        let mut errors = LineErrors::new();
+        let summary =
+            decode_body_limited(body.as_bytes(), Precision::Nanosecond, NOW_NS, limits, &mut out, &mut errors);
+        (out, summary, errors)
+    }
+
+    #[test]
+    fn a_line_over_a_limit_is_refused_with_its_reason_and_the_rest_accepted() {
+        let body = "ok,a=1,b=2 f=1,g=2\n\
+                    labels,a=1,b=2,c=3 f=1,g=2\n\
+                    fields f=1,g=2,h=3,i=4\n\
+                    value,a=12345 f=1\n\
+                    key,abcdefghijklm=1 f=1\n\
+                    name f_is_long_enough=1\n\
+                    old f=1 1600000000000000000\n\
+                    strings,a=1 s=\"x\",f=1\n";
+        let (samples, summary, errors) = decode_limited(body, &strict());
+        assert_eq!(samples.len(), 3, "{samples:?}");
+        assert_eq!((summary.accepted_lines, summary.rejected_lines, summary.refused_lines), (2, 6, 6));
+        assert_eq!(summary.unparsable_lines(), 0);
+        assert_eq!(summary.non_numeric, 1);
+        let r = &summary.refused;
+        assert_eq!(r.get(DropReason::TooManyLabels), 2);
+        assert_eq!(r.get(DropReason::ParseError), 4);
+        assert_eq!(r.get(DropReason::LabelValueTooLong), 1);
+        assert_eq!(r.get(DropReason::InvalidName), 2);
+        assert_eq!(r.get(DropReason::TimestampOutOfWindow), 1);
+        let reported: Vec<(usize, &str)> = errors.reported().iter().map(|e| (e.line, e.message.as_str())).collect();
+        let expect = [
+            (2, "too_many_labels"),
+            (3, "parse_error"),
+            (4, "label_value_too_long"),
+            (5, "invalid_name"),
+            (6, "invalid_name"),
+            (7, "timestamp_out_of_window"),
+        ];
+        for ((line, message), (want_line, reason)) in reported.iter().zip(expect) {
+            assert_eq!(*line, want_line);
+            assert!(message.starts_with(&format!("line {want_line}: ")), "{message}");
+            assert!(message.ends_with(&format!("({reason})")), "{message}");
+        }
+    }
+
+    #[test]
+    fn static_labels_count_and_strict_names_refuse() {
+        let limits = DecodeLimits { static_labels: vec!["cluster".to_string()].into(), ..strict() };
+        let (samples, summary, _) = decode_limited("m,a=1,b=2 f=1\nm,a=1,cluster=x f=1\nm,a=1 f=1\n", &limits);
+        assert_eq!((samples.len(), summary.refused.get(DropReason::TooManyLabels)), (2, 1));
+        let limits = DecodeLimits { reject_invalid_names: true, ..strict() };
+        let (samples, summary, _) = decode_limited("m,a-b=1 f=1\nm.x f=1\nm,a=1 f=1\n", &limits);
+        assert_eq!((samples.len(), summary.refused.get(DropReason::InvalidName)), (1, 2));
+    }
+
+    #[test]
+    fn a_line_with_a_hundred_thousand_tags_and_fields_is_refused_before_any_sample_is_built() {
+        let mut line = String::from("m");
+        for i in 0..100_000 {
+            line.push_str(&format!(",t{i}=v"));
+        }
+        for i in 0..100_000 {
+            line.push_str(if i == 0 { " " } else { "," });
+            line.push_str(&format!("f{i}=1"));
+        }
+        let (samples, summary, errors) =
+            decode_limited(&format!("{line}\nm f=1\n"), &DecodeLimits::for_pipeline_defaults());
+        assert_eq!(samples.len(), 1);
+        assert_eq!(summary.refused.get(DropReason::ParseError), 100_000, "too many fields, checked first");
+        assert!(errors.reported()[0].message.contains("max_fields_per_line"), "{:?}", errors.reported());
+    }
+
+    #[test]
+    fn decoding_stops_at_the_sample_limit() {
+        let limits = DecodeLimits { max_samples: 5, ..strict() };
+        let (samples, summary, _) = decode_limited("m f=1,g=2\nm f=1,g=2\nm f=1,g=2\nm f=1\n", &limits);
+        assert!(summary.over_sample_limit);
+        assert_eq!(samples.len(), 4);
+        let (samples, summary, _) = decode_limited("m f=1,g=2\nm f=1,g=2\nm f=1\n", &limits);
+        assert!(!summary.over_sample_limit);
+        assert_eq!(samples.len(), 5);
+    }
+
+    #[test]
+    fn blank_lines_reserve_nothing_and_real_lines_grow_once() {
+        let body = "\n".repeat(1_000_000);
+        let (samples, summary, _) = decode_limited(&body, &DecodeLimits::unlimited());
+        assert_eq!((samples.len(), samples.capacity(), summary.accepted_lines), (0, 0, 0));
+        let body: String = (0..10_000).map(|i| format!("m,host=h{i} v={i}\n")).collect();
+        let (samples, _, _) = decode_limited(&body, &DecodeLimits::unlimited());
+        assert_eq!(samples.len(), 10_000);
+        assert!(samples.capacity() < 10_000 * 5 / 4, "estimated capacity {}", samples.capacity());
+    }
+
+    #[test]
+    fn the_most_negative_timestamp_is_refused_by_the_window_and_never_overflows() {
+        let body = "m f=1 -9223372036854775808\nm f=2\n";
+        let (samples, summary, errors) = decode_limited(body, &strict());
+        assert_eq!(samples.len(), 1);
+        assert_eq!(summary.refused.get(DropReason::TimestampOutOfWindow), 1);
+        assert!(errors.reported()[0].message.contains("-9223372036855"), "{:?}", errors.reported());
+        let (samples, _, _) = decode_limited(body, &DecodeLimits::unlimited());
+        assert_eq!(samples[0].timestamp_ms, i64::MIN.div_euclid(1_000_000));
+        let mut out = Vec::new();
+        decode_body(b"m f=1", Precision::Second, i64::MIN, &mut out, &mut LineErrors::new());
+        assert_eq!(out.len(), 1);
     }
 }
