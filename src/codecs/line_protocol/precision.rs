@@ -103,7 +103,7 @@ mod tests {
             let low = precision.truncate(i64::MIN);
             assert_eq!(low.rem_euclid(precision.nanos_per_unit()), 0);
             assert!(low - i64::MIN < precision.nanos_per_unit());
-            assert!(precision.truncate(i64::MAX) <= i64::MAX);
+            assert_eq!(precision.truncate(i64::MAX).rem_euclid(precision.nanos_per_unit()), 0);
         }
     }
 }
