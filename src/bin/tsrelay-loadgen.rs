@@ -426,7 +426,7 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let mut result = format!("RESULT sent={sent} elapsed={elapsed:.3}");
+    let mut result = format!("RESULT sent={sent} elapsed={elapsed:.3} refused={}", refused.load(Ordering::Relaxed));
     if let (Some(b), Some(a)) = (&before, &after) {
         let (delivered, dropped) = (a.delivered - b.delivered, a.dropped - b.dropped);
         let _ = writeln!(report, "daemon delivered {delivered:.0} samples (per sink, summed), dropped {dropped:.0}");
