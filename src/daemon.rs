@@ -32,7 +32,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Kafka(#[from] kafka::KafkaReceiverError),
     #[error("{what}.tls: {source}")]
-    Tls { what: String, source: crate::tls::TlsError },
+    Tls { what: String, source: Box<crate::tls::TlsError> },
 }
 
 /// The addresses the daemon actually listens on (useful with port 0).
@@ -82,7 +82,7 @@ fn listener_options(
         Some(t) => {
             let resolved = t.resolved(|p| loaded.resolve(p));
             let a = crate::tls::TlsAcceptor::new(name, resolved)
-                .map_err(|source| DaemonError::Tls { what: what.to_string(), source })?;
+                .map_err(|e| DaemonError::Tls { what: what.to_string(), source: Box::new(e) })?;
             acceptors.push(a.clone());
             Some(a)
         }
