@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::codecs::limits::DecodeLimits;
 use crate::config::LoadedConfig;
 use crate::limits::{BudgetError, MemoryBudget, MemoryPressure, watch_rss};
+use crate::listener::ListenerOptions;
 use crate::pipeline::{self, stages};
 use crate::queue::{Ledger, QueueError, SinkQueue};
 use crate::receivers::submit::{AckMode, Submitter};
@@ -31,6 +32,8 @@ pub enum DaemonError {
     MemoryBudget { origin: String, source: BudgetError },
     #[error(transparent)]
     Kafka(#[from] kafka::KafkaReceiverError),
+    #[error("{what}.tls: {source}")]
+    Tls { what: String, source: Box<crate::tls::TlsError> },
 }
 
 /// The addresses the daemon actually listens on (useful with port 0).
@@ -64,6 +67,30 @@ impl Daemon {
     }
 }
 
+/// A listener's options from its config section; a TLS acceptor is kept in
+/// `acceptors` so its files are watched.
+fn listener_options(
+    loaded: &LoadedConfig,
+    name: &str,
+    what: &str,
+    max_connections: usize,
+    timeouts: crate::listener::TimeoutsConfig,
+    tls: Option<&crate::tls::TlsConfig>,
+    acceptors: &mut Vec<Arc<crate::tls::TlsAcceptor>>,
+) -> Result<ListenerOptions, DaemonError> {
+    let acceptor = match tls {
+        None => None,
+        Some(t) => {
+            let resolved = t.resolved(|p| loaded.resolve(p));
+            let a = crate::tls::TlsAcceptor::new(name, resolved)
+                .map_err(|e| DaemonError::Tls { what: what.to_string(), source: Box::new(e) })?;
+            acceptors.push(a.clone());
+            Some(a)
+        }
+    };
+    Ok(ListenerOptions::new(name, max_connections, timeouts).with_tls(acceptor))
+}
+
 async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, DaemonError> {
     TcpListener::bind(addr).await.map_err(|source| DaemonError::Bind { what: what.to_string(), addr, source })
 }
@@ -82,6 +109,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let health = Health::default();
     let stop = CancellationToken::new();
     let mut addrs = BoundAddrs::default();
+    let mut tls_acceptors = Vec::new();
 
     // Sinks first, so nothing is accepted before it has somewhere to go.
     let mut queues: BTreeMap<String, Arc<SinkQueue>> = BTreeMap::new();
@@ -140,23 +168,43 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         let mut listening = true;
         let task = match rc {
             ReceiverConfig::Http(c) => {
-                let listener = bind(&format!("receivers.{name}"), c.listen).await?;
+                let what = format!("receivers.{name}");
+                let options = listener_options(
+                    &loaded,
+                    name,
+                    &what,
+                    c.max_connections,
+                    c.timeouts,
+                    c.tls.as_ref(),
+                    &mut tls_acceptors,
+                )?;
+                let listener = bind(&what, c.listen).await?;
                 addrs.receivers.insert(name.clone(), listener.local_addr().unwrap_or(c.listen));
                 let submitter = submitter(Duration::from_millis(c.max_wait_ms), c.ack, c.ack_timeout);
                 let (c, n) = (c.clone(), name.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = http::serve(listener, c, submitter, shutdown).await {
+                    if let Err(e) = http::serve(listener, c, submitter, options, shutdown).await {
                         tracing::error!(receiver = %n, error = %e, "HTTP receiver stopped");
                     }
                 })
             }
             ReceiverConfig::Grpc(c) => {
-                let listener = bind(&format!("receivers.{name}"), c.listen).await?;
+                let what = format!("receivers.{name}");
+                let options = listener_options(
+                    &loaded,
+                    name,
+                    &what,
+                    c.max_connections,
+                    c.timeouts,
+                    c.tls.as_ref(),
+                    &mut tls_acceptors,
+                )?;
+                let listener = bind(&what, c.listen).await?;
                 addrs.receivers.insert(name.clone(), listener.local_addr().unwrap_or(c.listen));
                 let submitter = submitter(Duration::from_millis(c.max_wait_ms), c.ack, c.ack_timeout);
                 let (c, n) = (c.clone(), name.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = grpc::serve(listener, c, submitter, shutdown).await {
+                    if let Err(e) = grpc::serve(listener, c, submitter, options, shutdown).await {
                         tracing::error!(receiver = %n, error = %e, "gRPC receiver stopped");
                     }
                 })
@@ -177,6 +225,9 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     // The pipelines' only senders now live in the receivers.
     drop(inputs);
 
+    let a = &config.admin;
+    let admin_options =
+        listener_options(&loaded, "admin", "admin", a.max_connections, a.timeouts, a.tls.as_ref(), &mut tls_acceptors)?;
     let admin_listener = bind("admin", config.admin.listen).await?;
     addrs.admin = admin_listener.local_addr().ok();
     let admin_token = stop.clone();
@@ -185,8 +236,10 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         prometheus,
         health.clone(),
         Arc::new(discovery),
+        admin_options,
         async move { admin_token.cancelled().await },
     ));
+    let tls_watch = crate::tls::watch(tls_acceptors, stop.clone());
     tracing::info!(addr = ?addrs.admin, "admin endpoint listening");
 
     let shutdown_timeout = config.shutdown_timeout;
@@ -224,6 +277,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             }
         }
         rss_watch.abort();
+        tls_watch.abort();
         let _ = admin_task.await;
         tracing::info!("stopped");
     });

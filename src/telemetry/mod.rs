@@ -5,6 +5,7 @@
 
 mod health;
 mod kafka;
+mod listener;
 mod names;
 mod stages;
 
@@ -15,6 +16,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use health::{Health, SinkHealth, SinkState};
 pub use kafka::{KafkaReceiverMetrics, KafkaTopicMetrics, kafka_produced_messages};
+pub use listener::{AdmissionMetrics, ListenerMetrics, TimeoutKind, tls_reloads};
 pub use names::*;
 pub use stages::{CardinalityMetrics, MonotonicMetrics, suspicious_label};
 

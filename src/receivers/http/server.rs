@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use super::HttpReceiverConfig;
 use super::decode::{BodyFormat, DecodedBody, decode_body};
+use crate::listener::{Admission, ListenerOptions};
 use crate::receivers::submit::{SubmitError, Submitter};
 use crate::telemetry::DropReason;
 
@@ -60,13 +61,25 @@ pub fn router(config: &HttpReceiverConfig, submitter: Submitter) -> Router {
         .with_state(state)
 }
 
+/// Serves until `shutdown` resolves, through the shared listener layer
+/// (timeouts, connection bounds, TLS) with admission control in front of
+/// every route: memory pressure and `max_concurrent_requests` are checked
+/// before a body is read.
 pub async fn serve(
     listener: TcpListener,
     config: HttpReceiverConfig,
     submitter: Submitter,
+    options: ListenerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(&config, submitter)).with_graceful_shutdown(shutdown).await
+    let admission = Admission::new(
+        config.max_concurrent_requests,
+        submitter.max_wait,
+        submitter.pressure.clone(),
+        submitter.metrics.clone(),
+    );
+    let app = router(&config, submitter).layer(axum::middleware::from_fn_with_state(admission, Admission::layer));
+    crate::listener::serve(listener, app, options, shutdown).await
 }
 
 async fn write_line_protocol(
