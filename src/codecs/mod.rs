@@ -6,4 +6,6 @@
 
 pub mod line_protocol;
 pub mod ndjson;
+pub mod otlp;
 pub mod protobuf;
+pub mod remote_write;

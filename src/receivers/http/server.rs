@@ -50,6 +50,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 pub fn router(config: &HttpReceiverConfig, submitter: Submitter) -> Router {
+    let remote_write = super::remote_write::routes(config, submitter.clone());
     let state = Arc::new(AppState { submitter, max_body_bytes: config.max_body_bytes });
     Router::new()
         .route("/write", post(write_line_protocol))
@@ -58,6 +59,7 @@ pub fn router(config: &HttpReceiverConfig, submitter: Submitter) -> Router {
         // The raw body may not exceed the limit either; gunzip is checked separately.
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state)
+        .merge(remote_write)
 }
 
 pub async fn serve(
