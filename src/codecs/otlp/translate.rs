@@ -484,3 +484,22 @@ impl Translator {
         *total
     }
 }
+
+impl Translated {
+    /// Counts what was not kept on the receiver's `tsrelay_dropped_samples_total`
+    /// (OTLP refusals count data points; exemplars count one each).
+    pub fn count_drops(&self, m: &crate::telemetry::ReceiverMetrics) {
+        use crate::telemetry::DropReason;
+        m.dropped(DropReason::InvalidName, self.invalid_name);
+        m.dropped(DropReason::TooManyLabels, self.too_many_labels);
+        m.dropped(DropReason::ParseError, self.malformed);
+        m.dropped(DropReason::Delta, self.delta_refused);
+        m.dropped(DropReason::UnsupportedHistogram, self.exponential_histograms);
+        m.dropped(DropReason::Exemplar, self.exemplars);
+    }
+
+    /// OTLP's partial-success message: the first problems.
+    pub fn error_message(&self) -> String {
+        self.errors.join("; ")
+    }
+}

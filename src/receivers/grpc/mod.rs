@@ -1,6 +1,8 @@
-//! The gRPC receiver: `tsrelay.v1.Ingest` (DESIGN §4).
+//! The gRPC receiver: `tsrelay.v1.Ingest` (DESIGN §4) and OTLP metrics
+//! (`MetricsService/Export`).
 
 mod config;
+mod otlp;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -104,6 +106,18 @@ pub async fn serve(
     submitter: Submitter,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    let otlp =
+        crate::proto::opentelemetry::proto::collector::metrics::v1::metrics_service_server::MetricsServiceServer::new(
+            otlp::OtlpMetricsService {
+                submitter: submitter.clone(),
+                translator: crate::codecs::otlp::Translator::new(
+                    config.otlp.clone(),
+                    crate::codecs::remote_write::DecodeLimits::with_body_limit(config.max_message_bytes),
+                ),
+            },
+        )
+        .max_decoding_message_size(config.max_message_bytes)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
     let service = std::sync::Arc::new(IngestService { submitter });
     let server = IngestServer::new(service)
         .max_decoding_message_size(config.max_message_bytes)
@@ -111,6 +125,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(server)
+        .add_service(otlp)
         .serve_with_incoming_shutdown(tokio_stream_listener(listener), shutdown)
         .await
 }

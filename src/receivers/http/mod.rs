@@ -4,6 +4,7 @@
 mod answer;
 mod config;
 mod decode;
+mod otlp;
 mod remote_write;
 
 mod server;
