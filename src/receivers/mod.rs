@@ -3,6 +3,8 @@
 
 pub mod grpc;
 pub mod http;
+pub mod influx_tcp;
+pub mod influx_udp;
 pub mod kafka;
 pub mod submit;
 
@@ -15,6 +17,8 @@ pub enum ReceiverConfig {
     Http(http::HttpReceiverConfig),
     Grpc(grpc::GrpcReceiverConfig),
     Kafka(kafka::KafkaReceiverConfig),
+    InfluxTcp(influx_tcp::InfluxTcpReceiverConfig),
+    InfluxUdp(influx_udp::InfluxUdpReceiverConfig),
 }
 
 impl ReceiverConfig {
@@ -23,6 +27,8 @@ impl ReceiverConfig {
             ReceiverConfig::Http(c) if c.max_body_bytes == 0 => Err("max_body_bytes must be at least 1".into()),
             ReceiverConfig::Grpc(c) if c.max_message_bytes == 0 => Err("max_message_bytes must be at least 1".into()),
             ReceiverConfig::Kafka(c) => c.check(),
+            ReceiverConfig::InfluxTcp(c) => c.check(),
+            ReceiverConfig::InfluxUdp(c) => c.check(),
             _ => Ok(()),
         }
     }
