@@ -290,3 +290,78 @@ fn bad_input_gets_the_specified_answers_and_v2_is_spoken() {
     assert_eq!(dropped("unsupported_histogram"), 1.0);
     assert_eq!(dropped("exemplar"), 1.0);
 }
+
+/// tsrelay A (NDJSON in) with a remote-write sink of protocol `protocol` at `url`.
+fn start_sender(dir: &Path, url: &str, protocol: &str) -> (Tsrelay, SocketAddr) {
+    let listen = loopback(free_port());
+    let config = format!(
+        r#"
+shutdown_timeout = "2s"
+
+[receivers.http]
+type = "http"
+listen = "{listen}"
+
+[pipelines.main]
+receivers = ["http"]
+sinks = ["out"]
+
+[sinks.out]
+type = "prometheus_remote_write"
+url = "{url}"
+protocol = "{protocol}"
+batch = {{ max_samples = 10000, max_age_ms = 50 }}
+"#
+    );
+    (Tsrelay::start(dir, &config), listen)
+}
+
+fn ndjson(addr: SocketAddr, name: &str, points: &[(f64, i64)], kind: &str) {
+    let body: String = points
+        .iter()
+        .map(|(v, t)| format!("{{\"name\":\"{name}\",\"labels\":{{\"via\":\"test\"}},\"value\":{v},\"timestamp\":{t},\"type\":\"{kind}\"}}\n"))
+        .collect();
+    let resp = http().post(format!("http://{addr}/api/v1/ingest")).body(body).send().expect("POST /api/v1/ingest");
+    assert_eq!(resp.status().as_u16(), 204, "{:?}", resp.text());
+}
+
+#[test]
+fn remote_write_2_sink_into_tsrelay_and_auto_falls_back_for_prometheus() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = Prometheus::start(&dir.path().join("backend"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+
+    // A (2.0 sink) → B (2.0 receiver, 1.0 sink) → Prometheus.
+    let b_dir = dir.path().join("b");
+    std::fs::create_dir_all(&b_dir).expect("b dir");
+    let (b, b_listen) = start_relay(&b_dir, &backend.write_url(), "");
+    let a_dir = dir.path().join("a");
+    std::fs::create_dir_all(&a_dir).expect("a dir");
+    let (a, a_listen) = start_sender(&a_dir, &format!("http://{b_listen}/api/v1/write"), "2.0");
+    let points: Vec<(f64, i64)> = (0..50).map(|i| (i as f64 * 1.5, now - 50_000 + i * 1000)).collect();
+    ndjson(a_listen, "v2_path_total", &points, "counter");
+    wait_for(Duration::from_secs(30), "50 samples through the 2.0 path", || {
+        (backend.query_number("count_over_time(v2_path_total{via=\"test\"}[5m])", None) == 50.0).then_some(())
+    });
+    assert_eq!(backend.query_number("v2_path_total{via=\"test\"}", None), 73.5);
+    // B saw a 2.0 request (with the counter type in its metadata) and refused nothing.
+    let bm = b.metrics();
+    assert_eq!(sum_metric(&bm, "tsrelay_received_samples_total", &["receiver=\"http\""]), 50.0);
+    assert_eq!(sum_metric(&bm, "tsrelay_dropped_samples_total", &[]), 0.0);
+    assert_eq!(a.metric_sum("tsrelay_sink_sent_samples_total", &["sink=\"out\""]), 50.0);
+
+    // C ("auto") → Prometheus 2.42, which speaks only 1.0: C notices (no
+    // written-count header), resends as 1.0 and stays with 1.0.
+    let c_dir = dir.path().join("c");
+    std::fs::create_dir_all(&c_dir).expect("c dir");
+    let (c, c_listen) = start_sender(&c_dir, &backend.write_url(), "auto");
+    ndjson(c_listen, "auto_path", &[(1.0, now - 2000)], "gauge");
+    ndjson(c_listen, "auto_path", &[(2.0, now - 1000)], "gauge");
+    wait_for(Duration::from_secs(30), "both auto samples in Prometheus", || {
+        (backend.query_number("count_over_time(auto_path{via=\"test\"}[5m])", None) == 2.0).then_some(())
+    });
+    assert_eq!(c.metric_sum("tsrelay_sink_sent_samples_total", &["sink=\"out\""]), 2.0);
+    assert_eq!(c.metric_sum("tsrelay_dropped_samples_total", &[]), 0.0);
+    let log = std::fs::read_to_string(c_dir.join("tsrelay.log")).unwrap_or_default();
+    assert_eq!(log.matches("does not speak 2.0").count(), 1, "{log}");
+}
