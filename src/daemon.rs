@@ -16,7 +16,7 @@ use crate::listener::ListenerOptions;
 use crate::pipeline::{self, stages};
 use crate::queue::{Ledger, QueueError, SinkQueue};
 use crate::receivers::submit::{AckMode, Submitter};
-use crate::receivers::{ReceiverConfig, grpc, http, kafka};
+use crate::receivers::{ReceiverConfig, grpc, http, influx_tcp, influx_udp, kafka};
 use crate::sinks::{self, SinkBuildError};
 use crate::telemetry::{self, Health, MemoryMetrics, ReceiverMetrics, SinkMetrics};
 
@@ -93,6 +93,10 @@ fn listener_options(
 
 async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, DaemonError> {
     TcpListener::bind(addr).await.map_err(|source| DaemonError::Bind { what: what.to_string(), addr, source })
+}
+
+async fn bind_udp(what: &str, addr: std::net::SocketAddr) -> Result<tokio::net::UdpSocket, DaemonError> {
+    tokio::net::UdpSocket::bind(addr).await.map_err(|source| DaemonError::Bind { what: what.to_string(), addr, source })
 }
 
 /// Starts everything the config describes on the current runtime.
@@ -206,6 +210,30 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
                 tokio::spawn(async move {
                     if let Err(e) = grpc::serve(listener, c, submitter, options, shutdown).await {
                         tracing::error!(receiver = %n, error = %e, "gRPC receiver stopped");
+                    }
+                })
+            }
+            ReceiverConfig::InfluxTcp(c) => {
+                let listener = bind(&format!("receivers.{name}"), c.listen).await?;
+                addrs.receivers.insert(name.clone(), listener.local_addr().unwrap_or(c.listen));
+                // Streams wait for room as long as it takes; max_wait is unused.
+                let submitter = submitter(Duration::from_secs(1), AckMode::Accepted, Duration::from_secs(30));
+                let (c, n) = (c.clone(), name.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = influx_tcp::serve(listener, c, submitter, shutdown).await {
+                        tracing::error!(receiver = %n, error = %e, "influx_tcp receiver stopped");
+                    }
+                })
+            }
+            ReceiverConfig::InfluxUdp(c) => {
+                let socket = bind_udp(&format!("receivers.{name}"), c.listen).await?;
+                addrs.receivers.insert(name.clone(), socket.local_addr().unwrap_or(c.listen));
+                let submitter =
+                    submitter(Duration::from_millis(c.max_wait_ms), AckMode::Accepted, Duration::from_secs(30));
+                let (c, n) = (c.clone(), name.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = influx_udp::serve(socket, c, submitter, shutdown).await {
+                        tracing::error!(receiver = %n, error = %e, "influx_udp receiver stopped");
                     }
                 })
             }

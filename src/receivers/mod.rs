@@ -3,6 +3,8 @@
 
 pub mod grpc;
 pub mod http;
+pub mod influx_tcp;
+pub mod influx_udp;
 pub mod kafka;
 pub mod submit;
 
@@ -15,6 +17,8 @@ pub enum ReceiverConfig {
     Http(http::HttpReceiverConfig),
     Grpc(grpc::GrpcReceiverConfig),
     Kafka(kafka::KafkaReceiverConfig),
+    InfluxTcp(influx_tcp::InfluxTcpReceiverConfig),
+    InfluxUdp(influx_udp::InfluxUdpReceiverConfig),
 }
 
 impl ReceiverConfig {
@@ -26,7 +30,7 @@ impl ReceiverConfig {
         let (n, max, key) = match self {
             ReceiverConfig::Http(c) => (c.max_concurrent_requests, c.max_body_bytes, "max_body_bytes"),
             ReceiverConfig::Grpc(c) => (c.max_concurrent_requests, c.max_message_bytes, "max_message_bytes"),
-            ReceiverConfig::Kafka(_) => return None,
+            ReceiverConfig::Kafka(_) | ReceiverConfig::InfluxTcp(_) | ReceiverConfig::InfluxUdp(_) => return None,
         };
         let what = format!("requests in progress ({n} × {key} {max})");
         Some((what, (n as u64).saturating_mul(max as u64)))
@@ -45,6 +49,8 @@ impl ReceiverConfig {
             ReceiverConfig::Http(c) => c.timeouts.check(),
             ReceiverConfig::Grpc(c) => c.timeouts.check(),
             ReceiverConfig::Kafka(c) => c.check(),
+            ReceiverConfig::InfluxTcp(c) => c.check(),
+            ReceiverConfig::InfluxUdp(c) => c.check(),
         }
     }
 }

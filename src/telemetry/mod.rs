@@ -71,10 +71,18 @@ pub enum DropReason {
     Corrupt,
     /// Removed on purpose by a `keep`/`drop`/`keepequal`/`dropequal` relabel rule.
     Relabel,
+    /// Native (exponential) histograms: valid input the sample model cannot hold
+    /// (remote-write histograms, OTLP exponential histograms).
+    UnsupportedHistogram,
+    /// Exemplars attached to remote-write or OTLP samples: not kept.
+    Exemplar,
+    /// OTLP delta temporality refused (`otlp.delta = "reject"`), or a delta
+    /// point whose series was not seen before with the same start.
+    Delta,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::ParseError,
         DropReason::NonNumeric,
         DropReason::InvalidName,
@@ -94,6 +102,9 @@ impl DropReason {
         DropReason::Shutdown,
         DropReason::Corrupt,
         DropReason::Relabel,
+        DropReason::UnsupportedHistogram,
+        DropReason::Exemplar,
+        DropReason::Delta,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -117,6 +128,9 @@ impl DropReason {
             DropReason::Shutdown => "shutdown",
             DropReason::Corrupt => "corrupt",
             DropReason::Relabel => "relabel",
+            DropReason::UnsupportedHistogram => "unsupported_histogram",
+            DropReason::Exemplar => "exemplar",
+            DropReason::Delta => "delta",
         }
     }
 }

@@ -1,6 +1,8 @@
-//! The gRPC receiver: `tsrelay.v1.Ingest` (DESIGN §4).
+//! The gRPC receiver: `tsrelay.v1.Ingest` (DESIGN §4) and OTLP metrics
+//! (`MetricsService/Export`).
 
 mod config;
+mod otlp;
 
 use std::pin::Pin;
 
@@ -132,9 +134,21 @@ pub async fn serve(
 
 /// Every gRPC service of this receiver; further services are added here.
 pub fn routes(config: &GrpcReceiverConfig, submitter: Submitter) -> tonic::service::Routes {
+    let otlp =
+        crate::proto::opentelemetry::proto::collector::metrics::v1::metrics_service_server::MetricsServiceServer::new(
+            otlp::OtlpMetricsService {
+                submitter: submitter.clone(),
+                translator: crate::codecs::otlp::Translator::new(
+                    config.otlp.clone(),
+                    crate::codecs::remote_write::DecodeLimits::with_body_limit(config.max_message_bytes),
+                ),
+            },
+        )
+        .max_decoding_message_size(config.max_message_bytes)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
     let service = std::sync::Arc::new(IngestService { submitter });
     let ingest = IngestServer::new(service)
         .max_decoding_message_size(config.max_message_bytes)
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
-    tonic::service::Routes::new(ingest)
+    tonic::service::Routes::new(ingest).add_service(otlp)
 }

@@ -51,6 +51,8 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 pub fn router(config: &HttpReceiverConfig, submitter: Submitter) -> Router {
+    let remote_write = super::remote_write::routes(config, submitter.clone());
+    let otlp = super::otlp::routes(config, submitter.clone());
     let state = Arc::new(AppState { submitter, max_body_bytes: config.max_body_bytes });
     Router::new()
         .route("/write", post(write_line_protocol))
@@ -59,6 +61,8 @@ pub fn router(config: &HttpReceiverConfig, submitter: Submitter) -> Router {
         // The raw body may not exceed the limit either; gunzip is checked separately.
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state)
+        .merge(remote_write)
+        .merge(otlp)
 }
 
 /// Serves until `shutdown` resolves, through the shared listener layer
@@ -156,7 +160,7 @@ async fn handle(state: &AppState, format: BodyFormat, headers: &HeaderMap, body:
 
 /// Applies `Content-Encoding`, keeping the size limit after decompression.
 #[allow(clippy::result_large_err)]
-fn unpack(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, Response> {
+pub(super) fn unpack(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, Response> {
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
     match encoding.trim().to_ascii_lowercase().as_str() {
         "" | "identity" => Ok(body),
