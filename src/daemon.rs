@@ -44,6 +44,7 @@ pub struct Daemon {
     pub addrs: BoundAddrs,
     stop: CancellationToken,
     done: JoinHandle<()>,
+    health: Health,
 }
 
 impl Daemon {
@@ -60,6 +61,11 @@ impl Daemon {
 
     pub fn stop_token(&self) -> CancellationToken {
         self.stop.clone()
+    }
+
+    /// Readiness and the first panic, if one happened (see [`telemetry::supervise`]).
+    pub fn health(&self) -> Health {
+        self.health.clone()
     }
 }
 
@@ -80,6 +86,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let rss_watch = watch_rss(config.limits.rss_high_water_bytes(), pressure.clone(), memory_metrics);
     let health = Health::default();
     let stop = CancellationToken::new();
+    telemetry::supervise(health.clone(), stop.clone());
     let mut addrs = BoundAddrs::default();
 
     // Sinks first, so nothing is accepted before it has somewhere to go.
@@ -93,6 +100,9 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             .map_err(|source| DaemonError::Queue { sink: name.clone(), source })?;
         let queue = Arc::new(queue);
         let sink_health = health.register_sink(name, common.unhealthy_after);
+        if let SinkQueue::Disk(d) = &*queue {
+            d.set_health(sink_health.clone());
+        }
         sink_tasks.push(sinks::spawn_sink(name, sink_config, &loaded, queue.clone(), sink_health)?);
         queues.insert(name.clone(), queue);
     }
@@ -217,7 +227,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         let _ = admin_task.await;
         tracing::info!("stopped");
     });
-    Ok(Daemon { addrs, stop, done })
+    Ok(Daemon { addrs, stop, done, health })
 }
 
 struct RunningPipelineParts {
