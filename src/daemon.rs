@@ -48,6 +48,7 @@ pub struct Daemon {
     pub addrs: BoundAddrs,
     stop: CancellationToken,
     done: JoinHandle<()>,
+    health: Health,
 }
 
 impl Daemon {
@@ -64,6 +65,11 @@ impl Daemon {
 
     pub fn stop_token(&self) -> CancellationToken {
         self.stop.clone()
+    }
+
+    /// Readiness and the first panic, if one happened (see [`telemetry::supervise`]).
+    pub fn health(&self) -> Health {
+        self.health.clone()
     }
 }
 
@@ -112,6 +118,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let rss_watch = watch_rss(config.limits.rss_high_water_bytes(), pressure.clone(), memory_metrics);
     let health = Health::default();
     let stop = CancellationToken::new();
+    telemetry::supervise(health.clone(), stop.clone());
     let mut addrs = BoundAddrs::default();
     let mut tls_acceptors = Vec::new();
 
@@ -126,6 +133,9 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             .map_err(|source| DaemonError::Queue { sink: name.clone(), source })?;
         let queue = Arc::new(queue);
         let sink_health = health.register_sink(name, common.unhealthy_after);
+        if let SinkQueue::Disk(d) = &*queue {
+            d.set_health(sink_health.clone());
+        }
         sink_tasks.push(sinks::spawn_sink(name, sink_config, &loaded, queue.clone(), sink_health)?);
         queues.insert(name.clone(), queue);
     }
@@ -309,7 +319,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         let _ = admin_task.await;
         tracing::info!("stopped");
     });
-    Ok(Daemon { addrs, stop, done })
+    Ok(Daemon { addrs, stop, done, health })
 }
 
 struct RunningPipelineParts {

@@ -29,6 +29,7 @@ pub const MEMORY_RSS_BYTES: &str = "tsrelay_memory_rss_bytes";
 pub const MEMORY_LIMIT_BYTES: &str = "tsrelay_memory_limit_bytes";
 pub const MEMORY_WORST_CASE_BYTES: &str = "tsrelay_memory_worst_case_bytes";
 pub const MEMORY_PRESSURE: &str = "tsrelay_memory_pressure";
+pub const RECEIVER_UNDELIVERED_TOTAL: &str = "tsrelay_receiver_undelivered_requests_total";
 pub const RECEIVER_MEMORY_PRESSURE_REJECTIONS_TOTAL: &str = "tsrelay_receiver_memory_pressure_rejections_total";
 pub const KAFKA_CONSUMED_MESSAGES_TOTAL: &str = "tsrelay_kafka_consumed_messages_total";
 pub const KAFKA_CONSUMED_BYTES_TOTAL: &str = "tsrelay_kafka_consumed_bytes_total";

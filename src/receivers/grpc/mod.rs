@@ -63,7 +63,9 @@ impl IngestService {
                 }
                 Err(status)
             }
-            Err(e @ SubmitError::ShuttingDown { .. }) => Err(Status::unavailable(e.to_string())),
+            Err(e @ (SubmitError::ShuttingDown { .. } | SubmitError::Undelivered { .. })) => {
+                Err(Status::unavailable(e.to_string()))
+            }
             Err(e @ SubmitError::AckTimeout(_)) => Err(Status::deadline_exceeded(e.to_string())),
         }
     }

@@ -140,7 +140,7 @@ async fn handle(state: &AppState, format: BodyFormat, headers: &HeaderMap, body:
             }
             return resp;
         }
-        Err(e @ SubmitError::ShuttingDown { .. }) => {
+        Err(e @ (SubmitError::ShuttingDown { .. } | SubmitError::Undelivered { .. })) => {
             return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
         }
         Err(e @ SubmitError::AckTimeout(_)) => {
