@@ -50,6 +50,38 @@ fn prometheus_serves_every_golden_graph_exactly() {
             }
         }
     }
+
+    // The terminal client renders the same numbers (CSV), without a daemon.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tsrelay"))
+        .args(["graph", "render", "--config"])
+        .arg(&relay.tsrelay.config_path)
+        .args(["--graph", "golden.load.min_max", "--backend", "prom", "--format", "csv", "--step", "5m"])
+        .args(["--start", &data.t0.to_string(), "--end", &data.t_end.to_string()])
+        .output()
+        .expect("run tsrelay graph render");
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, answer) = render(
+        relay.query,
+        &serde_json::json!({"graph": "golden.load.min_max", "backend": "prom", "start": data.t0, "end": data.t_end, "step": 300}),
+    );
+    let mut want = String::from("timestamp_ms,legend,value\n");
+    for line in answer["data"]["series"].as_array().unwrap() {
+        for p in line["points"].as_array().unwrap() {
+            let v = p[1].as_f64().map(|v| v.to_string()).unwrap_or_default();
+            want.push_str(&format!("{},{},{v}\n", p[0], line["legend"].as_str().unwrap()));
+        }
+    }
+    assert_eq!(csv, want);
+    assert_eq!(csv.lines().count(), 1 + 2 * 72);
+    let table = std::process::Command::new(env!("CARGO_BIN_EXE_tsrelay"))
+        .args(["graph", "render", "--config"])
+        .arg(&relay.tsrelay.config_path)
+        .args(["--graph", "golden.load.avg", "--backend", "prom", "--step", "5m", "--start", "-8h"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(table.status.success() && text.lines().next().unwrap().contains("golden.load{host=\"h1\"}"), "{text}");
     let _ = HOUR;
 }
 
