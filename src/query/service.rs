@@ -311,3 +311,159 @@ impl QueryService {
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::query::backends::{RawForm, RawResult, RawSeries, StepSupport};
+    use crate::query::model::Across;
+    use crate::query::plan::SeriesPlan;
+
+    /// A driver that serves only `avg`/`max`, no regexes, no raw counters, steps of
+    /// whole minutes, counts what reaches it, and answers after `delay`.
+    struct Counting {
+        caps: Capabilities,
+        compiles: AtomicUsize,
+        executes: AtomicUsize,
+        delay: Duration,
+        lines: usize,
+    }
+
+    impl Driver for Counting {
+        fn backend(&self) -> &str {
+            "fake"
+        }
+        fn capabilities(&self) -> &Capabilities {
+            &self.caps
+        }
+        fn compile(&self, plan: &SeriesPlan, grid: &TimeGrid) -> Result<Compiled, Unsupported> {
+            self.compiles.fetch_add(1, Ordering::SeqCst);
+            Ok(Compiled {
+                queries: vec![format!("{} {}", plan.metric_name(), grid.step_ms)],
+                form: RawForm::PerSeries,
+                payload: None,
+            })
+        }
+        fn execute<'a>(
+            &'a self,
+            _: &'a Compiled,
+            _: &'a SeriesPlan,
+            grid: &'a TimeGrid,
+        ) -> futures::future::BoxFuture<'a, Result<RawResult, BackendError>> {
+            Box::pin(async move {
+                self.executes.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(self.delay).await;
+                let series = (0..self.lines)
+                    .map(|i| RawSeries {
+                        labels: [("host".to_string(), format!("h{i}"))].into(),
+                        points: vec![(grid.point(0), 1.0)],
+                    })
+                    .collect();
+                Ok(RawResult { form: RawForm::PerSeries, series, warnings: vec!["fake warning".into()] })
+            })
+        }
+    }
+
+    fn service(delay: Duration, lines: usize, config: QueryConfig) -> (QueryService, Arc<Counting>) {
+        let registry = Arc::new(
+            MetricRegistry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/metrics.yaml")).unwrap(),
+        );
+        let driver = Arc::new(Counting {
+            caps: Capabilities {
+                driver: "fake",
+                functions: vec![Function::Avg, Function::Max, Function::Raw],
+                across_on_server: vec![Across::Sum],
+                group_by_on_server: false,
+                regex_filters: false,
+                negative_filters: false,
+                steps: StepSupport::MultipleOf { multiple_of_ms: 60_000 },
+                raw_counter_values: false,
+                label_discovery: false,
+                notes: vec![],
+            },
+            compiles: AtomicUsize::new(0),
+            executes: AtomicUsize::new(0),
+            delay,
+            lines,
+        });
+        let drivers: BTreeMap<String, Arc<dyn Driver>> =
+            [("fake".to_string(), driver.clone() as Arc<dyn Driver>)].into();
+        let s = QueryService::new(registry, GraphStore::default(), drivers, BTreeMap::new(), config);
+        (s, driver)
+    }
+
+    fn request(series: serde_json::Value, step: &str) -> RenderRequest {
+        serde_json::from_value(serde_json::json!({
+            "graph": {"id": "t", "series": [series]}, "backend": "fake",
+            "start": 0, "end": 3_600_000, "step": step,
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn unsupported_is_refused_before_any_backend_io() {
+        let (s, d) = service(Duration::ZERO, 1, QueryConfig::default());
+        let cases = [
+            (serde_json::json!({"metric": "golden.load", "function": "min"}), "1m", "function:min"),
+            (serde_json::json!({"metric": "golden.port.octets", "function": "rate"}), "1m", "function:rate"),
+            (serde_json::json!({"metric": "golden.port.octets"}), "1m", "raw_counter_values"),
+            (
+                serde_json::json!({"metric": "golden.load", "function": "avg", "filter": {"host": "=~h.*"}}),
+                "1m",
+                "regex_filter",
+            ),
+            (
+                serde_json::json!({"metric": "golden.load", "function": "avg", "filter": {"host": "!=h1"}}),
+                "1m",
+                "negative_filter",
+            ),
+            (serde_json::json!({"metric": "golden.load", "function": "avg"}), "90s", "step"),
+        ];
+        for (series, step, feature) in cases {
+            match s.render(&request(series.clone(), step), 0).await {
+                Err(QueryError::Unsupported(u)) => {
+                    assert_eq!((u.backend.as_str(), u.feature.as_str()), ("fake", feature), "{series}");
+                    let e = QueryError::Unsupported(u);
+                    assert_eq!((e.status(), e.body()["errorType"].as_str()), (422, Some("unsupported")));
+                }
+                other => panic!("{series}: {other:?}"),
+            }
+        }
+        assert_eq!(d.compiles.load(Ordering::SeqCst), 0, "the table refuses before the compiler");
+        assert_eq!(d.executes.load(Ordering::SeqCst), 0, "no backend I/O");
+    }
+
+    #[tokio::test]
+    async fn renders_limits_and_timeout() {
+        let (s, d) = service(Duration::ZERO, 3, QueryConfig::default());
+        let r =
+            s.render(&request(serde_json::json!({"metric": "golden.load", "function": "avg"}), "1m"), 0).await.unwrap();
+        assert_eq!(r.series.len(), 3);
+        assert_eq!(r.series[0].points.len(), 60);
+        assert_eq!(r.series[0].points[0], (60_000, Some(1.0)));
+        assert_eq!(r.series[0].points[1], (120_000, None));
+        assert_eq!(r.warnings, ["fake: fake warning"]);
+        assert_eq!(d.executes.load(Ordering::SeqCst), 1);
+
+        let small = QueryConfig { max_series: 2, max_points: 30, ..QueryConfig::default() };
+        let (s, _) = service(Duration::ZERO, 3, small);
+        let e = s.render(&request(serde_json::json!({"metric": "golden.load", "function": "avg"}), "2m"), 0).await;
+        assert!(matches!(&e, Err(QueryError::Limit { .. })), "{e:?}");
+        let e = s.render(&request(serde_json::json!({"metric": "golden.load", "function": "avg"}), "1m"), 0).await;
+        match e {
+            Err(QueryError::BadRequest(f)) => assert!(f.field == "step" && f.message.contains("max_points"), "{f}"),
+            other => panic!("{other:?}"),
+        }
+
+        let quick = QueryConfig { timeout: Duration::from_millis(50), ..QueryConfig::default() };
+        let (s, _) = service(Duration::from_secs(5), 1, quick);
+        let e = s.render(&request(serde_json::json!({"metric": "golden.load", "function": "avg"}), "1m"), 0).await;
+        match e {
+            Err(e @ QueryError::Backend(BackendError::Timeout { .. })) => assert_eq!(e.status(), 504),
+            other => panic!("{other:?}"),
+        }
+    }
+}
