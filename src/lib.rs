@@ -12,6 +12,7 @@ pub mod limits;
 pub mod model;
 pub mod pipeline;
 pub mod proto;
+pub mod query;
 pub mod queue;
 pub mod receivers;
 pub mod registry;

@@ -1,0 +1,3 @@
+//! InfluxDB 1.x through InfluxQL on `/query`.
+pub mod influxql;
+pub mod response;

@@ -1,0 +1,3 @@
+//! Drivers, one folder per backend.
+pub mod influxdb;
+pub mod rrdcached;

@@ -1,0 +1,3 @@
+//! rrdcached through its own protocol.
+pub mod reply;
+pub mod template;
