@@ -1,2 +1,26 @@
-//! The read side (DESIGN §7). Placeholder until the driver contract lands.
+//! The read side (DESIGN §7): graphs defined once against the metric registry,
+//! rendered from any readable backend with the same result.
+//!
+//! Layout (arrows point downstream, nothing backend-specific above `backends/`):
+//! - [`model`]: graph definitions as written (YAML/JSON), functions, matchers;
+//! - [`grid`]: the aligned time grid of a render;
+//! - [`plan`]: a series validated against the registry — what drivers compile;
+//! - [`result`]: the normalized answer (dense grid, `null` for empty buckets);
+//! - [`validate`]: definitions checked against the registry → plans;
+//! - [`normalize`]: raw driver output → the normalized answer (reference semantics);
+//! - [`backends`]: the driver contract ([`backends::Driver`], capabilities,
+//!   [`backends::RawResult`]) and one folder per backend.
+
 pub mod backends;
+pub mod grid;
+pub mod model;
+pub mod normalize;
+pub mod plan;
+pub mod result;
+pub mod validate;
+
+pub use backends::{BackendError, Capabilities, Compiled, Driver, RawForm, RawResult, RawSeries, Unsupported};
+pub use grid::TimeGrid;
+pub use model::{Across, Function, GraphDef, GraphFile, MatchOp, Matcher, SeriesDef};
+pub use plan::SeriesPlan;
+pub use result::{RenderResult, ResultSeries};
