@@ -282,6 +282,8 @@ pub fn driver_for(
     let _ = (name, registry);
     match sink {
         // Each driver adds its arm here: prometheus/, influxdb/, rrdcached/.
+        SinkConfig::Influxdb(c) => influxdb::InfluxdbDriver::for_sink(name, c),
+        SinkConfig::Rrdcached(c) => Some(rrdcached::RrdcachedDriver::for_sink(name, c)),
         _ => None,
     }
 }

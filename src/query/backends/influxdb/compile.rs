@@ -186,3 +186,115 @@ pub fn compile(plan: &SeriesPlan, grid: &TimeGrid, target: &Target) -> Result<St
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::query::model::GraphDef;
+    use crate::query::validate::validate_graph;
+    use crate::registry::MetricRegistry;
+
+    const REGISTRY: &str = r#"
+metrics:
+  - key: port.in
+    name: port_in_octets_total
+    type: counter
+    labels: [device, port]
+    backends:
+      influxdb: { measurement: port, field: in_octets }
+  - key: load
+    name: node_load1
+    type: gauge
+"#;
+
+    fn plan(series_yaml: &str) -> SeriesPlan {
+        let registry = MetricRegistry::parse(REGISTRY, Path::new("metrics.yaml")).unwrap();
+        let def: GraphDef = serde_norway::from_str(&format!("id: g\nseries:\n  - {series_yaml}")).unwrap();
+        validate_graph(&def, &registry).unwrap().series.remove(0)
+    }
+
+    fn grid() -> TimeGrid {
+        TimeGrid::new(1_764_806_400_000, 1_764_810_000_000, 60_000).unwrap()
+    }
+
+    fn compiled(series_yaml: &str) -> Statement {
+        let p = plan(series_yaml);
+        compile(&p, &grid(), &Target::for_plan(&p, "value", None)).unwrap()
+    }
+
+    #[test]
+    fn per_bucket_functions_shift_the_buckets_by_one_nanosecond() {
+        let s = compiled("{ metric: node_load1, function: avg }");
+        assert_eq!(
+            s.text,
+            "SELECT mean(\"value\") FROM \"node_load1\" WHERE time > 1764806400000ms AND time <= 1764810000000ms \
+             GROUP BY time(60000ms, 1ns), * fill(none)"
+        );
+        assert_eq!((s.form, s.time_shift_ms), (RawForm::PerSeries, 60_000));
+        for (f, agg) in
+            [("raw", "last"), ("last", "last"), ("min", "min"), ("max", "max"), ("count", "count"), ("sum", "sum")]
+        {
+            let s = compiled(&format!("{{ metric: node_load1, function: {f} }}"));
+            assert!(s.text.starts_with(&format!("SELECT {agg}(\"value\")")), "{f}: {}", s.text);
+        }
+    }
+
+    #[test]
+    fn rate_and_increase_read_samples_from_one_step_before() {
+        let s = compiled("{ metric: port.in, function: rate, filter: { device: sw1 } }");
+        assert_eq!(
+            s.text,
+            "SELECT \"in_octets\" FROM \"port\" WHERE \"device\" = 'sw1' AND time >= 1764806340000ms \
+             AND time <= 1764810000000ms GROUP BY *"
+        );
+        assert_eq!((s.form, s.time_shift_ms), (RawForm::Samples, 0));
+        assert_eq!(compiled("{ metric: port.in, function: increase, group_by: [device] }").form, RawForm::Samples);
+    }
+
+    #[test]
+    fn group_by_combines_in_a_subquery() {
+        let s = compiled("{ metric: port.in, function: last, group_by: [device], across: avg }");
+        assert_eq!(
+            s.text,
+            "SELECT mean(\"v\") FROM (SELECT last(\"in_octets\") AS \"v\" FROM \"port\" WHERE time > 1764806400000ms \
+             AND time <= 1764810000000ms GROUP BY time(60000ms, 1ns), * fill(none)) WHERE time > 1764806400000ms \
+             AND time <= 1764810000000ms GROUP BY time(60000ms, 1ns), \"device\" fill(none)"
+        );
+        assert_eq!(s.form, RawForm::Grouped);
+        let all = compiled("{ metric: node_load1, function: max, group_by: [], across: count }");
+        assert!(all.text.starts_with("SELECT count(\"v\") FROM (SELECT max("));
+        assert!(all.text.ends_with("GROUP BY time(60000ms, 1ns) fill(none)"));
+    }
+
+    #[test]
+    fn filters_are_quoted_and_regexes_anchored() {
+        let s =
+            compiled(r#"{ metric: port.in, function: max, filter: { device: "!=sw'1 OR 1=1", port: "=~ge-0/0/.*" } }"#);
+        assert!(
+            s.text.contains("WHERE \"device\" != 'sw\\'1 OR 1=1' AND \"port\" =~ /^(?:ge-0\\/0\\/.*)$/ AND time > "),
+            "{}",
+            s.text
+        );
+        let s = compiled(r#"{ metric: port.in, function: max, filter: { port: "!~x\"y" } }"#);
+        assert!(s.text.contains("\"port\" !~ /^(?:x\"y)$/"), "{}", s.text);
+    }
+
+    #[test]
+    fn retention_policy_qualifies_the_measurement_and_output_is_deterministic() {
+        let p = plan("{ metric: node_load1, function: avg }");
+        let t = Target::for_plan(&p, "val", Some("one \"week\""));
+        let a = compile(&p, &grid(), &t).unwrap();
+        assert!(a.text.contains("FROM \"one \\\"week\\\"\".\"node_load1\""), "{}", a.text);
+        assert!(a.text.starts_with("SELECT mean(\"val\")"));
+        assert_eq!(a, compile(&p, &grid(), &t).unwrap());
+    }
+
+    #[test]
+    fn names_influxql_cannot_carry_are_refused() {
+        let p = plan("{ metric: node_load1, function: avg }");
+        let t = Target { retention_policy: None, measurement: "a\rb".into(), field: "value".into() };
+        assert!(compile(&p, &grid(), &t).is_err());
+    }
+}

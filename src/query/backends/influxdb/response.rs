@@ -161,7 +161,8 @@ mod tests {
         assert!(matches!(parse(strings, &mut Vec::new()), Err(ResponseError::Series { .. })));
         let unordered = br#"{"results":[{"series":[{"name":"m","columns":["time","v"],"values":[[2,1],[1,1]]}]}]}"#;
         assert!(matches!(parse(unordered, &mut Vec::new()), Err(ResponseError::Series { .. })));
-        let rfc3339 = br#"{"results":[{"series":[{"name":"m","columns":["time","v"],"values":[["2020-01-01T00:00:00Z",1]]}]}]}"#;
+        let rfc3339 =
+            br#"{"results":[{"series":[{"name":"m","columns":["time","v"],"values":[["2020-01-01T00:00:00Z",1]]}]}]}"#;
         assert!(matches!(parse(rfc3339, &mut Vec::new()), Err(ResponseError::Series { .. })));
         let columns = br#"{"results":[{"series":[{"name":"m","columns":["time","a","b"],"values":[]}]}]}"#;
         assert!(matches!(parse(columns, &mut Vec::new()), Err(ResponseError::Series { .. })));

@@ -13,7 +13,9 @@
 //! | `Last` | the latest |
 //! | `Increase` | rows hold per-second rates (DERIVE/COUNTER): `Σ rate·r`, the growth the known rows saw, no extrapolation |
 //! | `Rate` | `Increase / step` |
-//! | `CounterIncrease` / `CounterRate` | rows hold counter values (a counter stored as GAUGE): the model's rule over the rows in `[t − step, t]`: consecutive deltas, a decrease counting the new value, fewer than two rows: none |
+//!
+//! (A counter stored as GAUGE keeps counter values: its rows go to the neutral
+//! layer as samples, which computes `rate`/`increase` by the model's rule.)
 
 use crate::query::grid::TimeGrid;
 
@@ -25,17 +27,12 @@ pub enum How {
     Last,
     Rate,
     Increase,
-    CounterRate,
-    CounterIncrease,
 }
 
 /// `rows`: `(t seconds, value)` ascending at resolution `resolution_s`.
 /// Returns `(grid point ms, value)` ascending, only points with a value.
 pub fn consolidate(rows: &[(i64, Option<f64>)], resolution_s: i64, grid: &TimeGrid, how: How) -> Vec<(i64, f64)> {
     let mut out = Vec::with_capacity(grid.len());
-    if matches!(how, How::CounterRate | How::CounterIncrease) {
-        return counter_growth(rows, grid, how == How::CounterRate);
-    }
     let mut current: Option<(usize, Acc)> = None;
     for &(t, v) in rows {
         let Some(v) = v else { continue };
@@ -86,37 +83,8 @@ impl Acc {
             How::Last => self.last,
             How::Increase => self.sum * resolution_s as f64,
             How::Rate => self.sum * resolution_s as f64 / grid.step_seconds(),
-            How::CounterRate | How::CounterIncrease => f64::NAN,
         }
     }
-}
-
-/// The model's `increase` over counter values: rows in `[t − step, t]`.
-fn counter_growth(rows: &[(i64, Option<f64>)], grid: &TimeGrid, rate: bool) -> Vec<(i64, f64)> {
-    let known: Vec<(i64, f64)> =
-        rows.iter().filter_map(|&(t, v)| Some((t.checked_mul(1000)?, v?))).filter(|(_, v)| v.is_finite()).collect();
-    let mut out = Vec::new();
-    let mut lo = 0;
-    for t in grid.points() {
-        let from = t - grid.step_ms;
-        while lo < known.len() && known[lo].0 < from {
-            lo += 1;
-        }
-        let mut growth = 0.0;
-        let mut n = 0;
-        let mut prev: Option<f64> = None;
-        for &(_, v) in known[lo..].iter().take_while(|(ts, _)| *ts <= t) {
-            if let Some(p) = prev {
-                growth += if v >= p { v - p } else { v };
-            }
-            prev = Some(v);
-            n += 1;
-        }
-        if n >= 2 {
-            out.push((t, if rate { growth / grid.step_seconds() } else { growth }));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -156,16 +124,5 @@ mod tests {
         // Two known rows of five: the growth they saw, over the whole step.
         let partial = vec![(60, None), (120, None), (180, None), (240, Some(0.5)), (300, Some(0.5))];
         assert_eq!(consolidate(&partial, 60, &g, How::Rate), vec![(300_000, 0.2)]);
-    }
-
-    #[test]
-    fn counter_values_follow_the_model() {
-        let g = grid(0, 240, 120);
-        // Samples at 0, 60, ..., 240; a reset at 180 (value 5 after 30).
-        let rows = vec![(0, Some(10.0)), (60, Some(20.0)), (120, Some(30.0)), (180, Some(5.0)), (240, Some(15.0))];
-        assert_eq!(consolidate(&rows, 60, &g, How::CounterIncrease), vec![(120_000, 20.0), (240_000, 15.0)]);
-        assert_eq!(consolidate(&rows, 60, &g, How::CounterRate), vec![(120_000, 20.0 / 120.0), (240_000, 15.0 / 120.0)]);
-        // One row in the window: nothing.
-        assert_eq!(consolidate(&[(240, Some(1.0))], 60, &g, How::CounterIncrease), vec![]);
     }
 }

@@ -31,7 +31,9 @@ pub struct PathPattern {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {
-    #[error("path template {template:?}: `{{{first}}}{{{second}}}` are adjacent, so a path cannot be split back into the two labels")]
+    #[error(
+        "path template {template:?}: `{{{first}}}{{{second}}}` are adjacent, so a path cannot be split back into the two labels"
+    )]
     AdjacentLabels { template: String, first: String, second: String },
 }
 
@@ -81,7 +83,7 @@ impl PathPattern {
             }
         }
         let mut pieces: Vec<Piece> = Vec::new();
-        let mut push_literal = |pieces: &mut Vec<Piece>, text: &str| match pieces.last_mut() {
+        let push_literal = |pieces: &mut Vec<Piece>, text: &str| match pieces.last_mut() {
             Some(Piece::Literal(l)) => l.push_str(text),
             _ => pieces.push(Piece::Literal(text.to_string())),
         };
@@ -280,10 +282,7 @@ mod tests {
         // A dots-only value in its own component becomes underscores.
         assert_eq!(round_trip("d/{host}/x.rrd", &[("host", "..")]), Inversion::Labels(labels(&[("host", "__")])));
         // Literals with unsafe characters are sanitized like the sink does.
-        assert_eq!(
-            round_trip("my dir/{host}.rrd", &[("host", "h")]),
-            Inversion::Labels(labels(&[("host", "h")]))
-        );
+        assert_eq!(round_trip("my dir/{host}.rrd", &[("host", "h")]), Inversion::Labels(labels(&[("host", "h")])));
         assert_eq!(pattern("my dir/{host}.rrd").invert("my_dir/h.rrd"), Inversion::Labels(labels(&[("host", "h")])));
     }
 
