@@ -228,7 +228,8 @@ fn render(
     normalize(plan, grid, &raw, None).map_err(|e| format!("502 {e}"))
 }
 
-/// Why a point may differ from the reference on `backend`, if it may.
+/// Why a point may differ from the reference on `backend`, if it may: only
+/// the deviations the rrdcached driver declares in its capability notes.
 fn declared(
     backend: &str,
     plan: &SeriesPlan,
@@ -238,15 +239,18 @@ fn declared(
     reference: Option<f64>,
     got: Option<f64>,
 ) -> Option<&'static str> {
-    if backend != "rrd" || got.is_some() || reference.is_none() {
+    if backend != "rrd" {
         return None;
     }
     let bucket = |k: i64| ((t0 + 60 * k) * 1000 + step_s * 1000 - 1).div_euclid(step_s * 1000) * step_s * 1000;
-    if t_ms == bucket(HOLE.end) {
+    if t_ms == bucket(HOLE.end) && got.is_none() && reference.is_some() {
         return Some("heartbeat: the first bucket after a hole");
     }
+    // The reset's base step is unknown: the series has no value there, and a
+    // combination over several series lacks its share.
     let counter = plan.entry.name == "port_in_octets_total";
-    if counter && step_s == 60 && t_ms == bucket(RESET_AT) {
+    let combined = plan.group_by.is_some();
+    if counter && step_s == 60 && t_ms == bucket(RESET_AT) && (got.is_none() || combined) {
         return Some("DERIVE: a counter reset makes its base step unknown");
     }
     None
