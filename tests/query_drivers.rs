@@ -446,3 +446,41 @@ fn rrdcached_garbage_and_silence_are_502_and_504() {
     let e = rt.block_on(d.execute(&compiled, &p, &grid)).unwrap_err();
     assert!(matches!(e, BackendError::Unreachable { .. }) && e.http_status() == 502, "{e}");
 }
+
+/// Label values that try to end the string, the regex or the statement are
+/// matched as plain text by a real influxd: equality, regex and negation each
+/// select exactly the series they name.
+#[test]
+fn influxdb_filter_values_cannot_escape_their_quotes() {
+    use tsrelay::model::{Labels, Sample};
+    let dir = tempfile::tempdir().unwrap();
+    let influxd = Influxd::start(dir.path(), 0);
+    influxd.create_database("golden");
+    let values = ["plain", "a'b", "x' OR host =~ /.*/ --", "back\\slash", "sla/sh", "q\"uote", "end\\", "semi;colon"];
+    let t0 = t0();
+    let mut body = Vec::new();
+    for v in values {
+        let labels: Labels = [("__name__", "node_load1"), ("host", v)].into_iter().collect();
+        let s = Sample::new(labels, 1.0, (t0 + 60) * 1000);
+        assert!(tsrelay::sinks::line_protocol::encode_sample(&s, "node_load1", "value", &mut body));
+    }
+    assert_eq!(influxd.write("golden", &String::from_utf8(body).unwrap()), 204);
+    let registry = MetricRegistry::parse(REGISTRY, Path::new("metrics.yaml")).unwrap();
+    let d = influx_driver(&influx_sink_toml(&influxd.url()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let grid = TimeGrid::new(t0 * 1000, (t0 + 120) * 1000, 60_000).unwrap();
+    let hosts = |filter: String| -> Vec<String> {
+        let yaml = format!("{{ metric: load, function: last, filter: {{ host: {filter} }} }}");
+        let p = plan(&registry, &yaml);
+        let out = render(&rt, d.as_ref(), &p, &grid).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        out.into_iter().map(|s| s.labels.get("host").cloned().unwrap_or_default()).collect()
+    };
+    let quoted = |s: &str| serde_json::to_string(s).unwrap();
+    for v in values {
+        assert_eq!(hosts(quoted(v)), vec![v.to_string()], "= {v}");
+        assert_eq!(hosts(quoted(&format!("=~{}", regex::escape(v)))), vec![v.to_string()], "=~ {v}");
+        let mut others: Vec<String> = values.iter().filter(|o| **o != v).map(|o| o.to_string()).collect();
+        others.sort();
+        assert_eq!(hosts(quoted(&format!("!={v}"))), others, "!= {v}");
+    }
+}
