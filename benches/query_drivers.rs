@@ -128,7 +128,7 @@ fn main() {
     fill_influx(&influxd, t0);
     let c: tsrelay::sinks::influxdb::InfluxdbSinkConfig =
         toml::from_str(&format!("url = \"{}\"\ndatabase = \"bench\"\n", influxd.url())).unwrap();
-    let influx = InfluxdbDriver::for_sink("influx", &c).unwrap().unwrap();
+    let influx = InfluxdbDriver::for_sink("influx", &c, Path::new(".")).unwrap().unwrap();
     measure("influxdb 1.6", &influx, &registry, &grid, renders);
     drop(influxd);
 

@@ -121,7 +121,7 @@ fn rrd_sink_toml(address: &str) -> String {
 
 fn influx_driver(toml_text: &str) -> Arc<dyn Driver> {
     let c: tsrelay::sinks::influxdb::InfluxdbSinkConfig = toml::from_str(toml_text).expect("influx sink config");
-    InfluxdbDriver::for_sink("influx", &c).expect("v1 sink").expect("driver")
+    InfluxdbDriver::for_sink("influx", &c, Path::new(".")).expect("v1 sink").expect("driver")
 }
 
 fn rrd_driver(toml_text: &str) -> Arc<dyn Driver> {

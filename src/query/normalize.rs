@@ -21,14 +21,15 @@ pub enum NormalizeError {
 }
 
 /// Computes `function` over each bucket `(t − step, t]` of `grid` from raw
-/// samples (ascending by time; NaN samples are ignored). See [`Function`] for
+/// samples (ascending by time; NaN and infinite samples are not values and are
+/// ignored: JSON has no spelling for them and the result is never NaN). See [`Function`] for
 /// the definitions; `increase`/`rate` read the closed window `[t − step, t]`.
 pub fn bucket_function(samples: &[(i64, f64)], function: Function, grid: &TimeGrid) -> Vec<Option<f64>> {
     let step = grid.step_ms;
     let mut out = Vec::with_capacity(grid.len());
     // `lo`: first sample with ts > t − step; `edge`: first with ts ≥ t − step; `hi`: first with ts > t.
     let (mut lo, mut edge, mut hi) = (0usize, 0usize, 0usize);
-    let samples: Vec<(i64, f64)> = samples.iter().copied().filter(|(_, v)| !v.is_nan()).collect();
+    let samples: Vec<(i64, f64)> = samples.iter().copied().filter(|(_, v)| v.is_finite()).collect();
     for t in grid.points() {
         while edge < samples.len() && samples[edge].0 < t - step {
             edge += 1;
@@ -80,7 +81,7 @@ pub fn place_on_grid(series: &RawSeries, grid: &TimeGrid) -> Result<Vec<Option<f
             start: grid.start_ms,
             step: grid.step_ms,
         })?;
-        out[k] = (!v.is_nan()).then_some(v);
+        out[k] = v.is_finite().then_some(v);
     }
     Ok(out)
 }

@@ -6,6 +6,7 @@
 mod health;
 mod kafka;
 mod names;
+mod query;
 mod stages;
 
 use std::sync::OnceLock;
@@ -16,6 +17,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub use health::{Health, SinkHealth, SinkState};
 pub use kafka::{KafkaReceiverMetrics, KafkaTopicMetrics, kafka_produced_messages};
 pub use names::*;
+pub use query::{query_backend_requests, query_request};
 pub use stages::{CardinalityMetrics, MonotonicMetrics, suspicious_label};
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -34,6 +36,12 @@ pub fn install_recorder() -> PrometheusHandle {
                     b.set_buckets_for_metric(
                         Matcher::Full(PIPELINE_LATENCY_SECONDS.to_string()),
                         &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(QUERY_DURATION_SECONDS.to_string()),
+                        &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
                     )
                 });
             match builder.and_then(|b| b.install_recorder()) {

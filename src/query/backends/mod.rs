@@ -33,10 +33,12 @@
 //! heartbeat), the capability table says so in `notes`.
 
 pub mod influxdb;
+pub mod prometheus;
 pub mod rrdcached;
 
 use std::any::Any;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -183,8 +185,8 @@ pub struct RawSeries {
     /// The series' labels, without `__name__` (drivers map their storage back to
     /// the neutral label names: tags, path-template placeholders, ...).
     pub labels: BTreeMap<String, String>,
-    /// `(timestamp_ms, value)`, ascending by time, no duplicates. NaN means no
-    /// value (the neutral layer treats it as absent).
+    /// `(timestamp_ms, value)`, ascending by time, no duplicates. NaN and ±Inf
+    /// mean no value (the neutral layer treats them as absent).
     pub points: Vec<(i64, f64)>,
 }
 
@@ -274,15 +276,20 @@ pub struct DriverConfigError {
 
 /// The driver of a sink, or `None` when its type has no read side (a request
 /// naming it gets 422 `feature = "read"`). The one place that maps sink types to drivers.
+///
+/// `base_dir` is the config file's directory (relative paths in sink settings).
 pub fn driver_for(
     name: &str,
     sink: &SinkConfig,
     registry: &Arc<MetricRegistry>,
+    base_dir: &Path,
 ) -> Option<Result<Arc<dyn Driver>, DriverConfigError>> {
-    let _ = (name, registry);
+    let _ = registry;
     match sink {
-        // Each driver adds its arm here: prometheus/, influxdb/, rrdcached/.
-        SinkConfig::Influxdb(c) => influxdb::InfluxdbDriver::for_sink(name, c),
+        SinkConfig::PrometheusRemoteWrite(c) => {
+            Some(prometheus::PrometheusDriver::from_sink(name, c, base_dir).map(|d| Arc::new(d) as Arc<dyn Driver>))
+        }
+        SinkConfig::Influxdb(c) => influxdb::InfluxdbDriver::for_sink(name, c, base_dir),
         SinkConfig::Rrdcached(c) => Some(rrdcached::RrdcachedDriver::for_sink(name, c)),
         _ => None,
     }

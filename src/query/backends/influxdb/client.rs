@@ -1,6 +1,7 @@
 //! One InfluxQL statement over HTTP: `POST /query` with `db`, `epoch=ms` and
 //! the statement as a form body, the sink's credentials and TLS settings.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
@@ -26,10 +27,13 @@ pub struct QueryClient {
     params: Vec<(String, String)>,
     headers: HeaderMap,
     timeout: Duration,
+    /// `tsrelay_query_backend_requests_total{backend}`.
+    requests: metrics::Counter,
 }
 
 impl QueryClient {
-    pub fn new(backend: &str, config: &InfluxdbSinkConfig) -> Result<QueryClient, HttpSetupError> {
+    /// `base_dir`: where relative paths of the sink's settings (TLS files) start.
+    pub fn new(backend: &str, config: &InfluxdbSinkConfig, base_dir: &Path) -> Result<QueryClient, HttpSetupError> {
         let mut url = parse_url(&config.url)?;
         {
             let mut segments = url
@@ -37,7 +41,8 @@ impl QueryClient {
                 .map_err(|()| HttpSetupError::Url { url: config.url.clone(), message: "cannot be a base".into() })?;
             segments.pop_if_empty().push("query");
         }
-        let client = build_client(&config.request, &|p| p.to_path_buf())?;
+        let resolve = |p: &Path| -> PathBuf { if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) } };
+        let client = build_client(&config.request, &resolve)?;
         let mut headers = request_headers(&config.request, &[])?;
         if let Some(credentials) = config.authorization() {
             let mut v = HeaderValue::from_str(&credentials).map_err(|_| HttpSetupError::Header {
@@ -55,7 +60,15 @@ impl QueryClient {
             params.push(("u".into(), u.clone()));
             params.push(("p".into(), p.clone()));
         }
-        Ok(QueryClient { backend: backend.to_string(), client, url, params, headers, timeout: config.request.timeout })
+        Ok(QueryClient {
+            backend: backend.to_string(),
+            client,
+            url,
+            params,
+            headers,
+            timeout: config.request.timeout,
+            requests: crate::telemetry::query_backend_requests(backend),
+        })
     }
 
     /// `scheme://host:port/query`, for messages (no credentials).
@@ -68,6 +81,7 @@ impl QueryClient {
         let backend = &self.backend;
         let mut form: Vec<(&str, &str)> = self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         form.push(("q", statement));
+        self.requests.increment(1);
         let send = self.client.post(self.url.clone()).headers(self.headers.clone()).form(&form).send();
         let mut response = match tokio::time::timeout(self.timeout, send).await {
             Err(_) => return Err(BackendError::Timeout { backend: backend.clone(), after: self.timeout }),

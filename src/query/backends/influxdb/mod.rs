@@ -11,6 +11,7 @@ pub mod compile;
 pub mod influxql;
 pub mod response;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -57,11 +58,16 @@ pub fn capabilities() -> Capabilities {
 
 impl InfluxdbDriver {
     /// `None` for a v2 sink: InfluxQL reads need the v1 API.
-    pub fn for_sink(name: &str, config: &InfluxdbSinkConfig) -> Option<Result<Arc<dyn Driver>, DriverConfigError>> {
+    /// `base_dir`: where relative paths of the sink's settings (TLS files) start.
+    pub fn for_sink(
+        name: &str,
+        config: &InfluxdbSinkConfig,
+        base_dir: &Path,
+    ) -> Option<Result<Arc<dyn Driver>, DriverConfigError>> {
         if config.api != ApiVersion::V1 {
             return None;
         }
-        let built = QueryClient::new(name, config)
+        let built = QueryClient::new(name, config, base_dir)
             .map(|client| {
                 Arc::new(InfluxdbDriver {
                     backend: name.to_string(),

@@ -149,16 +149,19 @@ fn series(
 }
 
 /// Runs the plan: list, select, then `INFO` + `FETCH` per file.
+/// `requests` counts every command sent (`tsrelay_query_backend_requests_total`).
 pub async fn run(
     backend: &str,
     address: &Address,
     timeout: Duration,
+    requests: &metrics::Counter,
     plan: &FetchPlan,
     grid: &TimeGrid,
 ) -> Result<RawResult, BackendError> {
     let mut warnings = Vec::new();
     let mut conn = Connection::connect(address, timeout).await.map_err(|e| client_error(backend, e))?;
     let list = format!("LIST RECURSIVE /{}", plan.directory);
+    requests.increment(1);
     let mut replies = conn.pipeline(&[list.as_str()], timeout).await.map_err(|e| client_error(backend, e))?;
     let listed = replies.pop().unwrap_or_default();
     let paths = if listed.code < 0 {
@@ -209,6 +212,7 @@ pub async fn run(
                         f.path, plan.cf, plan.fetch_start_s, plan.fetch_end_s, plan.ds
                     ));
                 }
+                requests.increment(commands.len() as u64);
                 let replies = conn.pipeline(&commands, timeout).await.map_err(|e| client_error(backend, e))?;
                 if replies.len() != commands.len() {
                     return Err(bad(backend, format!("{} replies to {} commands", replies.len(), commands.len())));

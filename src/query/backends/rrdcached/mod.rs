@@ -34,6 +34,8 @@ pub struct RrdcachedDriver {
     address: Address,
     timeout: Duration,
     capabilities: Capabilities,
+    /// `tsrelay_query_backend_requests_total{backend}`: one per command sent.
+    requests: metrics::Counter,
 }
 
 /// What this driver serves for a sink whose files have base step `step_s`.
@@ -83,6 +85,7 @@ impl RrdcachedDriver {
             address,
             timeout: config.timeout,
             capabilities: capabilities(config.step_secs()),
+            requests: crate::telemetry::query_backend_requests(name),
             config: config.clone(),
         }))
     }
@@ -123,7 +126,7 @@ impl Driver for RrdcachedDriver {
                     .plan(plan, grid)
                     .map_err(|e| BackendError::BadResponse { backend: self.backend.clone(), message: e.to_string() })?,
             };
-            fetch::run(&self.backend, &self.address, self.timeout, &fetch_plan, grid).await
+            fetch::run(&self.backend, &self.address, self.timeout, &self.requests, &fetch_plan, grid).await
         })
     }
 }
