@@ -8,7 +8,7 @@ use super::compile::FetchPlan;
 use super::consolidate::consolidate;
 use super::reply::{self, Fetched, FileInfo};
 use super::template::{Inversion, sanitize_value};
-use crate::query::backends::{BackendError, RawResult, RawSeries};
+use crate::query::backends::{BackendError, RawResult, RawSeries, Unsupported};
 use crate::query::grid::TimeGrid;
 use crate::query::model::MatchOp;
 use crate::sinks::rrdcached::client::{Address, ClientError, Connection, Reply};
@@ -123,13 +123,14 @@ fn series(
     let f: Fetched = reply::parse_fetch(&fetched.lines).map_err(|e| bad(backend, format!("{}: {e}", file.path)))?;
     let resolution = i64::try_from(f.step).unwrap_or(i64::MAX);
     if plan.step_s % resolution != 0 {
-        return Err(bad(
-            backend,
-            format!(
+        return Err(BackendError::Unsupported(Unsupported {
+            backend: backend.to_string(),
+            feature: "step".into(),
+            message: format!(
                 "{}: the finest {} archive reaching back to the start has {resolution}s rows, which do not divide the step {}s",
                 file.path, plan.cf, plan.step_s
             ),
-        ));
+        }));
     }
     let end_s = grid.end_ms / 1000;
     let points = match plan.how {
