@@ -484,3 +484,63 @@ fn influxdb_filter_values_cannot_escape_their_quotes() {
         assert_eq!(hosts(quoted(&format!("!={v}"))), others, "!= {v}");
     }
 }
+
+/// The rrdcached driver's buckets are the rows `rrdtool fetch` shows (a row at
+/// `t` covers `(t − step, t]`), and a range the fine archive no longer reaches
+/// is refused with 422 once rrdcached answers from a coarser one.
+#[test]
+fn rrdcached_buckets_are_rrdtool_fetch_rows_and_coarse_archives_are_422() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let rrd = Rrdcached::start(dir.path());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let end = now / 300 * 300;
+    let file = "h1/load.rrd";
+    {
+        let mut sock = std::os::unix::net::UnixStream::connect(&rrd.socket).unwrap();
+        let mut reader = BufReader::new(sock.try_clone().unwrap());
+        let mut send = |cmd: String| {
+            sock.write_all(cmd.as_bytes()).unwrap();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            assert!(!line.starts_with('-'), "{cmd}: {line}");
+        };
+        // 30 one-minute rows, 300 five-minute rows.
+        send(format!(
+            "CREATE {} -b {} -s 60 -O DS:load1:GAUGE:120:U:U RRA:AVERAGE:0.5:1:30 RRA:AVERAGE:0.5:5:300\n",
+            rrd.base.join(file).display(),
+            end - 7200 - 1
+        ));
+        let points: String =
+            (0..=120).map(|k| format!(" {}:{}", end - 7200 + 60 * k, (k % 11) as f64 * 0.25)).collect();
+        send(format!("UPDATE {}{points}\n", rrd.base.join(file).display()));
+    }
+    let registry = MetricRegistry::parse(REGISTRY, Path::new("metrics.yaml")).unwrap();
+    let d = rrd_driver(&rrd_sink_toml(&rrd.unix_address()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let p = plan(&registry, "{ metric: load, function: avg }");
+
+    // The last 20 minutes at 60 s: exactly rrdtool's rows.
+    let grid = TimeGrid::new((end - 1200) * 1000, end * 1000, 60_000).unwrap();
+    let got = render(&rt, d.as_ref(), &p, &grid).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].labels, BTreeMap::from([("host".to_string(), "h1".to_string())]));
+    let rows: Vec<(i64, Option<f64>)> =
+        rrd.fetch(file, "AVERAGE", end - 1200, end).into_iter().filter(|(t, _)| *t > end - 1200 && *t <= end).collect();
+    let points: Vec<(i64, Option<f64>)> = got[0].points.iter().map(|&(t, v)| (t / 1000, v)).collect();
+    assert_eq!(points, rows);
+    assert!(points.iter().all(|p| p.1.is_some()));
+
+    // Two hours at 60 s: the one-minute archive does not reach back; rrdcached
+    // answers with five-minute rows, which cannot make one-minute buckets.
+    let grid = TimeGrid::new((end - 7200) * 1000, end * 1000, 60_000).unwrap();
+    let e = render(&rt, d.as_ref(), &p, &grid).unwrap_err();
+    assert!(e.starts_with("422 ") && e.contains("300s rows") && e.contains(file), "{e}");
+    // At 300 s the same range is served, from the five-minute archive.
+    let grid = TimeGrid::new((end - 7200) * 1000, end * 1000, 300_000).unwrap();
+    let got = render(&rt, d.as_ref(), &p, &grid).unwrap();
+    let rows = rrd.fetch(file, "AVERAGE", end - 7200, end);
+    let known: Vec<(i64, Option<f64>)> = rows.into_iter().filter(|(t, _)| *t > end - 7200 && *t <= end).collect();
+    let points: Vec<(i64, Option<f64>)> = got[0].points.iter().map(|&(t, v)| (t / 1000, v)).collect();
+    assert_eq!(points, known);
+}
