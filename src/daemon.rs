@@ -30,12 +30,18 @@ pub enum DaemonError {
     MemoryBudget { origin: String, source: BudgetError },
     #[error(transparent)]
     Kafka(#[from] kafka::KafkaReceiverError),
+    #[error("query: {0}")]
+    Query(#[from] crate::query::service::QueryBuildError),
+    #[error("cannot start the query runtime: {0}")]
+    QueryRuntime(std::io::Error),
 }
 
 /// The addresses the daemon actually listens on (useful with port 0).
 #[derive(Debug, Clone, Default)]
 pub struct BoundAddrs {
     pub admin: Option<std::net::SocketAddr>,
+    /// The query listener (`[query] listen`), when `[query]` is configured.
+    pub query: Option<std::net::SocketAddr>,
     pub receivers: BTreeMap<String, std::net::SocketAddr>,
 }
 
@@ -179,6 +185,19 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     ));
     tracing::info!(addr = ?addrs.admin, "admin endpoint listening");
 
+    let query_thread = match &config.query {
+        Some(qc) => {
+            let service = Arc::new(crate::query::QueryService::from_config(&loaded, qc)?);
+            let listener = bind("query", qc.listen).await?;
+            addrs.query = listener.local_addr().ok();
+            let listener = listener.into_std().map_err(DaemonError::QueryRuntime)?;
+            let thread = spawn_query_runtime(listener, service, qc.worker_threads, stop.clone())?;
+            tracing::info!(addr = ?addrs.query, "query listener");
+            Some(thread)
+        }
+        None => None,
+    };
+
     let shutdown_timeout = config.shutdown_timeout;
     let token = stop.clone();
     let done = tokio::spawn(async move {
@@ -215,9 +234,47 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         }
         rss_watch.abort();
         let _ = admin_task.await;
+        if let Some(t) = query_thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
         tracing::info!("stopped");
     });
     Ok(Daemon { addrs, stop, done })
+}
+
+/// The query API runs on a runtime of its own (its own threads), so renders —
+/// JSON parsing, bucketing, waiting on backends — never take CPU time from the
+/// ingestion runtime's workers.
+fn spawn_query_runtime(
+    listener: std::net::TcpListener,
+    service: Arc<crate::query::QueryService>,
+    threads: usize,
+    stop: CancellationToken,
+) -> Result<std::thread::JoinHandle<()>, DaemonError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("tsrelay-query")
+        .enable_all()
+        .build()
+        .map_err(DaemonError::QueryRuntime)?;
+    std::thread::Builder::new()
+        .name("tsrelay-query".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "query listener unusable");
+                        return;
+                    }
+                };
+                if let Err(e) = crate::query::api::serve(listener, service, async move { stop.cancelled().await }).await
+                {
+                    tracing::error!(error = %e, "query listener stopped");
+                }
+            });
+        })
+        .map_err(DaemonError::QueryRuntime)
 }
 
 struct RunningPipelineParts {

@@ -8,15 +8,24 @@
 //! - [`result`]: the normalized answer (dense grid, `null` for empty buckets);
 //! - [`validate`]: definitions checked against the registry → plans;
 //! - [`normalize`]: raw driver output → the normalized answer (reference semantics);
+//! - [`request`], [`service`], [`api`]: the render request, its orchestration
+//!   (every 4xx decided before backend I/O) and the HTTP API of `[query] listen`;
+//! - [`graphs`], [`config`]: stored graphs (`graphs_dir`) and `[query]`;
 //! - [`backends`]: the driver contract ([`backends::Driver`], capabilities,
 //!   [`backends::RawResult`]) and one folder per backend.
 
+pub mod api;
 pub mod backends;
+pub mod config;
+pub mod format;
+pub mod graphs;
 pub mod grid;
 pub mod model;
 pub mod normalize;
 pub mod plan;
+pub mod request;
 pub mod result;
+pub mod service;
 pub mod validate;
 
 pub use backends::{BackendError, Capabilities, Compiled, Driver, RawForm, RawResult, RawSeries, Unsupported};
@@ -24,3 +33,4 @@ pub use grid::TimeGrid;
 pub use model::{Across, Function, GraphDef, GraphFile, MatchOp, Matcher, SeriesDef};
 pub use plan::SeriesPlan;
 pub use result::{RenderResult, ResultSeries};
+pub use service::{QueryError, QueryService};

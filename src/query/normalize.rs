@@ -60,7 +60,8 @@ pub fn bucket_function(samples: &[(i64, f64)], function: Function, grid: &TimeGr
             Function::Sum => Some(values().sum()),
             Function::Count => Some(bucket.len() as f64),
         };
-        out.push(value);
+        // a sum or average that overflows f64 has no JSON spelling: no value
+        out.push(value.filter(|v| v.is_finite()));
     }
     out
 }
@@ -99,13 +100,14 @@ pub fn combine(across: Across, inputs: &[Vec<Option<f64>>], len: usize) -> Vec<O
                 min = min.min(v);
                 max = max.max(v);
             }
-            Some(match across {
+            let v = match across {
                 Across::Sum => sum,
                 Across::Avg => sum / n as f64,
                 Across::Min => min,
                 Across::Max => max,
                 Across::Count => n as f64,
-            })
+            };
+            v.is_finite().then_some(v)
         })
         .collect()
 }
@@ -150,7 +152,11 @@ pub fn normalize(
             metric: plan.entry.key.clone(),
             legend: legend(plan, &labels),
             unit: unit.map(str::to_string),
-            points: grid.points().zip(values).map(|(t, v)| (t, v.map(|v| v * plan.scale))).collect(),
+            points: grid
+                .points()
+                .zip(values)
+                .map(|(t, v)| (t, v.map(|v| v * plan.scale).filter(|v| v.is_finite())))
+                .collect(),
             labels,
         })
         .collect();
