@@ -7,5 +7,7 @@
 pub mod limits;
 pub mod line_protocol;
 pub mod ndjson;
+pub mod otlp;
 pub mod protobuf;
+pub mod remote_write;
 pub mod report;

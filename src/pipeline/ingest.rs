@@ -125,8 +125,12 @@ fn split(batch: Batch) -> Vec<Batch> {
 fn join(parts: Vec<Batch>) -> Batch {
     let mut parts = parts.into_iter();
     let mut whole = parts.next().unwrap_or_else(|| Batch::new(Vec::new()));
-    for p in parts {
-        whole.samples.extend(p.samples);
+    for mut p in parts {
+        whole.samples.extend(std::mem::take(&mut p.samples));
+        // `whole` keeps one obligation for the request; the parts' copies go.
+        if let Some(a) = p.ack.take() {
+            a.settle();
+        }
     }
     whole
 }
