@@ -2,6 +2,7 @@
 //! NDJSON): what the receiver counts and what the partial-write answer says.
 
 use super::limits::RefusedSamples;
+use crate::telemetry::DropReason;
 
 /// How many error messages a decode keeps for the answer; every rejected line is still counted.
 pub const MAX_REPORTED_ERRORS: usize = 20;
@@ -76,6 +77,21 @@ impl LineErrors {
 }
 
 impl DecodeSummary {
+    /// The drops to count for this decode, by reason: unparsable lines (one each), string
+    /// fields, and the samples of lines refused by a limit. A decode that stopped at the
+    /// sample limit counts the `decoded` samples it had as `parse_error` (the caller refuses
+    /// them all).
+    pub fn drops(&self, decoded: usize) -> Vec<(DropReason, u64)> {
+        if self.over_sample_limit {
+            return vec![(DropReason::ParseError, (decoded as u64).max(1))];
+        }
+        let mut out =
+            vec![(DropReason::ParseError, self.unparsable_lines()), (DropReason::NonNumeric, self.non_numeric)];
+        out.extend(self.refused.iter());
+        out.retain(|(_, n)| *n > 0);
+        out
+    }
+
     /// Lines rejected for their syntax (counted once each as `parse_error`).
     pub fn unparsable_lines(&self) -> u64 {
         self.rejected_lines - self.refused_lines

@@ -115,10 +115,20 @@ async fn take(chunk: &[u8], precision: Precision, submitter: &Submitter) -> bool
     let mut samples = Vec::new();
     let mut errors = LineErrors::new();
     let now_ns = crate::model::now_ms().saturating_mul(1_000_000);
-    let summary = line_protocol::decode_body(chunk, precision, now_ns, &mut samples, &mut errors);
+    let summary =
+        line_protocol::decode_body_limited(chunk, precision, now_ns, &submitter.limits, &mut samples, &mut errors);
     let m = &submitter.metrics;
-    m.dropped(DropReason::ParseError, summary.rejected_lines);
-    m.dropped(DropReason::NonNumeric, summary.non_numeric);
+    for (reason, n) in summary.drops(samples.len()) {
+        m.dropped(reason, n);
+    }
+    if summary.over_sample_limit {
+        tracing::warn!(
+            receiver = %m.name,
+            max_samples_per_request = submitter.limits.max_samples,
+            "influx_tcp: a read holds more samples than validate.max_samples_per_request; dropped"
+        );
+        samples.clear();
+    }
     if let Some(first) = errors.reported().first() {
         tracing::warn!(
             receiver = %m.name,

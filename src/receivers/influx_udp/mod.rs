@@ -46,9 +46,23 @@ pub async fn serve(
                 m.dropped(DropReason::ParseError, 1);
                 tracing::warn!(max_datagram_bytes = max, "influx_udp: oversized datagram dropped");
             } else {
-                let summary = line_protocol::decode_body(&buf[..len], precision, now_ns, &mut samples, &mut errors);
-                m.dropped(DropReason::ParseError, summary.rejected_lines);
-                m.dropped(DropReason::NonNumeric, summary.non_numeric);
+                let before = samples.len();
+                let limits = &submitter.limits;
+                let summary = line_protocol::decode_body_limited(
+                    &buf[..len],
+                    precision,
+                    now_ns,
+                    limits,
+                    &mut samples,
+                    &mut errors,
+                );
+                for (reason, n) in summary.drops(samples.len() - before) {
+                    m.dropped(reason, n);
+                }
+                if summary.over_sample_limit {
+                    tracing::warn!(receiver = %m.name, "influx_udp: datagram over validate.max_samples_per_request dropped");
+                    samples.truncate(before);
+                }
             }
             datagram = if taken < config.max_batch_datagrams { socket.try_recv(&mut buf).ok() } else { None };
         }
