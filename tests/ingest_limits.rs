@@ -48,11 +48,16 @@ fn now_ns() -> i64 {
 }
 
 fn start(dir: &Path, port: u16, sink: &str, validate: &str) -> Tsrelay {
+    start_with(dir, port, "", sink, validate)
+}
+
+fn start_with(dir: &Path, port: u16, receiver_extra: &str, sink: &str, validate: &str) -> Tsrelay {
     let config = format!(
         r#"
 [receivers.http]
 type = "http"
 listen = "127.0.0.1:{port}"
+{receiver_extra}
 {sink}
 [pipelines.main]
 receivers = ["http"]
@@ -176,7 +181,9 @@ fn large_bodies_from_several_senders_are_all_accepted_with_bounded_memory() {
     const BODIES_PER_SENDER: usize = 2;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut t = start(dir.path(), port, BLACKHOLE_SINK, "");
+    // As many requests at once as there are senders: the limit is not what is measured.
+    let receiver = format!("max_concurrent_requests = {SENDERS}");
+    let mut t = start_with(dir.path(), port, &receiver, BLACKHOLE_SINK, "");
     let now = now_ns();
     let mut body = String::with_capacity(LINES * 40);
     for i in 0..LINES {
