@@ -18,6 +18,15 @@ pub enum ReceiverConfig {
 }
 
 impl ReceiverConfig {
+    /// The `auth` setting of a network receiver (`None` for Kafka, which has no listener).
+    pub fn auth(&self) -> Option<Option<crate::auth::AuthMode>> {
+        match self {
+            ReceiverConfig::Http(c) => Some(c.auth),
+            ReceiverConfig::Grpc(c) => Some(c.auth),
+            ReceiverConfig::Kafka(_) => None,
+        }
+    }
+
     /// The bodies of the requests a network receiver handles at once, for the
     /// start-up memory budget (`max_concurrent_requests` × the largest body).
     /// What a body decodes into is bounded by the decoders' per-request

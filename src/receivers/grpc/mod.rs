@@ -13,6 +13,7 @@ pub use crate::codecs::protobuf::{Decoded, decode_request};
 pub use config::GrpcReceiverConfig;
 
 use super::submit::{SubmitError, Submitter};
+use crate::auth::{Principal, rate_limited_status};
 use crate::listener::{Admission, ListenerOptions};
 use crate::proto::v1::ingest_server::{Ingest, IngestServer};
 use crate::proto::v1::{WriteRequest, WriteResponse};
@@ -23,14 +24,23 @@ struct IngestService {
 }
 
 impl IngestService {
-    async fn handle(&self, req: WriteRequest, blocking: bool) -> Result<WriteResponse, Status> {
+    async fn handle(
+        &self,
+        req: WriteRequest,
+        blocking: bool,
+        key: Option<&Principal>,
+    ) -> Result<WriteResponse, Status> {
         let id = req.id;
         let decoded = decode_request(req, crate::model::now_ms());
+        let accepted = decoded.samples.len() as u64;
+        // The key's sample bucket: all of the request or none of it enters.
+        if let Some(k) = key {
+            k.check_samples(accepted).map_err(|limited| rate_limited_status(&limited))?;
+        }
         let m = &self.submitter.metrics;
         m.dropped(DropReason::InvalidName, decoded.rejected_invalid_name);
         m.dropped(DropReason::TimestampOutOfWindow, decoded.rejected_timestamp);
         let rejected = decoded.rejected_invalid_name + decoded.rejected_timestamp;
-        let accepted = decoded.samples.len() as u64;
         if accepted == 0 && rejected > 0 {
             return Err(Status::invalid_argument(format!(
                 "request {id}: no usable series ({rejected} samples rejected): {}",
@@ -43,7 +53,12 @@ impl IngestService {
             self.submitter.submit(decoded.samples).await
         };
         match submitted {
-            Ok(_) => Ok(WriteResponse { id, accepted, rejected, errors: decoded.errors }),
+            Ok(_) => {
+                if let Some(k) = key {
+                    k.received(accepted);
+                }
+                Ok(WriteResponse { id, accepted, rejected, errors: decoded.errors })
+            }
             Err(e @ (SubmitError::Full { .. } | SubmitError::MemoryPressure)) => {
                 let mut status = Status::resource_exhausted(e.to_string());
                 let retry_ms = self.submitter.max_wait.as_millis().max(100).to_string();
@@ -63,7 +78,8 @@ type ResponseStream = Pin<Box<dyn Stream<Item = Result<WriteResponse, Status>> +
 #[tonic::async_trait]
 impl Ingest for std::sync::Arc<IngestService> {
     async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteResponse>, Status> {
-        self.handle(request.into_inner(), false).await.map(Response::new)
+        let key = request.extensions().get::<Principal>().cloned();
+        self.handle(request.into_inner(), false, key.as_ref()).await.map(Response::new)
     }
 
     type WriteStreamStream = ResponseStream;
@@ -72,6 +88,7 @@ impl Ingest for std::sync::Arc<IngestService> {
         &self,
         request: Request<Streaming<WriteRequest>>,
     ) -> Result<Response<Self::WriteStreamStream>, Status> {
+        let key = request.extensions().get::<Principal>().cloned();
         let mut inbound = request.into_inner();
         // Small: a client that stops reading answers stops our reading requests.
         let (tx, rx) = mpsc::channel(16);
@@ -79,7 +96,7 @@ impl Ingest for std::sync::Arc<IngestService> {
         tokio::spawn(async move {
             while let Some(next) = inbound.next().await {
                 let answer = match next {
-                    Ok(req) => service.handle(req, true).await,
+                    Ok(req) => service.handle(req, true, key.as_ref()).await,
                     Err(status) => Err(status),
                 };
                 let stop = answer.is_err();

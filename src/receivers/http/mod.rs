@@ -6,4 +6,4 @@ mod decode;
 mod server;
 
 pub use config::HttpReceiverConfig;
-pub use server::{router, serve};
+pub use server::{open_paths, router, serve};
