@@ -97,6 +97,9 @@ struct LoadArgs {
     /// Send `Authorization: Bearer KEY` with every line-protocol request.
     #[arg(long)]
     key: Option<String>,
+    /// Like --key, the key read from this file (a mounted secret).
+    #[arg(long, conflicts_with = "key")]
+    key_file: Option<std::path::PathBuf>,
     /// Report the daemon's receive → sink request start latency
     /// (`tsrelay_pipeline_latency_seconds`) over this run (needs --admin).
     #[arg(long)]
@@ -302,7 +305,11 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
         let pem = std::fs::read(ca)?;
         sender = sender.tls_built_in_root_certs(false).add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
     }
-    if let Some(key) = &args.key {
+    let key = match &args.key_file {
+        Some(f) => Some(std::fs::read_to_string(f)?.trim().to_string()),
+        None => args.key.clone(),
+    };
+    if let Some(key) = &key {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse()?);
         sender = sender.default_headers(headers);
