@@ -340,3 +340,27 @@ fn revoked_and_rotated_keys_while_a_sender_keeps_sending() {
     });
     assert!(s.t.metric_sum("tsrelay_auth_reloads_total", &["result=\"ok\""]) >= 2.0);
 }
+
+#[test]
+fn sighup_reloads_a_change_the_file_watch_cannot_see() {
+    let s = start();
+    let keys_file = s.dir.path().join("keys.yaml");
+    let before = std::fs::metadata(&keys_file).unwrap().modified().unwrap();
+    // Swap the writer's hash for another key's, same length, same mtime: the
+    // file watch (mtime and size) sees nothing; SIGHUP re-reads anyway.
+    let fresh = "tsr_sighup_0000000000000000000000000000000000000000000000000000000000";
+    let old_hash = tsrelay::auth::keys::to_hex(&tsrelay::auth::keys::hash_key(s.writer.as_bytes()));
+    let new_hash = tsrelay::auth::keys::to_hex(&tsrelay::auth::keys::hash_key(fresh.as_bytes()));
+    let text = std::fs::read_to_string(&keys_file).unwrap().replace(&old_hash, &new_hash);
+    std::fs::write(&keys_file, text).unwrap();
+    std::fs::File::options().write(true).open(&keys_file).unwrap().set_modified(before).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, _) = curl(&s.write_url, LINE, &["-H", &format!("Authorization: Bearer {fresh}")]);
+    assert_eq!(code, 401, "not reloaded before SIGHUP");
+    let pid = s.t.process.child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    wait_for(Duration::from_secs(5), "the key reloaded on SIGHUP", || {
+        (curl(&s.write_url, LINE, &["-H", &format!("Authorization: Bearer {fresh}")]).0 == 204).then_some(())
+    });
+    assert_eq!(curl(&s.write_url, LINE, &["-H", &format!("Authorization: Bearer {}", s.writer)]).0, 401);
+}
