@@ -9,13 +9,14 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::codecs::limits::DecodeLimits;
 use crate::config::LoadedConfig;
 use crate::limits::{BudgetError, MemoryBudget, MemoryPressure, watch_rss};
 use crate::listener::ListenerOptions;
 use crate::pipeline::{self, stages};
 use crate::queue::{Ledger, QueueError, SinkQueue};
 use crate::receivers::submit::{AckMode, Submitter};
-use crate::receivers::{ReceiverConfig, grpc, http, kafka};
+use crate::receivers::{ReceiverConfig, grpc, http, influx_tcp, influx_udp, kafka};
 use crate::sinks::{self, SinkBuildError};
 use crate::telemetry::{self, Health, MemoryMetrics, ReceiverMetrics, SinkMetrics};
 
@@ -37,12 +38,18 @@ pub enum DaemonError {
     Keys(#[from] crate::auth::KeysFileError),
     #[error("{0}.auth = \"required\" needs [auth] keys_file")]
     AuthWithoutKeys(String),
+    #[error("query: {0}")]
+    Query(#[from] crate::query::service::QueryBuildError),
+    #[error("cannot start the query runtime: {0}")]
+    QueryRuntime(std::io::Error),
 }
 
 /// The addresses the daemon actually listens on (useful with port 0).
 #[derive(Debug, Clone, Default)]
 pub struct BoundAddrs {
     pub admin: Option<std::net::SocketAddr>,
+    /// The query listener (`[query] listen`), when `[query]` is configured.
+    pub query: Option<std::net::SocketAddr>,
     pub receivers: BTreeMap<String, std::net::SocketAddr>,
 }
 
@@ -52,6 +59,7 @@ pub struct Daemon {
     stop: CancellationToken,
     done: JoinHandle<()>,
     reloader: Reloader,
+    health: Health,
 }
 
 /// Re-reads what may change under a running daemon: API keys and TLS
@@ -91,6 +99,11 @@ impl Daemon {
 
     pub fn reloader(&self) -> Reloader {
         self.reloader.clone()
+    }
+
+    /// Readiness and the first panic, if one happened (see [`telemetry::supervise`]).
+    pub fn health(&self) -> Health {
+        self.health.clone()
     }
 }
 
@@ -147,6 +160,10 @@ async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, Dae
     TcpListener::bind(addr).await.map_err(|source| DaemonError::Bind { what: what.to_string(), addr, source })
 }
 
+async fn bind_udp(what: &str, addr: std::net::SocketAddr) -> Result<tokio::net::UdpSocket, DaemonError> {
+    tokio::net::UdpSocket::bind(addr).await.map_err(|source| DaemonError::Bind { what: what.to_string(), addr, source })
+}
+
 /// Starts everything the config describes on the current runtime.
 pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let config = &loaded.config;
@@ -160,6 +177,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let rss_watch = watch_rss(config.limits.rss_high_water_bytes(), pressure.clone(), memory_metrics);
     let health = Health::default();
     let stop = CancellationToken::new();
+    telemetry::supervise(health.clone(), stop.clone());
     let mut addrs = BoundAddrs::default();
     let mut tls_acceptors = Vec::new();
     let key_store = match &config.auth.keys_file {
@@ -180,6 +198,9 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             .map_err(|source| DaemonError::Queue { sink: name.clone(), source })?;
         let queue = Arc::new(queue);
         let sink_health = health.register_sink(name, common.unhealthy_after);
+        if let SinkQueue::Disk(d) = &*queue {
+            d.set_health(sink_health.clone());
+        }
         sink_tasks.push(sinks::spawn_sink(name, sink_config, &loaded, queue.clone(), sink_health)?);
         queues.insert(name.clone(), queue);
     }
@@ -194,23 +215,32 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             discovery.add(series);
         }
         let running = pipeline::spawn(name, p, stages, sink_queues);
+        // A receiver feeds one pipeline (the config refuses more): it decodes with its limits.
+        let limits = Arc::new(DecodeLimits::for_pipeline(p));
         for r in &p.receivers {
-            inputs.insert(r.clone(), running.input.clone());
+            inputs.insert(r.clone(), (running.input.clone(), limits.clone()));
         }
         pipelines.push(running);
     }
 
     let mut receiver_tasks = Vec::new();
     for (name, rc) in &config.receivers {
-        let Some(input) = inputs.remove(name) else {
+        let Some((input, limits)) = inputs.remove(name) else {
             continue;
         };
         health.register_receiver(name);
         let pipeline_name = input.pipeline().to_string();
         let metrics = ReceiverMetrics::new(name);
         let pressure = pressure.clone();
-        let submitter =
-            move |max_wait, ack, ack_timeout| Submitter { input, metrics, max_wait, ack, ack_timeout, pressure };
+        let submitter = move |max_wait, ack, ack_timeout| Submitter {
+            input,
+            metrics,
+            max_wait,
+            ack,
+            ack_timeout,
+            pressure,
+            limits,
+        };
         let token = stop.clone();
         let shutdown = async move { token.cancelled().await };
         // Network listeners are ready once bound; a Kafka receiver once it
@@ -265,6 +295,30 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
                     }
                 })
             }
+            ReceiverConfig::InfluxTcp(c) => {
+                let listener = bind(&format!("receivers.{name}"), c.listen).await?;
+                addrs.receivers.insert(name.clone(), listener.local_addr().unwrap_or(c.listen));
+                // Streams wait for room as long as it takes; max_wait is unused.
+                let submitter = submitter(Duration::from_secs(1), AckMode::Accepted, Duration::from_secs(30));
+                let (c, n) = (c.clone(), name.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = influx_tcp::serve(listener, c, submitter, shutdown).await {
+                        tracing::error!(receiver = %n, error = %e, "influx_tcp receiver stopped");
+                    }
+                })
+            }
+            ReceiverConfig::InfluxUdp(c) => {
+                let socket = bind_udp(&format!("receivers.{name}"), c.listen).await?;
+                addrs.receivers.insert(name.clone(), socket.local_addr().unwrap_or(c.listen));
+                let submitter =
+                    submitter(Duration::from_millis(c.max_wait_ms), AckMode::Accepted, Duration::from_secs(30));
+                let (c, n) = (c.clone(), name.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = influx_udp::serve(socket, c, submitter, shutdown).await {
+                        tracing::error!(receiver = %n, error = %e, "influx_udp receiver stopped");
+                    }
+                })
+            }
             ReceiverConfig::Kafka(c) => {
                 listening = false;
                 // The receiver makes one acknowledgement per batch itself (Submitter::offer).
@@ -300,6 +354,19 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let reloader = Reloader { keys: key_store, tls: tls_acceptors.clone() };
     let tls_watch = crate::tls::watch(tls_acceptors, stop.clone());
     tracing::info!(addr = ?addrs.admin, "admin endpoint listening");
+
+    let query_thread = match &config.query {
+        Some(qc) => {
+            let service = Arc::new(crate::query::QueryService::from_config(&loaded, qc)?);
+            let listener = bind("query", qc.listen).await?;
+            addrs.query = listener.local_addr().ok();
+            let listener = listener.into_std().map_err(DaemonError::QueryRuntime)?;
+            let thread = spawn_query_runtime(listener, service, qc.worker_threads, stop.clone())?;
+            tracing::info!(addr = ?addrs.query, "query listener");
+            Some(thread)
+        }
+        None => None,
+    };
 
     let shutdown_timeout = config.shutdown_timeout;
     let token = stop.clone();
@@ -341,9 +408,47 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             k.abort();
         }
         let _ = admin_task.await;
+        if let Some(t) = query_thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
         tracing::info!("stopped");
     });
-    Ok(Daemon { addrs, stop, done, reloader })
+    Ok(Daemon { addrs, stop, done, health, reloader })
+}
+
+/// The query API runs on a runtime of its own (its own threads), so renders —
+/// JSON parsing, bucketing, waiting on backends — never take CPU time from the
+/// ingestion runtime's workers.
+fn spawn_query_runtime(
+    listener: std::net::TcpListener,
+    service: Arc<crate::query::QueryService>,
+    threads: usize,
+    stop: CancellationToken,
+) -> Result<std::thread::JoinHandle<()>, DaemonError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("tsrelay-query")
+        .enable_all()
+        .build()
+        .map_err(DaemonError::QueryRuntime)?;
+    std::thread::Builder::new()
+        .name("tsrelay-query".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "query listener unusable");
+                        return;
+                    }
+                };
+                if let Err(e) = crate::query::api::serve(listener, service, async move { stop.cancelled().await }).await
+                {
+                    tracing::error!(error = %e, "query listener stopped");
+                }
+            });
+        })
+        .map_err(DaemonError::QueryRuntime)
 }
 
 struct RunningPipelineParts {

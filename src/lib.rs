@@ -14,6 +14,7 @@ pub mod listener;
 pub mod model;
 pub mod pipeline;
 pub mod proto;
+pub mod query;
 pub mod queue;
 pub mod receivers;
 pub mod registry;

@@ -153,6 +153,9 @@ fn check_references(loaded: &LoadedConfig) -> Result<(), ConfigError> {
         }
     }
     c.auth.check(&listeners).map_err(invalid)?;
+    if let Some(q) = &c.query {
+        q.check().map_err(invalid)?;
+    }
     for (name, s) in &c.sinks {
         s.check().map_err(|m| invalid(format!("sinks.{name}: {m}")))?;
     }

@@ -52,6 +52,9 @@ pub struct Config {
     /// The metric registry (DESIGN §4); optional.
     #[serde(default)]
     pub registry: Option<RegistryConfig>,
+    /// The read side (DESIGN §7): present, the query listener runs.
+    #[serde(default)]
+    pub query: Option<crate::query::config::QueryConfig>,
 }
 
 /// Memory limits (DESIGN §1.4): a start-up check and a run-time guard.

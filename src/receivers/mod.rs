@@ -3,6 +3,8 @@
 
 pub mod grpc;
 pub mod http;
+pub mod influx_tcp;
+pub mod influx_udp;
 pub mod kafka;
 pub mod submit;
 
@@ -15,15 +17,18 @@ pub enum ReceiverConfig {
     Http(http::HttpReceiverConfig),
     Grpc(grpc::GrpcReceiverConfig),
     Kafka(kafka::KafkaReceiverConfig),
+    InfluxTcp(influx_tcp::InfluxTcpReceiverConfig),
+    InfluxUdp(influx_udp::InfluxUdpReceiverConfig),
 }
 
 impl ReceiverConfig {
-    /// The `auth` setting of a network receiver (`None` for Kafka, which has no listener).
+    /// The `auth` setting of an HTTP or gRPC receiver; `None` for receivers
+    /// whose protocol carries no credentials (Kafka, line protocol over TCP/UDP).
     pub fn auth(&self) -> Option<Option<crate::auth::AuthMode>> {
         match self {
             ReceiverConfig::Http(c) => Some(c.auth),
             ReceiverConfig::Grpc(c) => Some(c.auth),
-            ReceiverConfig::Kafka(_) => None,
+            ReceiverConfig::Kafka(_) | ReceiverConfig::InfluxTcp(_) | ReceiverConfig::InfluxUdp(_) => None,
         }
     }
 
@@ -35,7 +40,7 @@ impl ReceiverConfig {
         let (n, max, key) = match self {
             ReceiverConfig::Http(c) => (c.max_concurrent_requests, c.max_body_bytes, "max_body_bytes"),
             ReceiverConfig::Grpc(c) => (c.max_concurrent_requests, c.max_message_bytes, "max_message_bytes"),
-            ReceiverConfig::Kafka(_) => return None,
+            ReceiverConfig::Kafka(_) | ReceiverConfig::InfluxTcp(_) | ReceiverConfig::InfluxUdp(_) => return None,
         };
         let what = format!("requests in progress ({n} × {key} {max})");
         Some((what, (n as u64).saturating_mul(max as u64)))
@@ -54,6 +59,8 @@ impl ReceiverConfig {
             ReceiverConfig::Http(c) => c.timeouts.check(),
             ReceiverConfig::Grpc(c) => c.timeouts.check(),
             ReceiverConfig::Kafka(c) => c.check(),
+            ReceiverConfig::InfluxTcp(c) => c.check(),
+            ReceiverConfig::InfluxUdp(c) => c.check(),
         }
     }
 }

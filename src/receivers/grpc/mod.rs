@@ -1,6 +1,8 @@
-//! The gRPC receiver: `tsrelay.v1.Ingest` (DESIGN §4).
+//! The gRPC receiver: `tsrelay.v1.Ingest` (DESIGN §4) and OTLP metrics
+//! (`MetricsService/Export`).
 
 mod config;
+mod otlp;
 
 use std::pin::Pin;
 
@@ -9,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-pub use crate::codecs::protobuf::{Decoded, decode_request};
+pub use crate::codecs::protobuf::{Decoded, decode_request, decode_request_limited};
 pub use config::GrpcReceiverConfig;
 
 use super::submit::{SubmitError, Submitter};
@@ -17,7 +19,6 @@ use crate::auth::{Principal, rate_limited_status};
 use crate::listener::{Admission, ListenerOptions};
 use crate::proto::v1::ingest_server::{Ingest, IngestServer};
 use crate::proto::v1::{WriteRequest, WriteResponse};
-use crate::telemetry::DropReason;
 
 struct IngestService {
     submitter: Submitter,
@@ -31,16 +32,26 @@ impl IngestService {
         key: Option<&Principal>,
     ) -> Result<WriteResponse, Status> {
         let id = req.id;
-        let decoded = decode_request(req, crate::model::now_ms());
+        let limits = &self.submitter.limits;
+        let decoded = decode_request_limited(req, crate::model::now_ms(), limits);
+        if decoded.over_sample_limit {
+            return Err(Status::invalid_argument(format!(
+                "request {id} holds more than {} samples (validate.max_samples_per_request of pipeline {}); \
+                 nothing was accepted: send smaller requests",
+                limits.max_samples,
+                self.submitter.input.pipeline()
+            )));
+        }
         let accepted = decoded.samples.len() as u64;
         // The key's sample bucket: all of the request or none of it enters.
         if let Some(k) = key {
             k.check_samples(accepted).map_err(|limited| rate_limited_status(&limited))?;
         }
         let m = &self.submitter.metrics;
-        m.dropped(DropReason::InvalidName, decoded.rejected_invalid_name);
-        m.dropped(DropReason::TimestampOutOfWindow, decoded.rejected_timestamp);
-        let rejected = decoded.rejected_invalid_name + decoded.rejected_timestamp;
+        for (reason, n) in decoded.refused.iter() {
+            m.dropped(reason, n);
+        }
+        let rejected = decoded.refused.total();
         if accepted == 0 && rejected > 0 {
             return Err(Status::invalid_argument(format!(
                 "request {id}: no usable series ({rejected} samples rejected): {}",
@@ -67,7 +78,9 @@ impl IngestService {
                 }
                 Err(status)
             }
-            Err(e @ SubmitError::ShuttingDown { .. }) => Err(Status::unavailable(e.to_string())),
+            Err(e @ (SubmitError::ShuttingDown { .. } | SubmitError::Undelivered { .. })) => {
+                Err(Status::unavailable(e.to_string()))
+            }
             Err(e @ SubmitError::AckTimeout(_)) => Err(Status::deadline_exceeded(e.to_string())),
         }
     }
@@ -140,9 +153,21 @@ pub async fn serve(
 
 /// Every gRPC service of this receiver; further services are added here.
 pub fn routes(config: &GrpcReceiverConfig, submitter: Submitter) -> tonic::service::Routes {
+    let otlp =
+        crate::proto::opentelemetry::proto::collector::metrics::v1::metrics_service_server::MetricsServiceServer::new(
+            otlp::OtlpMetricsService {
+                submitter: submitter.clone(),
+                translator: crate::codecs::otlp::Translator::new(
+                    config.otlp.clone(),
+                    crate::codecs::remote_write::DecodeLimits::with_body_limit(config.max_message_bytes),
+                ),
+            },
+        )
+        .max_decoding_message_size(config.max_message_bytes)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
     let service = std::sync::Arc::new(IngestService { submitter });
     let ingest = IngestServer::new(service)
         .max_decoding_message_size(config.max_message_bytes)
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
-    tonic::service::Routes::new(ingest)
+    tonic::service::Routes::new(ingest).add_service(otlp)
 }

@@ -43,6 +43,9 @@ pub struct HttpReceiverConfig {
     /// `"required"` or `"none"`; default `required` once `[auth] keys_file` is set.
     #[serde(default)]
     pub auth: Option<crate::auth::AuthMode>,
+    /// How OTLP metrics become series (`[receivers.<name>.otlp]`, docs/otlp.md).
+    #[serde(default)]
+    pub otlp: crate::codecs::otlp::OtlpConfig,
 }
 
 pub mod defaults {

@@ -52,6 +52,8 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 pub fn router(config: &HttpReceiverConfig, submitter: Submitter) -> Router {
+    let remote_write = super::remote_write::routes(config, submitter.clone());
+    let otlp = super::otlp::routes(config, submitter.clone());
     let state = Arc::new(AppState { submitter, max_body_bytes: config.max_body_bytes });
     Router::new()
         .route("/write", post(write_line_protocol))
@@ -62,6 +64,8 @@ pub fn router(config: &HttpReceiverConfig, submitter: Submitter) -> Router {
         // The raw body may not exceed the limit either; gunzip is checked separately.
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state)
+        .merge(remote_write)
+        .merge(otlp)
 }
 
 /// Serves until `shutdown` resolves, through the shared listener layer
@@ -128,8 +132,21 @@ async fn handle(
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let decoded = decode_body(format, &body, crate::model::now_ms());
-    let DecodedBody { samples, rejected_lines, non_numeric, errors } = decoded;
+    let limits = &state.submitter.limits;
+    let decoded = decode_body(format, &body, crate::model::now_ms(), limits);
+    // The body is not needed any more: free it before the samples wait for the queue.
+    drop(body);
+    let DecodedBody { samples, rejected_lines, unparsable_lines, refused, non_numeric, over_sample_limit, errors } =
+        decoded;
+    if over_sample_limit {
+        let message = format!(
+            "body holds more than {} samples (validate.max_samples_per_request of pipeline {}); \
+             nothing was accepted: send it in smaller bodies",
+            limits.max_samples,
+            state.submitter.input.pipeline()
+        );
+        return error(StatusCode::PAYLOAD_TOO_LARGE, message);
+    }
     let accepted = samples.len() as u64;
     // The key's sample bucket: all of the request or none of it enters.
     if let Some(k) = &key
@@ -138,8 +155,11 @@ async fn handle(
         return rate_limited_response(&limited);
     }
     let m = &state.submitter.metrics;
-    m.dropped(DropReason::ParseError, rejected_lines);
+    m.dropped(DropReason::ParseError, unparsable_lines);
     m.dropped(DropReason::NonNumeric, non_numeric);
+    for (reason, n) in refused.iter() {
+        m.dropped(reason, n);
+    }
     match state.submitter.submit(samples).await {
         Ok(_) => {
             if let Some(k) = &key {
@@ -154,7 +174,7 @@ async fn handle(
             }
             return resp;
         }
-        Err(e @ SubmitError::ShuttingDown { .. }) => {
+        Err(e @ (SubmitError::ShuttingDown { .. } | SubmitError::Undelivered { .. })) => {
             return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
         }
         Err(e @ SubmitError::AckTimeout(_)) => {
@@ -174,7 +194,7 @@ async fn handle(
 
 /// Applies `Content-Encoding`, keeping the size limit after decompression.
 #[allow(clippy::result_large_err)]
-fn unpack(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, Response> {
+pub(super) fn unpack(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, Response> {
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
     match encoding.trim().to_ascii_lowercase().as_str() {
         "" | "identity" => Ok(body),
