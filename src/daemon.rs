@@ -351,22 +351,33 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         admin_options,
         async move { admin_token.cancelled().await },
     ));
-    let reloader = Reloader { keys: key_store, tls: tls_acceptors.clone() };
-    let tls_watch = crate::tls::watch(tls_acceptors, stop.clone());
     tracing::info!(addr = ?addrs.admin, "admin endpoint listening");
 
     let query_thread = match &config.query {
         Some(qc) => {
             let service = Arc::new(crate::query::QueryService::from_config(&loaded, qc)?);
+            let guard = guards.guard("query", "query", qc.auth, crate::auth::Scope::Read, None, Vec::new())?;
+            let options = listener_options(
+                &loaded,
+                "query",
+                "query",
+                qc.max_connections,
+                qc.timeouts,
+                qc.tls.as_ref(),
+                &mut tls_acceptors,
+            )?
+            .with_auth(guard);
             let listener = bind("query", qc.listen).await?;
             addrs.query = listener.local_addr().ok();
             let listener = listener.into_std().map_err(DaemonError::QueryRuntime)?;
-            let thread = spawn_query_runtime(listener, service, qc.worker_threads, stop.clone())?;
+            let thread = spawn_query_runtime(listener, service, options, qc.worker_threads, stop.clone())?;
             tracing::info!(addr = ?addrs.query, "query listener");
             Some(thread)
         }
         None => None,
     };
+    let reloader = Reloader { keys: key_store, tls: tls_acceptors.clone() };
+    let tls_watch = crate::tls::watch(tls_acceptors, stop.clone());
 
     let shutdown_timeout = config.shutdown_timeout;
     let token = stop.clone();
@@ -422,6 +433,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
 fn spawn_query_runtime(
     listener: std::net::TcpListener,
     service: Arc<crate::query::QueryService>,
+    options: ListenerOptions,
     threads: usize,
     stop: CancellationToken,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
@@ -442,7 +454,8 @@ fn spawn_query_runtime(
                         return;
                     }
                 };
-                if let Err(e) = crate::query::api::serve(listener, service, async move { stop.cancelled().await }).await
+                if let Err(e) =
+                    crate::query::api::serve(listener, service, options, async move { stop.cancelled().await }).await
                 {
                     tracing::error!(error = %e, "query listener stopped");
                 }
