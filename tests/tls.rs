@@ -299,3 +299,26 @@ with InfluxDBClient(url=url, token=token, org="o", ssl_ca_cert=ca) as c:
     assert_eq!(sum_metric(&m, "tsrelay_key_received_samples_total", &["key=\"influx-cli\""]), 2.0);
     assert_eq!(sum_metric(&m, "tsrelay_key_received_samples_total", &["key=\"python\""]), 1.0);
 }
+
+#[test]
+fn query_listener_speaks_tls_and_wants_the_read_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    keys_file(dir.path(), &[("reader", "tsr_reader", "read"), ("writer", "tsr_writer", "write")]);
+    let (http, grpc, admin, query) = (free_port(), free_port(), loopback(free_port()), free_port());
+    let auth = format!("[auth]\nkeys_file = \"keys.yaml\"\n[query]\nlisten = \"127.0.0.1:{query}\"\n{}\n", tls(false));
+    let _t = start(dir.path(), &config(http, grpc, admin, false, &auth), admin, &pki, &[]);
+    let ca = pki.path("ca.pem");
+    let url = format!("https://127.0.0.1:{query}/api/v1/backends");
+    let get = |args: &[&str]| {
+        let mut all = vec!["--cacert", ca.as_str()];
+        all.extend_from_slice(args);
+        curl(&all, &url, None)
+    };
+    assert_eq!(get(&[]), (0, 401));
+    assert_eq!(get(&["-H", "Authorization: Bearer tsr_writer"]), (0, 403));
+    assert_eq!(get(&["-H", "Authorization: Bearer tsr_reader"]), (0, 200));
+    // Plain text to the query port gets no HTTP answer.
+    let (rc, code) = curl(&[], &format!("http://127.0.0.1:{query}/api/v1/backends"), None);
+    assert!(rc != 0 || code == 0 || code == 400, "plain text answered {code}");
+}
