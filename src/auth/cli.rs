@@ -42,11 +42,8 @@ pub fn new_key(path: &Path, mut spec: KeySpec) -> Result<String, KeysFileError> 
 pub fn list(path: &Path) -> Result<String, KeysFileError> {
     let file = KeysFile::load(path)?;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<24} {:<18} {:<16} {:<22} {}",
-        "NAME", "SCOPES", "PIPELINES", "SAMPLES/S (BURST)", "REQUESTS/S (BURST)"
-    );
+    let header = ["NAME", "SCOPES", "PIPELINES", "SAMPLES/S (BURST)", "REQUESTS/S (BURST)"];
+    let _ = writeln!(out, "{:<24} {:<18} {:<16} {:<22} {}", header[0], header[1], header[2], header[3], header[4]);
     let limit = |per: Option<u32>, burst: Option<u32>| match per {
         None => "-".to_string(),
         Some(p) => format!("{p} ({})", burst.unwrap_or(p)),
