@@ -34,6 +34,10 @@ pub enum DaemonError {
     Kafka(#[from] kafka::KafkaReceiverError),
     #[error("{what}.tls: {source}")]
     Tls { what: String, source: Box<crate::tls::TlsError> },
+    #[error("[auth]: {0}")]
+    Keys(#[from] crate::auth::KeysFileError),
+    #[error("{0}.auth = \"required\" needs [auth] keys_file")]
+    AuthWithoutKeys(String),
     #[error("query: {0}")]
     Query(#[from] crate::query::service::QueryBuildError),
     #[error("cannot start the query runtime: {0}")]
@@ -54,7 +58,27 @@ pub struct Daemon {
     pub addrs: BoundAddrs,
     stop: CancellationToken,
     done: JoinHandle<()>,
+    reloader: Reloader,
     health: Health,
+}
+
+/// Re-reads what may change under a running daemon: API keys and TLS
+/// certificates (SIGHUP; both are also re-read when their files change).
+#[derive(Clone, Default)]
+pub struct Reloader {
+    keys: Option<Arc<crate::auth::KeyStore>>,
+    tls: Vec<Arc<crate::tls::TlsAcceptor>>,
+}
+
+impl Reloader {
+    pub fn reload(&self) {
+        if let Some(k) = &self.keys {
+            k.reload();
+        }
+        for t in &self.tls {
+            t.reload();
+        }
+    }
 }
 
 impl Daemon {
@@ -71,6 +95,10 @@ impl Daemon {
 
     pub fn stop_token(&self) -> CancellationToken {
         self.stop.clone()
+    }
+
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// Readiness and the first panic, if one happened (see [`telemetry::supervise`]).
@@ -103,6 +131,31 @@ fn listener_options(
     Ok(ListenerOptions::new(name, max_connections, timeouts).with_tls(acceptor))
 }
 
+/// The key check of one listener, or `None` when its auth is off.
+struct Guards<'a> {
+    config: &'a crate::auth::AuthConfig,
+    store: Option<Arc<crate::auth::KeyStore>>,
+}
+
+impl Guards<'_> {
+    fn guard(
+        &self,
+        what: &str,
+        listener: &str,
+        mode: Option<crate::auth::AuthMode>,
+        scope: crate::auth::Scope,
+        pipeline: Option<String>,
+        open_paths: Vec<String>,
+    ) -> Result<Option<crate::auth::Guard>, DaemonError> {
+        if self.config.mode(mode) == crate::auth::AuthMode::None {
+            return Ok(None);
+        }
+        let store = self.store.clone().ok_or_else(|| DaemonError::AuthWithoutKeys(what.to_string()))?;
+        let certs = self.config.client_certs.clone();
+        Ok(Some(crate::auth::Guard::new(store, certs, listener, scope, pipeline, open_paths)))
+    }
+}
+
 async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, DaemonError> {
     TcpListener::bind(addr).await.map_err(|source| DaemonError::Bind { what: what.to_string(), addr, source })
 }
@@ -127,6 +180,12 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     telemetry::supervise(health.clone(), stop.clone());
     let mut addrs = BoundAddrs::default();
     let mut tls_acceptors = Vec::new();
+    let key_store = match &config.auth.keys_file {
+        Some(path) => Some(crate::auth::KeyStore::open(&loaded.resolve(path))?),
+        None => None,
+    };
+    let guards = Guards { config: &config.auth, store: key_store.clone() };
+    let key_watch = key_store.clone().map(|k| crate::auth::watch(k, crate::auth::RELOAD_CHECK_EVERY, stop.clone()));
 
     // Sinks first, so nothing is accepted before it has somewhere to go.
     let mut queues: BTreeMap<String, Arc<SinkQueue>> = BTreeMap::new();
@@ -170,6 +229,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             continue;
         };
         health.register_receiver(name);
+        let pipeline_name = input.pipeline().to_string();
         let metrics = ReceiverMetrics::new(name);
         let pressure = pressure.clone();
         let submitter = move |max_wait, ack, ack_timeout| Submitter {
@@ -189,6 +249,8 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         let task = match rc {
             ReceiverConfig::Http(c) => {
                 let what = format!("receivers.{name}");
+                let scope = crate::auth::Scope::Write;
+                let guard = guards.guard(&what, name, c.auth, scope, Some(pipeline_name), http::open_paths())?;
                 let options = listener_options(
                     &loaded,
                     name,
@@ -197,7 +259,8 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
                     c.timeouts,
                     c.tls.as_ref(),
                     &mut tls_acceptors,
-                )?;
+                )?
+                .with_auth(guard);
                 let listener = bind(&what, c.listen).await?;
                 addrs.receivers.insert(name.clone(), listener.local_addr().unwrap_or(c.listen));
                 let submitter = submitter(Duration::from_millis(c.max_wait_ms), c.ack, c.ack_timeout);
@@ -210,6 +273,8 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             }
             ReceiverConfig::Grpc(c) => {
                 let what = format!("receivers.{name}");
+                let scope = crate::auth::Scope::Write;
+                let guard = guards.guard(&what, name, c.auth, scope, Some(pipeline_name), Vec::new())?;
                 let options = listener_options(
                     &loaded,
                     name,
@@ -218,7 +283,8 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
                     c.timeouts,
                     c.tls.as_ref(),
                     &mut tls_acceptors,
-                )?;
+                )?
+                .with_auth(guard);
                 let listener = bind(&what, c.listen).await?;
                 addrs.receivers.insert(name.clone(), listener.local_addr().unwrap_or(c.listen));
                 let submitter = submitter(Duration::from_millis(c.max_wait_ms), c.ack, c.ack_timeout);
@@ -270,8 +336,10 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     drop(inputs);
 
     let a = &config.admin;
+    let admin_guard = guards.guard("admin", "admin", a.auth, crate::auth::Scope::Read, None, a.open_paths.clone())?;
     let admin_options =
-        listener_options(&loaded, "admin", "admin", a.max_connections, a.timeouts, a.tls.as_ref(), &mut tls_acceptors)?;
+        listener_options(&loaded, "admin", "admin", a.max_connections, a.timeouts, a.tls.as_ref(), &mut tls_acceptors)?
+            .with_auth(admin_guard);
     let admin_listener = bind("admin", config.admin.listen).await?;
     addrs.admin = admin_listener.local_addr().ok();
     let admin_token = stop.clone();
@@ -283,21 +351,33 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         admin_options,
         async move { admin_token.cancelled().await },
     ));
-    let tls_watch = crate::tls::watch(tls_acceptors, stop.clone());
     tracing::info!(addr = ?addrs.admin, "admin endpoint listening");
 
     let query_thread = match &config.query {
         Some(qc) => {
             let service = Arc::new(crate::query::QueryService::from_config(&loaded, qc)?);
+            let guard = guards.guard("query", "query", qc.auth, crate::auth::Scope::Read, None, Vec::new())?;
+            let options = listener_options(
+                &loaded,
+                "query",
+                "query",
+                qc.max_connections,
+                qc.timeouts,
+                qc.tls.as_ref(),
+                &mut tls_acceptors,
+            )?
+            .with_auth(guard);
             let listener = bind("query", qc.listen).await?;
             addrs.query = listener.local_addr().ok();
             let listener = listener.into_std().map_err(DaemonError::QueryRuntime)?;
-            let thread = spawn_query_runtime(listener, service, qc.worker_threads, stop.clone())?;
+            let thread = spawn_query_runtime(listener, service, options, qc.worker_threads, stop.clone())?;
             tracing::info!(addr = ?addrs.query, "query listener");
             Some(thread)
         }
         None => None,
     };
+    let reloader = Reloader { keys: key_store, tls: tls_acceptors.clone() };
+    let tls_watch = crate::tls::watch(tls_acceptors, stop.clone());
 
     let shutdown_timeout = config.shutdown_timeout;
     let token = stop.clone();
@@ -335,13 +415,16 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         }
         rss_watch.abort();
         tls_watch.abort();
+        if let Some(k) = key_watch {
+            k.abort();
+        }
         let _ = admin_task.await;
         if let Some(t) = query_thread {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
         tracing::info!("stopped");
     });
-    Ok(Daemon { addrs, stop, done, health })
+    Ok(Daemon { addrs, stop, done, health, reloader })
 }
 
 /// The query API runs on a runtime of its own (its own threads), so renders —
@@ -350,6 +433,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
 fn spawn_query_runtime(
     listener: std::net::TcpListener,
     service: Arc<crate::query::QueryService>,
+    options: ListenerOptions,
     threads: usize,
     stop: CancellationToken,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
@@ -370,7 +454,8 @@ fn spawn_query_runtime(
                         return;
                     }
                 };
-                if let Err(e) = crate::query::api::serve(listener, service, async move { stop.cancelled().await }).await
+                if let Err(e) =
+                    crate::query::api::serve(listener, service, options, async move { stop.cancelled().await }).await
                 {
                     tracing::error!(error = %e, "query listener stopped");
                 }

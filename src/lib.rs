@@ -5,6 +5,7 @@
 //! data they exchange, [`telemetry`] holds every metric name, [`daemon`] wires it all.
 
 pub mod admin;
+pub mod auth;
 pub mod codecs;
 pub mod config;
 pub mod daemon;

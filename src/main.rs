@@ -30,11 +30,114 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Manage the API keys of the keys file the config names (`[auth] keys_file`).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Graphs of the read side (DESIGN §7).
     Graph {
         #[command(subcommand)]
         command: GraphCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key: prints it once, alone on its line, and stores only its SHA-256.
+    New {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Shown in logs and metrics instead of the key.
+        #[arg(long)]
+        name: String,
+        /// write, read, admin (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "write")]
+        scopes: Vec<String>,
+        /// Pipelines the key may feed (comma-separated); default: all.
+        #[arg(long, value_delimiter = ',')]
+        pipelines: Vec<String>,
+        #[arg(long)]
+        samples_per_second: Option<u32>,
+        #[arg(long)]
+        samples_burst: Option<u32>,
+        #[arg(long)]
+        requests_per_second: Option<u32>,
+        #[arg(long)]
+        requests_burst: Option<u32>,
+    },
+    /// Show every key's name, scopes, pipelines and limits.
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn print_err(message: &str) -> ExitCode {
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("error: {message}\n").as_bytes());
+    ExitCode::from(2)
+}
+
+fn keys(command: KeysCommand) -> ExitCode {
+    use tsrelay::auth::{KeySpec, Scope, cli};
+    let config = match &command {
+        KeysCommand::New { config, .. } | KeysCommand::List { config } => config.clone(),
+    };
+    let loaded = match config::load(config_path(config).as_deref()) {
+        Ok(l) => l,
+        Err(e) => return print_err(&e.to_string()),
+    };
+    let path = match cli::keys_file_path(&loaded) {
+        Ok(p) => p,
+        Err(e) => return print_err(&e),
+    };
+    match command {
+        KeysCommand::List { .. } => match cli::list(&path) {
+            Ok(table) => {
+                let _ = std::io::Write::write_all(&mut std::io::stdout(), table.as_bytes());
+                ExitCode::SUCCESS
+            }
+            Err(e) => print_err(&e.to_string()),
+        },
+        KeysCommand::New {
+            name,
+            scopes,
+            pipelines,
+            samples_per_second,
+            samples_burst,
+            requests_per_second,
+            requests_burst,
+            ..
+        } => {
+            let scopes: Result<Vec<Scope>, String> = scopes.iter().map(|s| Scope::parse(s)).collect();
+            let scopes = match scopes {
+                Ok(s) => s,
+                Err(e) => return print_err(&e),
+            };
+            let spec = KeySpec {
+                name: name.clone(),
+                sha256: String::new(),
+                scopes,
+                pipelines,
+                samples_per_second,
+                samples_burst,
+                requests_per_second,
+                requests_burst,
+            };
+            match cli::new_key(&path, spec) {
+                Ok(key) => {
+                    let _ = std::io::Write::write_all(&mut std::io::stdout(), format!("{key}\n").as_bytes());
+                    let note = format!(
+                        "key {name} added to {}; it is shown only now. A running tsrelay picks it up within a second.\n",
+                        path.display()
+                    );
+                    let _ = std::io::Write::write_all(&mut std::io::stderr(), note.as_bytes());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => print_err(&e.to_string()),
+            }
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -77,6 +180,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tsrelay::telemetry::init_logging(cli.log_json);
     match cli.command {
+        Command::Keys { command } => keys(command),
         Command::Graph { command: GraphCommand::Render { config, graph, backend, start, end, step, format } } => {
             let loaded = match config::load(config_path(config).as_deref()) {
                 Ok(l) => l,
@@ -167,6 +271,22 @@ async fn run(loaded: config::LoadedConfig) -> ExitCode {
         wait_for_signal().await;
         stop.cancel();
     });
+    #[cfg(unix)]
+    {
+        // SIGHUP re-reads the API keys and TLS certificates.
+        let reloader = daemon.reloader();
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: reloading API keys and TLS certificates");
+                        reloader.reload();
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("cannot listen for SIGHUP: {e}"),
+        }
+    }
     let health = daemon.health();
     daemon.wait().await;
     match health.panic() {

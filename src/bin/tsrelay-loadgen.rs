@@ -91,6 +91,15 @@ struct LoadArgs {
     /// and report its count.
     #[arg(long)]
     null_stats: Option<String>,
+    /// Send line protocol over HTTPS, trusting this CA (PEM) only.
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Send `Authorization: Bearer KEY` with every line-protocol request.
+    #[arg(long)]
+    key: Option<String>,
+    /// Like --key, the key read from this file (a mounted secret).
+    #[arg(long, conflicts_with = "key")]
+    key_file: Option<std::path::PathBuf>,
     /// Report the daemon's receive → sink request start latency
     /// (`tsrelay_pipeline_latency_seconds`) over this run (needs --admin).
     #[arg(long)]
@@ -290,6 +299,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
+    // The senders' client: HTTPS with the given CA, and the key as a default header.
+    let mut sender = reqwest::Client::builder().pool_max_idle_per_host(args.connections);
+    if let Some(ca) = &args.tls_ca {
+        let pem = std::fs::read(ca)?;
+        sender = sender.tls_built_in_root_certs(false).add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+    }
+    let key = match &args.key_file {
+        Some(f) => Some(std::fs::read_to_string(f)?.trim().to_string()),
+        None => args.key.clone(),
+    };
+    if let Some(key) = &key {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse()?);
+        sender = sender.default_headers(headers);
+    }
+    let sender = sender.build()?;
     let sent = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let requests = Arc::new(AtomicU64::new(0));
@@ -318,9 +343,10 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
     match args.format {
         Format::Lp => {
             let bodies = Arc::new(build_lp_bodies(args.series, args.batch));
-            let url = format!("http://{}/write?precision=ms", args.target);
+            let scheme = if args.tls_ca.is_some() { "https" } else { "http" };
+            let url = format!("{scheme}://{}/write?precision=ms", args.target);
             for _ in 0..args.connections {
-                let (client, bodies, url, stamps) = (client.clone(), bodies.clone(), url.clone(), stamps.clone());
+                let (client, bodies, url, stamps) = (sender.clone(), bodies.clone(), url.clone(), stamps.clone());
                 let (sent, refused, requests) = (sent.clone(), refused.clone(), requests.clone());
                 tasks.push(tokio::spawn(async move {
                     let t0 = Instant::now();

@@ -146,6 +146,13 @@ fn check_references(loaded: &LoadedConfig) -> Result<(), ConfigError> {
     }
     c.limits.check().map_err(invalid)?;
     c.admin.timeouts.check().map_err(|m| invalid(format!("admin: {m}")))?;
+    let mut listeners = vec![("admin".to_string(), c.admin.auth)];
+    for (name, r) in &c.receivers {
+        if let Some(mode) = r.auth() {
+            listeners.push((format!("receivers.{name}"), mode));
+        }
+    }
+    c.auth.check(&listeners).map_err(invalid)?;
     if let Some(q) = &c.query {
         q.check().map_err(invalid)?;
     }

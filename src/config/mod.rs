@@ -46,6 +46,9 @@ pub struct Config {
     pub sinks: BTreeMap<String, SinkConfig>,
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// API keys: who may write and read.
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
     /// The metric registry (DESIGN §4); optional.
     #[serde(default)]
     pub registry: Option<RegistryConfig>,
@@ -117,6 +120,12 @@ pub struct AdminConfig {
     /// TLS (and with `client_ca_file` mutual TLS) on this listener.
     #[serde(default)]
     pub tls: Option<crate::tls::TlsConfig>,
+    /// `"required"` or `"none"`; default `required` once `[auth] keys_file` is set.
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthMode>,
+    /// Paths served without a key when auth is required (probes, scrapes).
+    #[serde(default = "defaults::admin_open_paths")]
+    pub open_paths: Vec<String>,
 }
 
 impl Default for AdminConfig {
@@ -126,6 +135,8 @@ impl Default for AdminConfig {
             max_connections: crate::listener::defaults::max_connections(),
             timeouts: Default::default(),
             tls: None,
+            auth: None,
+            open_paths: defaults::admin_open_paths(),
         }
     }
 }
@@ -159,6 +170,10 @@ pub mod defaults {
     }
     pub fn rss_high_water_percent() -> u8 {
         90
+    }
+    /// Kubernetes probes carry no key; add `/metrics` to scrape without one.
+    pub fn admin_open_paths() -> Vec<String> {
+        vec!["/healthz".into(), "/readyz".into()]
     }
     pub fn admin_listen() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 9188))

@@ -34,6 +34,8 @@ pub struct ListenerOptions {
     pub max_concurrent_streams: u32,
     pub timeouts: TimeoutsConfig,
     pub tls: Option<Arc<TlsAcceptor>>,
+    /// The key check, run before anything else of a request.
+    pub auth: Option<crate::auth::Guard>,
 }
 
 impl ListenerOptions {
@@ -44,7 +46,13 @@ impl ListenerOptions {
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             timeouts,
             tls: None,
+            auth: None,
         }
+    }
+
+    pub fn with_auth(mut self, auth: Option<crate::auth::Guard>) -> Self {
+        self.auth = auth;
+        self
     }
 
     pub fn with_tls(mut self, tls: Option<Arc<TlsAcceptor>>) -> Self {

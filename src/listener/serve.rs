@@ -37,6 +37,11 @@ pub async fn serve(
     options: ListenerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let router = match options.auth.clone() {
+        // Outermost: a refused request reaches neither admission nor a handler.
+        Some(guard) => router.layer(axum::middleware::from_fn_with_state(guard, crate::auth::Guard::layer)),
+        None => router,
+    };
     let metrics = ListenerMetrics::new(&options.name);
     metrics.max_connections.set(options.max_connections as f64);
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));

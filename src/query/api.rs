@@ -30,12 +30,15 @@ pub fn router(service: Arc<QueryService>) -> Router {
         .with_state(service)
 }
 
+/// Serves on the shared listener layer: timeouts, connection bounds, and
+/// the TLS and `read`-scope key check `options` carry.
 pub async fn serve(
     listener: TcpListener,
     service: Arc<QueryService>,
+    options: crate::listener::ListenerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(service)).with_graceful_shutdown(shutdown).await
+    crate::listener::serve(listener, router(service), options, shutdown).await
 }
 
 fn success(data: impl Serialize) -> Response {

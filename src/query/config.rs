@@ -42,6 +42,18 @@ pub struct QueryConfig {
     /// ingestion runtime's threads, so reads cannot starve ingestion.
     #[serde(default = "defaults::worker_threads")]
     pub worker_threads: usize,
+    /// The listener keys every listener shares (README, src/listener/config.rs).
+    #[serde(default = "crate::listener::defaults::max_connections")]
+    pub max_connections: usize,
+    #[serde(default)]
+    pub timeouts: crate::listener::TimeoutsConfig,
+    /// TLS (and with `client_ca_file` mutual TLS) on the query listener.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// `"required"` or `"none"`; default `required` once `[auth] keys_file`
+    /// is set. Every request then needs a key with the `read` scope.
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthMode>,
 }
 
 impl Default for QueryConfig {
@@ -54,6 +66,10 @@ impl Default for QueryConfig {
             timeout: defaults::timeout(),
             max_concurrent_renders: defaults::max_concurrent_renders(),
             worker_threads: defaults::worker_threads(),
+            max_connections: crate::listener::defaults::max_connections(),
+            timeouts: Default::default(),
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -66,6 +82,7 @@ impl QueryConfig {
             ("max_concurrent_renders", self.max_concurrent_renders),
             ("worker_threads", self.worker_threads),
         ];
+        self.timeouts.check().map_err(|m| format!("query.{m}"))?;
         for (key, v) in positive {
             if v == 0 {
                 return Err(format!("query.{key} must be at least 1"));

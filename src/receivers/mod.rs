@@ -22,6 +22,16 @@ pub enum ReceiverConfig {
 }
 
 impl ReceiverConfig {
+    /// The `auth` setting of an HTTP or gRPC receiver; `None` for receivers
+    /// whose protocol carries no credentials (Kafka, line protocol over TCP/UDP).
+    pub fn auth(&self) -> Option<Option<crate::auth::AuthMode>> {
+        match self {
+            ReceiverConfig::Http(c) => Some(c.auth),
+            ReceiverConfig::Grpc(c) => Some(c.auth),
+            ReceiverConfig::Kafka(_) | ReceiverConfig::InfluxTcp(_) | ReceiverConfig::InfluxUdp(_) => None,
+        }
+    }
+
     /// The bodies of the requests a network receiver handles at once, for the
     /// start-up memory budget (`max_concurrent_requests` × the largest body).
     /// What a body decodes into is bounded by the decoders' per-request

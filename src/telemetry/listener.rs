@@ -102,3 +102,43 @@ impl AdmissionMetrics {
         }
     }
 }
+
+/// API keys: failures per listener, and per-key rate limiting and samples.
+#[derive(Clone)]
+pub struct AuthMetrics {
+    /// Keys loaded now.
+    pub keys: Gauge,
+}
+
+impl AuthMetrics {
+    pub fn new() -> Self {
+        AuthMetrics { keys: gauge!(AUTH_KEYS) }
+    }
+
+    /// `tsrelay_auth_reloads_total{result}`.
+    pub fn reloads(&self, ok: bool) -> Counter {
+        counter!(AUTH_RELOADS_TOTAL, "result" => if ok { "ok" } else { "error" })
+    }
+
+    /// `tsrelay_rate_limited_requests_total{key}` (the key's name, never the key).
+    pub fn rate_limited(&self, key: &str) -> Counter {
+        counter!(RATE_LIMITED_REQUESTS_TOTAL, "key" => key.to_string())
+    }
+
+    /// `tsrelay_key_received_samples_total{key}`.
+    pub fn key_received_samples(&self, key: &str) -> Counter {
+        counter!(KEY_RECEIVED_SAMPLES_TOTAL, "key" => key.to_string())
+    }
+}
+
+impl Default for AuthMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `tsrelay_auth_failures_total{listener, reason}`: `missing`, `invalid`,
+/// `malformed`, `scope`, `pipeline`.
+pub fn auth_failures(listener: &str, reason: &'static str) -> Counter {
+    counter!(AUTH_FAILURES_TOTAL, "listener" => listener.to_string(), "reason" => reason)
+}

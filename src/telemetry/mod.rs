@@ -18,7 +18,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use health::{Health, SinkHealth, SinkState};
 pub use kafka::{KafkaReceiverMetrics, KafkaTopicMetrics, kafka_produced_messages};
-pub use listener::{AdmissionMetrics, ListenerMetrics, TimeoutKind, tls_reloads};
+pub use listener::{AdmissionMetrics, AuthMetrics, ListenerMetrics, TimeoutKind, auth_failures, tls_reloads};
 pub use names::*;
 pub use query::{query_backend_requests, query_request};
 pub use stages::{CardinalityMetrics, MonotonicMetrics, suspicious_label};

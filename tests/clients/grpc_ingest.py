@@ -8,7 +8,8 @@ proto/tsrelay/v1/ingest.proto. Prints one JSON object on stdout describing
 what happened; exits 0 unless the client itself failed.
 
 Modes:
-  write     one unary Write of --samples samples; prints {"code", "accepted", "metadata"}
+  write     --repeat unary Writes (default 1) of --samples samples each; prints the
+            last one's {"code", "accepted", "metadata"} and every "codes"
   busy      opens a WriteStream and keeps it open, then makes a unary Write
             (prints the unary call's code and trailing metadata)
   steady    unary Writes every --every seconds for --seconds seconds on one
@@ -30,6 +31,7 @@ def main():
     ap.add_argument("target")
     ap.add_argument("mode")
     ap.add_argument("--samples", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--every", type=float, default=0.2)
     ap.add_argument("--tls-ca")
@@ -75,7 +77,10 @@ def main():
             return {"code": e.code().name, "details": e.details(), "metadata": md}
 
     if a.mode == "write":
-        print(json.dumps(unary(a.samples)))
+        answers = [unary(a.samples, i + 1) for i in range(a.repeat)]
+        out = answers[-1]
+        out["codes"] = [r["code"] for r in answers]
+        print(json.dumps(out))
     elif a.mode == "busy":
         started = threading.Event()
         release = threading.Event()

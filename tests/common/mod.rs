@@ -6,6 +6,7 @@
 //! the test with the command that installs it.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod fault_http;
 pub mod kafka;
 pub mod prometheus;

@@ -111,7 +111,7 @@ fromSecret key, the memory limit filled in and the registry file referenced.
 {{- $_ := set $sinks $name (omit $sink "fromSecret") -}}
 {{- end -}}
 {{- end -}}
-{{- $_ := set $config "receivers" (.Values.receivers | default dict) -}}
+{{- $_ := set $config "receivers" (deepCopy (.Values.receivers | default dict)) -}}
 {{- $_ := set $config "sinks" $sinks -}}
 {{- $_ := set $config "pipelines" (.Values.pipelines | default dict) -}}
 {{- $memoryBytes := include "tsrelay.memoryBytes" . -}}
@@ -122,6 +122,31 @@ fromSecret key, the memory limit filled in and the registry file referenced.
 {{- end -}}
 {{- if .Values.registry.metrics -}}
 {{- $_ := set $config "registry" (dict "path" "metrics.yaml") -}}
+{{- end -}}
+{{- if .Values.auth.enabled -}}
+{{- $auth := dict "keys_file" (printf "/etc/tsrelay-auth/%s" .Values.auth.keysKey) -}}
+{{- with .Values.auth.clientCerts }}{{ $_ := set $auth "client_certs" . }}{{ end -}}
+{{- $_ := set $config "auth" $auth -}}
+{{- if .Values.auth.openMetrics -}}
+{{- $admin := $config.admin | default dict -}}
+{{- $_ := set $admin "open_paths" (list "/healthz" "/readyz" "/metrics") -}}
+{{- $_ := set $config "admin" $admin -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.tls.enabled -}}
+{{- $server := dict "cert_file" "/etc/tsrelay-tls/tls.crt" "key_file" "/etc/tsrelay-tls/tls.key" -}}
+{{- $receiverTls := deepCopy $server -}}
+{{- if .Values.tls.mutual }}{{ $_ := set $receiverTls "client_ca_file" "/etc/tsrelay-tls/ca.crt" }}{{ end -}}
+{{- range $name, $receiver := $config.receivers -}}
+{{- if and $receiver $receiver.listen -}}
+{{- $_ := set $receiver "tls" $receiverTls -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.tls.admin -}}
+{{- $admin := $config.admin | default dict -}}
+{{- $_ := set $admin "tls" $server -}}
+{{- $_ := set $config "admin" $admin -}}
+{{- end -}}
 {{- end -}}
 {{- toJson $config -}}
 {{- end -}}
@@ -259,6 +284,9 @@ sidecar include, so both run tsrelay the same way.
     httpGet:
       path: /healthz
       port: {{ include "tsrelay.namePrefix" . }}admin
+      {{- if and .Values.tls.enabled .Values.tls.admin }}
+      scheme: HTTPS
+      {{- end }}
     {{- toYaml (omit .Values.probes.liveness "enabled") | nindent 4 }}
   {{- end }}
   {{- if .Values.probes.readiness.enabled }}
@@ -266,6 +294,9 @@ sidecar include, so both run tsrelay the same way.
     httpGet:
       path: /readyz
       port: {{ include "tsrelay.namePrefix" . }}admin
+      {{- if and .Values.tls.enabled .Values.tls.admin }}
+      scheme: HTTPS
+      {{- end }}
     {{- toYaml (omit .Values.probes.readiness "enabled") | nindent 4 }}
   {{- end }}
   {{- if .Values.probes.startup.enabled }}
@@ -273,6 +304,9 @@ sidecar include, so both run tsrelay the same way.
     httpGet:
       path: /healthz
       port: {{ include "tsrelay.namePrefix" . }}admin
+      {{- if and .Values.tls.enabled .Values.tls.admin }}
+      scheme: HTTPS
+      {{- end }}
     {{- toYaml (omit .Values.probes.startup "enabled") | nindent 4 }}
   {{- end }}
   {{- with .Values.resources }}
@@ -289,6 +323,17 @@ sidecar include, so both run tsrelay the same way.
       readOnly: true
     - name: {{ include "tsrelay.namePrefix" . }}data
       mountPath: {{ $dataDir }}
+    {{- if .Values.auth.enabled }}
+    # A whole-Secret mount (no subPath), so updates reach the file and tsrelay re-reads it.
+    - name: {{ include "tsrelay.namePrefix" . }}auth
+      mountPath: /etc/tsrelay-auth
+      readOnly: true
+    {{- end }}
+    {{- if .Values.tls.enabled }}
+    - name: {{ include "tsrelay.namePrefix" . }}tls
+      mountPath: /etc/tsrelay-tls
+      readOnly: true
+    {{- end }}
     {{- with .Values.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -319,6 +364,16 @@ they do not collide with those of the pod tsrelay is added to.
     {{- else }} {}
     {{- end }}
   {{- end }}
+{{- end }}
+{{- if .Values.auth.enabled }}
+- name: {{ include "tsrelay.namePrefix" . }}auth
+  secret:
+    secretName: {{ .Values.auth.keysSecret }}
+{{- end }}
+{{- if .Values.tls.enabled }}
+- name: {{ include "tsrelay.namePrefix" . }}tls
+  secret:
+    secretName: {{ .Values.tls.secretName }}
 {{- end }}
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}

@@ -5,6 +5,12 @@ config checks are left to `tsrelay validate` (scripts/check-deploy runs it on
 every rendered config) rather than copied here, where they could drift.
 */}}
 {{- define "tsrelay.validateValues" -}}
+{{- if and .Values.auth.enabled (not .Values.auth.keysSecret) -}}
+{{- fail "auth.enabled needs auth.keysSecret: the Secret holding the keys file (tsrelay keys new)" -}}
+{{- end -}}
+{{- if and .Values.tls.enabled (not .Values.tls.secretName) -}}
+{{- fail "tls.enabled needs tls.secretName: a kubernetes.io/tls Secret (tls.crt, tls.key; ca.crt for tls.mutual)" -}}
+{{- end -}}
 {{- $dataDir := toString (.Values.config.data_dir | default "") -}}
 {{- if not (hasPrefix "/" $dataDir) -}}
 {{- fail (printf "config.data_dir must be an absolute path (the volume is mounted there), got %q" $dataDir) -}}

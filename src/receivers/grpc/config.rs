@@ -40,6 +40,9 @@ pub struct GrpcReceiverConfig {
     /// TLS (and with `client_ca_file` mutual TLS) on this listener.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// `"required"` or `"none"`; default `required` once `[auth] keys_file` is set.
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthMode>,
     /// How OTLP metrics become series (`[receivers.<name>.otlp]`, docs/otlp.md).
     #[serde(default)]
     pub otlp: crate::codecs::otlp::OtlpConfig,

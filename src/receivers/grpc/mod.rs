@@ -15,6 +15,7 @@ pub use crate::codecs::protobuf::{Decoded, decode_request, decode_request_limite
 pub use config::GrpcReceiverConfig;
 
 use super::submit::{SubmitError, Submitter};
+use crate::auth::{Principal, rate_limited_status};
 use crate::listener::{Admission, ListenerOptions};
 use crate::proto::v1::ingest_server::{Ingest, IngestServer};
 use crate::proto::v1::{WriteRequest, WriteResponse};
@@ -24,7 +25,12 @@ struct IngestService {
 }
 
 impl IngestService {
-    async fn handle(&self, req: WriteRequest, blocking: bool) -> Result<WriteResponse, Status> {
+    async fn handle(
+        &self,
+        req: WriteRequest,
+        blocking: bool,
+        key: Option<&Principal>,
+    ) -> Result<WriteResponse, Status> {
         let id = req.id;
         let limits = &self.submitter.limits;
         let decoded = decode_request_limited(req, crate::model::now_ms(), limits);
@@ -36,12 +42,16 @@ impl IngestService {
                 self.submitter.input.pipeline()
             )));
         }
+        let accepted = decoded.samples.len() as u64;
+        // The key's sample bucket: all of the request or none of it enters.
+        if let Some(k) = key {
+            k.check_samples(accepted).map_err(|limited| rate_limited_status(&limited))?;
+        }
         let m = &self.submitter.metrics;
         for (reason, n) in decoded.refused.iter() {
             m.dropped(reason, n);
         }
         let rejected = decoded.refused.total();
-        let accepted = decoded.samples.len() as u64;
         if accepted == 0 && rejected > 0 {
             return Err(Status::invalid_argument(format!(
                 "request {id}: no usable series ({rejected} samples rejected): {}",
@@ -54,7 +64,12 @@ impl IngestService {
             self.submitter.submit(decoded.samples).await
         };
         match submitted {
-            Ok(_) => Ok(WriteResponse { id, accepted, rejected, errors: decoded.errors }),
+            Ok(_) => {
+                if let Some(k) = key {
+                    k.received(accepted);
+                }
+                Ok(WriteResponse { id, accepted, rejected, errors: decoded.errors })
+            }
             Err(e @ (SubmitError::Full { .. } | SubmitError::MemoryPressure)) => {
                 let mut status = Status::resource_exhausted(e.to_string());
                 let retry_ms = self.submitter.max_wait.as_millis().max(100).to_string();
@@ -76,7 +91,8 @@ type ResponseStream = Pin<Box<dyn Stream<Item = Result<WriteResponse, Status>> +
 #[tonic::async_trait]
 impl Ingest for std::sync::Arc<IngestService> {
     async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteResponse>, Status> {
-        self.handle(request.into_inner(), false).await.map(Response::new)
+        let key = request.extensions().get::<Principal>().cloned();
+        self.handle(request.into_inner(), false, key.as_ref()).await.map(Response::new)
     }
 
     type WriteStreamStream = ResponseStream;
@@ -85,6 +101,7 @@ impl Ingest for std::sync::Arc<IngestService> {
         &self,
         request: Request<Streaming<WriteRequest>>,
     ) -> Result<Response<Self::WriteStreamStream>, Status> {
+        let key = request.extensions().get::<Principal>().cloned();
         let mut inbound = request.into_inner();
         // Small: a client that stops reading answers stops our reading requests.
         let (tx, rx) = mpsc::channel(16);
@@ -92,7 +109,7 @@ impl Ingest for std::sync::Arc<IngestService> {
         tokio::spawn(async move {
             while let Some(next) = inbound.next().await {
                 let answer = match next {
-                    Ok(req) => service.handle(req, true).await,
+                    Ok(req) => service.handle(req, true, key.as_ref()).await,
                     Err(status) => Err(status),
                 };
                 let stop = answer.is_err();

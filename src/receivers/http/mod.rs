@@ -10,4 +10,4 @@ mod remote_write;
 mod server;
 
 pub use config::HttpReceiverConfig;
-pub use server::{router, serve};
+pub use server::{open_paths, router, serve};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Extension, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use super::HttpReceiverConfig;
 use super::decode::{BodyFormat, DecodedBody, decode_body};
+use crate::auth::{Principal, rate_limited_response};
 use crate::listener::{Admission, ListenerOptions};
 use crate::receivers::submit::{SubmitError, Submitter};
 use crate::telemetry::DropReason;
@@ -58,6 +59,8 @@ pub fn router(config: &HttpReceiverConfig, submitter: Submitter) -> Router {
         .route("/write", post(write_line_protocol))
         .route("/api/v2/write", post(write_line_protocol))
         .route("/api/v1/ingest", post(write_ndjson))
+        // InfluxDB clients (the 1.x CLI, Telegraf) ping before they write.
+        .route("/ping", axum::routing::get(ping).head(ping))
         // The raw body may not exceed the limit either; gunzip is checked separately.
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state)
@@ -86,9 +89,19 @@ pub async fn serve(
     crate::listener::serve(listener, app, options, shutdown).await
 }
 
+/// Paths of this receiver served without a key: InfluxDB's `/ping` carries none.
+pub fn open_paths() -> Vec<String> {
+    vec!["/ping".into()]
+}
+
+async fn ping() -> Response {
+    (StatusCode::NO_CONTENT, [("x-influxdb-version", "1.8-compatible (tsrelay)")]).into_response()
+}
+
 async fn write_line_protocol(
     State(state): State<Arc<AppState>>,
     Query(params): Query<WriteParams>,
+    key: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -96,14 +109,25 @@ async fn write_line_protocol(
         Ok(f) => f,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    handle(&state, format, &headers, body).await
+    handle(&state, format, key.map(|k| k.0), &headers, body).await
 }
 
-async fn write_ndjson(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    handle(&state, BodyFormat::Ndjson, &headers, body).await
+async fn write_ndjson(
+    State(state): State<Arc<AppState>>,
+    key: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(&state, BodyFormat::Ndjson, key.map(|k| k.0), &headers, body).await
 }
 
-async fn handle(state: &AppState, format: BodyFormat, headers: &HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    state: &AppState,
+    format: BodyFormat,
+    key: Option<Principal>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
     let body = match unpack(headers, body, state.max_body_bytes) {
         Ok(b) => b,
         Err(resp) => return resp,
@@ -123,15 +147,25 @@ async fn handle(state: &AppState, format: BodyFormat, headers: &HeaderMap, body:
         );
         return error(StatusCode::PAYLOAD_TOO_LARGE, message);
     }
+    let accepted = samples.len() as u64;
+    // The key's sample bucket: all of the request or none of it enters.
+    if let Some(k) = &key
+        && let Err(limited) = k.check_samples(accepted)
+    {
+        return rate_limited_response(&limited);
+    }
     let m = &state.submitter.metrics;
     m.dropped(DropReason::ParseError, unparsable_lines);
     m.dropped(DropReason::NonNumeric, non_numeric);
     for (reason, n) in refused.iter() {
         m.dropped(reason, n);
     }
-    let accepted = samples.len() as u64;
     match state.submitter.submit(samples).await {
-        Ok(_) => {}
+        Ok(_) => {
+            if let Some(k) = &key {
+                k.received(accepted);
+            }
+        }
         Err(e @ (SubmitError::Full { .. } | SubmitError::MemoryPressure)) => {
             let retry_secs = state.submitter.max_wait.as_secs().max(1).to_string();
             let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
