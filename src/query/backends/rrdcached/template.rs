@@ -73,10 +73,8 @@ impl PathPattern {
                         if i > 0 {
                             components.push(Vec::new());
                         }
-                        if !chunk.is_empty() {
-                            if let Some(c) = components.last_mut() {
-                                c.push(Piece::Literal(sanitize_literal(chunk)));
-                            }
+                        if let (false, Some(c)) = (chunk.is_empty(), components.last_mut()) {
+                            c.push(Piece::Literal(sanitize_literal(chunk)));
                         }
                     }
                 }
@@ -131,10 +129,10 @@ impl PathPattern {
     pub fn labels(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         for p in &self.pieces {
-            if let Piece::Label(name) = p {
-                if !out.contains(&name.as_str()) {
-                    out.push(name);
-                }
+            if let Piece::Label(name) = p
+                && !out.contains(&name.as_str())
+            {
+                out.push(name);
             }
         }
         out
