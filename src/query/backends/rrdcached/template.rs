@@ -56,8 +56,7 @@ fn sanitize_literal(text: &str) -> String {
 
 /// The value a label has in a path: what the sink writes for `value`.
 pub fn sanitize_value(value: &str) -> String {
-    let s: String = value.chars().map(|c| if is_safe(c) { c } else { '_' }).collect();
-    s
+    value.chars().map(|c| if is_safe(c) { c } else { '_' }).collect()
 }
 
 impl PathPattern {
