@@ -99,7 +99,14 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             .map_err(|source| DaemonError::Queue { sink: name.clone(), source })?;
         let queue = Arc::new(queue);
         let sink_health = health.register_sink(name, common.unhealthy_after);
-        sink_tasks.push(sinks::spawn_sink(name, sink_config, &loaded, queue.clone(), sink_health)?);
+        sink_tasks.push(sinks::spawn_sink(
+            name,
+            sink_config,
+            &loaded.registry,
+            &|p| loaded.resolve(p),
+            queue.clone(),
+            sink_health,
+        )?);
         queues.insert(name.clone(), queue);
     }
 

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod codecs;
 pub mod config;
 pub mod daemon;
+pub mod librdkafka;
 pub mod limits;
 pub mod model;
 pub mod pipeline;
