@@ -8,7 +8,9 @@ mod harness;
 
 use std::time::Duration;
 
+use common::influxdb::Influxd;
 use common::prometheus::Prometheus;
+use common::rrdcached::Rrdcached;
 use harness::{Dataset, HOUR, MIN, Quirks, check_backend, render, start_relay, write_through};
 use tsrelay::query::service::now_ms;
 
@@ -155,4 +157,50 @@ fn requests_refused_before_any_backend_io() {
     );
     assert_eq!(got, 200, "{answer}");
     common::wait_for(Duration::from_secs(5), "backend request counted", || (calls() == before + 2.0).then_some(()));
+}
+
+/// InfluxDB 1.6 through InfluxQL: every golden graph exactly, no quirk.
+#[test]
+fn influxdb_serves_every_golden_graph_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let influxd = Influxd::start(dir.path(), 0);
+    influxd.create_database("golden");
+    let data = Dataset::generate(now_ms());
+    let sink = format!(
+        "[sinks.influx]\ntype = \"influxdb\"\nurl = \"{}\"\ndatabase = \"golden\"\nbatch = {{ max_samples = 10000, max_age_ms = 50 }}\n",
+        influxd.url()
+    );
+    let relay = start_relay(dir.path(), &["influx"], &sink);
+    write_through(&relay, &data, &["influx"]);
+    let compared = check_backend(relay.query, "influx", &data, &Quirks::default());
+    eprintln!("influxdb: {compared} points equal to the reference");
+}
+
+/// rrdcached: every golden graph the driver serves, equal to the reference but
+/// for what it declares (its capability notes): the first bucket after the hole
+/// is null (heartbeat), the bucket of a counter reset misses the reset's base
+/// step (DERIVE), and `count`/`sum` are refused with 422 before any I/O.
+#[test]
+fn rrdcached_serves_the_golden_graphs_with_its_declared_quirks() {
+    let dir = tempfile::tempdir().unwrap();
+    let rrd = Rrdcached::start(dir.path());
+    let data = Dataset::generate(now_ms());
+    let sink = format!(
+        "[sinks.rrd]\ntype = \"rrdcached\"\naddress = \"{}\"\nstep = \"60s\"\nbatch = {{ max_samples = 10000, max_age_ms = 50 }}\n",
+        rrd.unix_address()
+    );
+    let relay = start_relay(dir.path(), &["rrd"], &sink);
+    write_through(&relay, &data, &["rrd"]);
+    let quirks = Quirks {
+        reset_bucket_may_be_null: true,
+        hole_edge_may_be_null: true,
+        reset_bucket_may_be_low: true,
+        unsupported: vec![("golden.load.count_sum", "function:count")],
+    };
+    let compared = check_backend(relay.query, "rrd", &data, &quirks);
+    eprintln!("rrdcached: {compared} points equal to the reference or declared");
+    // The files are where the registry says, one per series.
+    let files = Rrdcached::files_under(&rrd.base);
+    assert_eq!(files.len(), 12, "{files:?}");
+    assert!(files.contains(&"golden/sw2/ge-1.rrd".to_string()) && files.contains(&"golden/load/h3.rrd".to_string()));
 }

@@ -171,6 +171,10 @@ pub struct Quirks {
     /// Buckets next to the hole may be `null` where the reference has a value
     /// (storage loses data past a heartbeat).
     pub hole_edge_may_be_null: bool,
+    /// A bucket holding a counter reset may be *lower* than the reference, never
+    /// negative (the backend loses the reset's own base step but keeps the rest
+    /// of the bucket: RRD's DERIVE with minimum 0).
+    pub reset_bucket_may_be_low: bool,
     /// Graph ids the backend refuses with 422, and the feature it names.
     pub unsupported: Vec<(&'static str, &'static str)>,
 }
@@ -376,6 +380,15 @@ pub fn check_backend(query: SocketAddr, backend: &str, data: &Dataset, quirks: &
                     let excused = gv.is_none()
                         && ((quirks.reset_bucket_may_be_null && counter && data.reset_in_bucket(gt, grid.step_ms))
                             || (quirks.hole_edge_may_be_null && data.hole_edge(gt, grid.step_ms)));
+                    let lower = match (gv, wv) {
+                        (Some(a), Some(b)) => a >= 0.0 && a < b,
+                        _ => false,
+                    };
+                    let excused = excused
+                        || (lower
+                            && quirks.reset_bucket_may_be_low
+                            && counter
+                            && data.reset_in_bucket(gt, grid.step_ms));
                     match (gv, wv) {
                         (None, None) => {}
                         (Some(a), Some(b)) if close(a, b) => {}

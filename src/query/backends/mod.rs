@@ -32,7 +32,9 @@
 //! returning something close; where its *storage* loses information (RRD's
 //! heartbeat), the capability table says so in `notes`.
 
+pub mod influxdb;
 pub mod prometheus;
+pub mod rrdcached;
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -107,8 +109,9 @@ pub struct Unsupported {
     pub message: String,
 }
 
-/// A backend failed while executing (HTTP 502, or 504 for [`BackendError::Timeout`]).
-/// Every message names the backend (sink name) and what it answered.
+/// A backend failed while executing (HTTP 502, or 504 for [`BackendError::Timeout`],
+/// 422 for [`BackendError::Unsupported`]). Every message names the backend (sink
+/// name) and what it answered.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     #[error("backend {backend:?}: cannot reach {target}: {message}")]
@@ -119,6 +122,12 @@ pub enum BackendError {
     Status { backend: String, status: u16, body: String },
     #[error("backend {backend:?} answered something unusable: {message}")]
     BadResponse { backend: String, message: String },
+    /// What only the backend's answer can show cannot be served exactly (HTTP 422,
+    /// like a refusal before I/O). rrdcached: `FETCH` takes no resolution and
+    /// answers from the finest archive that still reaches back to `start`, which
+    /// depends on the file's last update — not something a pure compiler can know.
+    #[error("{0}")]
+    Unsupported(Unsupported),
 }
 
 impl BackendError {
@@ -128,6 +137,7 @@ impl BackendError {
             | BackendError::Timeout { backend, .. }
             | BackendError::Status { backend, .. }
             | BackendError::BadResponse { backend, .. } => backend,
+            BackendError::Unsupported(u) => &u.backend,
         }
     }
 
@@ -135,6 +145,7 @@ impl BackendError {
     pub fn http_status(&self) -> u16 {
         match self {
             BackendError::Timeout { .. } => 504,
+            BackendError::Unsupported(_) => 422,
             _ => 502,
         }
     }
@@ -287,7 +298,8 @@ pub fn driver_for(
         SinkConfig::PrometheusRemoteWrite(c) => {
             Some(prometheus::PrometheusDriver::from_sink(name, c, base_dir).map(|d| Arc::new(d) as Arc<dyn Driver>))
         }
-        // Each further driver adds its arm here: influxdb/, rrdcached/.
+        SinkConfig::Influxdb(c) => influxdb::InfluxdbDriver::for_sink(name, c, base_dir),
+        SinkConfig::Rrdcached(c) => Some(rrdcached::RrdcachedDriver::for_sink(name, c)),
         _ => None,
     }
 }
