@@ -167,8 +167,16 @@ async fn run(loaded: config::LoadedConfig) -> ExitCode {
         wait_for_signal().await;
         stop.cancel();
     });
+    let health = daemon.health();
     daemon.wait().await;
-    ExitCode::SUCCESS
+    match health.panic() {
+        // A task panicked: the daemon drained what it could; say so in the status.
+        Some(panic) => {
+            tracing::error!(%panic, "stopped after a panic");
+            ExitCode::from(3)
+        }
+        None => ExitCode::SUCCESS,
+    }
 }
 
 async fn wait_for_signal() {

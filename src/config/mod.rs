@@ -5,7 +5,8 @@
 //! assembles them, loads, and checks what spans components (references between
 //! pipelines, receivers and sinks).
 
-pub mod librdkafka;
+/// Moved to [`crate::librdkafka`] (a leaf module, so sinks and receivers need not import `config`).
+pub use crate::librdkafka;
 mod load;
 
 use std::collections::BTreeMap;
@@ -102,17 +103,31 @@ impl LimitsConfig {
     }
 }
 
-/// The admin endpoint: `/metrics`, `/healthz`, `/readyz`.
+/// The admin endpoint: `/metrics`, `/healthz`, `/readyz`, discovery.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     #[serde(default = "defaults::admin_listen")]
     pub listen: SocketAddr,
+    /// Open connections at once; beyond it new ones wait in the accept backlog.
+    #[serde(default = "crate::listener::defaults::max_connections")]
+    pub max_connections: usize,
+    /// Header, body, idle, request and HTTP/2 keep-alive timeouts, connection age.
+    #[serde(default)]
+    pub timeouts: crate::listener::TimeoutsConfig,
+    /// TLS (and with `client_ca_file` mutual TLS) on this listener.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: defaults::admin_listen() }
+        AdminConfig {
+            listen: defaults::admin_listen(),
+            max_connections: crate::listener::defaults::max_connections(),
+            timeouts: Default::default(),
+            tls: None,
+        }
     }
 }
 

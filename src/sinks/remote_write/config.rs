@@ -48,6 +48,10 @@ pub struct RemoteWriteSinkConfig {
     /// How often a family's metadata is sent again.
     #[serde(default = "defaults::metadata_interval", with = "humantime_serde")]
     pub metadata_interval: Duration,
+    /// Remote-write version sent: `"1.0"` (default), `"2.0"`, or `"auto"`
+    /// (2.0, falling back to 1.0 for good when the receiver does not speak it).
+    #[serde(default)]
+    pub protocol: super::protocol::Protocol,
 }
 
 impl RemoteWriteSinkConfig {
