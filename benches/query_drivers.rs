@@ -7,7 +7,6 @@
 //!
 //! `cargo bench --bench query_drivers [-- RENDERS]` (default 40 renders per backend).
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

@@ -201,7 +201,14 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         if let SinkQueue::Disk(d) = &*queue {
             d.set_health(sink_health.clone());
         }
-        sink_tasks.push(sinks::spawn_sink(name, sink_config, &loaded, queue.clone(), sink_health)?);
+        sink_tasks.push(sinks::spawn_sink(
+            name,
+            sink_config,
+            &loaded.registry,
+            &|p| loaded.resolve(p),
+            queue.clone(),
+            sink_health,
+        )?);
         queues.insert(name.clone(), queue);
     }
 

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod codecs;
 pub mod config;
 pub mod daemon;
+pub mod librdkafka;
 pub mod limits;
 pub mod listener;
 pub mod model;

@@ -456,7 +456,17 @@ fn influxdb_filter_values_cannot_escape_their_quotes() {
     let dir = tempfile::tempdir().unwrap();
     let influxd = Influxd::start(dir.path(), 0);
     influxd.create_database("golden");
-    let values = ["plain", "a'b", "x' OR host =~ /.*/ --", "back\\slash", "sla/sh", "q\"uote", "end\\", "semi;colon"];
+    // (A value ending in a backslash is left out: influxd 1.6 refuses such a tag at write time.)
+    let values = [
+        "plain",
+        "a'b",
+        "x' OR host =~ /.*/ --",
+        "back\\slash",
+        "sla/sh",
+        "q\"uote",
+        "semi;colon",
+        "it's \\' OR '1'='1",
+    ];
     let t0 = t0();
     let mut body = Vec::new();
     for v in values {

@@ -5,7 +5,8 @@
 //! assembles them, loads, and checks what spans components (references between
 //! pipelines, receivers and sinks).
 
-pub mod librdkafka;
+/// Moved to [`crate::librdkafka`] (a leaf module, so sinks and receivers need not import `config`).
+pub use crate::librdkafka;
 mod load;
 
 use std::collections::BTreeMap;

@@ -3,8 +3,10 @@
 //!
 //! Loaded and checked once at start-up (and by `tsrelay validate`); read-only
 //! afterwards and shared as `Arc<MetricRegistry>`. The validate stage looks
-//! entries up by metric name; sinks read their `backends` overrides with
-//! [`MetricRegistry::get`] and [`MetricEntry::influxdb`] / [`MetricEntry::rrdcached`].
+//! entries up by metric name; sinks and read drivers read the `backends`
+//! overrides, plain data owned here, with [`MetricRegistry::influxdb_overrides`] /
+//! [`MetricRegistry::rrdcached_overrides`] or [`MetricEntry::influxdb`] /
+//! [`MetricEntry::rrdcached`]. Nothing here imports a sink: the registry is upstream.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -86,7 +88,7 @@ pub struct BackendOverrides {
 }
 
 /// How the InfluxDB sink writes this metric instead of `<name> value=...`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InfluxdbOverride {
     /// Measurement name (default: the metric name).
@@ -98,7 +100,7 @@ pub struct InfluxdbOverride {
 }
 
 /// How the rrdcached sink stores this metric.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RrdcachedOverride {
     /// RRD file path template, `{label}` placeholders, relative to the sink's base directory.
@@ -112,8 +114,8 @@ pub struct RrdcachedOverride {
     pub ds_type: Option<RrdDsType>,
 }
 
-/// rrdtool data-source types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// rrdtool data-source types (rrdcreate(1)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum RrdDsType {
     Gauge,
@@ -342,57 +344,29 @@ fn check_path_template(path: &str, e: &MetricEntry) -> Result<(), String> {
     Ok(())
 }
 
-/// The registry as the remote-write sink's metadata source (type, unit, help).
-impl crate::sinks::remote_write::MetadataProvider for MetricRegistry {
-    fn lookup(&self, metric_name: &str) -> Option<crate::sinks::remote_write::MetricInfo> {
-        let e = self.get(metric_name)?;
-        Some(crate::sinks::remote_write::MetricInfo {
-            kind: e.kind(),
-            help: e.help.clone().unwrap_or_default(),
-            unit: e.unit.clone().unwrap_or_default(),
-        })
-    }
-}
+/// Looks a metric name up; `None` when its entry has no such override.
+/// Sinks and read drivers get these from [`MetricRegistry::influxdb_overrides`]
+/// and [`MetricRegistry::rrdcached_overrides`].
+pub type OverrideLookup<T> = Arc<dyn Fn(&str) -> Option<Arc<T>> + Send + Sync>;
 
 impl MetricRegistry {
-    /// `backends.influxdb` overrides by metric name, for the InfluxDB sink.
-    pub fn influxdb_overrides(&self) -> crate::sinks::influxdb::OverrideLookup {
-        let table: std::collections::HashMap<String, Arc<crate::sinks::influxdb::InfluxdbOverride>> = self
-            .entries()
-            .iter()
-            .filter_map(|e| {
-                let o = e.influxdb()?;
-                let o = crate::sinks::influxdb::InfluxdbOverride {
-                    measurement: o.measurement.clone(),
-                    field: o.field.clone(),
-                };
-                Some((e.name.clone(), Arc::new(o)))
-            })
-            .collect();
+    fn override_lookup<T: Clone + Send + Sync + 'static>(
+        &self,
+        pick: impl Fn(&MetricEntry) -> Option<&T>,
+    ) -> OverrideLookup<T> {
+        let table: HashMap<String, Arc<T>> =
+            self.entries().iter().filter_map(|e| Some((e.name.clone(), Arc::new(pick(e)?.clone())))).collect();
         Arc::new(move |name: &str| table.get(name).cloned())
     }
 
-    /// `backends.rrdcached` overrides by metric name, for the rrdcached sink.
-    pub fn rrdcached_overrides(&self) -> crate::sinks::rrdcached::OverrideLookup {
-        use crate::sinks::rrdcached::DsType;
-        let table: std::collections::HashMap<String, Arc<crate::sinks::rrdcached::RrdcachedOverride>> = self
-            .entries()
-            .iter()
-            .filter_map(|e| {
-                let o = e.rrdcached()?;
-                let ds_type = o.ds_type.map(|t| match t {
-                    RrdDsType::Gauge => DsType::Gauge,
-                    RrdDsType::Counter => DsType::Counter,
-                    RrdDsType::Derive => DsType::Derive,
-                    RrdDsType::Dcounter => DsType::Dcounter,
-                    RrdDsType::Dderive => DsType::Dderive,
-                    RrdDsType::Absolute => DsType::Absolute,
-                });
-                let o = crate::sinks::rrdcached::RrdcachedOverride { path: o.path.clone(), ds: o.ds.clone(), ds_type };
-                Some((e.name.clone(), Arc::new(o)))
-            })
-            .collect();
-        Arc::new(move |name: &str| table.get(name).cloned())
+    /// `backends.influxdb` overrides by metric name.
+    pub fn influxdb_overrides(&self) -> OverrideLookup<InfluxdbOverride> {
+        self.override_lookup(MetricEntry::influxdb)
+    }
+
+    /// `backends.rrdcached` overrides by metric name.
+    pub fn rrdcached_overrides(&self) -> OverrideLookup<RrdcachedOverride> {
+        self.override_lookup(MetricEntry::rrdcached)
     }
 }
 

@@ -160,7 +160,8 @@ pub trait Sink: Send + 'static {
 pub fn spawn_sink(
     name: &str,
     config: &SinkConfig,
-    loaded: &crate::config::LoadedConfig,
+    registry: &std::sync::Arc<crate::registry::MetricRegistry>,
+    resolve: &dyn Fn(&std::path::Path) -> std::path::PathBuf,
     queue: std::sync::Arc<crate::queue::SinkQueue>,
     health: crate::telemetry::SinkHealth,
 ) -> Result<tokio::task::JoinHandle<()>, SinkBuildError> {
@@ -169,11 +170,10 @@ pub fn spawn_sink(
     // A durable queue keeps the data through any outage (DESIGN §2): retrying must not give up on it.
     let retry_forever = queue.is_durable();
     let context = common::SinkContext::new(name, queue.ledger().metrics.clone(), health.clone());
-    let resolve = |p: &std::path::Path| loaded.resolve(p);
     let build_error = |message: String| SinkBuildError { sink: name.to_string(), message };
     let handle = match config {
         SinkConfig::File(c) => {
-            let sink = file::FileSink::new(name, loaded.resolve(&c.path));
+            let sink = file::FileSink::new(name, resolve(&c.path));
             tokio::spawn(run_worker(vec![sink], queue, batch, health))
         }
         SinkConfig::Blackhole(_) => tokio::spawn(run_worker(vec![blackhole::BlackholeSink], queue, batch, health)),
@@ -181,20 +181,20 @@ pub fn spawn_sink(
             // The metric registry's help and unit plug in here as a `MetadataProvider`;
             // an empty one has nothing to add, and leaving it out spares the
             // encoder a lookup per series.
-            let metadata = (!loaded.registry.is_empty())
-                .then(|| loaded.registry.clone() as std::sync::Arc<dyn remote_write::MetadataProvider>);
-            let lanes = remote_write::lanes(c, &context, &resolve, retry_forever, metadata)
+            let metadata =
+                (!registry.is_empty()).then(|| registry.clone() as std::sync::Arc<dyn remote_write::MetadataProvider>);
+            let lanes = remote_write::lanes(c, &context, resolve, retry_forever, metadata)
                 .map_err(|e| build_error(e.to_string()))?;
             tokio::spawn(run_worker(lanes, queue, batch, health))
         }
         SinkConfig::Influxdb(c) => {
-            let overrides = Some(loaded.registry.influxdb_overrides());
-            let lanes = influxdb::lanes(c, &context, &resolve, retry_forever, overrides)
+            let overrides = Some(registry.influxdb_overrides());
+            let lanes = influxdb::lanes(c, &context, resolve, retry_forever, overrides)
                 .map_err(|e| build_error(e.to_string()))?;
             tokio::spawn(run_worker(lanes, queue, batch, health))
         }
         SinkConfig::Rrdcached(c) => {
-            let overrides = Some(loaded.registry.rrdcached_overrides());
+            let overrides = Some(registry.rrdcached_overrides());
             let sink = rrdcached::RrdcachedSink::new(name, c.clone(), overrides, context, retry_forever)?;
             tokio::spawn(run_worker(vec![sink], queue, batch, health))
         }

@@ -196,6 +196,10 @@ pub fn start_relay(dir: &Path, sink_names: &[&str], sinks_toml: &str) -> Relay {
         r#"
 shutdown_timeout = "2s"
 
+# The default budget (512 MiB) is below the worst case of the defaults' queues and tables.
+[limits]
+memory_bytes = 1073741824
+
 [registry]
 path = "{registry}"
 

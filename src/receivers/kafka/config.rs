@@ -3,8 +3,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::codecs::line_protocol::{Precision, UnknownPrecision};
-pub use crate::config::librdkafka::OptionValue;
-use crate::config::librdkafka::{LibrdkafkaOptions, refuse_reserved};
+pub use crate::librdkafka::OptionValue;
+use crate::librdkafka::{LibrdkafkaOptions, refuse_reserved};
 
 /// `type = "kafka"`: a consumer-group member reading samples from topics, at least once.
 #[derive(Debug, Clone, Deserialize)]

@@ -17,15 +17,12 @@ use crate::sinks::common::{Encode, Encoded};
 use crate::sinks::line_protocol::encode_sample;
 
 /// `backends.influxdb` of one registry entry: where a metric goes instead of
-/// measurement = metric name, field = the sink's `field`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct InfluxdbOverride {
-    pub measurement: Option<String>,
-    pub field: Option<String>,
-}
+/// measurement = metric name, field = the sink's `field`. Plain data the
+/// registry owns (the read side's InfluxDB driver reads it too).
+pub use crate::registry::InfluxdbOverride;
 
 /// Looks a metric name up in the registry; `None` when it has no override.
-pub type OverrideLookup = Arc<dyn Fn(&str) -> Option<Arc<InfluxdbOverride>> + Send + Sync>;
+pub type OverrideLookup = crate::registry::OverrideLookup<InfluxdbOverride>;
 
 /// A batch encoded once: the body and where each line ends, so a batch the
 /// server finds too large can be split without encoding again.

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::librdkafka::{LibrdkafkaOptions, refuse_reserved};
+use crate::librdkafka::{LibrdkafkaOptions, refuse_reserved};
 use crate::queue::QueueConfig;
 use crate::sinks::BatchConfig;
 

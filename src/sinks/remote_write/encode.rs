@@ -39,6 +39,19 @@ pub trait MetadataProvider: Send + Sync + 'static {
     fn lookup(&self, metric_name: &str) -> Option<MetricInfo>;
 }
 
+/// The metric registry as the metadata source (type, unit, help). The impl
+/// lives with the trait: the registry knows nothing of sinks.
+impl MetadataProvider for crate::registry::MetricRegistry {
+    fn lookup(&self, metric_name: &str) -> Option<MetricInfo> {
+        let e = self.get(metric_name)?;
+        Some(MetricInfo {
+            kind: e.kind(),
+            help: e.help.clone().unwrap_or_default(),
+            unit: e.unit.clone().unwrap_or_default(),
+        })
+    }
+}
+
 /// When and with what the encoder sends metric metadata.
 #[derive(Clone)]
 pub struct MetadataSettings {

@@ -11,38 +11,16 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::Arc;
 
-use serde::Deserialize;
-
 use super::config::MissingLabel;
 use crate::model::{Labels, MetricKind, Sample};
 
 /// Longest command line sent; rrdcached drops the connection on lines over 8 KiB.
 pub const MAX_COMMAND_BYTES: usize = 4000;
 
-/// How a data source interprets values (rrdcreate(1)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum DsType {
-    Gauge,
-    Counter,
-    Derive,
-    Dcounter,
-    Dderive,
-    Absolute,
-}
+/// How a data source interprets values (rrdcreate(1)); the registry owns the type.
+pub use crate::registry::RrdDsType as DsType;
 
 impl DsType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DsType::Gauge => "GAUGE",
-            DsType::Counter => "COUNTER",
-            DsType::Derive => "DERIVE",
-            DsType::Dcounter => "DCOUNTER",
-            DsType::Dderive => "DDERIVE",
-            DsType::Absolute => "ABSOLUTE",
-        }
-    }
-
     /// Counters become DERIVE with a minimum of 0 (a reset yields unknown,
     /// not a huge spike); everything else is a GAUGE.
     pub fn for_kind(kind: MetricKind) -> DsType {
@@ -60,17 +38,12 @@ impl DsType {
     }
 }
 
-/// `backends.rrdcached` of one registry entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RrdcachedOverride {
-    /// A path template used instead of the sink's `path_template`.
-    pub path: Option<String>,
-    pub ds: Option<String>,
-    pub ds_type: Option<DsType>,
-}
+/// `backends.rrdcached` of one registry entry (`path` is used instead of the
+/// sink's `path_template`). Plain data the registry owns.
+pub use crate::registry::RrdcachedOverride;
 
 /// Looks a metric name up in the registry; `None` when it has no override.
-pub type OverrideLookup = Arc<dyn Fn(&str) -> Option<Arc<RrdcachedOverride>> + Send + Sync>;
+pub type OverrideLookup = crate::registry::OverrideLookup<RrdcachedOverride>;
 
 /// rrdtool's rule for data-source names.
 pub fn valid_ds_name(ds: &str) -> bool {

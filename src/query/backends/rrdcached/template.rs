@@ -56,8 +56,7 @@ fn sanitize_literal(text: &str) -> String {
 
 /// The value a label has in a path: what the sink writes for `value`.
 pub fn sanitize_value(value: &str) -> String {
-    let s: String = value.chars().map(|c| if is_safe(c) { c } else { '_' }).collect();
-    s
+    value.chars().map(|c| if is_safe(c) { c } else { '_' }).collect()
 }
 
 impl PathPattern {
@@ -73,10 +72,8 @@ impl PathPattern {
                         if i > 0 {
                             components.push(Vec::new());
                         }
-                        if !chunk.is_empty() {
-                            if let Some(c) = components.last_mut() {
-                                c.push(Piece::Literal(sanitize_literal(chunk)));
-                            }
+                        if let (false, Some(c)) = (chunk.is_empty(), components.last_mut()) {
+                            c.push(Piece::Literal(sanitize_literal(chunk)));
                         }
                     }
                 }
@@ -131,10 +128,10 @@ impl PathPattern {
     pub fn labels(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         for p in &self.pieces {
-            if let Piece::Label(name) = p {
-                if !out.contains(&name.as_str()) {
-                    out.push(name);
-                }
+            if let Piece::Label(name) = p
+                && !out.contains(&name.as_str())
+            {
+                out.push(name);
             }
         }
         out
