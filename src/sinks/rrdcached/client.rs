@@ -87,13 +87,15 @@ impl Connection {
         match tokio::time::timeout(timeout, connect).await {
             Err(_) => Err(ClientError::Timeout { address: name, timeout }),
             Ok(Err(source)) => Err(ClientError::Connect { address: name, source }),
-            Ok(Ok(stream)) => Ok(Connection {
-                stream: BufReader::new(stream),
-                address: name,
-                line: String::new(),
-                commands_sent: false,
-            }),
+            Ok(Ok(stream)) => Ok(Connection::over(stream, name)),
         }
+    }
+
+    /// A connection over an already open stream; `address` names the peer in errors.
+    /// [`Connection::connect`] uses it, and so does the rrdcached reply fuzz target.
+    pub fn over(stream: impl AsyncRead + AsyncWrite + Send + Unpin + 'static, address: String) -> Connection {
+        let stream: Box<dyn Stream> = Box::new(stream);
+        Connection { stream: BufReader::new(stream), address, line: String::new(), commands_sent: false }
     }
 
     /// Runs `commands` (newline-terminated lines) as one `BATCH`; returns the
