@@ -51,7 +51,8 @@ pub fn decode_request(req: WriteRequest, now_ms: i64) -> Decoded {
         let mut bad_ts = 0;
         for s in series.samples {
             let ts = if s.timestamp == 0 { now_ms } else { s.timestamp };
-            if ts.abs() > MAX_ABS_TIMESTAMP_MS {
+            // `unsigned_abs`: `i64::MIN.abs()` overflows (found by fuzzing).
+            if ts.unsigned_abs() > MAX_ABS_TIMESTAMP_MS as u64 {
                 bad_ts += 1;
                 continue;
             }
@@ -121,6 +122,24 @@ mod tests {
         assert_eq!(d.rejected_timestamp, 1);
         assert_eq!(d.errors.len(), 3);
         assert!(d.errors[0].contains("series 1") && d.errors[0].contains("__name__"), "{:?}", d.errors);
+    }
+
+    /// Regression (fuzz/regressions/grpc_write_request/): `i64::MIN` overflowed `abs()`,
+    /// a panic with overflow checks and an accepted sample without them.
+    #[test]
+    fn the_most_negative_timestamp_is_rejected() {
+        let req = WriteRequest {
+            id: 1,
+            series: vec![Series {
+                labels: vec![label("__name__", "x")],
+                samples: vec![PbSample { value: 1.0, timestamp: i64::MIN }, PbSample { value: 2.0, timestamp: -5 }],
+                ..Default::default()
+            }],
+        };
+        let d = decode_request(req, 1000);
+        assert_eq!(d.rejected_timestamp, 1);
+        assert_eq!(d.samples.len(), 1);
+        assert_eq!(d.samples[0].timestamp_ms, -5);
     }
 
     proptest::proptest! {
