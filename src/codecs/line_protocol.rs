@@ -348,7 +348,9 @@ const fn byte_classes() -> [u8; 256] {
         if c == b'-' || c.is_ascii_digit() {
             class |= TIMESTAMP;
         }
-        if c == b' ' || c == b',' {
+        // `\\` is one backslash (InfluxDB 2.x), so a name may end in a backslash before a
+        // separator; the sinks' encoder writes it that way (found by fuzzing the round trip).
+        if c == b' ' || c == b',' || c == b'\\' {
             class |= MEASUREMENT_ESCAPABLE | KEY_ESCAPABLE;
         }
         if c == b'=' {
@@ -1268,6 +1270,17 @@ mod tests {
         assert_eq!(p.fields[0].key, "f i,e=ld");
         assert_eq!(p.fields[0].value, FieldValue::String(Cow::Owned("q\"b\\s\n\t\r".into())));
         assert!(matches!(p.measurement, Cow::Owned(_)));
+    }
+
+    /// Regression (fuzz/regressions/line_protocol/): two backslashes are one, as InfluxDB
+    /// 2.x reads them, so a backslash can end a name or a tag before its separator.
+    #[test]
+    fn two_backslashes_are_one() {
+        let p = one(r"a\\,t=x\\\,y\\ f\\=1 1");
+        assert_eq!(p.measurement, r"a\");
+        assert_eq!((p.tags[0].key.as_ref(), p.tags[0].value.as_ref()), ("t", r"x\,y\"));
+        assert_eq!(p.fields[0].key, r"f\");
+        assert_eq!(one(r"m,p=C:\temp\\\b f=1").tags[0].value, r"C:\temp\\b");
     }
 
     #[test]
