@@ -72,7 +72,12 @@ fuzz_target!(|body: &[u8]| {
     let mut encoded = Vec::new();
     for s in &samples {
         encoded.clear();
-        assert!(encode_sample(s, s.name(), "value", &mut encoded), "{s:?} was not encoded");
+        if !encode_sample(s, s.name(), "value", &mut encoded) {
+            // The one refusal the encoder documents for a finite value: a time within a
+            // millisecond of the ns range's lower end, which the decoder rounds down past it.
+            assert!(s.timestamp_ms.checked_mul(1_000_000).is_none(), "{s:?} was not encoded");
+            continue;
+        }
         let mut again = Vec::new();
         let mut errors = LineErrors::new();
         decode_body(&encoded, Precision::Nanosecond, NOW_NS, &mut again, &mut errors);
