@@ -22,10 +22,10 @@ fuzz_target!(|body: &[u8]| {
         })
         .collect();
     let d = decode_request(req, NOW_MS);
-    assert_eq!(d.samples.len() as u64 + d.rejected_invalid_name + d.rejected_timestamp, total as u64);
+    assert_eq!(d.samples.len() as u64 + d.refused.total(), total as u64);
     assert!(d.errors.len() <= MAX_REPORTED_ERRORS);
     // Every refusal is explained (a bad series with no samples is explained, refusing none).
-    if d.rejected_invalid_name + d.rejected_timestamp > 0 {
+    if d.refused.total() > 0 {
         assert!(!d.errors.is_empty());
     }
     // Accepted samples are the request's samples in order, minus the rejected ones.
