@@ -38,9 +38,7 @@ pub(super) const fn byte_classes() -> [u8; 256] {
         if c == b'-' || c.is_ascii_digit() {
             class |= TIMESTAMP;
         }
-        // `\\` is one backslash (InfluxDB 2.x), so a name may end in a backslash before a
-        // separator; the sinks' encoder writes it that way (found by fuzzing the round trip).
-        if c == b' ' || c == b',' || c == b'\\' {
+        if c == b' ' || c == b',' {
             class |= MEASUREMENT_ESCAPABLE | KEY_ESCAPABLE;
         }
         if c == b'=' {

@@ -55,17 +55,6 @@ fn escapes_are_undone_per_part() {
     assert!(matches!(p.measurement, Cow::Owned(_)));
 }
 
-/// Regression (fuzz/regressions/line_protocol/): two backslashes are one, as InfluxDB
-/// 2.x reads them, so a backslash can end a name or a tag before its separator.
-#[test]
-fn two_backslashes_are_one() {
-    let p = one(r"a\\,t=x\\\,y\\ f\\=1 1");
-    assert_eq!(p.measurement, r"a\");
-    assert_eq!((p.tags[0].key.as_ref(), p.tags[0].value.as_ref()), ("t", r"x\,y\"));
-    assert_eq!(p.fields[0].key, r"f\");
-    assert_eq!(one(r"m,p=C:\temp\\\b f=1").tags[0].value, r"C:\temp\\b");
-}
-
 #[test]
 fn a_backslash_before_an_ordinary_byte_stands_for_itself() {
     let p = one(r#"c\pu,t=a\b f="a\b" 1"#);
