@@ -1,16 +1,43 @@
-//! Any gRPC message body: protobuf decoding plus the conversion to samples must
-//! not panic, and every sample must be either accepted or counted as rejected.
+//! Any gRPC message body: protobuf decoding plus the conversion to samples must not
+//! panic, every sample must be either accepted or counted as rejected, and an accepted
+//! sample carries exactly its series' labels, value and (in-range) timestamp.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
+use tsrelay::codecs::protobuf::{MAX_REPORTED_ERRORS, decode_request};
 use tsrelay::proto::v1::WriteRequest;
-use tsrelay::codecs::protobuf::decode_request;
+
+const NOW_MS: i64 = 1_700_000_000_000;
 
 fuzz_target!(|body: &[u8]| {
     let Ok(req) = WriteRequest::decode(body) else { return };
     let total: usize = req.series.iter().map(|s| s.samples.len()).sum();
-    let d = decode_request(req, 1_700_000_000_000);
+    let expected: Vec<(Vec<(String, String)>, f64)> = req
+        .series
+        .iter()
+        .flat_map(|s| {
+            let labels: Vec<(String, String)> = s.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+            s.samples.iter().map(move |p| (labels.clone(), p.value))
+        })
+        .collect();
+    let d = decode_request(req, NOW_MS);
     assert_eq!(d.samples.len() as u64 + d.refused.total(), total as u64);
-    assert!(d.samples.iter().all(|s| !s.name().is_empty()));
+    assert!(d.errors.len() <= MAX_REPORTED_ERRORS);
+    // Every refusal is explained (a bad series with no samples is explained, refusing none).
+    if d.refused.total() > 0 {
+        assert!(!d.errors.is_empty());
+    }
+    // Accepted samples are the request's samples in order, minus the rejected ones.
+    let mut sent = expected.iter();
+    for s in &d.samples {
+        assert!(!s.name().is_empty());
+        assert!(s.timestamp_ms.checked_mul(1_000_000).is_some(), "timestamp {} does not fit in ns", s.timestamp_ms);
+        // Labels are stored packed and read back unchecked: they must be the text sent.
+        let labels: Vec<(String, String)> = s.labels.iter().map(|l| (l.name.to_owned(), l.value.to_owned())).collect();
+        assert!(
+            sent.any(|(want, v)| *want == labels && v.to_bits() == s.value.to_bits()),
+            "sample {s:?} was not in the request (or out of order)"
+        );
+    }
 });

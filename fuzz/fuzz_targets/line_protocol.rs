@@ -1,9 +1,14 @@
 //! Any body: the line-protocol decoder must not panic, must account for every line it
-//! reports, and must agree with itself between its two entry points.
+//! reports, must point its errors inside the body, must agree with itself between its
+//! entry points, and what it accepts must survive the sinks' line-protocol encoder
+//! (decode → encode → decode gives the same samples: a Kafka or file relay loses nothing).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tsrelay::codecs::line_protocol::{LineErrors, LineParser, Precision, decode_body, parse_line};
+use tsrelay::sinks::line_protocol::encode_sample;
+
+const NOW_NS: i64 = 1_700_000_000_000_000_000;
 
 fuzz_target!(|body: &[u8]| {
     let precision = match body.first().map(|b| b % 6) {
@@ -14,13 +19,14 @@ fuzz_target!(|body: &[u8]| {
         Some(4) => Precision::Minute,
         _ => Precision::Hour,
     };
+    let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
 
     let mut valid_lines = 0u64;
     let mut bad_lines = 0u64;
     let mut numeric_fields = 0u64;
     let mut reserved_name_lines = 0u64;
     for (line, result) in LineParser::new(body, precision) {
-        assert!(line >= 1);
+        assert!((1..=lines.len()).contains(&line), "line {line} of {}", lines.len());
         match result {
             Ok(point) => {
                 assert!(!point.measurement.is_empty());
@@ -33,7 +39,13 @@ fuzz_target!(|body: &[u8]| {
                 numeric_fields += point.fields.iter().filter(|f| f.value.as_f64().is_some()).count() as u64;
             }
             Err(error) => {
-                assert!(error.line() >= line);
+                // An error names a line of the body and, when it has one, a column on
+                // that line (one past its end for "end of line" problems).
+                assert!(error.line() >= line && error.line() <= lines.len(), "{error} ({} lines)", lines.len());
+                if let Some(column) = error.position.column {
+                    let len = lines[error.line() - 1].len();
+                    assert!(column >= 1 && column <= len + 1, "{error}: line is {len} bytes");
+                }
                 assert!(!error.to_string().is_empty());
                 bad_lines += 1;
             }
@@ -42,16 +54,37 @@ fuzz_target!(|body: &[u8]| {
 
     let mut samples = Vec::new();
     let mut errors = LineErrors::new();
-    let summary = decode_body(body, precision, 1_700_000_000_000_000_000, &mut samples, &mut errors);
+    let summary = decode_body(body, precision, NOW_NS, &mut samples, &mut errors);
     assert_eq!(summary.accepted_lines, valid_lines);
     assert_eq!(summary.rejected_lines, bad_lines + reserved_name_lines);
     assert_eq!(summary.accepted_samples, numeric_fields);
     assert_eq!(samples.len() as u64, numeric_fields);
     assert_eq!(errors.rejected(), summary.rejected_lines);
+    assert!(errors.reported().iter().all(|e| (1..=lines.len()).contains(&e.line)));
     assert!(samples.iter().all(|s| s.value.is_finite()));
 
     // A body that is one valid entry parses the same through parse_line.
     if valid_lines == 1 && bad_lines == 0 && reserved_name_lines == 0 {
         assert!(matches!(parse_line(body, precision), Ok(Some(_))));
+    }
+
+    // Re-encoded as the file and InfluxDB sinks write it, every sample decodes back.
+    let mut encoded = Vec::new();
+    for s in &samples {
+        encoded.clear();
+        if !encode_sample(s, s.name(), "value", &mut encoded) {
+            // The encoder refuses what line protocol cannot carry unambiguously (see its
+            // doc); what it writes must come back exactly.
+            continue;
+        }
+        let mut again = Vec::new();
+        let mut errors = LineErrors::new();
+        decode_body(&encoded, Precision::Nanosecond, NOW_NS, &mut again, &mut errors);
+        let text = String::from_utf8_lossy(&encoded);
+        assert!(errors.is_empty(), "{text:?} does not decode: {:?}", errors.reported());
+        assert_eq!(again.len(), 1, "{text:?}");
+        assert_eq!(again[0].labels, s.labels, "{text:?}");
+        assert_eq!(again[0].value.to_bits(), s.value.to_bits(), "{text:?}");
+        assert_eq!(again[0].timestamp_ms, s.timestamp_ms, "{text:?}");
     }
 });

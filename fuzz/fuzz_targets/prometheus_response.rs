@@ -7,8 +7,8 @@ use libfuzzer_sys::fuzz_target;
 use tsrelay::query::backends::prometheus::parse::parse_answer;
 use tsrelay::query::backends::{RawForm, RawResult};
 use tsrelay::query::grid::TimeGrid;
-use tsrelay::query::normalize::{bucket_function, place_on_grid};
 use tsrelay::query::model::Function;
+use tsrelay::query::normalize::{bucket_function, place_on_grid};
 
 fuzz_target!(|body: &[u8]| {
     let Ok(answer) = parse_answer(body) else { return };

@@ -5,7 +5,8 @@
 //! is counted. A disk queue keeps its records until the worker reports them
 //! settled (delivered or counted as dropped), so they survive a restart.
 
-mod disk;
+/// Public for the fuzz targets (`fuzz/`): its record codec and segment scan read bytes from disk.
+pub mod disk;
 mod ledger;
 mod memory;
 

@@ -404,16 +404,16 @@ impl Discovery {
 const PARTIAL_WARNING: &str =
     "some series are listed with only part of their labels: cardinality.max_label_pairs was reached";
 
-/// The parameters of a discovery request.
+/// The parameters of a discovery request (its query string).
 #[derive(Debug, Default)]
-struct Params {
-    selectors: Vec<Selector>,
-    limit: usize,
-    pipeline: Option<String>,
+pub struct Params {
+    pub selectors: Vec<Selector>,
+    pub limit: usize,
+    pub pipeline: Option<String>,
 }
 
 impl Params {
-    fn parse(query: Option<&str>) -> Result<Params, DiscoveryError> {
+    pub fn parse(query: Option<&str>) -> Result<Params, DiscoveryError> {
         let mut params = Params { limit: DEFAULT_LIMIT, ..Default::default() };
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -437,7 +437,7 @@ impl Params {
 }
 
 /// Decodes `application/x-www-form-urlencoded` text (`+` is a space).
-fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -23,9 +23,10 @@
 //! `reason="corrupt"` and replays every unsettled record in order. Records
 //! between the persisted cursor and the crash may be delivered twice.
 
-mod codec;
+// `codec` and `segment` are public for the fuzz targets (`fuzz/`).
+pub mod codec;
 mod cursor;
-mod segment;
+pub mod segment;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

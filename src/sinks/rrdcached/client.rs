@@ -102,13 +102,20 @@ impl Connection {
         match tokio::time::timeout(timeout, connect).await {
             Err(_) => Err(ClientError::Timeout { address: name, timeout }),
             Ok(Err(source)) => Err(ClientError::Connect { address: name, source }),
-            Ok(Ok(stream)) => Ok(Connection {
-                stream: BufReader::new(stream),
-                address: name,
-                line: String::new(),
-                bytes: Vec::new(),
-                commands_sent: false,
-            }),
+            Ok(Ok(stream)) => Ok(Connection::over(stream, name)),
+        }
+    }
+
+    /// A connection over an already open stream; `address` names the peer in errors.
+    /// [`Connection::connect`] uses it, and so does the rrdcached reply fuzz target.
+    pub fn over(stream: impl AsyncRead + AsyncWrite + Send + Unpin + 'static, address: String) -> Connection {
+        let stream: Box<dyn Stream> = Box::new(stream);
+        Connection {
+            stream: BufReader::new(stream),
+            address,
+            line: String::new(),
+            bytes: Vec::new(),
+            commands_sent: false,
         }
     }
 
@@ -138,7 +145,9 @@ impl Connection {
         self.write(commands).await?;
         self.write(b".\n").await?;
         let (count, _) = self.status("the end of a BATCH").await?;
-        let mut errors = Vec::with_capacity(count.max(0) as usize);
+        // Sized by what arrives, not by the count the peer claims (found by fuzzing: a
+        // reply of "1111111119 errors" asked for a 35 GB vector).
+        let mut errors = Vec::new();
         for _ in 0..count.max(0) {
             self.read_line().await?;
             let parsed = parse_batch_error(&self.line).map(|(n, m)| (n, m.to_string()));
@@ -254,6 +263,17 @@ mod tests {
         assert!(Address::parse("tcp:127.0.0.1").is_err());
         assert!(Address::parse("/run/r.sock").is_err());
         assert!(Address::parse("unix:").is_err());
+    }
+
+    /// Regression (fuzz/regressions/rrdcached_reply/): the error count a peer announces
+    /// must not size an allocation; the reply ends early, which is an I/O error.
+    #[tokio::test]
+    async fn a_huge_error_count_is_not_trusted() {
+        let reply: &[u8] = b"0 Go ahead.\n9223372036854775807 errors\n1 No such file: /a.rrd\n";
+        let mut c = Connection::over(tokio::io::join(reply, tokio::io::sink()), "scripted".into());
+        let e = c.batch(b"UPDATE /a.rrd 1:1\n", Duration::from_secs(5)).await.unwrap_err();
+        assert!(matches!(e, ClientError::Io { .. }), "{e}");
+        assert!(c.commands_sent());
     }
 
     #[tokio::test]
