@@ -503,3 +503,89 @@ impl Translated {
         self.errors.join("; ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codecs::otlp::decode_json;
+
+    fn translate(json: &str, config: OtlpConfig) -> Translated {
+        let req = decode_json(json.as_bytes()).expect("valid OTLP/JSON");
+        Translator::new(config, DecodeLimits::with_body_limit(1 << 20)).translate(&req, 42).expect("within limits")
+    }
+
+    fn rendered(t: &Translated) -> Vec<String> {
+        t.samples.iter().map(|s| format!("{} {} {}", s.labels, s.value, s.timestamp_ms)).collect()
+    }
+
+    #[test]
+    fn every_kind_as_prometheus_names_it() {
+        let t = translate(include_str!("../../../fuzz/seeds/otlp_metrics/all_kinds.json"), OtlpConfig::default());
+        let got = rendered(&t);
+        let want = [
+            r#"g_seconds{job="s"} 1.5 1700000000000"#,
+            r#"c_total{job="s"} 3 42"#,
+            r#"h_bucket{job="s",le="1"} 1 42"#,
+            r#"h_bucket{job="s",le="+Inf"} 3 42"#,
+            r#"h_sum{job="s"} 2 42"#,
+            r#"h_count{job="s"} 3 42"#,
+            r#"q{job="s",quantile="0.5"} 1 42"#,
+            r#"q_sum{job="s"} 1 42"#,
+            r#"q_count{job="s"} 1 42"#,
+        ];
+        assert_eq!(got, want);
+        assert_eq!(t.samples[1].kind, MetricKind::Counter);
+        assert_eq!(t.samples[2].kind, MetricKind::Histogram);
+        assert_eq!(t.rejected_points, 0);
+    }
+
+    #[test]
+    fn deltas_add_up_or_are_refused() {
+        let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"d","sum":{"aggregationTemporality":1,"isMonotonic":true,
+            "dataPoints":[{"asInt":"3","timeUnixNano":"1000000"},{"asDouble":2.5,"timeUnixNano":"2000000"}]}}]}]}]}"#;
+        let t = translate(body, OtlpConfig::default());
+        assert_eq!(rendered(&t), [r#"d_total{} 3 1"#, r#"d_total{} 5.5 2"#]);
+        let refuse = OtlpConfig { delta: DeltaPolicy::Reject, ..OtlpConfig::default() };
+        let t = translate(body, refuse);
+        assert!(t.samples.is_empty());
+        assert_eq!((t.delta_refused, t.rejected_points), (2, 2));
+    }
+
+    #[test]
+    fn resource_attributes_become_job_instance_and_target_info() {
+        let body = r#"{"resourceMetrics":[{"resource":{"attributes":[
+            {"key":"service.name","value":{"stringValue":"api"}},{"key":"service.namespace","value":{"stringValue":"shop"}},
+            {"key":"service.instance.id","value":{"stringValue":"i-1"}},{"key":"k8s.pod.name","value":{"stringValue":"p"}}]},
+            "scopeMetrics":[{"metrics":[{"name":"up","gauge":{"dataPoints":[{"asInt":1,"timeUnixNano":"5000000",
+            "flags":0,"attributes":[{"key":"1st","value":{"boolValue":true}}]}]}}]}]}]}"#;
+        let t = translate(body, OtlpConfig::default());
+        assert_eq!(
+            rendered(&t),
+            [
+                r#"up{instance="i-1",job="shop/api",key_1st="true"} 1 5"#,
+                r#"target_info{instance="i-1",job="shop/api",k8s_pod_name="p"} 1 5"#,
+            ]
+        );
+        let promote = OtlpConfig {
+            promote_resource_attributes: vec!["k8s.pod.name".into()],
+            target_info: false,
+            ..OtlpConfig::default()
+        };
+        let t = translate(body, promote);
+        assert_eq!(rendered(&t), [r#"up{instance="i-1",job="shop/api",k8s_pod_name="p",key_1st="true"} 1 5"#]);
+    }
+
+    #[test]
+    fn no_recorded_value_is_a_staleness_marker_and_bad_points_are_reported() {
+        let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
+            {"name":"g","gauge":{"dataPoints":[{"asDouble":1,"flags":1,"timeUnixNano":"1000000"},{"timeUnixNano":"1000000"}]}},
+            {"name":"h","histogram":{"aggregationTemporality":2,"dataPoints":[{"count":"1","bucketCounts":["1"],"explicitBounds":[1,2]}]}},
+            {"name":"e","exponentialHistogram":{"dataPoints":[{"count":"1"}]}}]}]}]}"#;
+        let t = translate(body, OtlpConfig::default());
+        assert_eq!(t.samples.len(), 1);
+        assert_eq!(t.samples[0].value.to_bits(), STALE_NAN);
+        assert_eq!((t.malformed, t.exponential_histograms, t.rejected_points), (2, 1, 3));
+        assert!(t.error_message().contains("without a value"), "{}", t.error_message());
+        assert!(t.error_message().contains("bucket counts"), "{}", t.error_message());
+    }
+}
