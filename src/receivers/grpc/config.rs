@@ -24,7 +24,7 @@ pub struct GrpcReceiverConfig {
     /// With `ack = "delivered"`: how long to wait before `DEADLINE_EXCEEDED`.
     #[serde(default = "submit_defaults::ack_timeout", with = "humantime_serde")]
     pub ack_timeout: Duration,
-    /// How OTLP metrics become series (`[receivers.<name>.otlp]`, docs/otlp.md).
+    /// How OTLP metrics become series (`[receivers.<name>.otlp]`, docs/receivers.md).
     #[serde(default)]
     pub otlp: crate::codecs::otlp::OtlpConfig,
 }
