@@ -9,8 +9,8 @@ use tsrelay::codecs::remote_write::{DecodeLimits, v2};
 
 fuzz_target!(|data: &[u8]| {
     let limits = DecodeLimits::with_body_limit(1 << 20);
-    let _ = v2::decode(data, &limits);
-    let Ok(d) = v2::decode_message(data, &limits) else { return };
+    let _ = v2::decode(data, 1_700_000_000_000, &limits);
+    let Ok(d) = v2::decode_message(data, 1_700_000_000_000, &limits) else { return };
     let req = tsrelay::proto::write_v2::Request::decode(data).expect("decoded once already");
     let total: usize = req.timeseries.iter().map(|s| s.samples.len()).sum();
     assert_eq!(d.samples.len() as u64 + d.rejected(), total as u64);

@@ -97,6 +97,9 @@ impl MemoryBudget {
             });
         }
         for (name, receiver) in &config.receivers {
+            if let Some((what, bytes)) = receiver.requests_in_progress_bytes() {
+                items.push(BudgetItem { what: format!("receivers.{name} {what}"), bytes });
+            }
             let otlp = match receiver {
                 crate::receivers::ReceiverConfig::Http(c) => Some(&c.otlp),
                 crate::receivers::ReceiverConfig::Grpc(c) => Some(&c.otlp),

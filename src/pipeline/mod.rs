@@ -111,7 +111,15 @@ async fn run_stateless(
             stage.process(&mut batch.samples, &mut drops);
         }
         flush_drops(&pipeline, &mut drops, batch.ack.as_ref());
-        let parts = if batch.samples.is_empty() { Vec::new() } else { split_by_series(batch, shards.len()) };
+        let parts = if batch.samples.is_empty() {
+            // Every sample was counted as dropped by a stage: this copy is settled.
+            if let Some(a) = batch.ack.take() {
+                a.settle();
+            }
+            Vec::new()
+        } else {
+            split_by_series(batch, shards.len())
+        };
         // The sender lives as long as any worker, so waiting cannot fail.
         let _ = my_turn.wait_for(|&t| t == ticket).await;
         for (i, part) in parts.into_iter().enumerate() {
@@ -121,7 +129,8 @@ async fn run_stateless(
                     // Only during shutdown: the shard is gone.
                     pipeline_dropped(&pipeline, Stage::Normalize, DropReason::Shutdown).increment(n as u64);
                     if let Some(a) = lost.ack {
-                        a.mark_dropped()
+                        a.mark_dropped();
+                        a.settle();
                     }
                 }
             }
@@ -144,6 +153,8 @@ fn split_by_series(batch: Batch, shard_count: usize) -> Vec<Option<ShardBatch>> 
     if shard_count == 1 {
         return vec![Some(ShardBatch { samples, hashes, ack, received_at })];
     }
+    // Each part carries its own clone; the batch's own copy is handed on in them.
+    let ack = ack.map(Ack::into_passive);
     let mut parts: Vec<Option<ShardBatch>> = (0..shard_count).map(|_| None).collect();
     let per_shard = samples.len() / shard_count + 1;
     for (s, h) in samples.into_iter().zip(hashes) {
@@ -180,12 +191,47 @@ async fn run_shard(
             stage.process(&mut b.samples, &mut b.hashes, &mut drops);
         }
         flush_drops(&pipeline, &mut drops, b.ack.as_ref());
+        #[cfg(debug_assertions)]
+        test_hooks::maybe_panic(&b.samples);
         if b.samples.is_empty() {
+            if let Some(a) = b.ack.take() {
+                a.settle();
+            }
             continue;
         }
-        let batch = Arc::new(Batch { samples: b.samples, hashes: b.hashes, ack: b.ack, received_at: b.received_at });
+        // Every sink queue takes its own obligation (a clone of the ack) and
+        // settles it once its copy is delivered, durably queued or counted as
+        // dropped; the shared batch only keeps the acknowledgement open.
+        let ack = b.ack.take().map(Ack::into_passive);
+        let batch = Arc::new(Batch { samples: b.samples, hashes: b.hashes, ack, received_at: b.received_at });
         for sink in sinks.iter() {
             sink.push(batch.clone()).await;
+        }
+    }
+}
+
+/// A test-only fault: with `TSRELAY_TEST_PANIC_LABEL=name=value` set, a
+/// debug build's shard panics on a sample carrying that label, so the tests
+/// can check that a panicking task fails its acknowledgements, `/readyz` and
+/// the exit status. Compiled out of release builds.
+#[cfg(debug_assertions)]
+mod test_hooks {
+    use std::sync::OnceLock;
+
+    use crate::model::Sample;
+
+    pub const ENV: &str = "TSRELAY_TEST_PANIC_LABEL";
+
+    pub fn maybe_panic(samples: &[Sample]) {
+        static LABEL: OnceLock<Option<(String, String)>> = OnceLock::new();
+        let label = LABEL.get_or_init(|| {
+            let v = std::env::var(ENV).ok()?;
+            let (n, v) = v.split_once('=')?;
+            Some((n.to_string(), v.to_string()))
+        });
+        let Some((name, value)) = label else { return };
+        if samples.iter().any(|s| s.labels.get(name) == Some(value.as_str())) {
+            panic!("{ENV}: sample with {name}=\"{value}\" (test-only fault)");
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::telemetry::{DropReason, SinkMetrics, Stage};
 
 /// The single owner of a sink's counters. `queued` counts samples in the
 /// queue *and* in the sink worker's hands, so the identity holds while a
-/// request is in flight.
+/// request is in flight; `tsrelay_queue_samples{sink}` shows it.
 #[derive(Clone)]
 pub struct Ledger {
     pub metrics: SinkMetrics,
@@ -100,7 +100,7 @@ impl Ledger {
         let n = self.counts.queued.swap(0, Ordering::Relaxed).max(0) as u64;
         self.metrics.dropped(Stage::Queue, reason, n);
         self.counts.dropped.fetch_add(n, Ordering::Relaxed);
-        self.metrics.queue_samples.set(0.0);
+        self.metrics.queue_samples.decrement(n as f64);
         n
     }
 
@@ -111,8 +111,11 @@ impl Ledger {
         }
     }
 
+    /// The gauge moves by the same delta as the count, atomically: two
+    /// concurrent updates cannot leave it at a stale value (a `set` of each
+    /// one's result could land in either order).
     fn adjust_queued(&self, delta: i64) {
-        let now = self.counts.queued.fetch_add(delta, Ordering::Relaxed) + delta;
-        self.metrics.queue_samples.set(now as f64);
+        self.counts.queued.fetch_add(delta, Ordering::Relaxed);
+        self.metrics.queue_samples.increment(delta as f64);
     }
 }

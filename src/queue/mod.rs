@@ -18,7 +18,7 @@ use serde::de::{self, MapAccess, Visitor};
 
 pub use disk::{DiskQueue, DiskQueueError, DiskQueueOptions, READ_AHEAD_SAMPLES, RecordToken};
 pub use ledger::{Ledger, LedgerTotals};
-pub use memory::MemoryQueue;
+pub use memory::{MemoryQueue, MemoryToken};
 
 use crate::model::Batch;
 
@@ -175,16 +175,32 @@ pub enum SinkQueue {
 #[derive(Clone, Debug)]
 pub struct QueueItem {
     pub batch: Arc<Batch>,
-    record: Option<Arc<RecordToken>>,
+    token: Token,
+}
+
+/// What settling an item releases.
+#[derive(Clone, Debug)]
+enum Token {
+    /// Nothing (a batch built outside a queue: tests, benchmarks, tools).
+    None,
+    /// Room in a memory queue and this sink's acknowledgement obligation.
+    Memory(Arc<MemoryToken>),
+    /// A disk record.
+    Disk(Arc<RecordToken>),
 }
 
 impl QueueItem {
+    /// A batch that belongs to no queue.
     pub fn memory(batch: Arc<Batch>) -> Self {
-        QueueItem { batch, record: None }
+        QueueItem { batch, token: Token::None }
+    }
+
+    pub(crate) fn from_memory(batch: Arc<Batch>, token: Arc<MemoryToken>) -> Self {
+        QueueItem { batch, token: Token::Memory(token) }
     }
 
     pub(crate) fn disk(batch: Arc<Batch>, record: Arc<RecordToken>) -> Self {
-        QueueItem { batch, record: Some(record) }
+        QueueItem { batch, token: Token::Disk(record) }
     }
 
     pub fn len(&self) -> usize {
@@ -196,10 +212,13 @@ impl QueueItem {
     }
 
     /// `n` of this batch's samples are done (delivered or counted as dropped).
-    /// A disk record is removed once all of its samples are.
+    /// Once all of them are, a disk record is removed and a memory queue gets
+    /// the room back and settles this sink's share of the acknowledgement.
     pub fn settle(&self, n: usize) {
-        if let Some(r) = &self.record {
-            r.settle(n);
+        match &self.token {
+            Token::None => {}
+            Token::Memory(t) => t.settle(n),
+            Token::Disk(r) => r.settle(n),
         }
     }
 }
@@ -235,7 +254,7 @@ impl SinkQueue {
     /// Takes the next batch without waiting.
     pub fn try_pop(&self) -> Option<QueueItem> {
         match self {
-            SinkQueue::Memory(q) => q.try_pop().map(QueueItem::memory),
+            SinkQueue::Memory(q) => q.try_pop().map(|(b, t)| QueueItem::from_memory(b, t)),
             SinkQueue::Disk(q) => q.try_pop(),
         }
     }
@@ -243,7 +262,7 @@ impl SinkQueue {
     /// Waits for the next batch; `None` once closed and drained. Cancel-safe.
     pub async fn pop(&self) -> Option<QueueItem> {
         match self {
-            SinkQueue::Memory(q) => q.pop().await.map(QueueItem::memory),
+            SinkQueue::Memory(q) => q.pop().await.map(|(b, t)| QueueItem::from_memory(b, t)),
             SinkQueue::Disk(q) => q.pop().await,
         }
     }
@@ -261,12 +280,27 @@ impl SinkQueue {
         matches!(self, SinkQueue::Disk(_))
     }
 
-    /// After the worker stopped: a memory queue counts what is left as
-    /// dropped (`shutdown`) and returns that count; a disk queue syncs and
-    /// keeps it for the next start, and returns 0.
+    /// How many samples the sink worker may take out of the queue at once
+    /// (`None`: only its own structure bounds it). A memory queue keeps half
+    /// of its bound for samples still waiting, so `drop_oldest` always finds
+    /// old samples to give up while the worker holds the rest.
+    pub fn worker_limit(&self) -> Option<usize> {
+        match self {
+            SinkQueue::Memory(q) => Some((q.capacity() / 2).max(1)),
+            SinkQueue::Disk(_) => None,
+        }
+    }
+
+    /// After the worker stopped: a memory queue counts what is left —
+    /// waiting, or abandoned in the worker's hands — as dropped
+    /// (`reason="shutdown"`, their acknowledgements fail) and returns that
+    /// count; a disk queue syncs and keeps it for the next start, and returns 0.
     pub fn finish(&self) -> u64 {
         match self {
-            SinkQueue::Memory(q) => q.ledger().abandon_queued(crate::telemetry::DropReason::Shutdown),
+            SinkQueue::Memory(q) => {
+                q.drain_waiting();
+                q.ledger().abandon_queued(crate::telemetry::DropReason::Shutdown)
+            }
             SinkQueue::Disk(q) => {
                 q.shutdown();
                 0

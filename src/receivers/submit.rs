@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::codecs::limits::DecodeLimits;
 use crate::limits::MemoryPressure;
 use crate::model::{Ack, AckOutcome, Batch, Sample};
-use crate::pipeline::{IngestError, PipelineInput};
+use crate::pipeline::{INGEST_BATCH_MAX_SAMPLES, IngestError, PipelineInput};
 use crate::telemetry::ReceiverMetrics;
 
 /// When a receiver answers its sender.
@@ -31,6 +32,13 @@ pub enum SubmitError {
     MemoryPressure,
     #[error("accepted, but not delivered within {0:?}; it will still be delivered")]
     AckTimeout(Duration),
+    /// Some copy of the data was abandoned unsettled (the daemon stopped at its
+    /// shutdown timeout, a task panicked, a batch was lost): it may not have
+    /// been delivered anywhere, and was not counted. Send it again.
+    #[error(
+        "pipeline {pipeline}: accepted, but not delivered to every sink (stopped or failed before settling); send it again"
+    )]
+    Undelivered { pipeline: String },
 }
 
 /// How often a blocking submitter looks whether memory pressure is over.
@@ -55,6 +63,8 @@ pub struct Submitter {
     /// Raised above the RSS high-water mark: new data is refused (or, for
     /// blocking submitters, waits) instead of growing the process.
     pub pressure: MemoryPressure,
+    /// What one request may bring into the pipeline, checked while decoding.
+    pub limits: std::sync::Arc<DecodeLimits>,
 }
 
 impl Submitter {
@@ -65,7 +75,8 @@ impl Submitter {
             self.metrics.requests_rejected_memory.increment(1);
             return Err(SubmitError::MemoryPressure);
         }
-        self.submit_with(samples, |input, batch| async move { input.send_within(batch, self.max_wait).await }).await
+        let max_wait = self.max_wait;
+        self.submit_with(samples, move |input, batch| async move { input.send_within(batch, max_wait).await }).await
     }
 
     /// Like [`submit`](Self::submit) but waits for room as long as it takes
@@ -95,8 +106,8 @@ impl Submitter {
 
     async fn submit_with<'a, F, Fut>(&'a self, samples: Vec<Sample>, send: F) -> Result<Option<AckOutcome>, SubmitError>
     where
-        F: FnOnce(&'a PipelineInput, Batch) -> Fut,
-        Fut: std::future::Future<Output = Result<(), IngestError>>,
+        F: FnOnce(PipelineInput, Batch) -> Fut,
+        Fut: std::future::Future<Output = Result<(), IngestError>> + Send + 'static,
     {
         let n = samples.len() as u64;
         if n == 0 {
@@ -109,8 +120,30 @@ impl Submitter {
                 (Some(a), Some(rx))
             }
         };
-        match send(&self.input, Batch::with_ack(samples, ack)).await {
-            Ok(()) => {}
+        let admission = send(self.input.clone(), Batch::with_ack(samples, ack));
+        let admitted = if n as usize > INGEST_BATCH_MAX_SAMPLES {
+            // A split request enters part by part. Admission runs on its own
+            // task, counting included, so a client that disconnects (or a gRPC
+            // deadline) cannot cut it between parts: the request ends wholly
+            // refused, or wholly admitted and counted.
+            let metrics = self.metrics.clone();
+            let task = tokio::spawn(async move {
+                let r = admission.await;
+                if r.is_ok() {
+                    metrics.received_samples.increment(n);
+                }
+                r
+            });
+            match task.await {
+                Ok(r) => r.map(|()| true),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        } else {
+            admission.await.map(|()| false)
+        };
+        match admitted {
+            Ok(true) => {}
+            Ok(false) => self.metrics.received_samples.increment(n),
             Err(IngestError::Full { pipeline, waited, .. }) => {
                 self.metrics.requests_rejected_backpressure.increment(1);
                 return Err(SubmitError::Full { pipeline: pipeline.to_string(), waited });
@@ -119,10 +152,13 @@ impl Submitter {
                 return Err(SubmitError::ShuttingDown { pipeline: pipeline.to_string() });
             }
         }
-        self.metrics.received_samples.increment(n);
         let Some(done) = done else { return Ok(None) };
         match tokio::time::timeout(self.ack_timeout, done).await {
-            Ok(Ok(outcome)) => Ok(Some(outcome)),
+            Ok(Ok(outcome)) if outcome.settled() => Ok(Some(outcome)),
+            Ok(Ok(_)) => {
+                self.metrics.requests_undelivered.increment(1);
+                Err(SubmitError::Undelivered { pipeline: self.input.pipeline().to_string() })
+            }
             // The sender side vanished without an outcome: only when the daemon stops.
             Ok(Err(_)) => Err(SubmitError::ShuttingDown { pipeline: self.input.pipeline().to_string() }),
             Err(_) => Err(SubmitError::AckTimeout(self.ack_timeout)),

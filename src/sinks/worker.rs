@@ -267,6 +267,8 @@ struct Lane {
     tx: mpsc::Sender<SinkBatch>,
     /// The lane task holds a batch (sending or retrying it).
     busy: bool,
+    /// Samples in that batch.
+    in_flight: usize,
     /// The next batch, filling while the lane is busy.
     pending: SinkBatch,
     /// When `pending` must go out even if not full.
@@ -299,9 +301,14 @@ async fn next_batch(queue: &SinkQueue, due: Option<Instant>) -> Next {
 
 /// Holds per lane at most one batch in flight and one filling, so the
 /// worker's share of memory is bounded (`2 × lanes × batch.max_samples`)
-/// while the next request is ready the moment the current one ends.
+/// while the next request is ready the moment the current one ends. With a
+/// `limit` (memory queues: half of `queue.max_samples`) it takes nothing more
+/// from the queue while it holds that many samples: the queue's bound covers
+/// the worker's samples too, and the rest of it stays with samples still
+/// waiting, which `drop_oldest` can give up.
 struct Worker {
     lanes: Vec<Lane>,
+    limit: Option<usize>,
     /// Lane numbers, each sent once a lane has accounted for its batch.
     idle: mpsc::UnboundedReceiver<usize>,
     config: BatchConfig,
@@ -310,8 +317,26 @@ struct Worker {
 }
 
 impl Worker {
+    /// Samples taken from the queue and not yet accounted for by a lane.
+    fn held(&self) -> usize {
+        self.lanes.iter().map(|l| l.pending.len() + l.in_flight).sum()
+    }
+
     async fn next(&mut self, queue: &SinkQueue) -> Next {
         let due = self.lanes.iter().filter(|l| !l.busy).filter_map(|l| l.due).min();
+        if self.limit.is_some_and(|limit| self.held() >= limit) {
+            let timer = async {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            return tokio::select! {
+                biased;
+                Some(lane) = self.idle.recv() => Next::Idle(lane),
+                () = timer => Next::Due,
+            };
+        }
         tokio::select! {
             biased;
             Some(lane) = self.idle.recv() => Next::Idle(lane),
@@ -361,6 +386,7 @@ impl Worker {
     /// A lane finished; its next batch goes at once if it is already due.
     async fn lane_idle(&mut self, lane: usize) {
         self.lanes[lane].busy = false;
+        self.lanes[lane].in_flight = 0;
         if self.ready_to_go(lane, Instant::now()) {
             self.hand_over(lane).await;
         }
@@ -372,7 +398,10 @@ impl Worker {
         while self.lanes[lane].busy {
             match self.idle.recv().await {
                 Some(other) if other != lane => self.lane_idle(other).await,
-                Some(_) => self.lanes[lane].busy = false,
+                Some(_) => {
+                    self.lanes[lane].busy = false;
+                    self.lanes[lane].in_flight = 0;
+                }
                 // Every lane task is gone; `hand_over` counts the loss.
                 None => break,
             }
@@ -389,12 +418,16 @@ impl Worker {
             return;
         }
         l.busy = true;
+        l.in_flight = batch.len();
         if let Err(mpsc::error::SendError(lost)) = l.tx.send(batch).await {
-            // Only if the lane's task died (a bug in the sink): count, don't lose silently.
+            // Only if the lane's task died (a panic in the sink): count, don't
+            // lose silently, and leave it unsettled so its acknowledgements fail
+            // (a disk record stays for the next start).
+            l.busy = false;
+            l.in_flight = 0;
             tracing::error!(sink = self.ledger.name(), lane, samples = lost.len(), "sink lane stopped; dropping");
             lost.mark_dropped();
             self.ledger.failed(DropReason::Shutdown, lost.len());
-            lost.settle();
         }
     }
 }
@@ -422,11 +455,12 @@ pub async fn run_worker<S: Sink>(lanes: Vec<S>, queue: Arc<SinkQueue>, config: B
             logs: logs.clone(),
         };
         tasks.spawn(lane.run(sink, rx));
-        worker_lanes.push(Lane { tx, busy: false, pending: SinkBatch::default(), due: None });
+        worker_lanes.push(Lane { tx, busy: false, in_flight: 0, pending: SinkBatch::default(), due: None });
     }
     drop(idle_tx);
     let max_age = Duration::from_millis(config.max_age_ms);
-    let mut worker = Worker { lanes: worker_lanes, idle, config, max_age, ledger };
+    let limit = queue.worker_limit();
+    let mut worker = Worker { lanes: worker_lanes, limit, idle, config, max_age, ledger };
     loop {
         // Checked on every turn, not only when the queue is idle: a busy queue
         // must not starve a lane whose batch fills slowly.

@@ -22,6 +22,8 @@ struct SinkEntry {
     failing_since_wall: Option<SystemTime>,
     last_error: Option<String>,
     unhealthy_after: Duration,
+    /// The sink's storage (disk queue) cannot make data durable: unhealthy at once.
+    storage_error: Option<String>,
 }
 
 /// Shared health registry; cheap to clone.
@@ -34,6 +36,8 @@ pub struct Health {
 struct HealthInner {
     receivers: BTreeMap<String, bool>,
     sinks: BTreeMap<String, SinkEntry>,
+    /// A task panicked: the daemon is draining and will exit non-zero.
+    panic: Option<String>,
 }
 
 /// A sink's handle on its own health entry.
@@ -53,6 +57,8 @@ struct SinkReport {
     failing_since: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    storage_error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -60,6 +66,9 @@ pub struct HealthReport {
     ready: bool,
     receivers: BTreeMap<String, &'static str>,
     sinks: BTreeMap<String, SinkReport>,
+    /// Set once any task panicked (the daemon then drains and exits non-zero).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    panic: Option<String>,
 }
 
 impl HealthReport {
@@ -86,6 +95,7 @@ impl Health {
                 failing_since_wall: None,
                 last_error: None,
                 unhealthy_after,
+                storage_error: None,
             },
         );
         SinkHealth { health: self.clone(), name: name.into() }
@@ -94,7 +104,7 @@ impl Health {
     pub fn report(&self) -> HealthReport {
         let inner = self.inner.lock();
         let now = Instant::now();
-        let mut ready = true;
+        let mut ready = inner.panic.is_none();
         let receivers = inner
             .receivers
             .iter()
@@ -108,7 +118,7 @@ impl Health {
             .iter()
             .map(|(n, e)| {
                 let failing_for = e.failing_since.map(|t| now.duration_since(t));
-                let unhealthy = failing_for.is_some_and(|d| d >= e.unhealthy_after);
+                let unhealthy = failing_for.is_some_and(|d| d >= e.unhealthy_after) || e.storage_error.is_some();
                 ready &= !unhealthy;
                 let state = match (e.state, unhealthy) {
                     (_, true) => "failing",
@@ -120,11 +130,22 @@ impl Health {
                     failing_for_seconds: failing_for.map(|d| d.as_secs_f64()),
                     failing_since: e.failing_since_wall.map(httpdate::fmt_http_date),
                     last_error: e.last_error.clone(),
+                    storage_error: e.storage_error.clone(),
                 };
                 (n.clone(), report)
             })
             .collect();
-        HealthReport { ready, receivers, sinks }
+        HealthReport { ready, receivers, sinks, panic: inner.panic.clone() }
+    }
+
+    /// A task panicked: not ready from now on (the first message is kept).
+    pub fn panicked(&self, message: &str) {
+        self.inner.lock().panic.get_or_insert_with(|| message.to_string());
+    }
+
+    /// The first panic seen, if any.
+    pub fn panic(&self) -> Option<String> {
+        self.inner.lock().panic.clone()
     }
 }
 
@@ -136,6 +157,22 @@ impl SinkHealth {
             e.failing_since = None;
             e.failing_since_wall = None;
             e.last_error = None;
+        }
+    }
+
+    /// The sink's queue cannot make data durable (an fsync failed).
+    pub fn storage_failed(&self, error: &str) {
+        let mut inner = self.health.inner.lock();
+        if let Some(e) = inner.sinks.get_mut(&*self.name) {
+            e.storage_error = Some(error.to_string());
+        }
+    }
+
+    /// The sink's queue synced again.
+    pub fn storage_recovered(&self) {
+        let mut inner = self.health.inner.lock();
+        if let Some(e) = inner.sinks.get_mut(&*self.name) {
+            e.storage_error = None;
         }
     }
 

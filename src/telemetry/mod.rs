@@ -5,8 +5,11 @@
 
 mod health;
 mod kafka;
+mod listener;
 mod names;
+mod query;
 mod stages;
+mod supervise;
 
 use std::sync::OnceLock;
 
@@ -15,8 +18,11 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use health::{Health, SinkHealth, SinkState};
 pub use kafka::{KafkaReceiverMetrics, KafkaTopicMetrics, kafka_produced_messages};
+pub use listener::{AdmissionMetrics, ListenerMetrics, TimeoutKind, tls_reloads};
 pub use names::*;
+pub use query::{query_backend_requests, query_request};
 pub use stages::{CardinalityMetrics, MonotonicMetrics, suspicious_label};
+pub use supervise::supervise;
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -25,25 +31,60 @@ static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn install_recorder() -> PrometheusHandle {
     PROMETHEUS
         .get_or_init(|| {
+            // Every histogram gets buckets (fixed memory per series) rather
+            // than a summary; the two contract histograms get their own.
             let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full(SINK_REQUEST_DURATION_SECONDS.to_string()),
-                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
-                )
+                .set_buckets(DEFAULT_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(SINK_REQUEST_DURATION_SECONDS.to_string()),
+                        &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+                    )
+                })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full(PIPELINE_LATENCY_SECONDS.to_string()),
                         &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
                     )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(QUERY_DURATION_SECONDS.to_string()),
+                        &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+                    )
                 });
-            match builder.and_then(|b| b.install_recorder()) {
+            let handle = match builder.and_then(|b| b.install_recorder()) {
                 Ok(handle) => handle,
                 // A recorder is already installed (only in tests that build
                 // several daemons in one process): render an empty, private one.
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-            }
+            };
+            spawn_upkeep(handle.clone(), UPKEEP_INTERVAL);
+            handle
         })
         .clone()
+}
+
+/// Buckets (seconds) of any histogram without buckets of its own.
+const DEFAULT_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0];
+
+/// How often recorded histogram values are folded into their buckets.
+pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The exporter keeps every value a histogram records until it is folded into
+/// the buckets, which `install_recorder` leaves to a render of `/metrics`.
+/// Never scraped, that buffer would grow without bound; this thread folds it
+/// at a fixed interval instead (what the exporter's own listener would do).
+fn spawn_upkeep(handle: PrometheusHandle, every: std::time::Duration) {
+    let spawned = std::thread::Builder::new().name("tsrelay-metrics-upkeep".into()).spawn(move || {
+        loop {
+            std::thread::sleep(every);
+            handle.run_upkeep();
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the metrics upkeep thread; histograms grow until /metrics is scraped");
+    }
 }
 
 /// Why a sample was dropped: the `reason` label, a closed set (DESIGN §4).
@@ -181,6 +222,9 @@ pub struct ReceiverMetrics {
     pub requests_rejected_backpressure: Counter,
     /// Requests refused because the process is above its RSS high-water mark.
     pub requests_rejected_memory: Counter,
+    /// `ack = "delivered"` requests answered 503 / UNAVAILABLE because some
+    /// copy of their data was abandoned unsettled.
+    pub requests_undelivered: Counter,
     pub name: std::sync::Arc<str>,
 }
 
@@ -190,6 +234,7 @@ impl ReceiverMetrics {
             received_samples: counter!(RECEIVED_SAMPLES_TOTAL, "receiver" => receiver.to_string()),
             requests_rejected_backpressure: counter!(RECEIVER_BACKPRESSURE_TOTAL, "receiver" => receiver.to_string()),
             requests_rejected_memory: counter!(RECEIVER_MEMORY_PRESSURE_REJECTIONS_TOTAL, "receiver" => receiver.to_string()),
+            requests_undelivered: counter!(RECEIVER_UNDELIVERED_TOTAL, "receiver" => receiver.to_string()),
             name: receiver.into(),
         }
     }

@@ -42,7 +42,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::{FsyncPolicy, Ledger, QueueItem, WhenFull};
 use crate::model::{Ack, Batch, now_ms};
-use crate::telemetry::{DiskQueueMetrics, DropReason};
+use crate::telemetry::{DiskQueueMetrics, DropReason, SinkHealth};
 
 /// Smallest accepted `max_bytes`.
 pub const MIN_MAX_BYTES: u64 = 1 << 20;
@@ -246,6 +246,8 @@ struct Shared {
     not_full: Notify,
     ledger: Ledger,
     metrics: DiskQueueMetrics,
+    /// Told when syncing fails (the sink is unhealthy) and when it works again.
+    health: std::sync::OnceLock<SinkHealth>,
     /// Holds the directory's lock for the life of the queue.
     _lock: File,
 }
@@ -402,6 +404,7 @@ impl DiskQueue {
             not_full: Notify::new(),
             ledger,
             metrics,
+            health: std::sync::OnceLock::new(),
             _lock: lock,
         });
         let (tx, rx) = mpsc::unbounded_channel();
@@ -421,6 +424,12 @@ impl DiskQueue {
 
     pub fn ledger(&self) -> &Ledger {
         &self.shared.ledger
+    }
+
+    /// Reports sync failures on `health` (the sink turns unhealthy at once:
+    /// acknowledgements wait while records cannot be made durable).
+    pub fn set_health(&self, health: SinkHealth) {
+        let _ = self.shared.health.set(health);
     }
 
     pub fn dir(&self) -> &Path {
@@ -450,6 +459,8 @@ impl DiskQueue {
                     drop(st);
                     batch.mark_dropped();
                     shared.ledger.refused(DropReason::Shutdown, n);
+                    // Counted, but not queued: this sink's share of the ack fails.
+                    drop(batch.ack.clone());
                     break;
                 }
                 let fits = |st: &State| st.bytes + need <= shared.options.max_bytes || st.records == 0;
@@ -799,6 +810,7 @@ fn sync_loop(shared: &Arc<Shared>) {
     let policy = shared.options.fsync;
     let mut last_sync = Instant::now();
     let mut last_housekeeping = Instant::now();
+    let mut last_error_log: Option<Instant> = None;
     loop {
         let (files, upto, dir_dirty, stopping) = {
             let mut st = shared.state.lock();
@@ -833,32 +845,66 @@ fn sync_loop(shared: &Arc<Shared>) {
                 (Vec::new(), 0, false, st.stopping)
             }
         };
+        let mut sync_error: Option<String> = None;
         if !files.is_empty() {
             for f in &files {
                 if let Err(e) = f.sync_data() {
-                    tracing::error!(sink, dir = %shared.dir.display(), error = %e, "cannot sync the disk queue");
+                    sync_error
+                        .get_or_insert_with(|| format!("cannot sync the disk queue in {}: {e}", shared.dir.display()));
                 }
             }
             last_sync = Instant::now();
         }
         if dir_dirty && let Err(e) = cursor::sync_dir(&shared.dir) {
-            tracing::error!(sink, dir = %shared.dir.display(), error = %e, "cannot sync the disk queue directory");
+            sync_error
+                .get_or_insert_with(|| format!("cannot sync the disk queue directory {}: {e}", shared.dir.display()));
         }
-        if upto > 0 || policy == FsyncPolicy::Never {
+        if let Some(error) = &sync_error {
+            // Nothing appended since the last good sync is durable: its acks
+            // stay held, and the files are synced again on the next turn.
+            if last_error_log.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(10)) {
+                tracing::error!(sink, error = %error, "disk queue sync failed; acknowledgements held, sink unhealthy");
+                last_error_log = Some(Instant::now());
+            }
+            let mut st = shared.state.lock();
+            st.dirty = true;
+            st.dir_dirty |= dir_dirty;
+            st.unsynced.extend(files.iter().cloned());
+            drop(st);
+            if let Some(h) = shared.health.get() {
+                h.storage_failed(error);
+            }
+            if !stopping {
+                // Not a busy loop against a failing device.
+                std::thread::sleep(TICK);
+            }
+        } else if (!files.is_empty() || dir_dirty)
+            && let Some(h) = shared.health.get()
+        {
+            h.storage_recovered();
+        }
+        if sync_error.is_none() && (upto > 0 || policy == FsyncPolicy::Never) {
             let mut st = shared.state.lock();
             let k = st.held_acks.partition_point(|(seq, _)| *seq < upto);
             let released: Vec<(u64, Ack)> = st.held_acks.drain(..k).collect();
             drop(st);
-            drop(released);
+            for (_, ack) in released {
+                ack.settle();
+            }
         }
         if stopping || last_housekeeping.elapsed() >= TICK {
             housekeeping(shared, &sink, stopping);
             last_housekeeping = Instant::now();
         }
         if stopping {
-            // Acks of anything still held: the records were synced just above.
+            // Acks still held: synced just above, unless that sync failed —
+            // then they are dropped unsettled and fail.
             let held: Vec<_> = shared.state.lock().held_acks.drain(..).collect();
-            drop(held);
+            for (_, ack) in held {
+                if sync_error.is_none() {
+                    ack.settle();
+                }
+            }
             return;
         }
     }

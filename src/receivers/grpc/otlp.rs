@@ -36,7 +36,12 @@ impl MetricsService for OtlpMetricsService {
         });
         match self.submitter.submit(translated.samples).await {
             Ok(_) => Ok(Response::new(ExportMetricsServiceResponse { partial_success })),
-            Err(e @ (SubmitError::Full { .. } | SubmitError::MemoryPressure | SubmitError::ShuttingDown { .. })) => {
+            Err(
+                e @ (SubmitError::Full { .. }
+                | SubmitError::MemoryPressure
+                | SubmitError::ShuttingDown { .. }
+                | SubmitError::Undelivered { .. }),
+            ) => {
                 let mut status = Status::unavailable(e.to_string());
                 if let Ok(v) = self.submitter.max_wait.as_millis().max(100).to_string().parse() {
                     status.metadata_mut().insert("retry-after-ms", v);

@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use crate::receivers::submit::SubmitError;
 
 /// A refused submission as the sender sees it (DESIGN §3): `503` with
-/// `Retry-After` for backpressure, `503` while shutting down, `504` when a
+/// `Retry-After` for backpressure, `503` while shutting down or when a copy
+/// was not delivered (`ack = "delivered"`), `504` when a
 /// delivery acknowledgement timed out.
 pub fn submit_error(e: SubmitError, max_wait: Duration) -> Response {
     match e {
@@ -18,7 +19,9 @@ pub fn submit_error(e: SubmitError, max_wait: Duration) -> Response {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_secs));
             resp
         }
-        SubmitError::ShuttingDown { .. } => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        SubmitError::ShuttingDown { .. } | SubmitError::Undelivered { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+        }
         SubmitError::AckTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, e.to_string()).into_response(),
     }
 }

@@ -367,13 +367,21 @@ impl ConsumerLoop {
     }
 
     /// An acknowledgement that reports batch `number` as complete once every
-    /// copy of the batch is delivered or counted as dropped.
+    /// copy of the batch is delivered or counted as dropped. An acknowledgement
+    /// that fails (a copy abandoned unsettled: shutdown timeout, panic, lost
+    /// batch) is never reported, so its offsets are never committed and the
+    /// messages are read again after a restart or rebalance.
     fn ack_for(&self, number: u64) -> Ack {
         let (ack, done) = Ack::new();
         let completions = self.completions.clone();
+        let receiver = self.submitter.metrics.name.clone();
         self.runtime.spawn(async move {
-            let _ = done.await;
-            let _ = completions.send(number);
+            match done.await {
+                Ok(outcome) if outcome.settled() => {
+                    let _ = completions.send(number);
+                }
+                _ => tracing::warn!(%receiver, batch = number, "batch not settled by every sink; its offsets stay uncommitted"),
+            }
         });
         ack
     }
@@ -391,7 +399,7 @@ impl ConsumerLoop {
         let payload = msg.payload().unwrap_or_default();
         metrics.consumed_messages.increment(1);
         metrics.consumed_bytes.increment(payload.len() as u64);
-        let decoded = decode_message(self.format, payload, now_ms(), &mut b.samples);
+        let decoded = decode_message(self.format, payload, now_ms(), &self.submitter.limits, &mut b.samples);
         for (reason, n) in &decoded.dropped {
             self.submitter.metrics.dropped(*reason, *n);
         }
@@ -422,6 +430,7 @@ impl ConsumerLoop {
             // Nothing for the pipeline (all malformed or empty): acknowledged
             // once any dead-letter copies are confirmed.
             context.state.lock().tracker.register(number, offsets);
+            ack.settle();
             self.resume(p);
             return None;
         }

@@ -80,10 +80,14 @@ impl DeadLetter {
                         Ok(Err((e, _))) => failed(&receiver, &topic, &source, &e.to_string(), &ack, &metrics),
                         Err(_) => failed(&receiver, &topic, &source, "producer closed", &ack, &metrics),
                     }
-                    drop(ack);
+                    // Produced, or counted as a failure: settled either way.
+                    ack.settle();
                 });
             }
-            Err(e) => failed(&receiver, &topic, &source, &e.to_string(), &ack, &metrics),
+            Err(e) => {
+                failed(&receiver, &topic, &source, &e.to_string(), &ack, &metrics);
+                ack.settle();
+            }
         }
     }
 

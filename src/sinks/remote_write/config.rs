@@ -25,6 +25,12 @@ pub struct RemoteWriteSinkConfig {
     /// The receiver's write endpoint (Prometheus: `/api/v1/write` with
     /// `--web.enable-remote-write-receiver`).
     pub url: String,
+    /// Where the read side (`[query]`, DESIGN §7) finds this backend's Prometheus
+    /// HTTP API (`<query_url>/api/v1/query_range`). Default: the origin of `url`
+    /// (scheme, host and port), which is right for Prometheus and VictoriaMetrics
+    /// single-node.
+    #[serde(default)]
+    pub query_url: Option<String>,
     /// Timeout, concurrency, retry, credentials, tenant, headers, TLS.
     #[serde(default)]
     pub request: RequestConfig,
@@ -51,6 +57,9 @@ pub struct RemoteWriteSinkConfig {
 impl RemoteWriteSinkConfig {
     pub(crate) fn check(&self) -> Result<(), String> {
         parse_url(&self.url).map_err(|e| format!("url: {e}"))?;
+        if let Some(q) = &self.query_url {
+            parse_url(q).map_err(|e| format!("query_url: {e}"))?;
+        }
         self.request.check(&PROTOCOL_HEADER_NAMES)
     }
 }

@@ -166,7 +166,7 @@ mod tests {
             V2Encoder::default().encode(samples.iter().map(|s| (s, s.labels.series_hash()))).expect("encodes");
         assert_eq!((summary.series, summary.samples, summary.unrepresentable), (2, 3, 0));
         let limits = DecodeLimits::with_body_limit(1 << 20);
-        let d = dec2::decode(&body, &limits).expect("2.0 decodes");
+        let d = dec2::decode(&body, 0, &limits).expect("2.0 decodes");
         let got: Vec<_> =
             d.samples.iter().map(|s| (s.name().to_string(), s.value.to_bits(), s.timestamp_ms, s.kind)).collect();
         assert_eq!(
@@ -178,7 +178,7 @@ mod tests {
             ]
         );
         let as_v1 = to_v1(&body).expect("transcodes");
-        let d1 = dec1::decode(&as_v1, &limits, &MetadataCache::new()).expect("1.0 decodes");
+        let d1 = dec1::decode(&as_v1, 0, &limits, &MetadataCache::new()).expect("1.0 decodes");
         let got1: Vec<_> =
             d1.samples.iter().map(|s| (s.name().to_string(), s.value.to_bits(), s.timestamp_ms, s.kind)).collect();
         assert_eq!(got1, got);
