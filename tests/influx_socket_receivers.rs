@@ -15,6 +15,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::fault_http::{FaultServer, Reply};
 use common::prometheus::Prometheus;
 use common::*;
 
@@ -190,4 +191,76 @@ fn tcp_lines_split_anywhere_and_bad_lines_counted() {
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
     sock.send_to(format!("udp_ok value=2 {}000\n", now_s).as_bytes(), udp).expect("send");
     wait_for(Duration::from_secs(30), "udp_ok", || (backend.query_number("udp_ok", None) == 2.0).then_some(()));
+}
+
+/// A stalled sink fills the queues; the TCP receiver then stops reading, so
+/// the sender's writes block (TCP flow control) instead of anything being
+/// dropped; once the backend answers again everything is delivered.
+#[test]
+fn tcp_pushes_back_by_not_reading_when_the_pipeline_is_full() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = FaultServer::start(Vec::new(), Reply::Hang);
+    let tcp = loopback(free_port());
+    let config = format!(
+        r#"
+shutdown_timeout = "2s"
+
+[receivers.tcp]
+type = "influx_tcp"
+listen = "{tcp}"
+precision = "s"
+
+[pipelines.main]
+receivers = ["tcp"]
+sinks = ["stalled"]
+ingest_queue_batches = 1
+shard_queue_batches = 1
+
+[sinks.stalled]
+type = "prometheus_remote_write"
+url = "{url}"
+queue = {{ type = "memory", max_samples = 2000, when_full = "block" }}
+batch = {{ max_samples = 500, max_age_ms = 20 }}
+
+[sinks.stalled.request]
+timeout = "1s"
+concurrency = 1
+"#,
+        url = backend.url("/api/v1/write")
+    );
+    let relay = Tsrelay::start(dir.path(), &config);
+    const LINES: usize = 400_000;
+    let base = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() - 1000;
+    let mut body = Vec::with_capacity(LINES * 40);
+    for i in 0..LINES {
+        body.extend_from_slice(format!("push_m,s={} value={i} {}\n", i % 1000, base + (i / 1000) as u64).as_bytes());
+    }
+    let total = body.len();
+    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = {
+        let written = written.clone();
+        std::thread::spawn(move || {
+            let mut conn = std::net::TcpStream::connect(tcp).expect("connect");
+            for piece in body.chunks(16 * 1024) {
+                conn.write_all(piece).expect("write");
+                written.fetch_add(piece.len(), std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    };
+    // The writes stall well before the end: nothing moves for a second.
+    let stalled_at = wait_for(Duration::from_secs(30), "the sender to be blocked", || {
+        let a = written.load(std::sync::atomic::Ordering::Relaxed);
+        std::thread::sleep(Duration::from_secs(1));
+        let b = written.load(std::sync::atomic::Ordering::Relaxed);
+        (a == b && b > 0).then_some(b)
+    });
+    assert!(stalled_at < total, "the sender was never blocked ({stalled_at} of {total} bytes written)");
+    assert_eq!(relay.metric_sum("tsrelay_dropped_samples_total", &[]), 0.0);
+    // The backend recovers: everything arrives, nothing is dropped.
+    backend.set_default(Reply::status(204));
+    writer.join().expect("writer");
+    wait_for(Duration::from_secs(120), "every line delivered", || {
+        (relay.metric_sum("tsrelay_sink_sent_samples_total", &[]) == LINES as f64).then_some(())
+    });
+    assert_eq!(relay.metric_sum("tsrelay_dropped_samples_total", &[]), 0.0);
 }

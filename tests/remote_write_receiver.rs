@@ -298,6 +298,9 @@ fn start_sender(dir: &Path, url: &str, protocol: &str) -> (Tsrelay, SocketAddr) 
         r#"
 shutdown_timeout = "2s"
 
+[limits]
+memory_bytes = 2147483648
+
 [receivers.http]
 type = "http"
 listen = "{listen}"

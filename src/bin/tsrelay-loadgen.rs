@@ -27,6 +27,10 @@ enum Format {
     Lp,
     /// tsrelay.v1.Ingest/Write over gRPC.
     Grpc,
+    /// Prometheus remote-write 1.0 (snappy protobuf) to /api/v1/write.
+    Rw,
+    /// OTLP/HTTP protobuf (gauges) to /v1/metrics.
+    Otlp,
 }
 
 #[derive(Parser, Debug)]
@@ -197,6 +201,72 @@ fn build_grpc_requests(series: usize, batch: usize) -> Vec<tsrelay::proto::v1::W
         out.push(cur);
     }
     out
+}
+
+/// The same series as [`build_grpc_requests`], as remote-write 1.0 requests.
+fn build_rw_requests(series: usize, batch: usize) -> Vec<tsrelay::proto::prometheus::WriteRequest> {
+    use tsrelay::proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+    build_grpc_requests(series, batch)
+        .into_iter()
+        .map(|r| WriteRequest {
+            timeseries: r
+                .series
+                .into_iter()
+                .map(|s| TimeSeries {
+                    labels: s.labels.into_iter().map(|l| Label { name: l.name, value: l.value }).collect(),
+                    samples: s.samples.iter().map(|x| Sample { value: x.value, timestamp: 0 }).collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The same series as OTLP gauges: one resource, one metric per name, the
+/// other labels as point attributes.
+fn build_otlp_requests(
+    series: usize,
+    batch: usize,
+) -> Vec<tsrelay::proto::opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest> {
+    use tsrelay::proto::opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest;
+    use tsrelay::proto::opentelemetry::proto::common::v1::{AnyValue, KeyValue, any_value};
+    use tsrelay::proto::opentelemetry::proto::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+    };
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
+        ..Default::default()
+    };
+    build_grpc_requests(series, batch)
+        .into_iter()
+        .map(|r| {
+            let mut metrics: Vec<Metric> = Vec::new();
+            for s in r.series {
+                let name = s.labels[0].value.clone();
+                let point = NumberDataPoint {
+                    attributes: s.labels[1..].iter().map(|l| kv(&l.name, &l.value)).collect(),
+                    value: Some(number_data_point::Value::AsDouble(s.samples[0].value)),
+                    ..Default::default()
+                };
+                match metrics.iter_mut().find(|m| m.name == name) {
+                    Some(Metric { data: Some(metric::Data::Gauge(g)), .. }) => g.data_points.push(point),
+                    _ => metrics.push(Metric {
+                        name,
+                        data: Some(metric::Data::Gauge(Gauge { data_points: vec![point] })),
+                        ..Default::default()
+                    }),
+                }
+            }
+            ExportMetricsServiceRequest {
+                resource_metrics: vec![ResourceMetrics {
+                    scope_metrics: vec![ScopeMetrics { metrics, ..Default::default() }],
+                    ..Default::default()
+                }],
+            }
+        })
+        .collect()
 }
 
 /// utime + stime of `pid` in seconds, and its peak RSS in bytes.
@@ -392,6 +462,82 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
                                 mine += count;
                             }
                             Err(_) => {
+                                refused.fetch_add(count, Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        }
+                        pace(per_sender_rate, mine, t0).await;
+                    }
+                }));
+            }
+        }
+        Format::Rw | Format::Otlp => {
+            use prost::Message;
+            // Bodies are encoded per request (fresh timestamps) in the load
+            // generator's own CPU time, not the daemon's.
+            type Encoder = Arc<dyn Fn(usize, i64) -> (Vec<u8>, u64) + Send + Sync>;
+            let (encode, url, bodies): (Encoder, String, u64) = match args.format {
+                Format::Rw => {
+                    let reqs = build_rw_requests(args.series, args.batch);
+                    let n = reqs.len() as u64;
+                    let f = move |i: usize, ts: i64| {
+                        let mut req = reqs[i].clone();
+                        req.timeseries.iter_mut().flat_map(|s| s.samples.iter_mut()).for_each(|s| s.timestamp = ts);
+                        let raw = req.encode_to_vec();
+                        let body = snap::raw::Encoder::new().compress_vec(&raw).unwrap_or_default();
+                        (body, req.timeseries.len() as u64)
+                    };
+                    (Arc::new(f), format!("http://{}/api/v1/write", args.target), n)
+                }
+                _ => {
+                    let reqs = build_otlp_requests(args.series, args.batch);
+                    let n = reqs.len() as u64;
+                    let f = move |i: usize, ts: i64| {
+                        let mut req = reqs[i].clone();
+                        let mut n = 0;
+                        for m in req
+                            .resource_metrics
+                            .iter_mut()
+                            .flat_map(|r| r.scope_metrics.iter_mut())
+                            .flat_map(|s| s.metrics.iter_mut())
+                        {
+                            if let Some(tsrelay::proto::opentelemetry::proto::metrics::v1::metric::Data::Gauge(g)) =
+                                &mut m.data
+                            {
+                                for p in &mut g.data_points {
+                                    p.time_unix_nano = ts as u64 * 1_000_000;
+                                    n += 1;
+                                }
+                            }
+                        }
+                        (req.encode_to_vec(), n)
+                    };
+                    (Arc::new(f), format!("http://{}/v1/metrics", args.target), n)
+                }
+            };
+            let rw = matches!(args.format, Format::Rw);
+            let content_type = "application/x-protobuf";
+            for _ in 0..args.connections {
+                let (client, url, stamps, encode) = (client.clone(), url.clone(), stamps.clone(), encode.clone());
+                let (sent, refused, requests) = (sent.clone(), refused.clone(), requests.clone());
+                tasks.push(tokio::spawn(async move {
+                    let t0 = Instant::now();
+                    let mut mine = 0u64;
+                    while let Some(k) = next_request(&requests) {
+                        let i = (k % bodies) as usize;
+                        let (body, count) = encode(i, stamps.next(i));
+                        let mut post = client.post(&url).header("Content-Type", content_type);
+                        if rw {
+                            post = post
+                                .header("Content-Encoding", "snappy")
+                                .header("X-Prometheus-Remote-Write-Version", "0.1.0");
+                        }
+                        match post.body(body).send().await {
+                            Ok(r) if r.status().is_success() => {
+                                sent.fetch_add(count, Ordering::Relaxed);
+                                mine += count;
+                            }
+                            _ => {
                                 refused.fetch_add(count, Ordering::Relaxed);
                                 tokio::time::sleep(Duration::from_millis(50)).await;
                             }

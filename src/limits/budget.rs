@@ -100,6 +100,17 @@ impl MemoryBudget {
             if let Some((what, bytes)) = receiver.requests_in_progress_bytes() {
                 items.push(BudgetItem { what: format!("receivers.{name} {what}"), bytes });
             }
+            let otlp = match receiver {
+                crate::receivers::ReceiverConfig::Http(c) => Some(&c.otlp),
+                crate::receivers::ReceiverConfig::Grpc(c) => Some(&c.otlp),
+                _ => None,
+            };
+            if let Some(o) = otlp.filter(|o| o.delta == crate::codecs::otlp::DeltaPolicy::Convert) {
+                items.push(BudgetItem {
+                    what: format!("receivers.{name} OTLP delta totals ({} series)", o.max_delta_series),
+                    bytes: o.table_bytes(),
+                });
+            }
             if let crate::receivers::ReceiverConfig::Kafka(k) = receiver {
                 let kbytes = k
                     .librdkafka_options

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 /// How OTLP metrics become Prometheus-style series (Prometheus' own OTLP
-/// translation; see docs/otlp.md).
+/// translation; see docs/receivers.md).
 ///
 /// ```toml
 /// [receivers.http.otlp]

@@ -18,7 +18,9 @@ use parking_lot::Mutex;
 
 use super::config::{DeltaPolicy, OtlpConfig};
 use super::names::{escape, metric_name};
-use crate::codecs::remote_write::DecodeLimits;
+use std::sync::Arc;
+
+use crate::codecs::limits::{Checker, DecodeLimits};
 use crate::model::{Labels, METRIC_NAME_LABEL, MetricKind, Sample};
 use crate::proto::opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use crate::proto::opentelemetry::proto::common::v1::{AnyValue, KeyValue, any_value};
@@ -44,7 +46,8 @@ pub struct Translated {
     /// exponential histograms): OTLP's `rejected_data_points`.
     pub rejected_points: u64,
     pub invalid_name: u64,
-    pub too_many_labels: u64,
+    /// Points over the pipeline's limits, per reason.
+    pub refused: crate::codecs::limits::RefusedSamples,
     pub malformed: u64,
     pub delta_refused: u64,
     pub exponential_histograms: u64,
@@ -72,7 +75,7 @@ pub struct TooManySamples {
 /// Translates requests; one per receiver (it holds the delta running totals).
 pub struct Translator {
     config: OtlpConfig,
-    limits: DecodeLimits,
+    limits: Arc<DecodeLimits>,
     /// Series hash → running total, for delta temporality.
     totals: Mutex<HashMap<u64, f64>>,
 }
@@ -152,7 +155,9 @@ struct Family<'a> {
 }
 
 impl Translator {
-    pub fn new(config: OtlpConfig, limits: DecodeLimits) -> Self {
+    /// `limits`: the pipeline's decode-time limits (samples per request, labels,
+    /// names, values, the timestamp window).
+    pub fn new(config: OtlpConfig, limits: Arc<DecodeLimits>) -> Self {
         Translator { config, limits, totals: Mutex::new(HashMap::new()) }
     }
 
@@ -186,6 +191,7 @@ impl Translator {
             return Err(TooManySamples { count: bound, max: self.limits.max_samples });
         }
         let mut out = Translated { samples: Vec::with_capacity(bound), ..Default::default() };
+        let checker = self.limits.checker(now_ms);
         for rm in &req.resource_metrics {
             let attrs: &[KeyValue] = rm.resource.as_ref().map(|r| &r.attributes[..]).unwrap_or(&[]);
             let mut base = LabelMap::new();
@@ -209,7 +215,7 @@ impl Translator {
             let first = out.samples.len();
             for sm in &rm.scope_metrics {
                 for m in &sm.metrics {
-                    self.metric(m, &base, now_ms, &mut out);
+                    self.metric(m, &base, now_ms, &checker, &mut out);
                 }
             }
             let newest = out.samples[first..].iter().map(|s| s.timestamp_ms).max();
@@ -240,7 +246,7 @@ impl Translator {
         Ok(out)
     }
 
-    fn metric(&self, m: &Metric, base: &LabelMap, now_ms: i64, out: &mut Translated) {
+    fn metric(&self, m: &Metric, base: &LabelMap, now_ms: i64, checker: &Checker<'_>, out: &mut Translated) {
         let c = &self.config;
         let name_for = |counter: bool, gauge: bool| {
             metric_name(&m.name, &m.unit, counter, gauge, c.add_unit_suffix, c.add_type_suffix)
@@ -271,7 +277,7 @@ impl Translator {
                     metric: &m.name,
                 };
                 for p in &g.data_points {
-                    self.number_point(&fam, p, now_ms, out);
+                    self.number_point(&fam, p, now_ms, checker, out);
                 }
             }
             Some(metric::Data::Sum(s)) => {
@@ -285,7 +291,7 @@ impl Translator {
                         out.refuse(&m.name, "delta temporality is refused here (otlp.delta = \"reject\")");
                         continue;
                     }
-                    self.number_point(&fam, p, now_ms, out);
+                    self.number_point(&fam, p, now_ms, checker, out);
                 }
             }
             Some(metric::Data::Histogram(h)) => {
@@ -311,7 +317,8 @@ impl Translator {
                         );
                         continue;
                     }
-                    let Some(labels) = self.point_labels(&fam, &p.attributes, out) else { continue };
+                    let ts = timestamp_ms(p.time_unix_nano, now_ms);
+                    let Some(labels) = self.point_labels(&fam, &p.attributes, ts, checker, out) else { continue };
                     let ts = timestamp_ms(p.time_unix_nano, now_ms);
                     let stale = p.flags & NO_RECORDED_VALUE != 0;
                     let v = |x: f64| if stale { f64::from_bits(STALE_NAN) } else { x };
@@ -356,7 +363,8 @@ impl Translator {
                     metric: &m.name,
                 };
                 for p in &s.data_points {
-                    let Some(labels) = self.point_labels(&fam, &p.attributes, out) else { continue };
+                    let ts = timestamp_ms(p.time_unix_nano, now_ms);
+                    let Some(labels) = self.point_labels(&fam, &p.attributes, ts, checker, out) else { continue };
                     let ts = timestamp_ms(p.time_unix_nano, now_ms);
                     let stale = p.flags & NO_RECORDED_VALUE != 0;
                     let v = |x: f64| if stale { f64::from_bits(STALE_NAN) } else { x };
@@ -390,6 +398,7 @@ impl Translator {
         fam: &Family<'_>,
         p: &crate::proto::opentelemetry::proto::metrics::v1::NumberDataPoint,
         now_ms: i64,
+        checker: &Checker<'_>,
         out: &mut Translated,
     ) {
         out.exemplars += p.exemplars.len() as u64;
@@ -403,30 +412,38 @@ impl Translator {
                 return;
             }
         };
-        let Some(labels) = self.point_labels(fam, &p.attributes, out) else { return };
-        self.push(out, fam, &labels, None, value, timestamp_ms(p.time_unix_nano, now_ms));
+        let ts = timestamp_ms(p.time_unix_nano, now_ms);
+        let Some(labels) = self.point_labels(fam, &p.attributes, ts, checker, out) else { return };
+        self.push(out, fam, &labels, None, value, ts);
     }
 
-    /// The resource's labels plus the point's attributes, checked against the limits.
-    fn point_labels(&self, fam: &Family<'_>, attrs: &[KeyValue], out: &mut Translated) -> Option<LabelMap> {
+    /// The resource's labels plus the point's attributes, checked against the
+    /// pipeline's limits (the extra `le`/`quantile` label counts too).
+    fn point_labels(
+        &self,
+        fam: &Family<'_>,
+        attrs: &[KeyValue],
+        ts: i64,
+        checker: &Checker<'_>,
+        out: &mut Translated,
+    ) -> Option<LabelMap> {
         let mut labels = fam.base.clone();
         add_attributes(&mut labels, attrs);
-        if labels.len() + 2 > self.limits.max_labels {
-            out.too_many_labels += 1;
-            out.refuse(
-                fam.metric,
-                format!("{} attributes, over the decode limit of {} labels", labels.len(), self.limits.max_labels),
-            );
-            return None;
+        let extra = usize::from(matches!(fam.kind, MetricKind::Histogram | MetricKind::Summary));
+        let sent_static = labels.keys().filter(|k| checker.is_static(k)).count();
+        let check = checker
+            .label_count(labels.len() + extra, sent_static)
+            .and_then(|()| checker.metric_name(&[&fam.name, "_bucket"][..if extra > 0 { 2 } else { 1 }]))
+            .and_then(|()| labels.iter().try_for_each(|(k, v)| checker.label(k, v)))
+            .and_then(|()| checker.timestamp(ts));
+        match check {
+            Ok(()) => Some(labels),
+            Err(e) => {
+                out.refused.add(e.reason(), 1);
+                out.refuse(fam.metric, e.message());
+                None
+            }
         }
-        if let Some((k, _)) =
-            labels.iter().find(|(k, v)| k.len() > self.limits.max_label_bytes || v.len() > self.limits.max_label_bytes)
-        {
-            out.too_many_labels += 1;
-            out.refuse(fam.metric, format!("attribute {k:?} is longer than {} bytes", self.limits.max_label_bytes));
-            return None;
-        }
-        Some(labels)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -491,7 +508,9 @@ impl Translated {
     pub fn count_drops(&self, m: &crate::telemetry::ReceiverMetrics) {
         use crate::telemetry::DropReason;
         m.dropped(DropReason::InvalidName, self.invalid_name);
-        m.dropped(DropReason::TooManyLabels, self.too_many_labels);
+        for (reason, n) in self.refused.iter() {
+            m.dropped(reason, n);
+        }
         m.dropped(DropReason::ParseError, self.malformed);
         m.dropped(DropReason::Delta, self.delta_refused);
         m.dropped(DropReason::UnsupportedHistogram, self.exponential_histograms);
@@ -501,5 +520,91 @@ impl Translated {
     /// OTLP's partial-success message: the first problems.
     pub fn error_message(&self) -> String {
         self.errors.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codecs::otlp::decode_json;
+
+    fn translate(json: &str, config: OtlpConfig) -> Translated {
+        let req = decode_json(json.as_bytes()).expect("valid OTLP/JSON");
+        Translator::new(config, Arc::new(DecodeLimits::unlimited())).translate(&req, 42).expect("within limits")
+    }
+
+    fn rendered(t: &Translated) -> Vec<String> {
+        t.samples.iter().map(|s| format!("{} {} {}", s.labels, s.value, s.timestamp_ms)).collect()
+    }
+
+    #[test]
+    fn every_kind_as_prometheus_names_it() {
+        let t = translate(include_str!("../../../fuzz/seeds/otlp_metrics/all_kinds.json"), OtlpConfig::default());
+        let got = rendered(&t);
+        let want = [
+            r#"g_seconds{job="s"} 1.5 1700000000000"#,
+            r#"c_total{job="s"} 3 42"#,
+            r#"h_bucket{job="s",le="1"} 1 42"#,
+            r#"h_bucket{job="s",le="+Inf"} 3 42"#,
+            r#"h_sum{job="s"} 2 42"#,
+            r#"h_count{job="s"} 3 42"#,
+            r#"q{job="s",quantile="0.5"} 1 42"#,
+            r#"q_sum{job="s"} 1 42"#,
+            r#"q_count{job="s"} 1 42"#,
+        ];
+        assert_eq!(got, want);
+        assert_eq!(t.samples[1].kind, MetricKind::Counter);
+        assert_eq!(t.samples[2].kind, MetricKind::Histogram);
+        assert_eq!(t.rejected_points, 0);
+    }
+
+    #[test]
+    fn deltas_add_up_or_are_refused() {
+        let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"d","sum":{"aggregationTemporality":1,"isMonotonic":true,
+            "dataPoints":[{"asInt":"3","timeUnixNano":"1000000"},{"asDouble":2.5,"timeUnixNano":"2000000"}]}}]}]}]}"#;
+        let t = translate(body, OtlpConfig::default());
+        assert_eq!(rendered(&t), [r#"d_total{} 3 1"#, r#"d_total{} 5.5 2"#]);
+        let refuse = OtlpConfig { delta: DeltaPolicy::Reject, ..OtlpConfig::default() };
+        let t = translate(body, refuse);
+        assert!(t.samples.is_empty());
+        assert_eq!((t.delta_refused, t.rejected_points), (2, 2));
+    }
+
+    #[test]
+    fn resource_attributes_become_job_instance_and_target_info() {
+        let body = r#"{"resourceMetrics":[{"resource":{"attributes":[
+            {"key":"service.name","value":{"stringValue":"api"}},{"key":"service.namespace","value":{"stringValue":"shop"}},
+            {"key":"service.instance.id","value":{"stringValue":"i-1"}},{"key":"k8s.pod.name","value":{"stringValue":"p"}}]},
+            "scopeMetrics":[{"metrics":[{"name":"up","gauge":{"dataPoints":[{"asInt":1,"timeUnixNano":"5000000",
+            "flags":0,"attributes":[{"key":"1st","value":{"boolValue":true}}]}]}}]}]}]}"#;
+        let t = translate(body, OtlpConfig::default());
+        assert_eq!(
+            rendered(&t),
+            [
+                r#"up{instance="i-1",job="shop/api",key_1st="true"} 1 5"#,
+                r#"target_info{instance="i-1",job="shop/api",k8s_pod_name="p"} 1 5"#,
+            ]
+        );
+        let promote = OtlpConfig {
+            promote_resource_attributes: vec!["k8s.pod.name".into()],
+            target_info: false,
+            ..OtlpConfig::default()
+        };
+        let t = translate(body, promote);
+        assert_eq!(rendered(&t), [r#"up{instance="i-1",job="shop/api",k8s_pod_name="p",key_1st="true"} 1 5"#]);
+    }
+
+    #[test]
+    fn no_recorded_value_is_a_staleness_marker_and_bad_points_are_reported() {
+        let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
+            {"name":"g","gauge":{"dataPoints":[{"asDouble":1,"flags":1,"timeUnixNano":"1000000"},{"timeUnixNano":"1000000"}]}},
+            {"name":"h","histogram":{"aggregationTemporality":2,"dataPoints":[{"count":"1","bucketCounts":["1"],"explicitBounds":[1,2]}]}},
+            {"name":"e","exponentialHistogram":{"dataPoints":[{"count":"1"}]}}]}]}]}"#;
+        let t = translate(body, OtlpConfig::default());
+        assert_eq!(t.samples.len(), 1);
+        assert_eq!(t.samples[0].value.to_bits(), STALE_NAN);
+        assert_eq!((t.malformed, t.exponential_histograms, t.rejected_points), (2, 1, 3));
+        assert!(t.error_message().contains("without a value"), "{}", t.error_message());
+        assert!(t.error_message().contains("bucket counts"), "{}", t.error_message());
     }
 }

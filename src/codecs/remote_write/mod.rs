@@ -6,7 +6,7 @@
 //! What tsrelay's model cannot hold is counted, never lost silently: native
 //! histograms (`unsupported_histogram`) and exemplars (`exemplar`) are not
 //! kept; series without a usable name are refused (`invalid_name`), as are
-//! series over the decode limits ([`DecodeLimits`]).
+//! series over the pipeline's limits, checked while decoding ([`DecodeLimits`]).
 
 pub mod metadata;
 pub mod v1;
@@ -14,7 +14,11 @@ pub mod v2;
 
 pub use metadata::MetadataCache;
 
+use std::sync::Arc;
+
+use crate::codecs::limits::{Checker, DecodeLimits as PipelineLimits, LimitError, RefusedSamples};
 use crate::model::{Labels, METRIC_NAME_LABEL, MetricKind, Sample};
+use crate::telemetry::DropReason;
 
 /// Errors reported back to the sender; later ones are only counted.
 pub const MAX_REPORTED_ERRORS: usize = 10;
@@ -22,38 +26,33 @@ pub const MAX_REPORTED_ERRORS: usize = 10;
 /// The most a timestamp may be in ms and still fit in ns everywhere (year 2262).
 const MAX_ABS_TIMESTAMP_MS: i64 = i64::MAX / 1_000_000;
 
-/// Bounds applied while decoding, before anything is allocated per sample,
-/// so memory follows the configuration and not the input.
-#[derive(Debug, Clone, Copy)]
+/// Bounds applied while decoding, before anything is allocated per sample, so
+/// memory follows the configuration and not the input: the body size, and the
+/// limits of the pipeline the receiver feeds ([`crate::codecs::limits`]:
+/// samples per request, labels per series, name and value lengths, the
+/// timestamp window).
+#[derive(Debug, Clone)]
 pub struct DecodeLimits {
     /// Largest decompressed body (the receiver's `max_body_bytes`): `413` above.
     pub max_body_bytes: usize,
-    /// Most samples (plus histograms and exemplars) in one request: `413` above.
-    pub max_samples: usize,
-    /// Most labels (including `__name__`) in one series: the series is refused
-    /// (`too_many_labels`) above.
-    pub max_labels: usize,
-    /// Longest label name or value, in bytes: the series is refused
-    /// (`label_value_too_long`, or `invalid_name` for a name) above.
-    pub max_label_bytes: usize,
-}
-
-pub mod defaults {
-    /// Decode-time bounds; the pipeline's validate stage applies its own
-    /// (smaller, by default) limits afterwards.
-    pub const MAX_SAMPLES: usize = 1_000_000;
-    pub const MAX_LABELS: usize = 128;
-    pub const MAX_LABEL_BYTES: usize = 16 * 1024;
+    /// The pipeline's limits; a request over `max_samples` (samples, histograms
+    /// and exemplars) is refused whole (`413`), a series over another limit is
+    /// refused with that limit's reason.
+    pub pipeline: Arc<PipelineLimits>,
 }
 
 impl DecodeLimits {
+    pub fn new(max_body_bytes: usize, pipeline: Arc<PipelineLimits>) -> Self {
+        DecodeLimits { max_body_bytes, pipeline }
+    }
+
+    /// Only the body limit (tests, fuzzing).
     pub fn with_body_limit(max_body_bytes: usize) -> Self {
-        DecodeLimits {
-            max_body_bytes,
-            max_samples: defaults::MAX_SAMPLES,
-            max_labels: defaults::MAX_LABELS,
-            max_label_bytes: defaults::MAX_LABEL_BYTES,
-        }
+        Self::new(max_body_bytes, Arc::new(PipelineLimits::unlimited()))
+    }
+
+    pub fn max_samples(&self) -> usize {
+        self.pipeline.max_samples
     }
 }
 
@@ -66,10 +65,8 @@ pub enum DecodeError {
     TooLarge { size: usize, max: usize },
     #[error("invalid {message} protobuf: {source}")]
     Protobuf { message: &'static str, source: prost::DecodeError },
-    #[error("request carries {count} samples, histograms and exemplars, over the limit of {max} per request")]
+    #[error("request carries {count} samples, histograms and exemplars, over max_samples_per_request = {max}")]
     TooManySamples { count: usize, max: usize },
-    #[error("{0}")]
-    Invalid(String),
 }
 
 impl DecodeError {
@@ -93,14 +90,9 @@ pub fn decompress(body: &[u8], max_body_bytes: usize) -> Result<Vec<u8>, DecodeE
 #[derive(Debug, Default)]
 pub struct Decoded {
     pub samples: Vec<Sample>,
-    /// Samples of series without a usable metric or label name.
-    pub invalid_name: u64,
-    /// Samples of series with more labels than [`DecodeLimits::max_labels`].
-    pub too_many_labels: u64,
-    /// Samples of series with a label value over [`DecodeLimits::max_label_bytes`].
-    pub label_too_long: u64,
-    /// Samples whose timestamp cannot be represented.
-    pub bad_timestamp: u64,
+    /// Samples refused, per reason (`invalid_name`, `too_many_labels`,
+    /// `label_value_too_long`, `timestamp_out_of_window`).
+    pub refused: RefusedSamples,
     /// Native histogram samples (not kept).
     pub histograms: u64,
     /// Exemplars (not kept).
@@ -115,7 +107,7 @@ impl Decoded {
     /// Samples refused (not counting histograms and exemplars, which are
     /// valid input tsrelay does not keep).
     pub fn rejected(&self) -> u64 {
-        self.invalid_name + self.too_many_labels + self.label_too_long + self.bad_timestamp
+        self.refused.total()
     }
 
     fn report(&mut self, series: usize, labels: &str, message: impl std::fmt::Display) {
@@ -125,48 +117,48 @@ impl Decoded {
     }
 }
 
-/// Why one series cannot be taken.
-enum SeriesProblem {
-    InvalidName(String),
-    TooManyLabels(usize),
-    TooLong(String),
+/// Why one series cannot be taken: its reason and message.
+type SeriesProblem = (DropReason, String);
+
+fn invalid(message: impl Into<String>) -> SeriesProblem {
+    (DropReason::InvalidName, message.into())
 }
 
-/// Builds a series' labels from name/value pairs, checking the decode limits.
+/// Builds a series' labels from name/value pairs, checking the pipeline's limits.
 fn build_labels<'a>(
     pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone,
-    limits: &DecodeLimits,
+    checker: &Checker<'_>,
 ) -> Result<Labels, SeriesProblem> {
     let count = pairs.len();
-    if count > limits.max_labels {
-        return Err(SeriesProblem::TooManyLabels(count));
-    }
     let mut text = 0;
     let mut has_name = false;
+    let (mut others, mut sent_static) = (0, 0);
     for (name, value) in pairs.clone() {
         if name.is_empty() {
-            return Err(SeriesProblem::InvalidName("a label has an empty name".into()));
-        }
-        if name.len() > limits.max_label_bytes {
-            return Err(SeriesProblem::InvalidName(format!("label name of {} bytes", name.len())));
-        }
-        if value.len() > limits.max_label_bytes {
-            return Err(SeriesProblem::TooLong(format!(
-                "label {name} has a value of {} bytes, over {}",
-                value.len(),
-                limits.max_label_bytes
-            )));
+            return Err(invalid("a label has an empty name"));
         }
         if name == METRIC_NAME_LABEL {
             if value.is_empty() {
-                return Err(SeriesProblem::InvalidName(format!("empty {METRIC_NAME_LABEL}")));
+                return Err(invalid(format!("empty {METRIC_NAME_LABEL}")));
             }
             has_name = true;
+        } else if !value.is_empty() {
+            others += 1;
+            sent_static += usize::from(checker.is_static(name));
         }
         text += name.len() + value.len();
     }
     if !has_name {
-        return Err(SeriesProblem::InvalidName(format!("no {METRIC_NAME_LABEL} label")));
+        return Err(invalid(format!("no {METRIC_NAME_LABEL} label")));
+    }
+    let refused = |e: LimitError| (e.reason(), e.message());
+    checker.label_count(others, sent_static).map_err(refused)?;
+    for (name, value) in pairs.clone() {
+        if name == METRIC_NAME_LABEL {
+            checker.metric_name(&[value]).map_err(refused)?;
+        } else if !value.is_empty() {
+            checker.label(name, value).map_err(refused)?;
+        }
     }
     let mut labels = Labels::with_capacity(count, text);
     for (name, value) in pairs {
@@ -182,20 +174,14 @@ fn add_series(
     labels: Result<Labels, SeriesProblem>,
     samples: impl ExactSizeIterator<Item = (f64, i64)>,
     kind: MetricKind,
+    checker: &Checker<'_>,
     describe: impl FnOnce() -> String,
 ) {
     let n = samples.len() as u64;
     let labels = match labels {
         Ok(l) => l,
-        Err(problem) => {
-            let (counter, message) = match problem {
-                SeriesProblem::InvalidName(m) => (&mut out.invalid_name, m),
-                SeriesProblem::TooManyLabels(c) => {
-                    (&mut out.too_many_labels, format!("{c} labels, over the decode limit"))
-                }
-                SeriesProblem::TooLong(m) => (&mut out.label_too_long, m),
-            };
-            *counter += n;
+        Err((reason, message)) => {
+            out.refused.add(reason, n);
             if n > 0 {
                 out.report(index, &describe(), message);
             }
@@ -203,17 +189,25 @@ fn add_series(
         }
     };
     let mut bad_ts = 0u64;
+    let mut first = None;
     for (value, ts) in samples {
-        if ts.unsigned_abs() > MAX_ABS_TIMESTAMP_MS as u64 {
+        // A range check, not `abs()`: `i64::MIN` has no absolute value.
+        let refusal = if !(-MAX_ABS_TIMESTAMP_MS..=MAX_ABS_TIMESTAMP_MS).contains(&ts) {
+            Some(format!("timestamp {ts} ms is beyond ±{MAX_ABS_TIMESTAMP_MS} ms"))
+        } else {
+            checker.timestamp(ts).err().map(|e| e.message())
+        };
+        if let Some(message) = refusal {
             bad_ts += 1;
+            first.get_or_insert(message);
             continue;
         }
         out.samples.push(Sample { labels: labels.clone(), value, timestamp_ms: ts, kind });
     }
-    if bad_ts > 0 {
-        out.bad_timestamp += bad_ts;
+    if let Some(first) = first {
+        out.refused.add(DropReason::TimestampOutOfWindow, bad_ts);
         let labels = labels.to_string();
-        out.report(index, &labels, format!("{bad_ts} samples with a timestamp beyond ±{MAX_ABS_TIMESTAMP_MS} ms"));
+        out.report(index, &labels, format!("{bad_ts} samples refused (timestamp_out_of_window), the first: {first}"));
     }
 }
 

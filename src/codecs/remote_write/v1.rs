@@ -12,17 +12,27 @@ use crate::proto::prometheus::WriteRequest;
 pub const MESSAGE: &str = "prometheus.WriteRequest";
 
 /// Decodes a snappy-compressed `prometheus.WriteRequest`.
-pub fn decode(body: &[u8], limits: &DecodeLimits, metadata: &MetadataCache) -> Result<Decoded, DecodeError> {
+pub fn decode(
+    body: &[u8],
+    now_ms: i64,
+    limits: &DecodeLimits,
+    metadata: &MetadataCache,
+) -> Result<Decoded, DecodeError> {
     let raw = super::decompress(body, limits.max_body_bytes)?;
-    decode_message(&raw, limits, metadata)
+    decode_message(&raw, now_ms, limits, metadata)
 }
 
 /// Decodes an uncompressed `prometheus.WriteRequest`.
-pub fn decode_message(raw: &[u8], limits: &DecodeLimits, metadata: &MetadataCache) -> Result<Decoded, DecodeError> {
+pub fn decode_message(
+    raw: &[u8],
+    now_ms: i64,
+    limits: &DecodeLimits,
+    metadata: &MetadataCache,
+) -> Result<Decoded, DecodeError> {
     let req = WriteRequest::decode(raw).map_err(|source| DecodeError::Protobuf { message: MESSAGE, source })?;
     let count: usize = req.timeseries.iter().map(|s| s.samples.len() + s.histograms.len() + s.exemplars.len()).sum();
-    if count > limits.max_samples {
-        return Err(DecodeError::TooManySamples { count, max: limits.max_samples });
+    if count > limits.max_samples() {
+        return Err(DecodeError::TooManySamples { count, max: limits.max_samples() });
     }
     let mut out = Decoded { samples: Vec::with_capacity(count), ..Default::default() };
     if !req.metadata.is_empty() {
@@ -30,15 +40,16 @@ pub fn decode_message(raw: &[u8], limits: &DecodeLimits, metadata: &MetadataCach
         metadata.learn(req.metadata.iter().map(|m| (m.metric_family_name.as_str(), kind_of_metadata_type(m.r#type))));
     }
     let types = metadata.reader();
+    let checker = limits.pipeline.checker(now_ms);
     for (i, series) in req.timeseries.iter().enumerate() {
         out.histograms += series.histograms.len() as u64;
         out.exemplars += series.exemplars.len() as u64;
-        let labels = build_labels(series.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())), limits);
+        let labels = build_labels(series.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())), &checker);
         let kind = match &labels {
             Ok(l) => types.kind_of(l.name().unwrap_or("")),
             Err(_) => Default::default(),
         };
-        add_series(&mut out, i, labels, series.samples.iter().map(|s| (s.value, s.timestamp)), kind, || {
+        add_series(&mut out, i, labels, series.samples.iter().map(|s| (s.value, s.timestamp)), kind, &checker, || {
             describe(&series.labels)
         });
     }
@@ -76,6 +87,8 @@ mod tests {
         snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).expect("compress")
     }
 
+    const NOW: i64 = 1_700_000_000_000;
+
     fn limits() -> DecodeLimits {
         DecodeLimits::with_body_limit(1 << 20)
     }
@@ -92,7 +105,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let d = decode(&compress(&meta), &limits(), &cache).expect("metadata-only request");
+        let d = decode(&compress(&meta), NOW, &limits(), &cache).expect("metadata-only request");
         assert_eq!((d.samples.len(), d.metadata), (0, 1));
         let req = WriteRequest {
             timeseries: vec![
@@ -115,25 +128,27 @@ mod tests {
             ],
             ..Default::default()
         };
-        let d = decode(&compress(&req), &limits(), &cache).expect("decodes");
+        let d = decode(&compress(&req), NOW, &limits(), &cache).expect("decodes");
         assert_eq!(d.samples.len(), 2);
         assert_eq!(d.samples[0].kind, MetricKind::Counter);
         assert_eq!(d.samples[1].timestamp_ms, 2000);
         assert_eq!(d.samples[0].labels.get("job"), Some("a"));
-        assert_eq!((d.invalid_name, d.bad_timestamp, d.histograms, d.exemplars), (1, 1, 1, 2));
+        use crate::telemetry::DropReason;
+        assert_eq!((d.refused.get(DropReason::InvalidName), d.refused.get(DropReason::TimestampOutOfWindow)), (1, 1));
+        assert_eq!((d.histograms, d.exemplars), (1, 2));
         assert!(d.errors[0].contains("series 1") && d.errors[0].contains("__name__"), "{:?}", d.errors);
     }
 
     #[test]
     fn bad_input_names_what_failed() {
         let cache = MetadataCache::new();
-        let e = decode(b"\xff\xff\xff\xff\xff\x01garbage", &limits(), &cache).expect_err("bad snappy");
+        let e = decode(b"\xff\xff\xff\xff\xff\x01garbage", NOW, &limits(), &cache).expect_err("bad snappy");
         assert!(e.to_string().starts_with("invalid snappy block"), "{e}");
         let junk = snap::raw::Encoder::new().compress_vec(b"\x0a\xff\xff\xff").expect("compress");
-        let e = decode(&junk, &limits(), &cache).expect_err("bad protobuf");
+        let e = decode(&junk, NOW, &limits(), &cache).expect_err("bad protobuf");
         assert!(e.to_string().contains("prometheus.WriteRequest"), "{e}");
         let big = snap::raw::Encoder::new().compress_vec(&vec![0u8; 2 << 20]).expect("compress");
-        let e = decode(&big, &limits(), &cache).expect_err("too large");
+        let e = decode(&big, NOW, &limits(), &cache).expect_err("too large");
         assert!(e.is_too_large(), "{e}");
     }
 
@@ -149,10 +164,15 @@ mod tests {
             }],
             ..Default::default()
         };
-        let d = decode(&compress(&req), &limits(), &cache).expect("decodes");
-        assert_eq!((d.samples.len(), d.too_many_labels), (0, 1));
-        let mut small = limits();
-        small.max_samples = 1;
+        let pipeline = crate::codecs::limits::DecodeLimits::for_pipeline_defaults();
+        let d = decode(&compress(&req), NOW, &DecodeLimits::new(1 << 20, std::sync::Arc::new(pipeline)), &cache)
+            .expect("decodes");
+        assert_eq!((d.samples.len(), d.refused.get(crate::telemetry::DropReason::TooManyLabels)), (0, 1));
+        assert!(d.errors[0].contains("max_labels"), "{:?}", d.errors);
+        let small = DecodeLimits::new(
+            1 << 20,
+            std::sync::Arc::new(crate::codecs::limits::DecodeLimits { max_samples: 1, ..Default::default() }),
+        );
         let req = WriteRequest {
             timeseries: vec![TimeSeries {
                 labels: vec![label("__name__", "m")],
@@ -161,6 +181,6 @@ mod tests {
             }],
             ..Default::default()
         };
-        assert!(decode(&compress(&req), &small, &cache).expect_err("too many").is_too_large());
+        assert!(decode(&compress(&req), NOW, &small, &cache).expect_err("too many").is_too_large());
     }
 }

@@ -6,41 +6,42 @@
 
 use prost::Message;
 
-use super::{DecodeError, DecodeLimits, Decoded, SeriesProblem, add_series, build_labels, kind_of_metadata_type};
+use super::{DecodeError, DecodeLimits, Decoded, add_series, build_labels, kind_of_metadata_type};
 use crate::proto::write_v2::Request;
 
 pub const MESSAGE: &str = "io.prometheus.write.v2.Request";
 
 /// Decodes a snappy-compressed `io.prometheus.write.v2.Request`.
-pub fn decode(body: &[u8], limits: &DecodeLimits) -> Result<Decoded, DecodeError> {
+pub fn decode(body: &[u8], now_ms: i64, limits: &DecodeLimits) -> Result<Decoded, DecodeError> {
     let raw = super::decompress(body, limits.max_body_bytes)?;
-    decode_message(&raw, limits)
+    decode_message(&raw, now_ms, limits)
 }
 
 /// Decodes an uncompressed `io.prometheus.write.v2.Request`.
-pub fn decode_message(raw: &[u8], limits: &DecodeLimits) -> Result<Decoded, DecodeError> {
+pub fn decode_message(raw: &[u8], now_ms: i64, limits: &DecodeLimits) -> Result<Decoded, DecodeError> {
     let req = Request::decode(raw).map_err(|source| DecodeError::Protobuf { message: MESSAGE, source })?;
     let count: usize = req.timeseries.iter().map(|s| s.samples.len() + s.histograms.len() + s.exemplars.len()).sum();
-    if count > limits.max_samples {
-        return Err(DecodeError::TooManySamples { count, max: limits.max_samples });
+    if count > limits.max_samples() {
+        return Err(DecodeError::TooManySamples { count, max: limits.max_samples() });
     }
     let symbols = &req.symbols;
+    let checker = limits.pipeline.checker(now_ms);
     let mut out = Decoded { samples: Vec::with_capacity(count), ..Default::default() };
     for (i, series) in req.timeseries.iter().enumerate() {
         out.histograms += series.histograms.len() as u64;
         out.exemplars += series.exemplars.len() as u64;
         let refs = &series.labels_refs;
         let labels = if refs.len() % 2 != 0 {
-            Err(SeriesProblem::InvalidName(format!("labels_refs has an odd length ({})", refs.len())))
+            Err(super::invalid(format!("labels_refs has an odd length ({})", refs.len())))
         } else if let Some(bad) = refs.iter().find(|&&r| r as usize >= symbols.len()) {
-            Err(SeriesProblem::InvalidName(format!(
+            Err(super::invalid(format!(
                 "labels_refs points at symbol {bad}, but the table has {} symbols",
                 symbols.len()
             )))
         } else {
             let pairs =
                 refs.chunks_exact(2).map(|p| (symbols[p[0] as usize].as_str(), symbols[p[1] as usize].as_str()));
-            build_labels(pairs, limits)
+            build_labels(pairs, &checker)
         };
         let kind = match &series.metadata {
             Some(m) => {
@@ -49,7 +50,7 @@ pub fn decode_message(raw: &[u8], limits: &DecodeLimits) -> Result<Decoded, Deco
             }
             None => Default::default(),
         };
-        add_series(&mut out, i, labels, series.samples.iter().map(|s| (s.value, s.timestamp)), kind, || {
+        add_series(&mut out, i, labels, series.samples.iter().map(|s| (s.value, s.timestamp)), kind, &checker, || {
             describe(refs, symbols)
         });
     }
@@ -104,12 +105,12 @@ mod tests {
                 },
             ],
         };
-        let d = decode(&compress(&req), &DecodeLimits::with_body_limit(1 << 20)).expect("decodes");
+        let d = decode(&compress(&req), 0, &DecodeLimits::with_body_limit(1 << 20)).expect("decodes");
         assert_eq!(d.samples.len(), 1);
         assert_eq!(d.samples[0].name(), "reqs_total");
         assert_eq!(d.samples[0].labels.get("job"), Some("a"));
         assert_eq!(d.samples[0].kind, MetricKind::Counter);
-        assert_eq!((d.invalid_name, d.exemplars, d.histograms), (2, 1, 1));
+        assert_eq!((d.refused.get(crate::telemetry::DropReason::InvalidName), d.exemplars, d.histograms), (2, 1, 1));
         assert!(d.errors.iter().any(|e| e.contains("odd length")), "{:?}", d.errors);
         assert!(d.errors.iter().any(|e| e.contains("symbol 99")), "{:?}", d.errors);
     }
@@ -118,7 +119,7 @@ mod tests {
     fn a_v1_body_is_an_empty_v2_request() {
         // Fields 1-3 are reserved in 2.0 so a 1.0 body decodes as "nothing", deterministically.
         let v1 = crate::proto::prometheus::WriteRequest { timeseries: vec![Default::default()], ..Default::default() };
-        let d = decode_message(&v1.encode_to_vec(), &DecodeLimits::with_body_limit(1 << 20)).expect("decodes");
+        let d = decode_message(&v1.encode_to_vec(), 0, &DecodeLimits::with_body_limit(1 << 20)).expect("decodes");
         assert!(d.samples.is_empty());
     }
 }

@@ -43,7 +43,7 @@ pub struct GrpcReceiverConfig {
     /// `"required"` or `"none"`; default `required` once `[auth] keys_file` is set.
     #[serde(default)]
     pub auth: Option<crate::auth::AuthMode>,
-    /// How OTLP metrics become series (`[receivers.<name>.otlp]`, docs/otlp.md).
+    /// How OTLP metrics become series (`[receivers.<name>.otlp]`, docs/receivers.md).
     #[serde(default)]
     pub otlp: crate::codecs::otlp::OtlpConfig,
 }

@@ -157,10 +157,7 @@ pub fn routes(config: &GrpcReceiverConfig, submitter: Submitter) -> tonic::servi
         crate::proto::opentelemetry::proto::collector::metrics::v1::metrics_service_server::MetricsServiceServer::new(
             otlp::OtlpMetricsService {
                 submitter: submitter.clone(),
-                translator: crate::codecs::otlp::Translator::new(
-                    config.otlp.clone(),
-                    crate::codecs::remote_write::DecodeLimits::with_body_limit(config.max_message_bytes),
-                ),
+                translator: crate::codecs::otlp::Translator::new(config.otlp.clone(), submitter.limits.clone()),
             },
         )
         .max_decoding_message_size(config.max_message_bytes)

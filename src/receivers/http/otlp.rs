@@ -18,7 +18,6 @@ use prost::Message;
 use super::HttpReceiverConfig;
 use super::answer::submit_error;
 use crate::codecs::otlp::{self, Translator};
-use crate::codecs::remote_write::DecodeLimits;
 use crate::proto::opentelemetry::proto::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
 };
@@ -32,8 +31,8 @@ struct OtlpState {
 
 pub fn routes(config: &HttpReceiverConfig, submitter: Submitter) -> Router {
     let state = Arc::new(OtlpState {
+        translator: Translator::new(config.otlp.clone(), submitter.limits.clone()),
         submitter,
-        translator: Translator::new(config.otlp.clone(), DecodeLimits::with_body_limit(config.max_body_bytes)),
         max_body_bytes: config.max_body_bytes,
     });
     Router::new()

@@ -36,8 +36,8 @@ struct RemoteWriteState {
 /// The remote-write route, with its own state and the receiver's body limit.
 pub fn routes(config: &HttpReceiverConfig, submitter: Submitter) -> Router {
     let state = Arc::new(RemoteWriteState {
+        limits: DecodeLimits::new(config.max_body_bytes, submitter.limits.clone()),
         submitter,
-        limits: DecodeLimits::with_body_limit(config.max_body_bytes),
         metadata: MetadataCache::new(),
     });
     Router::new()
@@ -103,8 +103,8 @@ async fn write(State(state): State<Arc<RemoteWriteState>>, headers: HeaderMap, b
         }
     }
     let decoded = match version {
-        Version::V1 => v1::decode(&body, &state.limits, &state.metadata),
-        Version::V2 => v2::decode(&body, &state.limits),
+        Version::V1 => v1::decode(&body, crate::model::now_ms(), &state.limits, &state.metadata),
+        Version::V2 => v2::decode(&body, crate::model::now_ms(), &state.limits),
     };
     let decoded = match decoded {
         Ok(d) => d,
@@ -114,10 +114,9 @@ async fn write(State(state): State<Arc<RemoteWriteState>>, headers: HeaderMap, b
     let Decoded { samples, histograms, exemplars, .. } = &decoded;
     let (histograms, exemplars) = (*histograms, *exemplars);
     let m = &state.submitter.metrics;
-    m.dropped(DropReason::InvalidName, decoded.invalid_name);
-    m.dropped(DropReason::TooManyLabels, decoded.too_many_labels);
-    m.dropped(DropReason::LabelValueTooLong, decoded.label_too_long);
-    m.dropped(DropReason::TimestampOutOfWindow, decoded.bad_timestamp);
+    for (reason, n) in decoded.refused.iter() {
+        m.dropped(reason, n);
+    }
     m.dropped(DropReason::UnsupportedHistogram, histograms);
     m.dropped(DropReason::Exemplar, exemplars);
     let written = samples.len() as u64;

@@ -124,10 +124,10 @@ pub fn to_v1(body: &[u8]) -> Result<Vec<u8>, TranscodeError> {
         for pair in s.labels_refs.chunks_exact(2) {
             labels.push(v1::Label { name: sym(pair[0])?, value: sym(pair[1])? });
         }
-        if let (Some(m), Some(name)) = (&s.metadata, labels.iter().find(|l| l.name == "__name__")) {
-            if m.r#type != 0 {
-                typed.insert(name.value.clone(), m.r#type);
-            }
+        if let (Some(m), Some(name)) = (&s.metadata, labels.iter().find(|l| l.name == "__name__"))
+            && m.r#type != 0
+        {
+            typed.insert(name.value.clone(), m.r#type);
         }
         out.timeseries.push(v1::TimeSeries {
             labels,
@@ -162,11 +162,10 @@ mod tests {
             sample("b", "x", f64::from_bits(0x7ff0_0000_0000_0002), 10, MetricKind::Gauge),
             sample("a_total", "x", 0.5, 10, MetricKind::Counter),
         ];
-        let (body, summary) =
-            V2Encoder::default().encode(samples.iter().map(|s| (s, s.labels.series_hash()))).expect("encodes");
+        let (body, summary) = V2Encoder.encode(samples.iter().map(|s| (s, s.labels.series_hash()))).expect("encodes");
         assert_eq!((summary.series, summary.samples, summary.unrepresentable), (2, 3, 0));
         let limits = DecodeLimits::with_body_limit(1 << 20);
-        let d = dec2::decode(&body, &limits).expect("2.0 decodes");
+        let d = dec2::decode(&body, 0, &limits).expect("2.0 decodes");
         let got: Vec<_> =
             d.samples.iter().map(|s| (s.name().to_string(), s.value.to_bits(), s.timestamp_ms, s.kind)).collect();
         assert_eq!(
@@ -178,7 +177,7 @@ mod tests {
             ]
         );
         let as_v1 = to_v1(&body).expect("transcodes");
-        let d1 = dec1::decode(&as_v1, &limits, &MetadataCache::new()).expect("1.0 decodes");
+        let d1 = dec1::decode(&as_v1, 0, &limits, &MetadataCache::new()).expect("1.0 decodes");
         let got1: Vec<_> =
             d1.samples.iter().map(|s| (s.name().to_string(), s.value.to_bits(), s.timestamp_ms, s.kind)).collect();
         assert_eq!(got1, got);
