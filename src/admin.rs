@@ -1,5 +1,5 @@
 //! The admin endpoint: `/metrics` (Prometheus text), `/healthz`, `/readyz`,
-//! and the discovery API (`/api/v1/...`, see [`crate::pipeline::stages::discovery`]).
+//! and the discovery API (`/api/v1/...`, see [`crate::query::discovery`]).
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
-use crate::pipeline::stages::Discovery;
+use crate::query::discovery::Discovery;
 use crate::telemetry::Health;
 
 #[derive(Clone)]
@@ -26,7 +26,7 @@ pub fn router(prometheus: PrometheusHandle, health: Health, discovery: Arc<Disco
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(AdminState { prometheus, health })
-        .merge(crate::pipeline::stages::discovery::router(discovery))
+        .merge(crate::query::discovery::router(discovery))
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {

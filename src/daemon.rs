@@ -214,7 +214,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
 
     let mut pipelines = Vec::new();
     let mut inputs = BTreeMap::new();
-    let mut discovery = stages::Discovery::new(loaded.registry.clone());
+    let mut discovery = crate::query::discovery::Discovery::new(loaded.registry.clone());
     for (name, p) in &config.pipelines {
         let sink_queues = p.sinks.iter().filter_map(|s| queues.get(s).cloned()).collect();
         let stages = stages::build(name, p, loaded.registry.clone());

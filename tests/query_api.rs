@@ -19,6 +19,8 @@ fn relay(dir: &std::path::Path, query_url: &str, timeout: &str) -> (Tsrelay, std
     let config = format!(
         r#"
 shutdown_timeout = "1s"
+[limits]
+memory_bytes = 2147483648
 [receivers.http]
 type = "http"
 listen = "{receiver}"

@@ -17,6 +17,7 @@
 pub mod api;
 pub mod backends;
 pub mod config;
+pub mod discovery;
 pub mod format;
 pub mod graphs;
 pub mod grid;

@@ -112,6 +112,9 @@ pub fn combine(across: Across, inputs: &[Vec<Option<f64>>], len: usize) -> Vec<O
         .collect()
 }
 
+/// One line before formatting: its labels and one value per grid point.
+type Line = (BTreeMap<String, String>, Vec<Option<f64>>);
+
 /// The whole neutral pipeline for one graph series.
 pub fn normalize(
     plan: &SeriesPlan,
@@ -120,7 +123,7 @@ pub fn normalize(
     unit: Option<&str>,
 ) -> Result<Vec<ResultSeries>, NormalizeError> {
     // 1. one value per grid point per series
-    let mut per_series: Vec<(BTreeMap<String, String>, Vec<Option<f64>>)> = Vec::with_capacity(raw.series.len());
+    let mut per_series: Vec<Line> = Vec::with_capacity(raw.series.len());
     for s in &raw.series {
         let values = match raw.form {
             RawForm::Samples => bucket_function(&s.points, plan.function, grid),
@@ -132,7 +135,7 @@ pub fn normalize(
         per_series.push((labels, values));
     }
     // 2. across
-    let lines: Vec<(BTreeMap<String, String>, Vec<Option<f64>>)> = match (&plan.group_by, raw.form) {
+    let lines: Vec<Line> = match (&plan.group_by, raw.form) {
         (Some(group_by), RawForm::Samples | RawForm::PerSeries) => {
             let mut groups: BTreeMap<BTreeMap<String, String>, Vec<Vec<Option<f64>>>> = BTreeMap::new();
             for (labels, values) in per_series {

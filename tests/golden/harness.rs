@@ -195,6 +195,8 @@ pub fn start_relay(dir: &Path, sink_names: &[&str], sinks_toml: &str) -> Relay {
     let config = format!(
         r#"
 shutdown_timeout = "2s"
+[limits]
+memory_bytes = 2147483648
 
 # The default budget (512 MiB) is below the worst case of the defaults' queues and tables.
 [limits]

@@ -3,7 +3,6 @@
 //! (stateless before the shard split, stateful inside the shards), nowhere else.
 
 pub mod cardinality;
-pub mod discovery;
 mod md5;
 pub mod monotonic;
 pub mod normalize;
@@ -16,7 +15,6 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 pub use cardinality::{Cardinality, CardinalityAction, CardinalityConfig, CardinalityShared};
-pub use discovery::Discovery;
 pub use monotonic::{CounterReset, Monotonic, MonotonicConfig};
 pub use normalize::{InvalidNames, Normalize, NormalizeConfig};
 pub use relabel::{RelabelAction, RelabelRule};

@@ -1,5 +1,5 @@
 //! The series one shard tracks, shared by the stateful stages of that shard
-//! and read by the discovery API.
+//! and read by the discovery API ([`crate::query::discovery`]).
 //!
 //! One table keyed by series hash holds everything per series (32 bytes):
 //! when it was last seen and its label set id (cardinality), and its clock

@@ -23,8 +23,8 @@ use axum::routing::get;
 use regex::Regex;
 use serde::Serialize;
 
-use super::CardinalityShared;
 use crate::model::METRIC_NAME_LABEL;
+use crate::pipeline::stages::CardinalityShared;
 use crate::registry::MetricRegistry;
 
 /// Most entries an answer holds unless `limit` says otherwise.
