@@ -211,13 +211,17 @@ fn main() -> ExitCode {
                     let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
                     return ExitCode::from(2);
                 }
-                let query_config = c.query.clone().unwrap_or_default();
-                let graphs = match tsrelay::query::QueryService::from_config(&loaded, &query_config) {
-                    Ok(service) => service.graphs().len(),
-                    Err(e) => return fail(&format!("{}: {e}", loaded.origin())),
+                // Graph files are read (by the daemon and here) only with a `[query]`
+                // section: without it nothing would ever render them.
+                let graphs = match &c.query {
+                    Some(query_config) => match tsrelay::query::QueryService::from_config(&loaded, query_config) {
+                        Ok(service) => format!("{} graphs", service.graphs().len()),
+                        Err(e) => return fail(&format!("{}: {e}", loaded.origin())),
+                    },
+                    None => "no [query]: graph files not read".to_string(),
                 };
                 let summary = format!(
-                    "{}: ok ({} receivers, {} pipelines, {} sinks, {graphs} graphs)\n{}",
+                    "{}: ok ({} receivers, {} pipelines, {} sinks, {graphs})\n{}",
                     loaded.origin(),
                     c.receivers.len(),
                     c.pipelines.len(),
