@@ -78,6 +78,9 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let config = &loaded.config;
     let budget = MemoryBudget::estimate(config);
     budget.check().map_err(|source| DaemonError::MemoryBudget { origin: loaded.origin(), source })?;
+    for d in &config.derived {
+        tracing::info!(bound = %d, limit = config.limits.memory_bytes, "bound derived from limits.memory_bytes");
+    }
     let prometheus = telemetry::install_recorder();
     let memory_metrics = MemoryMetrics::new();
     memory_metrics.limit_bytes.set(config.limits.memory_bytes as f64);

@@ -56,8 +56,9 @@ fn main() -> ExitCode {
                     let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
                     return ExitCode::from(2);
                 }
+                let derived: String = c.derived.iter().map(|d| format!("  derived: {d}\n")).collect();
                 let summary = format!(
-                    "{}: ok ({} receivers, {} pipelines, {} sinks)\n{}",
+                    "{}: ok ({} receivers, {} pipelines, {} sinks)\n{}{derived}",
                     loaded.origin(),
                     c.receivers.len(),
                     c.pipelines.len(),
