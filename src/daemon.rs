@@ -182,7 +182,10 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
 
     let admin_listener = bind("admin", config.admin.listen).await?;
     addrs.admin = admin_listener.local_addr().ok();
-    let admin_token = stop.clone();
+    // The admin endpoint outlives the drain: /metrics and /readyz (which
+    // reports a panic) stay readable until the daemon is done.
+    let admin_stop = CancellationToken::new();
+    let admin_token = admin_stop.clone();
     let admin_task = tokio::spawn(crate::admin::serve(
         admin_listener,
         prometheus,
@@ -227,6 +230,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             }
         }
         rss_watch.abort();
+        admin_stop.cancel();
         let _ = admin_task.await;
         tracing::info!("stopped");
     });
