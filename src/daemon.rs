@@ -200,8 +200,9 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let done = tokio::spawn(async move {
         token.cancelled().await;
         tracing::info!("shutting down: receivers stop accepting, queues drain");
+        let mut receiver_tasks = receiver_tasks;
         let drain = async {
-            for t in receiver_tasks {
+            for t in &mut receiver_tasks {
                 let _ = t.await;
             }
             for p in pipelines {
@@ -229,6 +230,18 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
                 tracing::warn!(sink = %name, samples = lost, "dropped at shutdown");
             }
         }
+        // Requests still waiting for a delivery acknowledgement now have their
+        // answer (failed acks: 503 / UNAVAILABLE); let the receivers send it.
+        let answered = async {
+            for t in &mut receiver_tasks {
+                if !t.is_finished() {
+                    let _ = t.await;
+                }
+            }
+        };
+        if tokio::time::timeout(RECEIVER_GRACE, answered).await.is_err() {
+            tracing::warn!(grace = ?RECEIVER_GRACE, "receivers still busy after the shutdown timeout; stopping them");
+        }
         rss_watch.abort();
         admin_stop.cancel();
         let _ = admin_task.await;
@@ -236,6 +249,10 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     });
     Ok(Daemon { addrs, stop, done, health })
 }
+
+/// After the shutdown timeout, how long receivers get to answer the requests
+/// whose acknowledgements just failed.
+const RECEIVER_GRACE: Duration = Duration::from_secs(2);
 
 struct RunningPipelineParts {
     tasks: tokio::task::JoinSet<()>,
