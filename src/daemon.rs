@@ -201,13 +201,13 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         token.cancelled().await;
         tracing::info!("shutting down: receivers stop accepting, queues drain");
         let mut receiver_tasks = receiver_tasks;
+        // The pipelines' own input handles go now; the receivers hold the rest.
+        let mut pipeline_tasks: Vec<tokio::task::JoinSet<()>> = pipelines.into_iter().map(|p| p.tasks).collect();
         let drain = async {
             for t in &mut receiver_tasks {
                 let _ = t.await;
             }
-            for p in pipelines {
-                let RunningPipelineParts { mut tasks, input } = RunningPipelineParts::from(p);
-                drop(input);
+            for tasks in &mut pipeline_tasks {
                 while tasks.join_next().await.is_some() {}
             }
             for q in queues.values() {
@@ -217,8 +217,14 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
                 let _ = t.await;
             }
         };
-        if tokio::time::timeout(shutdown_timeout, drain).await.is_err() {
+        let timed_out = tokio::time::timeout(shutdown_timeout, drain).await.is_err();
+        if timed_out {
             tracing::warn!(timeout = ?shutdown_timeout, "shutdown timed out; counting what is left as dropped");
+            // From now on whatever still flows out of the pipelines is refused
+            // by the closed queues and counted (`reason="shutdown"`).
+            for q in queues.values() {
+                q.close();
+            }
         }
         for t in &sink_tasks {
             t.abort();
@@ -231,16 +237,21 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             }
         }
         // Requests still waiting for a delivery acknowledgement now have their
-        // answer (failed acks: 503 / UNAVAILABLE); let the receivers send it.
+        // answer (failed acks: 503 / UNAVAILABLE); let the receivers send it,
+        // and let the pipelines flush what they still hold into the closed
+        // queues, where it is counted.
         let answered = async {
             for t in &mut receiver_tasks {
                 if !t.is_finished() {
                     let _ = t.await;
                 }
             }
+            for tasks in &mut pipeline_tasks {
+                while tasks.join_next().await.is_some() {}
+            }
         };
-        if tokio::time::timeout(RECEIVER_GRACE, answered).await.is_err() {
-            tracing::warn!(grace = ?RECEIVER_GRACE, "receivers still busy after the shutdown timeout; stopping them");
+        if timed_out && tokio::time::timeout(RECEIVER_GRACE, answered).await.is_err() {
+            tracing::warn!(grace = ?RECEIVER_GRACE, "receivers or pipelines still busy after the shutdown timeout; stopping them");
         }
         rss_watch.abort();
         admin_stop.cancel();
@@ -253,14 +264,3 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
 /// After the shutdown timeout, how long receivers get to answer the requests
 /// whose acknowledgements just failed.
 const RECEIVER_GRACE: Duration = Duration::from_secs(2);
-
-struct RunningPipelineParts {
-    tasks: tokio::task::JoinSet<()>,
-    input: pipeline::PipelineInput,
-}
-
-impl From<pipeline::RunningPipeline> for RunningPipelineParts {
-    fn from(p: pipeline::RunningPipeline) -> Self {
-        RunningPipelineParts { tasks: p.tasks, input: p.input }
-    }
-}
