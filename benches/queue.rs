@@ -111,7 +111,7 @@ fn queues(c: &mut Criterion) {
                         tokio::spawn(async move {
                             let mut seen = 0;
                             while seen < SAMPLES {
-                                seen += q.pop().await.expect("open").len();
+                                seen += q.pop().await.expect("open").0.len();
                             }
                         })
                     };

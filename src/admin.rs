@@ -44,7 +44,8 @@ pub async fn serve(
     prometheus: PrometheusHandle,
     health: Health,
     discovery: Arc<Discovery>,
+    options: crate::listener::ListenerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(prometheus, health, discovery)).with_graceful_shutdown(shutdown).await
+    crate::listener::serve(listener, router(prometheus, health, discovery), options, shutdown).await
 }

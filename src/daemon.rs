@@ -9,12 +9,14 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::codecs::limits::DecodeLimits;
 use crate::config::LoadedConfig;
 use crate::limits::{BudgetError, MemoryBudget, MemoryPressure, watch_rss};
+use crate::listener::ListenerOptions;
 use crate::pipeline::{self, stages};
 use crate::queue::{Ledger, QueueError, SinkQueue};
 use crate::receivers::submit::{AckMode, Submitter};
-use crate::receivers::{ReceiverConfig, grpc, http, kafka};
+use crate::receivers::{ReceiverConfig, grpc, http, influx_tcp, influx_udp, kafka};
 use crate::sinks::{self, SinkBuildError};
 use crate::telemetry::{self, Health, MemoryMetrics, ReceiverMetrics, SinkMetrics};
 
@@ -30,12 +32,20 @@ pub enum DaemonError {
     MemoryBudget { origin: String, source: BudgetError },
     #[error(transparent)]
     Kafka(#[from] kafka::KafkaReceiverError),
+    #[error("{what}.tls: {source}")]
+    Tls { what: String, source: Box<crate::tls::TlsError> },
+    #[error("query: {0}")]
+    Query(#[from] crate::query::service::QueryBuildError),
+    #[error("cannot start the query runtime: {0}")]
+    QueryRuntime(std::io::Error),
 }
 
 /// The addresses the daemon actually listens on (useful with port 0).
 #[derive(Debug, Clone, Default)]
 pub struct BoundAddrs {
     pub admin: Option<std::net::SocketAddr>,
+    /// The query listener (`[query] listen`), when `[query]` is configured.
+    pub query: Option<std::net::SocketAddr>,
     pub receivers: BTreeMap<String, std::net::SocketAddr>,
 }
 
@@ -69,8 +79,36 @@ impl Daemon {
     }
 }
 
+/// A listener's options from its config section; a TLS acceptor is kept in
+/// `acceptors` so its files are watched.
+fn listener_options(
+    loaded: &LoadedConfig,
+    name: &str,
+    what: &str,
+    max_connections: usize,
+    timeouts: crate::listener::TimeoutsConfig,
+    tls: Option<&crate::tls::TlsConfig>,
+    acceptors: &mut Vec<Arc<crate::tls::TlsAcceptor>>,
+) -> Result<ListenerOptions, DaemonError> {
+    let acceptor = match tls {
+        None => None,
+        Some(t) => {
+            let resolved = t.resolved(|p| loaded.resolve(p));
+            let a = crate::tls::TlsAcceptor::new(name, resolved)
+                .map_err(|e| DaemonError::Tls { what: what.to_string(), source: Box::new(e) })?;
+            acceptors.push(a.clone());
+            Some(a)
+        }
+    };
+    Ok(ListenerOptions::new(name, max_connections, timeouts).with_tls(acceptor))
+}
+
 async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, DaemonError> {
     TcpListener::bind(addr).await.map_err(|source| DaemonError::Bind { what: what.to_string(), addr, source })
+}
+
+async fn bind_udp(what: &str, addr: std::net::SocketAddr) -> Result<tokio::net::UdpSocket, DaemonError> {
+    tokio::net::UdpSocket::bind(addr).await.map_err(|source| DaemonError::Bind { what: what.to_string(), addr, source })
 }
 
 /// Starts everything the config describes on the current runtime.
@@ -91,6 +129,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let stop = CancellationToken::new();
     telemetry::supervise(health.clone(), stop.clone());
     let mut addrs = BoundAddrs::default();
+    let mut tls_acceptors = Vec::new();
 
     // Sinks first, so nothing is accepted before it has somewhere to go.
     let mut queues: BTreeMap<String, Arc<SinkQueue>> = BTreeMap::new();
@@ -120,22 +159,31 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             discovery.add(series);
         }
         let running = pipeline::spawn(name, p, stages, sink_queues);
+        // A receiver feeds one pipeline (the config refuses more): it decodes with its limits.
+        let limits = Arc::new(DecodeLimits::for_pipeline(p));
         for r in &p.receivers {
-            inputs.insert(r.clone(), running.input.clone());
+            inputs.insert(r.clone(), (running.input.clone(), limits.clone()));
         }
         pipelines.push(running);
     }
 
     let mut receiver_tasks = Vec::new();
     for (name, rc) in &config.receivers {
-        let Some(input) = inputs.remove(name) else {
+        let Some((input, limits)) = inputs.remove(name) else {
             continue;
         };
         health.register_receiver(name);
         let metrics = ReceiverMetrics::new(name);
         let pressure = pressure.clone();
-        let submitter =
-            move |max_wait, ack, ack_timeout| Submitter { input, metrics, max_wait, ack, ack_timeout, pressure };
+        let submitter = move |max_wait, ack, ack_timeout| Submitter {
+            input,
+            metrics,
+            max_wait,
+            ack,
+            ack_timeout,
+            pressure,
+            limits,
+        };
         let token = stop.clone();
         let shutdown = async move { token.cancelled().await };
         // Network listeners are ready once bound; a Kafka receiver once it
@@ -143,24 +191,68 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         let mut listening = true;
         let task = match rc {
             ReceiverConfig::Http(c) => {
-                let listener = bind(&format!("receivers.{name}"), c.listen).await?;
+                let what = format!("receivers.{name}");
+                let options = listener_options(
+                    &loaded,
+                    name,
+                    &what,
+                    c.max_connections,
+                    c.timeouts,
+                    c.tls.as_ref(),
+                    &mut tls_acceptors,
+                )?;
+                let listener = bind(&what, c.listen).await?;
                 addrs.receivers.insert(name.clone(), listener.local_addr().unwrap_or(c.listen));
                 let submitter = submitter(Duration::from_millis(c.max_wait_ms), c.ack, c.ack_timeout);
                 let (c, n) = (c.clone(), name.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = http::serve(listener, c, submitter, shutdown).await {
+                    if let Err(e) = http::serve(listener, c, submitter, options, shutdown).await {
                         tracing::error!(receiver = %n, error = %e, "HTTP receiver stopped");
                     }
                 })
             }
             ReceiverConfig::Grpc(c) => {
-                let listener = bind(&format!("receivers.{name}"), c.listen).await?;
+                let what = format!("receivers.{name}");
+                let options = listener_options(
+                    &loaded,
+                    name,
+                    &what,
+                    c.max_connections,
+                    c.timeouts,
+                    c.tls.as_ref(),
+                    &mut tls_acceptors,
+                )?;
+                let listener = bind(&what, c.listen).await?;
                 addrs.receivers.insert(name.clone(), listener.local_addr().unwrap_or(c.listen));
                 let submitter = submitter(Duration::from_millis(c.max_wait_ms), c.ack, c.ack_timeout);
                 let (c, n) = (c.clone(), name.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = grpc::serve(listener, c, submitter, shutdown).await {
+                    if let Err(e) = grpc::serve(listener, c, submitter, options, shutdown).await {
                         tracing::error!(receiver = %n, error = %e, "gRPC receiver stopped");
+                    }
+                })
+            }
+            ReceiverConfig::InfluxTcp(c) => {
+                let listener = bind(&format!("receivers.{name}"), c.listen).await?;
+                addrs.receivers.insert(name.clone(), listener.local_addr().unwrap_or(c.listen));
+                // Streams wait for room as long as it takes; max_wait is unused.
+                let submitter = submitter(Duration::from_secs(1), AckMode::Accepted, Duration::from_secs(30));
+                let (c, n) = (c.clone(), name.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = influx_tcp::serve(listener, c, submitter, shutdown).await {
+                        tracing::error!(receiver = %n, error = %e, "influx_tcp receiver stopped");
+                    }
+                })
+            }
+            ReceiverConfig::InfluxUdp(c) => {
+                let socket = bind_udp(&format!("receivers.{name}"), c.listen).await?;
+                addrs.receivers.insert(name.clone(), socket.local_addr().unwrap_or(c.listen));
+                let submitter =
+                    submitter(Duration::from_millis(c.max_wait_ms), AckMode::Accepted, Duration::from_secs(30));
+                let (c, n) = (c.clone(), name.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = influx_udp::serve(socket, c, submitter, shutdown).await {
+                        tracing::error!(receiver = %n, error = %e, "influx_udp receiver stopped");
                     }
                 })
             }
@@ -180,6 +272,9 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     // The pipelines' only senders now live in the receivers.
     drop(inputs);
 
+    let a = &config.admin;
+    let admin_options =
+        listener_options(&loaded, "admin", "admin", a.max_connections, a.timeouts, a.tls.as_ref(), &mut tls_acceptors)?;
     let admin_listener = bind("admin", config.admin.listen).await?;
     addrs.admin = admin_listener.local_addr().ok();
     // The admin endpoint outlives the drain: /metrics and /readyz (which
@@ -191,9 +286,24 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         prometheus,
         health.clone(),
         Arc::new(discovery),
+        admin_options,
         async move { admin_token.cancelled().await },
     ));
+    let tls_watch = crate::tls::watch(tls_acceptors, stop.clone());
     tracing::info!(addr = ?addrs.admin, "admin endpoint listening");
+
+    let query_thread = match &config.query {
+        Some(qc) => {
+            let service = Arc::new(crate::query::QueryService::from_config(&loaded, qc)?);
+            let listener = bind("query", qc.listen).await?;
+            addrs.query = listener.local_addr().ok();
+            let listener = listener.into_std().map_err(DaemonError::QueryRuntime)?;
+            let thread = spawn_query_runtime(listener, service, qc.worker_threads, stop.clone())?;
+            tracing::info!(addr = ?addrs.query, "query listener");
+            Some(thread)
+        }
+        None => None,
+    };
 
     let shutdown_timeout = config.shutdown_timeout;
     let token = stop.clone();
@@ -255,7 +365,11 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
         }
         rss_watch.abort();
         admin_stop.cancel();
+        tls_watch.abort();
         let _ = admin_task.await;
+        if let Some(t) = query_thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
         tracing::info!("stopped");
     });
     Ok(Daemon { addrs, stop, done, health })
@@ -264,3 +378,38 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
 /// After the shutdown timeout, how long receivers get to answer the requests
 /// whose acknowledgements just failed.
 const RECEIVER_GRACE: Duration = Duration::from_secs(2);
+
+/// The query API runs on a runtime of its own (its own threads), so renders —
+/// JSON parsing, bucketing, waiting on backends — never take CPU time from the
+/// ingestion runtime's workers.
+fn spawn_query_runtime(
+    listener: std::net::TcpListener,
+    service: Arc<crate::query::QueryService>,
+    threads: usize,
+    stop: CancellationToken,
+) -> Result<std::thread::JoinHandle<()>, DaemonError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("tsrelay-query")
+        .enable_all()
+        .build()
+        .map_err(DaemonError::QueryRuntime)?;
+    std::thread::Builder::new()
+        .name("tsrelay-query".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "query listener unusable");
+                        return;
+                    }
+                };
+                if let Err(e) = crate::query::api::serve(listener, service, async move { stop.cancelled().await }).await
+                {
+                    tracing::error!(error = %e, "query listener stopped");
+                }
+            });
+        })
+        .map_err(DaemonError::QueryRuntime)
+}

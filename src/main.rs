@@ -25,10 +25,40 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Check a config (pipelines, references, registry) and exit.
+    /// Check a config (pipelines, references, registry, graph files) and exit.
     Validate {
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// Graphs of the read side (DESIGN §7).
+    Graph {
+        #[command(subcommand)]
+        command: GraphCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GraphCommand {
+    /// Render a stored graph from one backend, without a running daemon.
+    Render {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Graph id (from `[query] graphs_dir`).
+        #[arg(long)]
+        graph: String,
+        /// Sink name to read from.
+        #[arg(long)]
+        backend: String,
+        /// ms since the epoch, RFC 3339, `now`, `-6h`.
+        #[arg(long, allow_hyphen_values = true)]
+        start: String,
+        #[arg(long, default_value = "now", allow_hyphen_values = true)]
+        end: String,
+        /// Step, e.g. `60s`, `5m`.
+        #[arg(long)]
+        step: String,
+        #[arg(long, value_enum, default_value_t = tsrelay::query::format::Format::Table)]
+        format: tsrelay::query::format::Format,
     },
 }
 
@@ -47,6 +77,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tsrelay::telemetry::init_logging(cli.log_json);
     match cli.command {
+        Command::Graph { command: GraphCommand::Render { config, graph, backend, start, end, step, format } } => {
+            let loaded = match config::load(config_path(config).as_deref()) {
+                Ok(l) => l,
+                Err(e) => return fail(&e),
+            };
+            let request = tsrelay::query::request::RenderRequest {
+                graph: graph.into(),
+                backend,
+                start: start.into(),
+                end: Some(end.into()),
+                step: Some(step.into()),
+                max_points: None,
+            };
+            match tsrelay::query::format::render_once(&loaded, &request, format) {
+                Ok(text) => {
+                    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Command::Validate { config } => match config::load(config_path(config).as_deref()) {
             Ok(loaded) => {
                 let c = &loaded.config;
@@ -56,9 +107,14 @@ fn main() -> ExitCode {
                     let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
                     return ExitCode::from(2);
                 }
+                let query_config = c.query.clone().unwrap_or_default();
+                let graphs = match tsrelay::query::QueryService::from_config(&loaded, &query_config) {
+                    Ok(service) => service.graphs().len(),
+                    Err(e) => return fail(&format!("{}: {e}", loaded.origin())),
+                };
                 let derived: String = c.derived.iter().map(|d| format!("  derived: {d}\n")).collect();
                 let summary = format!(
-                    "{}: ok ({} receivers, {} pipelines, {} sinks)\n{}{derived}",
+                    "{}: ok ({} receivers, {} pipelines, {} sinks, {graphs} graphs)\n{}{derived}",
                     loaded.origin(),
                     c.receivers.len(),
                     c.pipelines.len(),
@@ -91,6 +147,11 @@ fn main() -> ExitCode {
             runtime.block_on(run(loaded))
         }
     }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("error: {e}\n").as_bytes());
+    ExitCode::from(2)
 }
 
 async fn run(loaded: config::LoadedConfig) -> ExitCode {

@@ -11,6 +11,6 @@ fuzz_target!(|body: &[u8]| {
     let Ok(req) = WriteRequest::decode(body) else { return };
     let total: usize = req.series.iter().map(|s| s.samples.len()).sum();
     let d = decode_request(req, 1_700_000_000_000);
-    assert_eq!(d.samples.len() as u64 + d.rejected_invalid_name + d.rejected_timestamp, total as u64);
+    assert_eq!(d.samples.len() as u64 + d.refused.total(), total as u64);
     assert!(d.samples.iter().all(|s| !s.name().is_empty()));
 });

@@ -625,6 +625,7 @@ mod tests {
         let series = |n: usize| TimeSeries {
             labels: vec![Label { name: "__name__".into(), value: format!("m{n}") }],
             samples: (0..n).map(|i| Sample { value: i as f64, timestamp: i as i64 }).collect(),
+            ..Default::default()
         };
         let request = WriteRequest { timeseries: vec![series(3), series(1), series(5)], ..Default::default() };
         assert_eq!(null_receiver::count_samples(&request.encode_to_vec()), Some(9));

@@ -4,6 +4,10 @@
 //! message into samples happens here, once, so the same limits and the same error
 //! messages apply whichever way the bytes arrived.
 
+pub mod limits;
 pub mod line_protocol;
 pub mod ndjson;
+pub mod otlp;
 pub mod protobuf;
+pub mod remote_write;
+pub mod report;

@@ -13,6 +13,7 @@ use std::fmt;
 use memchr::memchr;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::limits::{Checker, DecodeLimits, LimitError};
 use super::line_protocol::Position;
 pub use super::line_protocol::{DecodeSummary, LineErrors, MAX_REPORTED_ERRORS, ReportedError};
 use crate::model::{LabelStr, Labels, METRIC_NAME_LABEL, MetricKind, Sample};
@@ -209,6 +210,10 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
 struct LabelsSeed<'p> {
     labels: &'p mut Labels,
     problem: &'p mut Option<Problem>,
+    /// Labels beyond this many are counted but not kept (the record is refused anyway).
+    keep_at_most: usize,
+    /// Labels in the object (with a string value, `__name__` aside).
+    count: &'p mut usize,
 }
 
 impl<'de> DeserializeSeed<'de> for LabelsSeed<'_> {
@@ -239,11 +244,19 @@ impl<'de> Visitor<'de> for LabelsSeed<'_> {
             };
             if name == METRIC_NAME_LABEL {
                 *self.problem = Some(Problem::ReservedLabel(name.into_owned()));
-            } else if self.labels.iter().any(|l| l.name == name) {
-                *self.problem = Some(Problem::DuplicateLabel(name.into_owned()));
-            } else {
+                continue;
+            }
+            *self.count += 1;
+            if *self.count <= self.keep_at_most {
                 self.labels.push(&*name, &*value);
             }
+        }
+        // Repeated names are looked for once the object is read: per label, that costs a
+        // scan of the few labels a record has, or a sort of many (never quadratic).
+        if self.problem.is_none()
+            && let Some(name) = duplicate_name(self.labels)
+        {
+            *self.problem = Some(Problem::DuplicateLabel(name.to_owned()));
         }
         Ok(())
     }
@@ -273,6 +286,23 @@ impl<'de> Visitor<'de> for LabelsSeed<'_> {
     }
 }
 
+/// The first label name (in sort order when there are many) that appears twice, if any.
+fn duplicate_name(labels: &Labels) -> Option<&str> {
+    const SCAN_LIMIT: usize = 16;
+    let mut names: Vec<&str> = Vec::new();
+    for (i, l) in labels.iter().enumerate() {
+        if i < SCAN_LIMIT && names.contains(&l.name) {
+            return Some(l.name);
+        }
+        names.push(l.name);
+    }
+    if names.len() <= SCAN_LIMIT {
+        return None;
+    }
+    names.sort_unstable();
+    names.windows(2).find(|pair| pair[0] == pair[1]).map(|pair| pair[0])
+}
+
 impl LabelsSeed<'_> {
     fn not_an_object<E>(self, found: JsonKind) -> Result<(), E> {
         self.problem.get_or_insert(Problem::LabelsNotAnObject(found));
@@ -281,12 +311,13 @@ impl LabelsSeed<'_> {
 }
 
 /// The top-level object, checked field by field.
-#[derive(Default)]
-struct RecordVisitor {
+struct RecordVisitor<'c> {
     problem: Option<Problem>,
+    keep_labels: usize,
+    label_count: &'c mut usize,
 }
 
-impl<'de> Visitor<'de> for RecordVisitor {
+impl<'de> Visitor<'de> for RecordVisitor<'_> {
     type Value = Result<Record, Problem>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -319,7 +350,12 @@ impl<'de> Visitor<'de> for RecordVisitor {
                 continue;
             }
             if slot == 1 {
-                map.next_value_seed(LabelsSeed { labels: &mut labels, problem: &mut self.problem })?;
+                map.next_value_seed(LabelsSeed {
+                    labels: &mut labels,
+                    problem: &mut self.problem,
+                    keep_at_most: self.keep_labels,
+                    count: self.label_count,
+                })?;
                 continue;
             }
             let scalar = map.next_value::<Scalar<'de>>()?;
@@ -536,16 +572,27 @@ fn is_blank(line: &[u8]) -> bool {
 /// Parses one line (without its line feed). A blank line gives `Ok(None)`. `line_number`
 /// only labels errors.
 pub fn parse_line(line: &[u8], line_number: usize) -> Result<Option<Record>, NdjsonError> {
+    parse_line_bounded(line, line_number, usize::MAX).map(|r| r.map(|(record, _)| record))
+}
+
+/// [`parse_line`] keeping at most `keep_labels` labels; also returns how many the line had.
+fn parse_line_bounded(
+    line: &[u8],
+    line_number: usize,
+    keep_labels: usize,
+) -> Result<Option<(Record, usize)>, NdjsonError> {
     if is_blank(line) {
         return Ok(None);
     }
+    let mut label_count = 0;
     let mut deserializer = serde_json::Deserializer::from_slice(line);
-    let parsed = deserializer.deserialize_any(RecordVisitor::default()).and_then(|parsed| {
+    let visitor = RecordVisitor { problem: None, keep_labels, label_count: &mut label_count };
+    let parsed = deserializer.deserialize_any(visitor).and_then(|parsed| {
         deserializer.end()?;
         Ok(parsed)
     });
     match parsed {
-        Ok(Ok(record)) => Ok(Some(record)),
+        Ok(Ok(record)) => Ok(Some((record, label_count))),
         Ok(Err(problem)) => Err(NdjsonError { position: Position { line: line_number, column: None }, problem }),
         Err(error) => Err(NdjsonError {
             position: Position { line: line_number, column: Some(error.column().max(1)) },
@@ -554,9 +601,28 @@ pub fn parse_line(line: &[u8], line_number: usize) -> Result<Option<Record>, Ndj
     }
 }
 
+/// Decodes an NDJSON body into samples appended to `out`, without limits (see
+/// [`decode_body_limited`]).
+pub fn decode_body(body: &[u8], default_time_ms: i64, out: &mut Vec<Sample>, errors: &mut LineErrors) -> DecodeSummary {
+    decode_body_limited(body, default_time_ms, &DecodeLimits::unlimited(), out, errors)
+}
+
 /// Decodes an NDJSON body into samples appended to `out`, one per valid line; a line without
 /// a timestamp gets `default_time_ms`. Bad lines are recorded in `errors` and skipped.
-pub fn decode_body(body: &[u8], default_time_ms: i64, out: &mut Vec<Sample>, errors: &mut LineErrors) -> DecodeSummary {
+///
+/// `limits` are checked on each record before its sample is built (a record over one is
+/// refused with its reason, counted in [`DecodeSummary::refused`]); decoding stops once the
+/// body holds more than `limits.max_samples` samples ([`DecodeSummary::over_sample_limit`]).
+pub fn decode_body_limited(
+    body: &[u8],
+    default_time_ms: i64,
+    limits: &DecodeLimits,
+    out: &mut Vec<Sample>,
+    errors: &mut LineErrors,
+) -> DecodeSummary {
+    let checker = limits.checker(default_time_ms);
+    // Enough to tell "over the limit" from "within it" whatever the static labels are.
+    let keep_labels = limits.max_labels.saturating_add(limits.static_labels.len()).saturating_add(1);
     let mut summary = DecodeSummary::default();
     let mut rest = body;
     let mut line_number = 0usize;
@@ -567,9 +633,20 @@ pub fn decode_body(body: &[u8], default_time_ms: i64, out: &mut Vec<Sample>, err
             None => (rest, &rest[rest.len()..]),
         };
         rest = next;
-        match parse_line(line, line_number) {
+        match parse_line_bounded(line, line_number, keep_labels) {
             Ok(None) => {}
-            Ok(Some(record)) => {
+            Ok(Some((record, label_count))) => {
+                if let Err(refusal) = check_record(&record, label_count, default_time_ms, &checker) {
+                    summary.rejected_lines += 1;
+                    summary.refused_lines += 1;
+                    summary.refused.add(refusal.reason(), 1);
+                    errors.record(line_number, || format!("line {line_number}: {}", refusal.message()));
+                    continue;
+                }
+                if summary.accepted_samples >= limits.max_samples as u64 {
+                    summary.over_sample_limit = true;
+                    break;
+                }
                 out.push(record.into_sample(default_time_ms));
                 summary.accepted_lines += 1;
                 summary.accepted_samples += 1;
@@ -583,9 +660,33 @@ pub fn decode_body(body: &[u8], default_time_ms: i64, out: &mut Vec<Sample>, err
     summary
 }
 
+/// The limits one record can break, checked before its sample is built. `label_count`
+/// is how many labels the line had (`record.labels` may keep fewer).
+fn check_record(
+    record: &Record,
+    label_count: usize,
+    default_time_ms: i64,
+    checker: &Checker<'_>,
+) -> Result<(), LimitError> {
+    checker.metric_name(&[&record.name])?;
+    let kept = record.labels.iter().count();
+    // Labels with an empty value are removed by the pipeline: they count for nothing.
+    let (mut sent, mut sent_static) = (label_count - kept, 0);
+    for l in record.labels.iter().filter(|l| !l.value.is_empty()) {
+        sent += 1;
+        sent_static += usize::from(checker.is_static(l.name));
+    }
+    checker.label_count(sent, sent_static)?;
+    for l in record.labels.iter().filter(|l| !l.value.is_empty()) {
+        checker.label(l.name, l.value)?;
+    }
+    checker.timestamp(record.timestamp_ms.unwrap_or(default_time_ms))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::DropReason;
     use proptest::prelude::*;
 
     const NOW_MS: i64 = 1_700_000_000_000;
@@ -776,7 +877,13 @@ mod tests {
         let (samples, summary, errors) = decode(body);
         assert_eq!(
             summary,
-            DecodeSummary { accepted_lines: 2, accepted_samples: 2, rejected_lines: 2, non_numeric: 0 }
+            DecodeSummary {
+                accepted_lines: 2,
+                accepted_samples: 2,
+                rejected_lines: 2,
+                non_numeric: 0,
+                ..Default::default()
+            }
         );
         let names: Vec<_> = samples.iter().map(|s| s.labels.to_string()).collect();
         assert_eq!(names, ["a{}", "b{k=\"v\"}"]);
@@ -846,5 +953,65 @@ mod tests {
             prop_assert_eq!(record.value.to_bits(), value.to_bits());
             prop_assert_eq!(record.timestamp_ms, timestamp);
         }
+    }
+
+    #[test]
+    fn repeated_labels_are_found_among_many_without_a_quadratic_scan() {
+        let labels: String = (0..50_000).map(|i| format!("\"l{i}\": \"v\", ")).collect();
+        let line = format!(r#"{{"name": "m", "value": 1, "labels": {{{labels}"l49999": "again"}}}}"#);
+        assert_eq!(problem(&line), Problem::DuplicateLabel("l49999".into()));
+        let line = format!(r#"{{"name": "m", "value": 1, "labels": {{{labels}"last": "x"}}}}"#);
+        assert_eq!(record(&line).labels.len(), 50_001);
+    }
+
+    proptest! {
+        #[test]
+        fn duplicate_names_match_a_naive_scan(names in proptest::collection::vec("[a-c]{1,2}", 0..40)) {
+            let labels: Labels = names.iter().map(|n| (n.as_str(), "v")).collect();
+            let naive = names.iter().enumerate().any(|(i, n)| names[..i].contains(n));
+            prop_assert_eq!(duplicate_name(&labels).is_some(), naive);
+        }
+    }
+
+    #[test]
+    fn limits_refuse_records_with_their_reason() {
+        let limits = DecodeLimits {
+            max_samples: 3,
+            max_fields_per_line: 1,
+            max_labels: 2,
+            max_name_length: 8,
+            max_label_value_length: 3,
+            max_past_ms: 1_000,
+            max_future_ms: 1_000,
+            reject_invalid_names: false,
+            static_labels: Vec::new().into(),
+        };
+        let body = concat!(
+            r#"{"name": "ok", "labels": {"a": "1", "b": "2", "empty": ""}, "value": 1}"#,
+            "\n",
+            r#"{"name": "m", "labels": {"a": "1", "b": "2", "c": "3", "d": "4", "e": "5"}, "value": 1}"#,
+            "\n",
+            r#"{"name": "m", "labels": {"a": "1234"}, "value": 1}"#,
+            "\n",
+            r#"{"name": "much_too_long", "value": 1}"#,
+            "\n",
+            r#"{"name": "m", "value": 1, "timestamp": -9223372036854775808}"#,
+            "\n",
+            r#"{"name": "m", "value": 1, "timestamp": 1700000000500}"#,
+            "\n",
+        );
+        let mut out = Vec::new();
+        let mut errors = LineErrors::new();
+        let s = decode_body_limited(body.as_bytes(), NOW_MS, &limits, &mut out, &mut errors);
+        assert_eq!(out.len(), 2);
+        assert_eq!((s.rejected_lines, s.refused_lines, s.unparsable_lines()), (4, 4, 0));
+        assert_eq!(s.refused.get(DropReason::TooManyLabels), 1);
+        assert_eq!(s.refused.get(DropReason::LabelValueTooLong), 1);
+        assert_eq!(s.refused.get(DropReason::InvalidName), 1);
+        assert_eq!(s.refused.get(DropReason::TimestampOutOfWindow), 1);
+        assert!(errors.reported()[0].message.starts_with("line 2: 5 labels"), "{:?}", errors.reported());
+        let many: String = (0..5).map(|_| "{\"name\": \"m\", \"value\": 1}\n").collect();
+        let s = decode_body_limited(many.as_bytes(), NOW_MS, &limits, &mut Vec::new(), &mut LineErrors::new());
+        assert!(s.over_sample_limit);
     }
 }

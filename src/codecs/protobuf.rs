@@ -1,7 +1,9 @@
 //! `tsrelay.v1.WriteRequest` → samples, refusing what the model cannot hold.
 
+use super::limits::{Checker, DecodeLimits, LimitError, RefusedSamples};
 use crate::model::{Labels, METRIC_NAME_LABEL, MetricKind, Sample};
 use crate::proto::v1::{MetricType, WriteRequest};
+use crate::telemetry::DropReason;
 
 /// Errors reported back to the sender; later ones are only counted.
 pub const MAX_REPORTED_ERRORS: usize = 10;
@@ -12,28 +14,48 @@ const MAX_ABS_TIMESTAMP_MS: i64 = i64::MAX / 1_000_000;
 #[derive(Debug, Default)]
 pub struct Decoded {
     pub samples: Vec<Sample>,
-    pub rejected_invalid_name: u64,
-    pub rejected_timestamp: u64,
+    /// Samples refused, per drop reason: series without a usable name (`invalid_name`),
+    /// timestamps beyond what the model holds or outside the window
+    /// (`timestamp_out_of_window`), and the pipeline's other limits.
+    pub refused: RefusedSamples,
     pub errors: Vec<String>,
+    /// The request holds more than `max_samples` samples: nothing was decoded, and the
+    /// request is refused whole.
+    pub over_sample_limit: bool,
 }
 
 impl Decoded {
-    fn reject(&mut self, series: usize, message: String) {
+    fn reject(&mut self, series: usize, message: impl FnOnce() -> String) {
         if self.errors.len() < MAX_REPORTED_ERRORS {
-            self.errors.push(format!("series {series}: {message}"));
+            self.errors.push(format!("series {series}: {}", message()));
         }
     }
 }
 
-/// Decodes one request; `now_ms` stands in for timestamp 0.
+/// Decodes one request without limits (see [`decode_request_limited`]).
 pub fn decode_request(req: WriteRequest, now_ms: i64) -> Decoded {
-    let mut out =
-        Decoded { samples: Vec::with_capacity(req.series.iter().map(|s| s.samples.len()).sum()), ..Default::default() };
+    decode_request_limited(req, now_ms, &DecodeLimits::unlimited())
+}
+
+/// Decodes one request; `now_ms` stands in for timestamp 0. A series over one of
+/// `limits` is refused whole with its reason, before any of its samples is built.
+pub fn decode_request_limited(req: WriteRequest, now_ms: i64, limits: &DecodeLimits) -> Decoded {
+    let total: usize = req.series.iter().map(|s| s.samples.len()).sum();
+    if total > limits.max_samples {
+        return Decoded { over_sample_limit: true, ..Default::default() };
+    }
+    let checker = limits.checker(now_ms);
+    let mut out = Decoded { samples: Vec::with_capacity(total), ..Default::default() };
     for (i, series) in req.series.into_iter().enumerate() {
-        let n = series.samples.len();
+        let n = series.samples.len() as u64;
         if let Some(problem) = label_problem(&series.labels) {
-            out.rejected_invalid_name += n as u64;
-            out.reject(i, problem);
+            out.refused.add(DropReason::InvalidName, n);
+            out.reject(i, || problem);
+            continue;
+        }
+        if let Err(refusal) = check_series(&series.labels, &checker) {
+            out.refused.add(refusal.reason(), n);
+            out.reject(i, || refusal.message());
             continue;
         }
         let kind = match MetricType::try_from(series.r#type).unwrap_or(MetricType::Unspecified) {
@@ -48,21 +70,45 @@ pub fn decode_request(req: WriteRequest, now_ms: i64) -> Decoded {
         for l in &series.labels {
             labels.push(&l.name, &l.value);
         }
-        let mut bad_ts = 0;
+        let mut bad_ts = 0u64;
+        let mut first_refusal = None;
         for s in series.samples {
             let ts = if s.timestamp == 0 { now_ms } else { s.timestamp };
-            if ts.abs() > MAX_ABS_TIMESTAMP_MS {
+            // A range check, not `abs()`: `i64::MIN` has no absolute value.
+            let refusal = if !(-MAX_ABS_TIMESTAMP_MS..=MAX_ABS_TIMESTAMP_MS).contains(&ts) {
+                Some(format!("timestamp {ts} ms is beyond ±{MAX_ABS_TIMESTAMP_MS} ms"))
+            } else {
+                checker.timestamp(ts).err().map(|e| e.message())
+            };
+            if let Some(message) = refusal {
                 bad_ts += 1;
+                first_refusal.get_or_insert(message);
                 continue;
             }
             out.samples.push(Sample { labels: labels.clone(), value: s.value, timestamp_ms: ts, kind });
         }
-        if bad_ts > 0 {
-            out.rejected_timestamp += bad_ts as u64;
-            out.reject(i, format!("{bad_ts} samples with a timestamp beyond ±{MAX_ABS_TIMESTAMP_MS} ms"));
+        if let Some(first) = first_refusal {
+            out.refused.add(DropReason::TimestampOutOfWindow, bad_ts);
+            out.reject(i, || format!("{bad_ts} samples refused (timestamp_out_of_window), the first: {first}"));
         }
     }
     out
+}
+
+/// The limits a series' labels can break.
+fn check_series(labels: &[crate::proto::v1::Label], checker: &Checker<'_>) -> Result<(), LimitError> {
+    // Labels with an empty value are removed by the pipeline: they count for nothing.
+    let others = || labels.iter().filter(|l| l.name != METRIC_NAME_LABEL && !l.value.is_empty());
+    let sent_static = others().filter(|l| checker.is_static(&l.name)).count();
+    checker.label_count(others().count(), sent_static)?;
+    for l in labels {
+        if l.name == METRIC_NAME_LABEL {
+            checker.metric_name(&[&l.value])?;
+        } else if !l.value.is_empty() {
+            checker.label(&l.name, &l.value)?;
+        }
+    }
+    Ok(())
 }
 
 fn label_problem(labels: &[crate::proto::v1::Label]) -> Option<String> {
@@ -117,8 +163,8 @@ mod tests {
         assert_eq!(d.samples.len(), 2);
         assert_eq!(d.samples[0].timestamp_ms, 1000);
         assert_eq!(d.samples[0].kind, MetricKind::Counter);
-        assert_eq!(d.rejected_invalid_name, 2);
-        assert_eq!(d.rejected_timestamp, 1);
+        assert_eq!(d.refused.get(DropReason::InvalidName), 2);
+        assert_eq!(d.refused.get(DropReason::TimestampOutOfWindow), 1);
         assert_eq!(d.errors.len(), 3);
         assert!(d.errors[0].contains("series 1") && d.errors[0].contains("__name__"), "{:?}", d.errors);
     }
@@ -148,8 +194,55 @@ mod tests {
                     .collect(),
             };
             let d = decode_request(req, 1);
-            proptest::prop_assert_eq!(d.samples.len() as u64 + d.rejected_invalid_name + d.rejected_timestamp, total as u64);
+            proptest::prop_assert_eq!(d.samples.len() as u64 + d.refused.total(), total as u64);
             proptest::prop_assert!(d.errors.len() <= MAX_REPORTED_ERRORS);
         }
+    }
+
+    #[test]
+    fn extreme_timestamps_are_refused_not_overflowed() {
+        let req = WriteRequest {
+            id: 1,
+            series: vec![Series {
+                labels: vec![label("__name__", "m")],
+                samples: [i64::MIN, i64::MIN + 1, i64::MAX, -MAX_ABS_TIMESTAMP_MS, 5]
+                    .into_iter()
+                    .map(|timestamp| PbSample { value: 1.0, timestamp })
+                    .collect(),
+                ..Default::default()
+            }],
+        };
+        let d = decode_request(req.clone(), 1);
+        assert_eq!(d.samples.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>(), [-MAX_ABS_TIMESTAMP_MS, 5]);
+        assert_eq!(d.refused.get(DropReason::TimestampOutOfWindow), 3);
+        let limits = DecodeLimits { max_past_ms: 10, max_future_ms: 10, ..DecodeLimits::unlimited() };
+        let d = decode_request_limited(req, 1, &limits);
+        assert_eq!(d.samples.len(), 1);
+        assert_eq!(d.refused.get(DropReason::TimestampOutOfWindow), 4);
+    }
+
+    #[test]
+    fn limits_refuse_a_series_whole_and_too_many_samples_the_request() {
+        let series = |labels: Vec<Label>| Series {
+            labels,
+            samples: vec![PbSample { value: 1.0, timestamp: 0 }, PbSample { value: 2.0, timestamp: 0 }],
+            ..Default::default()
+        };
+        let req = WriteRequest {
+            id: 1,
+            series: vec![
+                series(vec![label("__name__", "m"), label("a", "1")]),
+                series(vec![label("__name__", "m"), label("a", "1"), label("b", "2"), label("c", "")]),
+                series(vec![label("__name__", "m"), label("a", "toolong")]),
+            ],
+        };
+        let limits = DecodeLimits { max_labels: 1, max_label_value_length: 3, ..DecodeLimits::unlimited() };
+        let d = decode_request_limited(req.clone(), 1, &limits);
+        assert_eq!(d.samples.len(), 2);
+        assert_eq!(d.refused.get(DropReason::TooManyLabels), 2);
+        assert_eq!(d.refused.get(DropReason::LabelValueTooLong), 2);
+        assert!(d.errors[0].starts_with("series 1: 2 labels"), "{:?}", d.errors);
+        let d = decode_request_limited(req, 1, &DecodeLimits { max_samples: 5, ..DecodeLimits::unlimited() });
+        assert!(d.over_sample_limit && d.samples.is_empty());
     }
 }

@@ -150,6 +150,10 @@ fn check_references(loaded: &LoadedConfig) -> Result<(), ConfigError> {
         }
     }
     c.limits.check().map_err(invalid)?;
+    c.admin.timeouts.check().map_err(|m| invalid(format!("admin: {m}")))?;
+    if let Some(q) = &c.query {
+        q.check().map_err(invalid)?;
+    }
     for (name, s) in &c.sinks {
         s.check().map_err(|m| invalid(format!("sinks.{name}: {m}")))?;
     }

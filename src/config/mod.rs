@@ -53,6 +53,9 @@ pub struct Config {
     /// [`crate::limits::derive_defaults`]), one line each, for `tsrelay validate`.
     #[serde(skip)]
     pub derived: Vec<String>,
+    /// The read side (DESIGN §7): present, the query listener runs.
+    #[serde(default)]
+    pub query: Option<crate::query::config::QueryConfig>,
 }
 
 /// Memory limits (DESIGN §1.4): a start-up check and a run-time guard.
@@ -113,17 +116,31 @@ impl LimitsConfig {
     }
 }
 
-/// The admin endpoint: `/metrics`, `/healthz`, `/readyz`.
+/// The admin endpoint: `/metrics`, `/healthz`, `/readyz`, discovery.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     #[serde(default = "defaults::admin_listen")]
     pub listen: SocketAddr,
+    /// Open connections at once; beyond it new ones wait in the accept backlog.
+    #[serde(default = "crate::listener::defaults::max_connections")]
+    pub max_connections: usize,
+    /// Header, body, idle, request and HTTP/2 keep-alive timeouts, connection age.
+    #[serde(default)]
+    pub timeouts: crate::listener::TimeoutsConfig,
+    /// TLS (and with `client_ca_file` mutual TLS) on this listener.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: defaults::admin_listen() }
+        AdminConfig {
+            listen: defaults::admin_listen(),
+            max_connections: crate::listener::defaults::max_connections(),
+            timeouts: Default::default(),
+            tls: None,
+        }
     }
 }
 

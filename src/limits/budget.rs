@@ -114,6 +114,9 @@ impl MemoryBudget {
             }
         }
         for (name, receiver) in &config.receivers {
+            if let Some((what, bytes)) = receiver.requests_in_progress_bytes() {
+                items.push(BudgetItem { what: format!("receivers.{name} {what}"), bytes });
+            }
             if let crate::receivers::ReceiverConfig::Kafka(k) = receiver {
                 let kbytes = k
                     .librdkafka_options

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::SendTimeoutError;
 
-use crate::model::Batch;
+use crate::model::{Batch, Sample};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -103,15 +103,21 @@ impl PipelineInput {
 
 /// Splits a batch into parts of at most [`INGEST_BATCH_MAX_SAMPLES`], each
 /// carrying the batch's ack (it completes when the last part is done).
+///
+/// Each part gets a buffer of its own size and every sample is moved once; the request's
+/// buffer is freed when the split is done. (Splitting with `split_off` left every part
+/// holding the whole remaining buffer: a 200,000-sample request then held ~50 buffers of
+/// up to its full size, ~25× its samples' memory.)
 fn split(batch: Batch) -> Vec<Batch> {
-    let Batch { mut samples, ack, received_at, .. } = batch;
-    let mut parts = Vec::with_capacity(samples.len().div_ceil(INGEST_BATCH_MAX_SAMPLES));
-    while samples.len() > INGEST_BATCH_MAX_SAMPLES {
-        let rest = samples.split_off(INGEST_BATCH_MAX_SAMPLES);
-        parts.push(Batch { samples, hashes: Vec::new(), ack: ack.clone(), received_at });
-        samples = rest;
+    let Batch { samples, ack, received_at, .. } = batch;
+    let count = samples.len().div_ceil(INGEST_BATCH_MAX_SAMPLES);
+    let mut parts = Vec::with_capacity(count);
+    let mut rest = samples.into_iter();
+    for _ in 1..count {
+        let part: Vec<Sample> = rest.by_ref().take(INGEST_BATCH_MAX_SAMPLES).collect();
+        parts.push(Batch { samples: part, hashes: Vec::new(), ack: ack.clone(), received_at });
     }
-    parts.push(Batch { samples, hashes: Vec::new(), ack, received_at });
+    parts.push(Batch { samples: rest.collect(), hashes: Vec::new(), ack, received_at });
     parts
 }
 
@@ -149,6 +155,8 @@ mod tests {
         for _ in 0..4 {
             let part = rx.recv().await.unwrap();
             assert!(part.len() <= INGEST_BATCH_MAX_SAMPLES);
+            // Each part owns a buffer of its own size, not the request's.
+            assert!(part.samples.capacity() <= INGEST_BATCH_MAX_SAMPLES, "{}", part.samples.capacity());
             values.extend(part.samples.iter().map(|s| s.value));
         }
         assert_eq!(values, (0..n).map(|i| i as f64).collect::<Vec<_>>());

@@ -3,6 +3,8 @@
 
 pub mod grpc;
 pub mod http;
+pub mod influx_tcp;
+pub mod influx_udp;
 pub mod kafka;
 pub mod submit;
 
@@ -15,15 +17,40 @@ pub enum ReceiverConfig {
     Http(http::HttpReceiverConfig),
     Grpc(grpc::GrpcReceiverConfig),
     Kafka(kafka::KafkaReceiverConfig),
+    InfluxTcp(influx_tcp::InfluxTcpReceiverConfig),
+    InfluxUdp(influx_udp::InfluxUdpReceiverConfig),
 }
 
 impl ReceiverConfig {
+    /// The bodies of the requests a network receiver handles at once, for the
+    /// start-up memory budget (`max_concurrent_requests` × the largest body).
+    /// What a body decodes into is bounded by the decoders' per-request
+    /// limits, and the RSS high-water mark guards the rest at run time.
+    pub fn requests_in_progress_bytes(&self) -> Option<(String, u64)> {
+        let (n, max, key) = match self {
+            ReceiverConfig::Http(c) => (c.max_concurrent_requests, c.max_body_bytes, "max_body_bytes"),
+            ReceiverConfig::Grpc(c) => (c.max_concurrent_requests, c.max_message_bytes, "max_message_bytes"),
+            ReceiverConfig::Kafka(_) | ReceiverConfig::InfluxTcp(_) | ReceiverConfig::InfluxUdp(_) => return None,
+        };
+        let what = format!("requests in progress ({n} × {key} {max})");
+        Some((what, (n as u64).saturating_mul(max as u64)))
+    }
+
     pub(crate) fn check(&self) -> Result<(), String> {
         match self {
             ReceiverConfig::Http(c) if c.max_body_bytes == 0 => Err("max_body_bytes must be at least 1".into()),
             ReceiverConfig::Grpc(c) if c.max_message_bytes == 0 => Err("max_message_bytes must be at least 1".into()),
+            ReceiverConfig::Http(c) if c.max_connections == 0 || c.max_concurrent_requests == 0 => {
+                Err("max_connections and max_concurrent_requests must be at least 1".into())
+            }
+            ReceiverConfig::Grpc(c) if c.max_connections == 0 || c.max_concurrent_requests == 0 => {
+                Err("max_connections and max_concurrent_requests must be at least 1".into())
+            }
+            ReceiverConfig::Http(c) => c.timeouts.check(),
+            ReceiverConfig::Grpc(c) => c.timeouts.check(),
             ReceiverConfig::Kafka(c) => c.check(),
-            _ => Ok(()),
+            ReceiverConfig::InfluxTcp(c) => c.check(),
+            ReceiverConfig::InfluxUdp(c) => c.check(),
         }
     }
 }

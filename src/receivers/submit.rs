@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::codecs::limits::DecodeLimits;
 use crate::limits::MemoryPressure;
 use crate::model::{Ack, AckOutcome, Batch, Sample};
 use crate::pipeline::{INGEST_BATCH_MAX_SAMPLES, IngestError, PipelineInput};
@@ -62,6 +63,8 @@ pub struct Submitter {
     /// Raised above the RSS high-water mark: new data is refused (or, for
     /// blocking submitters, waits) instead of growing the process.
     pub pressure: MemoryPressure,
+    /// What one request may bring into the pipeline, checked while decoding.
+    pub limits: std::sync::Arc<DecodeLimits>,
 }
 
 impl Submitter {

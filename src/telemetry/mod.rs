@@ -5,7 +5,9 @@
 
 mod health;
 mod kafka;
+mod listener;
 mod names;
+mod query;
 mod stages;
 mod supervise;
 
@@ -16,7 +18,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use health::{Health, SinkHealth, SinkState};
 pub use kafka::{KafkaReceiverMetrics, KafkaTopicMetrics, kafka_produced_messages};
+pub use listener::{AdmissionMetrics, ListenerMetrics, TimeoutKind, tls_reloads};
 pub use names::*;
+pub use query::{query_backend_requests, query_request};
 pub use stages::{CardinalityMetrics, MonotonicMetrics, suspicious_label};
 pub use supervise::supervise;
 
@@ -41,6 +45,12 @@ pub fn install_recorder() -> PrometheusHandle {
                     b.set_buckets_for_metric(
                         Matcher::Full(PIPELINE_LATENCY_SECONDS.to_string()),
                         &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(QUERY_DURATION_SECONDS.to_string()),
+                        &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
                     )
                 });
             let handle = match builder.and_then(|b| b.install_recorder()) {
@@ -100,10 +110,18 @@ pub enum DropReason {
     Corrupt,
     /// Removed on purpose by a `keep`/`drop`/`keepequal`/`dropequal` relabel rule.
     Relabel,
+    /// Native (exponential) histograms: valid input the sample model cannot hold
+    /// (remote-write histograms, OTLP exponential histograms).
+    UnsupportedHistogram,
+    /// Exemplars attached to remote-write or OTLP samples: not kept.
+    Exemplar,
+    /// OTLP delta temporality refused (`otlp.delta = "reject"`), or a delta
+    /// point whose series was not seen before with the same start.
+    Delta,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::ParseError,
         DropReason::NonNumeric,
         DropReason::InvalidName,
@@ -123,6 +141,9 @@ impl DropReason {
         DropReason::Shutdown,
         DropReason::Corrupt,
         DropReason::Relabel,
+        DropReason::UnsupportedHistogram,
+        DropReason::Exemplar,
+        DropReason::Delta,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -146,6 +167,9 @@ impl DropReason {
             DropReason::Shutdown => "shutdown",
             DropReason::Corrupt => "corrupt",
             DropReason::Relabel => "relabel",
+            DropReason::UnsupportedHistogram => "unsupported_histogram",
+            DropReason::Exemplar => "exemplar",
+            DropReason::Delta => "delta",
         }
     }
 }

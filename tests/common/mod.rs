@@ -242,6 +242,7 @@ pub fn read_lp_file(path: &Path) -> Vec<(String, f64, i64)> {
 
 pub mod fifo;
 pub mod grpc_client;
+pub mod grpcio;
 pub mod influxdb;
 pub mod load;
 pub mod rrdcached;

@@ -31,11 +31,21 @@ impl Prometheus {
         Self::start_on(dir, free_port(), 1)
     }
 
+    /// Starts with its own `prometheus.yml` (scrape jobs, `remote_write`: a sender).
+    pub fn start_with_config(dir: &Path, config: &str) -> Prometheus {
+        std::fs::create_dir_all(dir).expect("create prometheus dir");
+        std::fs::write(dir.join("prometheus.yml"), config).expect("write prometheus.yml");
+        Self::start_on(dir, free_port(), 1)
+    }
+
     fn start_on(dir: &Path, port: u16, starts: u32) -> Prometheus {
         let bin = require_binary("prometheus", INSTALL_HINT);
         std::fs::create_dir_all(dir.join("data")).expect("create prometheus data dir");
         let config = dir.join("prometheus.yml");
-        std::fs::write(&config, "global: {scrape_interval: 15s}\nscrape_configs: []\n").expect("write prometheus.yml");
+        if !config.exists() {
+            std::fs::write(&config, "global: {scrape_interval: 15s}\nscrape_configs: []\n")
+                .expect("write prometheus.yml");
+        }
         let mut cmd = Command::new(bin);
         cmd.arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))

@@ -30,6 +30,15 @@ pub struct ValidateConfig {
     /// Longest metric or label name, in bytes (`invalid_name`).
     #[serde(default = "defaults::max_name_length")]
     pub max_name_length: usize,
+    /// Most samples one request (HTTP body, gRPC request, Kafka message) may decode to;
+    /// a larger request is refused whole (HTTP `413`, gRPC `INVALID_ARGUMENT`) before more
+    /// of it is decoded. Bounds the memory one request takes.
+    #[serde(default = "defaults::max_samples_per_request")]
+    pub max_samples_per_request: usize,
+    /// Most fields one line-protocol line may carry; a line with more is refused
+    /// (`parse_error`).
+    #[serde(default = "defaults::max_fields_per_line")]
+    pub max_fields_per_line: usize,
     /// Oldest accepted timestamp, relative to now (`timestamp_out_of_window`).
     #[serde(default = "defaults::max_past", with = "humantime_serde")]
     pub max_past: Duration,
@@ -79,6 +88,12 @@ pub mod defaults {
     pub fn max_name_length() -> usize {
         200
     }
+    pub fn max_samples_per_request() -> usize {
+        500_000
+    }
+    pub fn max_fields_per_line() -> usize {
+        1_000
+    }
     pub fn max_past() -> Duration {
         7 * DAY
     }
@@ -96,6 +111,8 @@ impl Default for ValidateConfig {
             max_labels: defaults::max_labels(),
             max_label_value_length: defaults::max_label_value_length(),
             max_name_length: defaults::max_name_length(),
+            max_samples_per_request: defaults::max_samples_per_request(),
+            max_fields_per_line: defaults::max_fields_per_line(),
             max_past: defaults::max_past(),
             max_future: defaults::max_future(),
             unknown_metrics: UnknownMetrics::default(),
@@ -109,6 +126,12 @@ impl ValidateConfig {
     pub(crate) fn check(&self) -> Result<(), String> {
         if self.max_name_length == 0 {
             return Err("validate.max_name_length must be at least 1".into());
+        }
+        if self.max_samples_per_request == 0 {
+            return Err("validate.max_samples_per_request must be at least 1".into());
+        }
+        if self.max_fields_per_line == 0 {
+            return Err("validate.max_fields_per_line must be at least 1".into());
         }
         if self.max_label_value_length == 0 {
             return Err("validate.max_label_value_length must be at least 1".into());

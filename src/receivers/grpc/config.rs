@@ -3,7 +3,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::listener::{TimeoutsConfig, defaults as listener_defaults};
 use crate::receivers::submit::{AckMode, defaults as submit_defaults};
+use crate::tls::TlsConfig;
 
 /// `type = "grpc"`: the `tsrelay.v1.Ingest` service (proto/tsrelay/v1/ingest.proto).
 #[derive(Debug, Clone, Deserialize)]
@@ -24,6 +26,23 @@ pub struct GrpcReceiverConfig {
     /// With `ack = "delivered"`: how long to wait before `DEADLINE_EXCEEDED`.
     #[serde(default = "submit_defaults::ack_timeout", with = "humantime_serde")]
     pub ack_timeout: Duration,
+    /// Requests handled at once; more wait up to `max_wait_ms` for a turn,
+    /// then get `503` / `RESOURCE_EXHAUSTED`. Each may hold a whole body
+    /// (counted in the start-up memory budget).
+    #[serde(default = "listener_defaults::max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// Open connections at once; beyond it new ones wait in the accept backlog.
+    #[serde(default = "listener_defaults::max_connections")]
+    pub max_connections: usize,
+    /// Header, body, idle, request and HTTP/2 keep-alive timeouts, connection age.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// TLS (and with `client_ca_file` mutual TLS) on this listener.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// How OTLP metrics become series (`[receivers.<name>.otlp]`, docs/otlp.md).
+    #[serde(default)]
+    pub otlp: crate::codecs::otlp::OtlpConfig,
 }
 
 pub mod defaults {

@@ -1,22 +1,23 @@
-//! The gRPC receiver: `tsrelay.v1.Ingest` (DESIGN §4).
+//! The gRPC receiver: `tsrelay.v1.Ingest` (DESIGN §4) and OTLP metrics
+//! (`MetricsService/Export`).
 
 mod config;
+mod otlp;
 
 use std::pin::Pin;
-use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-pub use crate::codecs::protobuf::{Decoded, decode_request};
+pub use crate::codecs::protobuf::{Decoded, decode_request, decode_request_limited};
 pub use config::GrpcReceiverConfig;
 
 use super::submit::{SubmitError, Submitter};
+use crate::listener::{Admission, ListenerOptions};
 use crate::proto::v1::ingest_server::{Ingest, IngestServer};
 use crate::proto::v1::{WriteRequest, WriteResponse};
-use crate::telemetry::DropReason;
 
 struct IngestService {
     submitter: Submitter,
@@ -25,11 +26,21 @@ struct IngestService {
 impl IngestService {
     async fn handle(&self, req: WriteRequest, blocking: bool) -> Result<WriteResponse, Status> {
         let id = req.id;
-        let decoded = decode_request(req, crate::model::now_ms());
+        let limits = &self.submitter.limits;
+        let decoded = decode_request_limited(req, crate::model::now_ms(), limits);
+        if decoded.over_sample_limit {
+            return Err(Status::invalid_argument(format!(
+                "request {id} holds more than {} samples (validate.max_samples_per_request of pipeline {}); \
+                 nothing was accepted: send smaller requests",
+                limits.max_samples,
+                self.submitter.input.pipeline()
+            )));
+        }
         let m = &self.submitter.metrics;
-        m.dropped(DropReason::InvalidName, decoded.rejected_invalid_name);
-        m.dropped(DropReason::TimestampOutOfWindow, decoded.rejected_timestamp);
-        let rejected = decoded.rejected_invalid_name + decoded.rejected_timestamp;
+        for (reason, n) in decoded.refused.iter() {
+            m.dropped(reason, n);
+        }
+        let rejected = decoded.refused.total();
         let accepted = decoded.samples.len() as u64;
         if accepted == 0 && rejected > 0 {
             return Err(Status::invalid_argument(format!(
@@ -99,32 +110,47 @@ fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl Strea
 }
 
 /// Serves until `shutdown` resolves. `listener` is bound by the caller so
-/// readiness and port errors are known before anything else starts.
+/// readiness and port errors are known before anything else starts. The
+/// service runs on the shared listener layer (timeouts, keep-alive,
+/// connection age and bounds, TLS), with admission control in front:
+/// memory pressure and `max_concurrent_requests` (a stream holds its turn
+/// while open) are checked before a message is read.
 pub async fn serve(
     listener: TcpListener,
     config: GrpcReceiverConfig,
     submitter: Submitter,
+    options: ListenerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
-    let service = std::sync::Arc::new(IngestService { submitter });
-    let server = IngestServer::new(service)
-        .max_decoding_message_size(config.max_message_bytes)
-        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
-    tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_service(server)
-        .serve_with_incoming_shutdown(tokio_stream_listener(listener), shutdown)
-        .await
+) -> std::io::Result<()> {
+    let admission = Admission::new(
+        config.max_concurrent_requests,
+        submitter.max_wait,
+        submitter.pressure.clone(),
+        submitter.metrics.clone(),
+    );
+    let app = routes(&config, submitter)
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(admission, Admission::layer));
+    crate::listener::serve(listener, app, options, shutdown).await
 }
 
-fn tokio_stream_listener(
-    listener: TcpListener,
-) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static {
-    futures::stream::unfold(listener, |l| async move {
-        let next = l.accept().await.map(|(s, _)| {
-            let _ = s.set_nodelay(true);
-            s
-        });
-        Some((next, l))
-    })
+/// Every gRPC service of this receiver; further services are added here.
+pub fn routes(config: &GrpcReceiverConfig, submitter: Submitter) -> tonic::service::Routes {
+    let otlp =
+        crate::proto::opentelemetry::proto::collector::metrics::v1::metrics_service_server::MetricsServiceServer::new(
+            otlp::OtlpMetricsService {
+                submitter: submitter.clone(),
+                translator: crate::codecs::otlp::Translator::new(
+                    config.otlp.clone(),
+                    crate::codecs::remote_write::DecodeLimits::with_body_limit(config.max_message_bytes),
+                ),
+            },
+        )
+        .max_decoding_message_size(config.max_message_bytes)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let service = std::sync::Arc::new(IngestService { submitter });
+    let ingest = IngestServer::new(service)
+        .max_decoding_message_size(config.max_message_bytes)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+    tonic::service::Routes::new(ingest).add_service(otlp)
 }

@@ -2,6 +2,7 @@
 
 use crate::model::Sample;
 
+use crate::codecs::limits::{DecodeLimits, RefusedSamples};
 use crate::codecs::{line_protocol, ndjson};
 
 /// Which decoder a route uses.
@@ -27,25 +28,39 @@ impl BodyFormat {
 #[derive(Debug, Default)]
 pub struct DecodedBody {
     pub samples: Vec<Sample>,
-    /// Lines refused as a whole.
+    /// Lines refused as a whole (syntax or a limit).
     pub rejected_lines: u64,
+    /// Of those, lines refused for their syntax (counted once each as `parse_error`).
+    pub unparsable_lines: u64,
+    /// Samples of lines refused by a limit, per drop reason.
+    pub refused: RefusedSamples,
     /// String fields: valid, but not samples.
     pub non_numeric: u64,
+    /// The body holds more than the pipeline's `max_samples_per_request`.
+    pub over_sample_limit: bool,
     /// `(line number, message)` of the first refused lines.
     pub errors: Vec<(usize, String)>,
 }
 
-pub fn decode_body(format: BodyFormat, body: &[u8], now_ms: i64) -> DecodedBody {
+pub fn decode_body(format: BodyFormat, body: &[u8], now_ms: i64, limits: &DecodeLimits) -> DecodedBody {
     let mut out = DecodedBody::default();
     let mut errors = line_protocol::LineErrors::new();
     let summary = match format {
-        BodyFormat::LineProtocol(precision) => {
-            line_protocol::decode_body(body, precision, now_ms.saturating_mul(1_000_000), &mut out.samples, &mut errors)
-        }
-        BodyFormat::Ndjson => ndjson::decode_body(body, now_ms, &mut out.samples, &mut errors),
+        BodyFormat::LineProtocol(precision) => line_protocol::decode_body_limited(
+            body,
+            precision,
+            now_ms.saturating_mul(1_000_000),
+            limits,
+            &mut out.samples,
+            &mut errors,
+        ),
+        BodyFormat::Ndjson => ndjson::decode_body_limited(body, now_ms, limits, &mut out.samples, &mut errors),
     };
     out.rejected_lines = summary.rejected_lines;
+    out.unparsable_lines = summary.unparsable_lines();
+    out.refused = summary.refused;
     out.non_numeric = summary.non_numeric;
+    out.over_sample_limit = summary.over_sample_limit;
     out.errors = errors.reported().iter().map(|e| (e.line, e.message.clone())).collect();
     out
 }

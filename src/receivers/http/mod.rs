@@ -1,7 +1,11 @@
-//! The HTTP receiver: line protocol and NDJSON in (DESIGN §4).
+//! The HTTP receiver: line protocol, NDJSON, Prometheus remote-write and
+//! OTLP/HTTP metrics in (DESIGN §4).
 
+mod answer;
 mod config;
 mod decode;
+mod otlp;
+mod remote_write;
 
 mod server;
 

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use super::HttpReceiverConfig;
 use super::decode::{BodyFormat, DecodedBody, decode_body};
+use crate::listener::{Admission, ListenerOptions};
 use crate::receivers::submit::{SubmitError, Submitter};
 use crate::telemetry::DropReason;
 
@@ -50,6 +51,8 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 pub fn router(config: &HttpReceiverConfig, submitter: Submitter) -> Router {
+    let remote_write = super::remote_write::routes(config, submitter.clone());
+    let otlp = super::otlp::routes(config, submitter.clone());
     let state = Arc::new(AppState { submitter, max_body_bytes: config.max_body_bytes });
     Router::new()
         .route("/write", post(write_line_protocol))
@@ -58,15 +61,29 @@ pub fn router(config: &HttpReceiverConfig, submitter: Submitter) -> Router {
         // The raw body may not exceed the limit either; gunzip is checked separately.
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state)
+        .merge(remote_write)
+        .merge(otlp)
 }
 
+/// Serves until `shutdown` resolves, through the shared listener layer
+/// (timeouts, connection bounds, TLS) with admission control in front of
+/// every route: memory pressure and `max_concurrent_requests` are checked
+/// before a body is read.
 pub async fn serve(
     listener: TcpListener,
     config: HttpReceiverConfig,
     submitter: Submitter,
+    options: ListenerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(&config, submitter)).with_graceful_shutdown(shutdown).await
+    let admission = Admission::new(
+        config.max_concurrent_requests,
+        submitter.max_wait,
+        submitter.pressure.clone(),
+        submitter.metrics.clone(),
+    );
+    let app = router(&config, submitter).layer(axum::middleware::from_fn_with_state(admission, Admission::layer));
+    crate::listener::serve(listener, app, options, shutdown).await
 }
 
 async fn write_line_protocol(
@@ -91,11 +108,27 @@ async fn handle(state: &AppState, format: BodyFormat, headers: &HeaderMap, body:
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let decoded = decode_body(format, &body, crate::model::now_ms());
-    let DecodedBody { samples, rejected_lines, non_numeric, errors } = decoded;
+    let limits = &state.submitter.limits;
+    let decoded = decode_body(format, &body, crate::model::now_ms(), limits);
+    // The body is not needed any more: free it before the samples wait for the queue.
+    drop(body);
+    let DecodedBody { samples, rejected_lines, unparsable_lines, refused, non_numeric, over_sample_limit, errors } =
+        decoded;
+    if over_sample_limit {
+        let message = format!(
+            "body holds more than {} samples (validate.max_samples_per_request of pipeline {}); \
+             nothing was accepted: send it in smaller bodies",
+            limits.max_samples,
+            state.submitter.input.pipeline()
+        );
+        return error(StatusCode::PAYLOAD_TOO_LARGE, message);
+    }
     let m = &state.submitter.metrics;
-    m.dropped(DropReason::ParseError, rejected_lines);
+    m.dropped(DropReason::ParseError, unparsable_lines);
     m.dropped(DropReason::NonNumeric, non_numeric);
+    for (reason, n) in refused.iter() {
+        m.dropped(reason, n);
+    }
     let accepted = samples.len() as u64;
     match state.submitter.submit(samples).await {
         Ok(_) => {}
@@ -127,7 +160,7 @@ async fn handle(state: &AppState, format: BodyFormat, headers: &HeaderMap, body:
 
 /// Applies `Content-Encoding`, keeping the size limit after decompression.
 #[allow(clippy::result_large_err)]
-fn unpack(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, Response> {
+pub(super) fn unpack(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, Response> {
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
     match encoding.trim().to_ascii_lowercase().as_str() {
         "" | "identity" => Ok(body),

@@ -399,7 +399,7 @@ impl ConsumerLoop {
         let payload = msg.payload().unwrap_or_default();
         metrics.consumed_messages.increment(1);
         metrics.consumed_bytes.increment(payload.len() as u64);
-        let decoded = decode_message(self.format, payload, now_ms(), &mut b.samples);
+        let decoded = decode_message(self.format, payload, now_ms(), &self.submitter.limits, &mut b.samples);
         for (reason, n) in &decoded.dropped {
             self.submitter.metrics.dropped(*reason, *n);
         }

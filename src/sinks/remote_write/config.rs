@@ -25,6 +25,12 @@ pub struct RemoteWriteSinkConfig {
     /// The receiver's write endpoint (Prometheus: `/api/v1/write` with
     /// `--web.enable-remote-write-receiver`).
     pub url: String,
+    /// Where the read side (`[query]`, DESIGN §7) finds this backend's Prometheus
+    /// HTTP API (`<query_url>/api/v1/query_range`). Default: the origin of `url`
+    /// (scheme, host and port), which is right for Prometheus and VictoriaMetrics
+    /// single-node.
+    #[serde(default)]
+    pub query_url: Option<String>,
     /// Timeout, concurrency, retry, credentials, tenant, headers, TLS.
     #[serde(default)]
     pub request: RequestConfig,
@@ -42,11 +48,18 @@ pub struct RemoteWriteSinkConfig {
     /// How often a family's metadata is sent again.
     #[serde(default = "defaults::metadata_interval", with = "humantime_serde")]
     pub metadata_interval: Duration,
+    /// Remote-write version sent: `"1.0"` (default), `"2.0"`, or `"auto"`
+    /// (2.0, falling back to 1.0 for good when the receiver does not speak it).
+    #[serde(default)]
+    pub protocol: super::protocol::Protocol,
 }
 
 impl RemoteWriteSinkConfig {
     pub(crate) fn check(&self) -> Result<(), String> {
         parse_url(&self.url).map_err(|e| format!("url: {e}"))?;
+        if let Some(q) = &self.query_url {
+            parse_url(q).map_err(|e| format!("query_url: {e}"))?;
+        }
         self.request.check(&PROTOCOL_HEADER_NAMES)
     }
 }

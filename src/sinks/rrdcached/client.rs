@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::encode::{parse_batch_error, parse_status};
@@ -46,6 +46,20 @@ impl std::fmt::Display for Address {
     }
 }
 
+/// Longest reply line accepted; rrdcached's own lines are under 8 KiB.
+const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Most detail lines one reply may announce (a `LIST` of two million files).
+const MAX_REPLY_LINES: usize = 2_000_000;
+
+/// One reply: the status line and its detail lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    /// Negative: an error; otherwise how many detail lines followed.
+    pub code: i64,
+    pub message: String,
+    pub lines: Vec<String>,
+}
+
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
@@ -66,6 +80,7 @@ pub struct Connection {
     stream: BufReader<Box<dyn Stream>>,
     address: String,
     line: String,
+    bytes: Vec<u8>,
     /// The last `BATCH` got past "Go ahead": its commands may have been applied.
     commands_sent: bool,
 }
@@ -91,6 +106,7 @@ impl Connection {
                 stream: BufReader::new(stream),
                 address: name,
                 line: String::new(),
+                bytes: Vec::new(),
                 commands_sent: false,
             }),
         }
@@ -136,19 +152,45 @@ impl Connection {
 
     /// One command that answers a status line (e.g. `FLUSH`); `(code, message)`.
     pub async fn command(&mut self, line: &str, timeout: Duration) -> Result<(i64, String), ClientError> {
+        let mut replies = self.pipeline(std::slice::from_ref(&line), timeout).await?;
+        let reply = replies.pop().unwrap_or_default();
+        Ok((reply.code, reply.message))
+    }
+
+    /// Sends `commands` (one line each, without newline) back to back, then
+    /// reads their replies in order: one round trip for many commands (the
+    /// read side sends `INFO` and `FETCH` for hundreds of files this way).
+    /// A reply's detail lines are kept; bytes that are not UTF-8 are replaced.
+    pub async fn pipeline<S: AsRef<str>>(
+        &mut self,
+        commands: &[S],
+        timeout: Duration,
+    ) -> Result<Vec<Reply>, ClientError> {
         let address = self.address.clone();
         let run = async {
-            self.write(line.as_bytes()).await?;
-            if !line.ends_with('\n') {
-                self.write(b"\n").await?;
+            let mut out = Vec::with_capacity(commands.iter().map(|c| c.as_ref().len() + 1).sum());
+            for c in commands {
+                out.extend_from_slice(c.as_ref().trim_end_matches('\n').as_bytes());
+                out.push(b'\n');
             }
-            let (code, message) = self.status("a command").await?;
-            let message = message.to_string();
-            // Positive codes announce that many lines of detail.
-            for _ in 0..code.max(0) {
-                self.read_line().await?;
+            self.write(&out).await?;
+            let mut replies = Vec::with_capacity(commands.len());
+            for _ in commands {
+                let (code, message) = self.status("a command").await?;
+                let message = message.to_string();
+                // Positive codes announce that many lines of detail.
+                let count = usize::try_from(code).unwrap_or(0);
+                if count > MAX_REPLY_LINES {
+                    return Err(self.protocol("a reply with too many lines"));
+                }
+                let mut lines = Vec::with_capacity(count.min(4096));
+                for _ in 0..count {
+                    self.read_line().await?;
+                    lines.push(self.line.trim_end_matches(['\r', '\n']).to_string());
+                }
+                replies.push(Reply { code, message, lines });
             }
-            Ok((code, message))
+            Ok(replies)
         };
         match tokio::time::timeout(timeout, run).await {
             Err(_) => Err(ClientError::Timeout { address, timeout }),
@@ -168,12 +210,22 @@ impl Connection {
 
     async fn read_line(&mut self) -> Result<(), ClientError> {
         self.line.clear();
-        match self.stream.read_line(&mut self.line).await {
+        self.bytes.clear();
+        let limited = (&mut self.stream).take(MAX_LINE_BYTES as u64 + 1);
+        let mut limited = limited;
+        match limited.read_until(b'\n', &mut self.bytes).await {
             Ok(0) => Err(ClientError::Io {
                 address: self.address.clone(),
                 source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed by rrdcached"),
             }),
-            Ok(_) => Ok(()),
+            Ok(_) if self.bytes.len() > MAX_LINE_BYTES => {
+                self.line = String::from_utf8_lossy(&self.bytes[..80]).into_owned();
+                Err(self.protocol("a line longer than 64 KiB"))
+            }
+            Ok(_) => {
+                self.line.push_str(&String::from_utf8_lossy(&self.bytes));
+                Ok(())
+            }
             Err(source) => Err(ClientError::Io { address: self.address.clone(), source }),
         }
     }

@@ -77,8 +77,9 @@ pub fn valid_ds_name(ds: &str) -> bool {
     (1..=19).contains(&ds.len()) && ds.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// One piece of a path template: text as written, or a `{label}` placeholder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
+pub enum Part {
     Literal(String),
     Label(String),
 }
@@ -139,6 +140,11 @@ impl PathTemplate {
         Ok(PathTemplate { parts })
     }
 
+    /// The pieces in order (the read side inverts paths back into labels with them).
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
     /// Renders the path for `labels` into `out` (cleared first). `Err(label)`
     /// names a missing label when `missing` is `Drop`.
     pub fn render<'t>(
@@ -170,7 +176,8 @@ impl PathTemplate {
     }
 }
 
-fn is_safe(c: char) -> bool {
+/// Whether a character survives path sanitizing as it is (others become `_`).
+pub fn is_safe(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 

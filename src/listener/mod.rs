@@ -1,0 +1,62 @@
+//! The serving layer under every tsrelay listener (HTTP and gRPC receivers,
+//! admin, query): one accept loop with a bound on open connections and
+//! back-off on accept errors, optional TLS ([`crate::tls`]), HTTP/1 and HTTP/2
+//! with header, body, idle and request timeouts, HTTP/2 keep-alive, a maximum
+//! connection age and a graceful close. A listener serves an [`axum::Router`];
+//! a gRPC service becomes one with `tonic::service::Routes::into_axum_router`,
+//! so new routes and services plug in without touching this layer.
+//!
+//! [`admission`] is the receivers' part: `max_concurrent_requests` and the
+//! memory-pressure check, both before a body is read.
+
+pub mod admission;
+mod body;
+mod config;
+mod conn;
+mod serve;
+
+use std::sync::Arc;
+
+pub use admission::Admission;
+pub use config::{TimeoutsConfig, defaults};
+pub use conn::{ConnInfo, is_grpc};
+pub use serve::serve;
+
+use crate::tls::TlsAcceptor;
+
+/// How one listener runs; built from its config section.
+#[derive(Clone)]
+pub struct ListenerOptions {
+    /// The `listener` label of its metrics: the receiver's name, `admin`, `query`.
+    pub name: String,
+    pub max_connections: usize,
+    /// HTTP/2 streams a connection may have open at once.
+    pub max_concurrent_streams: u32,
+    pub timeouts: TimeoutsConfig,
+    pub tls: Option<Arc<TlsAcceptor>>,
+}
+
+impl ListenerOptions {
+    pub fn new(name: &str, max_connections: usize, timeouts: TimeoutsConfig) -> Self {
+        ListenerOptions {
+            name: name.to_string(),
+            max_connections,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            timeouts,
+            tls: None,
+        }
+    }
+
+    pub fn with_tls(mut self, tls: Option<Arc<TlsAcceptor>>) -> Self {
+        self.tls = tls;
+        self
+    }
+}
+
+/// HTTP/2's usual advertised limit; receivers bound the work itself with
+/// `max_concurrent_requests`.
+const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// A plain or TLS socket.
+type MaybeTls =
+    tokio_util::either::Either<tokio::net::TcpStream, Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>;
