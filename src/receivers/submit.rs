@@ -104,7 +104,7 @@ impl Submitter {
         }
     }
 
-    async fn submit_with<'a, F, Fut>(&'a self, samples: Vec<Sample>, send: F) -> Result<Option<AckOutcome>, SubmitError>
+    async fn submit_with<F, Fut>(&self, samples: Vec<Sample>, send: F) -> Result<Option<AckOutcome>, SubmitError>
     where
         F: FnOnce(PipelineInput, Batch) -> Fut,
         Fut: std::future::Future<Output = Result<(), IngestError>> + Send + 'static,
