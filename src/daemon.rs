@@ -169,6 +169,9 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let config = &loaded.config;
     let budget = MemoryBudget::estimate(config);
     budget.check().map_err(|source| DaemonError::MemoryBudget { origin: loaded.origin(), source })?;
+    for d in &config.derived {
+        tracing::info!(bound = %d, limit = config.limits.memory_bytes, "bound derived from limits.memory_bytes");
+    }
     let prometheus = telemetry::install_recorder();
     let memory_metrics = MemoryMetrics::new();
     memory_metrics.limit_bytes.set(config.limits.memory_bytes as f64);
@@ -349,7 +352,10 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             .with_auth(admin_guard);
     let admin_listener = bind("admin", config.admin.listen).await?;
     addrs.admin = admin_listener.local_addr().ok();
-    let admin_token = stop.clone();
+    // The admin endpoint outlives the drain: /metrics and /readyz (which
+    // reports a panic) stay readable until the daemon is done.
+    let admin_stop = CancellationToken::new();
+    let admin_token = admin_stop.clone();
     let admin_task = tokio::spawn(crate::admin::serve(
         admin_listener,
         prometheus,
@@ -391,13 +397,14 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let done = tokio::spawn(async move {
         token.cancelled().await;
         tracing::info!("shutting down: receivers stop accepting, queues drain");
+        let mut receiver_tasks = receiver_tasks;
+        // The pipelines' own input handles go now; the receivers hold the rest.
+        let mut pipeline_tasks: Vec<tokio::task::JoinSet<()>> = pipelines.into_iter().map(|p| p.tasks).collect();
         let drain = async {
-            for t in receiver_tasks {
+            for t in &mut receiver_tasks {
                 let _ = t.await;
             }
-            for p in pipelines {
-                let RunningPipelineParts { mut tasks, input } = RunningPipelineParts::from(p);
-                drop(input);
+            for tasks in &mut pipeline_tasks {
                 while tasks.join_next().await.is_some() {}
             }
             for q in queues.values() {
@@ -407,8 +414,14 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
                 let _ = t.await;
             }
         };
-        if tokio::time::timeout(shutdown_timeout, drain).await.is_err() {
+        let timed_out = tokio::time::timeout(shutdown_timeout, drain).await.is_err();
+        if timed_out {
             tracing::warn!(timeout = ?shutdown_timeout, "shutdown timed out; counting what is left as dropped");
+            // From now on whatever still flows out of the pipelines is refused
+            // by the closed queues and counted (`reason="shutdown"`).
+            for q in queues.values() {
+                q.close();
+            }
         }
         for t in &sink_tasks {
             t.abort();
@@ -420,7 +433,25 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
                 tracing::warn!(sink = %name, samples = lost, "dropped at shutdown");
             }
         }
+        // Requests still waiting for a delivery acknowledgement now have their
+        // answer (failed acks: 503 / UNAVAILABLE); let the receivers send it,
+        // and let the pipelines flush what they still hold into the closed
+        // queues, where it is counted.
+        let answered = async {
+            for t in &mut receiver_tasks {
+                if !t.is_finished() {
+                    let _ = t.await;
+                }
+            }
+            for tasks in &mut pipeline_tasks {
+                while tasks.join_next().await.is_some() {}
+            }
+        };
+        if timed_out && tokio::time::timeout(RECEIVER_GRACE, answered).await.is_err() {
+            tracing::warn!(grace = ?RECEIVER_GRACE, "receivers or pipelines still busy after the shutdown timeout; stopping them");
+        }
         rss_watch.abort();
+        admin_stop.cancel();
         tls_watch.abort();
         if let Some(k) = key_watch {
             k.abort();
@@ -433,6 +464,10 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     });
     Ok(Daemon { addrs, stop, done, health, reloader })
 }
+
+/// After the shutdown timeout, how long receivers get to answer the requests
+/// whose acknowledgements just failed.
+const RECEIVER_GRACE: Duration = Duration::from_secs(2);
 
 /// The query API runs on a runtime of its own (its own threads), so renders —
 /// JSON parsing, bucketing, waiting on backends — never take CPU time from the
@@ -469,15 +504,4 @@ fn spawn_query_runtime(
             });
         })
         .map_err(DaemonError::QueryRuntime)
-}
-
-struct RunningPipelineParts {
-    tasks: tokio::task::JoinSet<()>,
-    input: pipeline::PipelineInput,
-}
-
-impl From<pipeline::RunningPipeline> for RunningPipelineParts {
-    fn from(p: pipeline::RunningPipeline) -> Self {
-        RunningPipelineParts { tasks: p.tasks, input: p.input }
-    }
 }

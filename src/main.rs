@@ -220,8 +220,9 @@ fn main() -> ExitCode {
                     },
                     None => "no [query]: graph files not read".to_string(),
                 };
+                let derived: String = c.derived.iter().map(|d| format!("  derived: {d}\n")).collect();
                 let summary = format!(
-                    "{}: ok ({} receivers, {} pipelines, {} sinks, {graphs})\n{}",
+                    "{}: ok ({} receivers, {} pipelines, {} sinks, {graphs})\n{}{derived}",
                     loaded.origin(),
                     c.receivers.len(),
                     c.pipelines.len(),

@@ -93,7 +93,12 @@ pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
             .split("__"),
     );
 
-    let config: Config = figment.extract()?;
+    let mut config: Config = figment.extract()?;
+    let explicit = crate::limits::Explicit::from_figment(&figment, &config);
+    if !explicit.memory_bytes {
+        config.limits.memory_bytes = super::defaults::memory_bytes_at(config.limits.memory_allowed_percent);
+    }
+    crate::limits::derive_defaults(&mut config, &explicit);
     let mut loaded = LoadedConfig { config, base_dir, source, registry: Arc::new(MetricRegistry::empty()) };
     check_references(&loaded)?;
     if let Some(r) = &loaded.config.registry {

@@ -53,6 +53,10 @@ pub struct Config {
     /// The metric registry (DESIGN §4); optional.
     #[serde(default)]
     pub registry: Option<RegistryConfig>,
+    /// Bounds the loader derived because the config left them unset (see
+    /// [`crate::limits::derive_defaults`]), one line each, for `tsrelay validate`.
+    #[serde(skip)]
+    pub derived: Vec<String>,
     /// The read side (DESIGN §7): present, the query listener runs.
     #[serde(default)]
     pub query: Option<crate::query::config::QueryConfig>,
@@ -64,9 +68,15 @@ pub struct Config {
 pub struct LimitsConfig {
     /// Upper bound on the worst case of all queues and tables, checked at
     /// start-up (`tsrelay validate` prints the breakdown); also the base of
-    /// the run-time RSS high-water mark.
+    /// the run-time RSS high-water mark. Unset: `memory_allowed_percent` of
+    /// the cgroup's memory limit (v2 `memory.max`, v1
+    /// `memory.limit_in_bytes`), else of physical memory.
     #[serde(default = "defaults::memory_bytes")]
     pub memory_bytes: u64,
+    /// The share of the memory available to the process that
+    /// `memory_bytes` defaults to (vmagent's `-memory.allowedPercent`).
+    #[serde(default = "defaults::memory_allowed_percent")]
+    pub memory_allowed_percent: u8,
     /// What one queued sample costs in memory, for the start-up check. The
     /// default is measured for a name and five labels of up to 24 bytes each
     /// (56 + 48 per label, plus allocator rounding); raise it for wider series.
@@ -83,6 +93,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             memory_bytes: defaults::memory_bytes(),
+            memory_allowed_percent: defaults::memory_allowed_percent(),
             bytes_per_sample: defaults::bytes_per_sample(),
             rss_high_water_percent: defaults::rss_high_water_percent(),
         }
@@ -96,6 +107,9 @@ impl LimitsConfig {
     }
 
     pub(crate) fn check(&self) -> Result<(), String> {
+        if !(1..=100).contains(&self.memory_allowed_percent) {
+            return Err("limits.memory_allowed_percent must be between 1 and 100".into());
+        }
         if !(1..=100).contains(&self.rss_high_water_percent) {
             return Err("limits.rss_high_water_percent must be between 1 and 100".into());
         }
@@ -163,8 +177,18 @@ pub mod defaults {
     pub fn pipelines_dir() -> PathBuf {
         PathBuf::from("pipelines")
     }
+    /// `memory_allowed_percent` of the memory available to the process
+    /// (see [`crate::limits::available_memory`]); 512 MiB if unknown.
     pub fn memory_bytes() -> u64 {
-        512 * 1024 * 1024
+        memory_bytes_at(memory_allowed_percent())
+    }
+    pub fn memory_bytes_at(percent: u8) -> u64 {
+        crate::limits::available_memory().map_or(FALLBACK_MEMORY_BYTES, |m| m.bytes / 100 * u64::from(percent))
+    }
+    /// `limits.memory_bytes` when the available memory cannot be read.
+    pub const FALLBACK_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
+    pub fn memory_allowed_percent() -> u8 {
+        60
     }
     pub fn bytes_per_sample() -> u64 {
         360

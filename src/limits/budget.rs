@@ -89,12 +89,29 @@ impl MemoryBudget {
                     }
                 });
             }
-            let batch = common.batch.max_samples as u64 * sink_batches_in_hand(sink);
-            items.push(BudgetItem {
-                what: format!("sinks.{name} worker ({batch} samples in hand)"),
-                // The samples, and their encoded request.
-                bytes: samples(batch) * 3 / 2,
-            });
+            let lanes = sink_lanes(sink);
+            match q.kind {
+                // The queue's bound covers the worker's samples; its encoded
+                // requests (about half a sample's memory each) come on top.
+                QueueKind::Memory => {
+                    let in_flight = (common.batch.max_samples as u64).min(q.max_samples as u64) * lanes;
+                    items.push(BudgetItem {
+                        what: format!(
+                            "sinks.{name} requests in flight ({lanes} × {} samples encoded)",
+                            in_flight / lanes
+                        ),
+                        bytes: samples(in_flight) / 2,
+                    });
+                }
+                QueueKind::Disk => {
+                    let batch = common.batch.max_samples as u64 * 2 * lanes;
+                    items.push(BudgetItem {
+                        what: format!("sinks.{name} worker ({batch} samples in hand)"),
+                        // The samples, and their encoded request.
+                        bytes: samples(batch) * 3 / 2,
+                    });
+                }
+            }
         }
         for (name, receiver) in &config.receivers {
             if let Some((what, bytes)) = receiver.requests_in_progress_bytes() {
@@ -191,10 +208,10 @@ fn shared_queue_groups(config: &Config) -> std::collections::BTreeMap<&str, Vec<
     groups
 }
 
-/// Batches of `batch.max_samples` a sink worker may hold at once: per lane,
-/// the one it assembles and the one in flight (the worker hands a lane its
-/// next batch only when the lane is idle).
-fn sink_batches_in_hand(sink: &crate::sinks::SinkConfig) -> u64 {
+/// Lanes of a sink: requests it may have in flight at once. A worker holds
+/// per lane the batch it assembles and the one in flight (it hands a lane
+/// its next batch only when the lane is idle).
+fn sink_lanes(sink: &crate::sinks::SinkConfig) -> u64 {
     use crate::sinks::SinkConfig;
     let lanes = match sink {
         SinkConfig::PrometheusRemoteWrite(c) => c.request.max_in_flight(),
@@ -202,7 +219,7 @@ fn sink_batches_in_hand(sink: &crate::sinks::SinkConfig) -> u64 {
         SinkConfig::Kafka(c) => c.concurrency.max(1),
         SinkConfig::File(_) | SinkConfig::Blackhole(_) | SinkConfig::Rrdcached(_) => 1,
     };
-    2 * lanes as u64
+    lanes as u64
 }
 
 fn pipeline_items(name: &str, p: &PipelineConfig, per_sample: u64) -> Vec<BudgetItem> {
@@ -285,7 +302,7 @@ shards = 2
         let c = config(&BASE.replace("max_samples = 1000 }", "max_samples = 1000, when_full = \"drop_newest\" }"));
         let b = MemoryBudget::estimate(&c);
         let names: Vec<&str> = b.items.iter().map(|i| i.what.as_str()).collect();
-        for expected in ["sinks.big queue", "sinks.small queue", "sinks.big worker", "pipelines.main ingest queue"] {
+        for expected in ["sinks.big queue", "sinks.small queue", "sinks.big requests", "pipelines.main ingest queue"] {
             assert!(names.iter().any(|n| n.starts_with(expected)), "{expected} missing from {names:?}");
         }
         let queue = b.items.iter().find(|i| i.what.starts_with("sinks.big queue")).unwrap();
@@ -293,7 +310,7 @@ shards = 2
     }
 
     #[test]
-    fn network_sinks_hold_two_batches_per_lane_and_kafka_prefetch_counts() {
+    fn network_sinks_count_their_requests_in_flight_and_kafka_prefetch_counts() {
         let c = config(
             r#"
 [receivers.k]
@@ -314,8 +331,8 @@ sinks = ["prom"]
         );
         let b = MemoryBudget::estimate(&c);
         let find = |prefix: &str| b.items.iter().find(|i| i.what.starts_with(prefix)).cloned();
-        let worker = find("sinks.prom worker").expect("worker item");
-        assert_eq!(worker.what, "sinks.prom worker (8000 samples in hand)");
+        let worker = find("sinks.prom requests in flight").expect("requests item");
+        assert_eq!(worker.what, "sinks.prom requests in flight (4 × 1000 samples encoded)");
         let prefetch = find("receivers.k Kafka prefetch").expect("prefetch item");
         assert_eq!(prefetch.bytes, 2048 * 1024);
     }

@@ -7,7 +7,11 @@
 //! receivers then refuse data instead of growing.
 
 mod budget;
+mod derive;
 mod rss;
+mod system;
 
 pub use budget::{BudgetError, BudgetItem, MemoryBudget};
+pub use derive::{Explicit, derive_defaults};
 pub use rss::{MemoryPressure, read_rss_bytes, watch_rss};
+pub use system::{SystemMemory, available_memory};

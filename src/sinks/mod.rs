@@ -72,6 +72,18 @@ impl SinkConfig {
         }
     }
 
+    /// The sink's queue settings, for the loader to fill in derived bounds.
+    pub fn queue_mut(&mut self) -> &mut crate::queue::QueueConfig {
+        match self {
+            SinkConfig::File(c) => &mut c.queue,
+            SinkConfig::Blackhole(c) => &mut c.queue,
+            SinkConfig::Influxdb(c) => &mut c.queue,
+            SinkConfig::Rrdcached(c) => &mut c.queue,
+            SinkConfig::PrometheusRemoteWrite(c) => &mut c.queue,
+            SinkConfig::Kafka(c) => &mut c.queue,
+        }
+    }
+
     pub(crate) fn check(&self) -> Result<(), String> {
         let common = self.common();
         common.queue.check()?;

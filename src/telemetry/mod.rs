@@ -75,7 +75,7 @@ pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 /// the buckets, which `install_recorder` leaves to a render of `/metrics`.
 /// Never scraped, that buffer would grow without bound; this thread folds it
 /// at a fixed interval instead (what the exporter's own listener would do).
-fn spawn_upkeep(handle: PrometheusHandle, every: std::time::Duration) {
+pub fn spawn_upkeep(handle: PrometheusHandle, every: std::time::Duration) {
     let spawned = std::thread::Builder::new().name("tsrelay-metrics-upkeep".into()).spawn(move || {
         loop {
             std::thread::sleep(every);

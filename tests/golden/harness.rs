@@ -275,12 +275,11 @@ pub fn render(query: SocketAddr, body: &serde_json::Value) -> (u16, serde_json::
     (status, r.json().unwrap_or(serde_json::Value::Null))
 }
 
+/// One rendered series: its labels and its points `(t_ms, value or null)`.
+pub type Line = (BTreeMap<String, String>, Vec<(i64, Option<f64>)>);
+
 /// The reference answer: the written samples through tsrelay's neutral definition.
-pub fn expected(
-    data: &Dataset,
-    graph_id: &str,
-    grid: &TimeGrid,
-) -> Vec<(BTreeMap<String, String>, Vec<(i64, Option<f64>)>)> {
+pub fn expected(data: &Dataset, graph_id: &str, grid: &TimeGrid) -> Vec<Line> {
     let store = graphs();
     let graph = store.get(graph_id).unwrap_or_else(|| panic!("no golden graph {graph_id}"));
     let mut out = Vec::new();
@@ -299,7 +298,7 @@ pub fn expected(
     out
 }
 
-fn parse_lines(data: &serde_json::Value) -> Vec<(BTreeMap<String, String>, Vec<(i64, Option<f64>)>)> {
+fn parse_lines(data: &serde_json::Value) -> Vec<Line> {
     data["series"]
         .as_array()
         .map(|a| {

@@ -130,6 +130,46 @@ impl ShardSeries {
         }
     }
 
+    /// Appends the hash of every tracked series to `out` (a snapshot a
+    /// reader can walk in short locked steps with [`Self::visit`]).
+    pub fn hashes(&self, out: &mut Vec<u64>) {
+        out.extend(self.table.keys().copied());
+    }
+
+    /// Calls `f` with the labels of series `hash` (and whether the set is
+    /// partial), if it is still tracked.
+    pub fn visit<R>(&self, hash: u64, f: impl FnOnce(&[(&str, &str)], bool) -> R) -> Option<R> {
+        let state = self.table.get(&hash)?;
+        let labels: Vec<(&str, &str)> = self.index.labels(state.set_id()).collect();
+        Some(f(&labels, state.set & PARTIAL != 0))
+    }
+
+    /// Distinct `(name, value)` pairs interned (live or not): the range
+    /// [`Self::label_names_in`] and [`Self::label_values_in`] walk.
+    pub fn pair_slots(&self) -> usize {
+        self.index.pairs.len()
+    }
+
+    /// Adds the label names in use among pair slots `range` to `out`.
+    pub fn label_names_in(&self, range: std::ops::Range<usize>, out: &mut BTreeSet<String>) {
+        let range = range.start.min(self.index.pairs.len())..range.end.min(self.index.pairs.len());
+        for p in self.index.pairs[range].iter().filter(|p| p.refs > 0) {
+            if !out.contains(p.name.as_str()) {
+                out.insert(p.name.to_string());
+            }
+        }
+    }
+
+    /// Adds the values of label `name` in use among pair slots `range` to `out`.
+    pub fn label_values_in(&self, name: &str, range: std::ops::Range<usize>, out: &mut BTreeSet<String>) {
+        let range = range.start.min(self.index.pairs.len())..range.end.min(self.index.pairs.len());
+        for p in self.index.pairs[range].iter().filter(|p| p.refs > 0 && p.name == name) {
+            if !out.contains(p.value.as_str()) {
+                out.insert(p.value.to_string());
+            }
+        }
+    }
+
     /// Adds the label names in use to `out`.
     pub fn label_names(&self, out: &mut BTreeSet<String>) {
         for p in self.index.pairs.iter().filter(|p| p.refs > 0) {

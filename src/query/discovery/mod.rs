@@ -262,20 +262,32 @@ impl Discovery {
         selectors: &[Selector],
         mut f: impl FnMut(&[(&str, &str)]) -> bool,
     ) -> Result<bool, DiscoveryError> {
+        // The shard's lock is what its stateful stages take for every batch:
+        // hold it only for a copy of the series hashes (8 bytes a series) and
+        // then for steps of LOCK_STEP lookups, never for a whole walk with
+        // regex matching and string copies. Series added meanwhile are not
+        // seen, series forgotten meanwhile are skipped.
         let mut partial_seen = false;
+        let mut hashes = Vec::new();
         'pipelines: for pipeline in self.pipelines(only)? {
             for shard in pipeline.shards() {
-                let shard = shard.lock();
-                let mut go_on = true;
-                shard.for_each_series(|labels, partial| {
-                    if selectors.is_empty() || selectors.iter().any(|s| s.matches(labels)) {
-                        partial_seen |= partial;
-                        go_on = f(labels);
+                hashes.clear();
+                shard.lock().hashes(&mut hashes);
+                for step in hashes.chunks(LOCK_STEP) {
+                    let guard = shard.lock();
+                    for &h in step {
+                        let go_on = guard.visit(h, |labels, partial| {
+                            if selectors.is_empty() || selectors.iter().any(|s| s.matches(labels)) {
+                                partial_seen |= partial;
+                                f(labels)
+                            } else {
+                                true
+                            }
+                        });
+                        if go_on == Some(false) {
+                            break 'pipelines;
+                        }
                     }
-                    go_on
-                });
-                if !go_on {
-                    break 'pipelines;
                 }
             }
         }
@@ -305,9 +317,14 @@ impl Discovery {
         if selectors.is_empty() {
             for pipeline in self.pipelines(only)? {
                 for shard in pipeline.shards() {
-                    let shard = shard.lock();
-                    shard.label_names(&mut names);
-                    partial |= shard.partial_series() > 0;
+                    let (slots, p) = {
+                        let g = shard.lock();
+                        (g.pair_slots(), g.partial_series())
+                    };
+                    partial |= p > 0;
+                    for from in (0..slots).step_by(LOCK_STEP) {
+                        shard.lock().label_names_in(from..from + LOCK_STEP, &mut names);
+                    }
                 }
             }
         } else {
@@ -336,9 +353,14 @@ impl Discovery {
         if selectors.is_empty() {
             for pipeline in self.pipelines(only)? {
                 for shard in pipeline.shards() {
-                    let shard = shard.lock();
-                    shard.label_values(name, &mut values);
-                    partial |= shard.partial_series() > 0;
+                    let (slots, p) = {
+                        let g = shard.lock();
+                        (g.pair_slots(), g.partial_series())
+                    };
+                    partial |= p > 0;
+                    for from in (0..slots).step_by(LOCK_STEP) {
+                        shard.lock().label_values_in(name, from..from + LOCK_STEP, &mut values);
+                    }
                 }
             }
         } else {
@@ -400,6 +422,10 @@ impl Discovery {
             .collect()
     }
 }
+
+/// Series (or label pairs) a discovery query looks at per hold of a shard's
+/// lock: a few hundred microseconds at most, so ingestion never stalls.
+const LOCK_STEP: usize = 1024;
 
 const PARTIAL_WARNING: &str =
     "some series are listed with only part of their labels: cardinality.max_label_pairs was reached";

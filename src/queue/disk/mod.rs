@@ -142,6 +142,11 @@ struct State {
     dir_dirty: bool,
     /// Acks of appended records, completed once the records are synced.
     held_acks: VecDeque<(u64, Ack)>,
+    /// Records below this were appended before a sync that failed. A later
+    /// sync that succeeds proves nothing about them (Linux reports a
+    /// writeback error once, then forgets the lost pages), so their acks are
+    /// released only once the sink has settled the records.
+    tainted_below: u64,
     persisted_cursor: u64,
 }
 
@@ -394,6 +399,7 @@ impl DiskQueue {
             dirty: false,
             dir_dirty: false,
             held_acks: VecDeque::new(),
+            tainted_below: 0,
             persisted_cursor: cursor,
         };
         let shared = Arc::new(Shared {
@@ -868,6 +874,7 @@ fn sync_loop(shared: &Arc<Shared>) {
                 last_error_log = Some(Instant::now());
             }
             let mut st = shared.state.lock();
+            st.tainted_below = st.tainted_below.max(st.next_seq);
             st.dirty = true;
             st.dir_dirty |= dir_dirty;
             st.unsynced.extend(files.iter().cloned());
@@ -879,15 +886,30 @@ fn sync_loop(shared: &Arc<Shared>) {
                 // Not a busy loop against a failing device.
                 std::thread::sleep(TICK);
             }
-        } else if (!files.is_empty() || dir_dirty)
-            && let Some(h) = shared.health.get()
-        {
-            h.storage_recovered();
+        } else if let Some(h) = shared.health.get() {
+            // Healthy again once a sync works and no record that a failed
+            // sync may have lost is still waiting for the sink.
+            let (tainted, settled) = {
+                let st = shared.state.lock();
+                (st.tainted_below, st.cursor())
+            };
+            if tainted <= settled {
+                h.storage_recovered();
+            }
         }
-        if sync_error.is_none() && (upto > 0 || policy == FsyncPolicy::Never) {
+        let synced_upto = if sync_error.is_none() && (upto > 0 || policy == FsyncPolicy::Never) { upto } else { 0 };
+        {
             let mut st = shared.state.lock();
-            let k = st.held_acks.partition_point(|(seq, _)| *seq < upto);
-            let released: Vec<(u64, Ack)> = st.held_acks.drain(..k).collect();
+            // Synced, unless tainted by an earlier failed sync; tainted ones
+            // once the sink has settled them (below the cursor).
+            let (tainted, settled) = (st.tainted_below, st.cursor());
+            let releasable = |seq: u64| (seq < synced_upto && seq >= tainted) || (seq < tainted && seq < settled);
+            let mut released = Vec::new();
+            let mut kept = VecDeque::with_capacity(st.held_acks.len());
+            for (seq, ack) in st.held_acks.drain(..) {
+                if releasable(seq) { released.push((seq, ack)) } else { kept.push_back((seq, ack)) }
+            }
+            st.held_acks = kept;
             drop(st);
             for (_, ack) in released {
                 ack.settle();
@@ -898,14 +920,10 @@ fn sync_loop(shared: &Arc<Shared>) {
             last_housekeeping = Instant::now();
         }
         if stopping {
-            // Acks still held: synced just above, unless that sync failed —
-            // then they are dropped unsettled and fail.
+            // Acks still held here were not made durable (a sync failed):
+            // dropped unsettled, they fail, and the senders send again.
             let held: Vec<_> = shared.state.lock().held_acks.drain(..).collect();
-            for (_, ack) in held {
-                if sync_error.is_none() {
-                    ack.settle();
-                }
-            }
+            drop(held);
             return;
         }
     }
