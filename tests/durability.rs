@@ -174,8 +174,10 @@ fn b_three_times_overload_for_a_minute_stays_under_budget_and_refuses() {
     backend.set_rate(5000);
     let (grpc, http_port) = (free_port(), free_port());
     let memory_bytes: u64 = 256 << 20;
+    // Bodies here are 500 lines: a 4 MiB body limit keeps the budget's
+    // requests-in-progress term (max_concurrent_requests × max_body_bytes) small.
     let config = format!(
-        "[limits]\nmemory_bytes = {memory_bytes}\n{}[receivers.http]\ntype = \"http\"\nlisten = \"127.0.0.1:{http_port}\"\nmax_wait_ms = 200\n{}[pipelines.main]\nreceivers = [\"grpc\", \"http\"]\nsinks = [\"slow\"]\nshards = 1\n{TABLES}",
+        "[limits]\nmemory_bytes = {memory_bytes}\n{}[receivers.http]\ntype = \"http\"\nlisten = \"127.0.0.1:{http_port}\"\nmax_wait_ms = 200\nmax_body_bytes = 4194304\n{}[pipelines.main]\nreceivers = [\"grpc\", \"http\"]\nsinks = [\"slow\"]\nshards = 1\n{TABLES}",
         grpc_receiver(grpc, "accepted"),
         fifo_sink("slow", &backend, "{ max_samples = 100000, when_full = \"block\" }"),
     );
