@@ -351,11 +351,15 @@ fn validate_reports_stage_config_errors() {
 fn memory_limit_refuses_configs_that_cannot_fit() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("metrics.yaml"), REGISTRY).unwrap();
-    // 256 MiB: the default per-series tables alone (217 MiB) and the queues
-    // cannot fit; 10 000 series and a 100 000-sample queue can, with the
+    // 256 MiB: unset bounds are derived to fit, but bounds set explicitly
+    // are kept — a million series and a 5 M-sample queue cannot fit and are
+    // refused by name; 10 000 series and a 10 000-sample queue can, with the
     // channels and the baseline the start-up check also counts.
     let config = format!("[limits]\nmemory_bytes = 268435456\n{}", pipeline_config(free_port()));
-    let (ok, stderr) = validate(dir.path(), &config);
+    let too_big = config
+        .replace("max_series_per_metric = 3", "max_series_per_metric = 3\nmax_series = 1000000")
+        .replace("path = \"out.lp\"", "path = \"out.lp\"\nqueue = { max_samples = 5000000 }");
+    let (ok, stderr) = validate(dir.path(), &too_big);
     assert!(!ok);
     assert!(
         stderr.contains("limits.memory_bytes")

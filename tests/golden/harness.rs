@@ -198,10 +198,6 @@ shutdown_timeout = "2s"
 [limits]
 memory_bytes = 2147483648
 
-# The default budget (512 MiB) is below the worst case of the defaults' queues and tables.
-[limits]
-memory_bytes = 1073741824
-
 [registry]
 path = "{registry}"
 
