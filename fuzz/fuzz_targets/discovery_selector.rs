@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tsrelay::pipeline::stages::discovery::{DiscoveryError, Params, Selector, percent_decode};
+use tsrelay::query::discovery::{DiscoveryError, Params, Selector, percent_decode};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
