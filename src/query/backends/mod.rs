@@ -344,13 +344,12 @@ pub fn driver_for(
     registry: &Arc<MetricRegistry>,
     base_dir: &Path,
 ) -> Option<Result<Arc<dyn Driver>, DriverConfigError>> {
-    let _ = registry;
     match sink {
         SinkConfig::PrometheusRemoteWrite(c) => {
             Some(prometheus::PrometheusDriver::from_sink(name, c, base_dir).map(|d| Arc::new(d) as Arc<dyn Driver>))
         }
-        SinkConfig::Influxdb(c) => influxdb::InfluxdbDriver::for_sink(name, c, base_dir),
-        SinkConfig::Rrdcached(c) => Some(rrdcached::RrdcachedDriver::for_sink(name, c)),
+        SinkConfig::Influxdb(c) => influxdb::InfluxdbDriver::for_sink(name, c, registry, base_dir),
+        SinkConfig::Rrdcached(c) => Some(rrdcached::RrdcachedDriver::for_sink(name, c, registry)),
         _ => None,
     }
 }
