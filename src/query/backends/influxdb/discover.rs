@@ -189,7 +189,9 @@ impl InfluxdbDriver {
         warnings: &mut Vec<String>,
     ) -> Result<Vec<Stored>, BackendError> {
         let candidates: BTreeSet<Stored> = match query.exact_names() {
-            Some(names) => names.into_iter().map(|n| self.names.target(n)).collect(),
+            Some(names) => {
+                names.into_iter().filter(|n| query.may_select_metric(n)).map(|n| self.names.target(n)).collect()
+            }
             None => {
                 let statement = format!("SHOW MEASUREMENTS LIMIT {}", MAX_MEASUREMENTS + 1);
                 let tables = self.tables(&statement, warnings).await?;

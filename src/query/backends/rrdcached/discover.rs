@@ -211,16 +211,24 @@ impl RrdcachedDriver {
             paths.extend(reply::parse_list(dir, &listed.lines).map_err(|e| bad(backend, e.to_string()))?);
         }
 
-        // Claims that pass the query; a path claimed more than once is settled by INFO.
+        // Claims that pass the query; a path more than one metric claims (whether
+        // or not the query selects them all) is settled by INFO.
         let mut by_path: BTreeMap<String, Vec<Claim>> = BTreeMap::new();
+        let mut contested: Vec<&String> = Vec::new();
         for path in &paths {
-            for c in self.templates.claims(path, &mut warnings) {
-                if query.may_select_metric(&c.metric) && query.selects(&series_labels(&c)) {
-                    by_path.entry(c.path.clone()).or_default().push(c);
+            let claims = self.templates.claims(path, &mut warnings);
+            let several = claims.len() > 1;
+            let selected: Vec<Claim> = claims
+                .into_iter()
+                .filter(|c| query.may_select_metric(&c.metric) && query.selects(&series_labels(c)))
+                .collect();
+            if !selected.is_empty() {
+                if several {
+                    contested.push(path);
                 }
+                by_path.insert(path.clone(), selected);
             }
         }
-        let contested: Vec<&String> = by_path.iter().filter(|(_, c)| c.len() > 1).map(|(p, _)| p).collect();
         let mut sources: HashMap<String, Vec<String>> = HashMap::new();
         for chunk in contested.chunks(INFOS_PER_PIPELINE) {
             let commands: Vec<String> = chunk.iter().map(|p| format!("INFO {p}")).collect();
