@@ -355,7 +355,7 @@ mod tests {
             ("up[5m]", "not a series selector"),
             ("rate(up[5m])", "not a series selector"),
             ("up offset 5m", "offset"),
-            (r#"{job=~".*"}"#, "empty string"),
+            (r#"{job=~".*"}"#, "matcher"),
             ("{", "invalid parameter"),
             (r#"{job=~"("}"#, "invalid parameter"),
             ("", "invalid parameter"),
