@@ -110,7 +110,7 @@ async fn write(
     }
     let decoded = match version {
         Version::V1 => v1::decode(&body, crate::model::now_ms(), &state.limits, &state.metadata),
-        Version::V2 => v2::decode(&body, crate::model::now_ms(), &state.limits),
+        Version::V2 => v2::decode(&body, crate::model::now_ms(), &state.limits, &state.metadata),
     };
     let decoded = match decoded {
         Ok(d) => d,
