@@ -488,7 +488,8 @@ fn otel_sdk(protocol: &str, endpoint: &str, key: Option<&str>) -> (bool, String)
     };
     let out = cmd.output().expect("run python3 (pip install opentelemetry-sdk opentelemetry-exporter-otlp)");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success() && text.contains("sent"), text)
+    // The HTTP exporter's flush reports success even when the export failed: read its log too.
+    (out.status.success() && text.contains("sent") && !text.contains("Failed to export"), text)
 }
 
 /// OTLP over gRPC (`MetricsService/Export`) and HTTP (`POST /v1/metrics`)
@@ -573,9 +574,9 @@ fn otlp_checks_keys_scopes_and_rates_over_grpc_and_http() {
     let delivered = s.t.metric_sum("tsrelay_key_received_samples_total", &["key=\"writer\""]);
     assert!(delivered > 0.0, "{delivered}");
     let (ok, text) = otel_sdk("http", &url, None);
-    assert!(!ok, "the SDK without a key got through: {text}");
+    assert!(!ok && text.contains("401"), "the SDK without a key got through: {text}");
     let (ok, text) = otel_sdk("grpc", &grpc_endpoint, Some("tsr_wrong"));
-    assert!(!ok, "the SDK with a wrong key got through: {text}");
+    assert!(!ok && text.contains("UNAUTHENTICATED"), "the SDK with a wrong key got through: {text}");
     assert_eq!(s.t.metric_sum("tsrelay_key_received_samples_total", &["key=\"writer\""]), delivered);
     let out = s.dir.path().join("out.lp");
     wait_for(Duration::from_secs(20), "the SDK's counters in the file", || {
