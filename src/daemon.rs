@@ -118,17 +118,24 @@ fn listener_options(
     tls: Option<&crate::tls::TlsConfig>,
     acceptors: &mut Vec<Arc<crate::tls::TlsAcceptor>>,
 ) -> Result<ListenerOptions, DaemonError> {
-    let acceptor = match tls {
-        None => None,
-        Some(t) => {
-            let resolved = t.resolved(|p| loaded.resolve(p));
-            let a = crate::tls::TlsAcceptor::new(name, resolved)
-                .map_err(|e| DaemonError::Tls { what: what.to_string(), source: Box::new(e) })?;
-            acceptors.push(a.clone());
-            Some(a)
-        }
-    };
+    let acceptor = tls_acceptor(loaded, name, what, tls, acceptors)?;
     Ok(ListenerOptions::new(name, max_connections, timeouts).with_tls(acceptor))
+}
+
+/// A listener's TLS acceptor, kept in `acceptors` so its files are watched.
+fn tls_acceptor(
+    loaded: &LoadedConfig,
+    name: &str,
+    what: &str,
+    tls: Option<&crate::tls::TlsConfig>,
+    acceptors: &mut Vec<Arc<crate::tls::TlsAcceptor>>,
+) -> Result<Option<Arc<crate::tls::TlsAcceptor>>, DaemonError> {
+    let Some(t) = tls else { return Ok(None) };
+    let resolved = t.resolved(|p| loaded.resolve(p));
+    let a = crate::tls::TlsAcceptor::new(name, resolved)
+        .map_err(|e| DaemonError::Tls { what: what.to_string(), source: Box::new(e) })?;
+    acceptors.push(a.clone());
+    Ok(Some(a))
 }
 
 /// The key check of one listener, or `None` when its auth is off.
@@ -306,13 +313,15 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
                 })
             }
             ReceiverConfig::InfluxTcp(c) => {
-                let listener = bind(&format!("receivers.{name}"), c.listen).await?;
+                let what = format!("receivers.{name}");
+                let tls = tls_acceptor(&loaded, name, &what, c.tls.as_ref(), &mut tls_acceptors)?;
+                let listener = bind(&what, c.listen).await?;
                 addrs.receivers.insert(name.clone(), listener.local_addr().unwrap_or(c.listen));
                 // Streams wait for room as long as it takes; max_wait is unused.
                 let submitter = submitter(Duration::from_secs(1), AckMode::Accepted, Duration::from_secs(30));
                 let (c, n) = (c.clone(), name.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = influx_tcp::serve(listener, c, submitter, shutdown).await {
+                    if let Err(e) = influx_tcp::serve(listener, c, submitter, tls, shutdown).await {
                         tracing::error!(receiver = %n, error = %e, "influx_tcp receiver stopped");
                     }
                 })

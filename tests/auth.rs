@@ -364,3 +364,222 @@ fn sighup_reloads_a_change_the_file_watch_cannot_see() {
     });
     assert_eq!(curl(&s.write_url, LINE, &["-H", &format!("Authorization: Bearer {}", s.writer)]).0, 401);
 }
+
+/// A spec-built remote-write 1.0 request of `n` samples of `name`, snappy-compressed.
+fn remote_write_body(name: &str, n: usize) -> Vec<u8> {
+    use prost::Message;
+    use tsrelay::proto::prometheus as rw1;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let label = |n: &str, v: &str| rw1::Label { name: n.into(), value: v.into() };
+    let req = rw1::WriteRequest {
+        timeseries: (0..n)
+            .map(|i| rw1::TimeSeries {
+                labels: vec![label("__name__", name), label("i", &i.to_string())],
+                samples: vec![rw1::Sample { value: i as f64, timestamp: now }],
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap()
+}
+
+/// POST to `url` with an optional Bearer key: (status, Retry-After, WWW-Authenticate, body).
+fn post_keyed(url: &str, content_type: &str, key: Option<&str>, body: Vec<u8>) -> (u16, String, String, String) {
+    let mut req = http().post(url).header("Content-Type", content_type).body(body);
+    if url.ends_with("/api/v1/write") {
+        req = req.header("Content-Encoding", "snappy");
+    }
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let resp = req.send().expect("POST");
+    let h = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let (retry, challenge) = (h("retry-after"), h("www-authenticate"));
+    (resp.status().as_u16(), retry, challenge, resp.text().unwrap_or_default())
+}
+
+/// The key checks of the line-protocol routes hold on `POST /api/v1/write`:
+/// vmagent with `-remoteWrite.bearerToken` delivers; no key, a wrong one, a
+/// read-only key, a key for another pipeline and a key over its sample rate
+/// are refused (401/403/429 with Retry-After, 413 above its burst) and
+/// nothing of a refused request enters the pipeline.
+#[test]
+fn remote_write_checks_keys_scopes_pipelines_and_rates() {
+    let s = start_with(
+        false,
+        &[
+            ("other-pipeline", &["--pipelines", "elsewhere"]),
+            ("few", &["--samples-per-second", "1", "--samples-burst", "5"]),
+        ],
+    );
+    let (other, few) = (&s.extra[0], &s.extra[1]);
+    let url = s.write_url.replace("/write", "/api/v1/write");
+    const V1: &str = "application/x-protobuf";
+    let (code, _, challenge, text) = post_keyed(&url, V1, None, remote_write_body("rw_auth", 1));
+    assert_eq!(code, 401, "{text}");
+    assert!(challenge.starts_with("Bearer"), "{challenge}");
+    assert_eq!(post_keyed(&url, V1, Some("tsr_wrong"), remote_write_body("rw_auth", 1)).0, 401);
+    let (code, _, _, text) = post_keyed(&url, V1, Some(&s.reader), remote_write_body("rw_auth", 1));
+    assert_eq!(code, 403, "{text}");
+    let (code, _, _, text) = post_keyed(&url, V1, Some(other), remote_write_body("rw_auth", 1));
+    assert_eq!(code, 403, "{text}");
+    assert!(text.contains("may not feed pipeline main"), "{text}");
+    // The sample bucket (burst 5, one a second): 4 pass, 4 more must wait, 6 never fit.
+    assert_eq!(post_keyed(&url, V1, Some(few), remote_write_body("rw_few", 4)).0, 204);
+    let (code, retry, _, text) = post_keyed(&url, V1, Some(few), remote_write_body("rw_few", 4));
+    assert_eq!(code, 429, "{text}");
+    assert!(retry.parse::<u64>().is_ok_and(|s| s >= 1), "Retry-After {retry:?}");
+    let (code, _, _, text) = post_keyed(&url, V1, Some(few), remote_write_body("rw_few", 6));
+    assert_eq!(code, 413, "{text}");
+    assert!(text.contains("samples_burst"), "{text}");
+    let m = s.t.metrics();
+    assert_eq!(sum_metric(&m, "tsrelay_rate_limited_requests_total", &["key=\"few\""]), 2.0);
+    assert_eq!(sum_metric(&m, "tsrelay_key_received_samples_total", &["key=\"few\""]), 4.0);
+    assert_eq!(
+        sum_metric(&m, "tsrelay_received_samples_total", &["receiver=\"http\""]),
+        4.0,
+        "refused requests entered"
+    );
+    let failures =
+        |r: &str| sum_metric(&m, "tsrelay_auth_failures_total", &["listener=\"http\"", &format!("reason=\"{r}\"")]);
+    assert_eq!(
+        (failures("missing"), failures("invalid"), failures("scope"), failures("pipeline")),
+        (1.0, 1.0, 1.0, 1.0)
+    );
+
+    // A real sender: vmagent scraping tsrelay's /metrics with -remoteWrite.bearerToken.
+    let vm_dir = s.dir.path().join("vmagent");
+    std::fs::create_dir_all(&vm_dir).unwrap();
+    let scrape = vm_dir.join("scrape.yml");
+    let target = s.t.admin;
+    std::fs::write(
+        &scrape,
+        format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: vm\n    static_configs: [{{targets: [\"{target}\"]}}]\n"),
+    )
+    .unwrap();
+    let bin = require_binary("vmagent", "apt-get install -y victoria-metrics");
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("-remoteWrite.url={url}"))
+        .arg(format!("-remoteWrite.bearerToken={}", s.writer))
+        .arg(format!("-promscrape.config={}", scrape.display()))
+        .arg(format!("-remoteWrite.tmpDataPath={}", vm_dir.join("tmp").display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{}", free_port()))
+        .arg("-remoteWrite.flushInterval=200ms");
+    let _vmagent = ChildGuard::spawn("vmagent", &mut cmd, &vm_dir);
+    let out = s.dir.path().join("out.lp");
+    wait_for(Duration::from_secs(60), "vmagent's scrape of tsrelay delivered through the key", || {
+        let up = read_lp_file(&out)
+            .iter()
+            .any(|(series, v, _)| series.starts_with("up,") && series.contains("job=vm") && *v == 1.0);
+        (up && s.t.metric_sum("tsrelay_key_received_samples_total", &["key=\"writer\""]) > 0.0).then_some(())
+    });
+    assert!(!std::fs::read_to_string(&s.t.process.log).unwrap().contains(s.writer.as_str()), "raw key in the log");
+}
+
+fn otel_sdk(protocol: &str, endpoint: &str, key: Option<&str>) -> (bool, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/otel_send.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script).args([protocol, endpoint, "auth-test"]);
+    // The SDK's exporters read their headers from the environment (URL-encoded values).
+    match key {
+        Some(k) => cmd.env("OTEL_EXPORTER_OTLP_HEADERS", format!("authorization=Bearer%20{k}")),
+        None => cmd.env_remove("OTEL_EXPORTER_OTLP_HEADERS"),
+    };
+    let out = cmd.output().expect("run python3 (pip install opentelemetry-sdk opentelemetry-exporter-otlp)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // The HTTP exporter's flush reports success even when the export failed: read its log too.
+    (out.status.success() && text.contains("sent") && !text.contains("Failed to export"), text)
+}
+
+/// OTLP over gRPC (`MetricsService/Export`) and HTTP (`POST /v1/metrics`)
+/// checks keys as the other routes: the OpenTelemetry SDK's exporters with
+/// the key in their headers deliver, without it fail; grpcio gets
+/// UNAUTHENTICATED / PERMISSION_DENIED / RESOURCE_EXHAUSTED (with
+/// retry-after-ms); HTTP gets 401/403/429; refused requests enter nothing.
+#[test]
+fn otlp_checks_keys_scopes_and_rates_over_grpc_and_http() {
+    let s = start_with(
+        false,
+        &[
+            ("few-grpc", &["--samples-per-second", "1", "--samples-burst", "5"]),
+            ("few-http", &["--samples-per-second", "1", "--samples-burst", "5"]),
+        ],
+    );
+    let (few_grpc, few_http) = (&s.extra[0], &s.extra[1]);
+    let g = &s.grpc;
+    let none = grpcio::otlp_export(g, &[]);
+    assert_eq!(none["codes"][0], "UNAUTHENTICATED", "{none}");
+    let wrong = grpcio::otlp_export(g, &["--key", "tsr_wrong"]);
+    assert_eq!(wrong["codes"][0], "UNAUTHENTICATED", "{wrong}");
+    let read_only = grpcio::otlp_export(g, &["--key", &s.reader]);
+    assert_eq!(read_only["codes"][0], "PERMISSION_DENIED", "{read_only}");
+    // Three points a call (plus target_info, if any): the first fits the burst of 5, the second not.
+    let over = grpcio::otlp_export(g, &["--key", few_grpc, "--points", "3", "--repeat", "2"]);
+    assert_eq!(over["codes"], serde_json::json!(["OK", "RESOURCE_EXHAUSTED"]), "{over}");
+    assert!(over["metadata"]["retry-after-ms"].as_str().is_some_and(|v| v.parse::<u64>().unwrap() > 0), "{over}");
+    let too_big = grpcio::otlp_export(g, &["--key", few_grpc, "--points", "10"]);
+    assert_eq!(too_big["codes"][0], "RESOURCE_EXHAUSTED", "{too_big}");
+    assert!(too_big["details"][0].as_str().unwrap_or("").contains("samples_burst"), "{too_big}");
+    let m = s.t.metrics();
+    let key_grpc = sum_metric(&m, "tsrelay_key_received_samples_total", &["key=\"few-grpc\""]);
+    assert!(key_grpc >= 3.0, "{key_grpc}");
+    assert_eq!(
+        sum_metric(&m, "tsrelay_received_samples_total", &["receiver=\"grpc\""]),
+        key_grpc,
+        "refused calls entered"
+    );
+    assert_eq!(sum_metric(&m, "tsrelay_rate_limited_requests_total", &["key=\"few-grpc\""]), 2.0);
+    assert_eq!(sum_metric(&m, "tsrelay_auth_failures_total", &["listener=\"grpc\""]), 3.0);
+
+    // OTLP/HTTP (JSON) with the same checks.
+    let url = s.write_url.replace("/write", "/v1/metrics");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let json = |n: usize| {
+        let points: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({"asDouble": i as f64, "timeUnixNano": now.to_string(),
+                "attributes": [{"key": "i", "value": {"stringValue": i.to_string()}}]})
+            })
+            .collect();
+        serde_json::json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [
+            {"name": "otlp_http_auth", "gauge": {"dataPoints": points}}]}]}]})
+        .to_string()
+        .into_bytes()
+    };
+    const JSON: &str = "application/json";
+    let (code, _, challenge, text) = post_keyed(&url, JSON, None, json(1));
+    assert_eq!(code, 401, "{text}");
+    assert!(challenge.starts_with("Bearer"), "{challenge}");
+    assert_eq!(post_keyed(&url, JSON, Some(&s.reader), json(1)).0, 403);
+    assert_eq!(post_keyed(&url, JSON, Some(few_http), json(4)).0, 200);
+    let (code, retry, _, text) = post_keyed(&url, JSON, Some(few_http), json(4));
+    assert_eq!(code, 429, "{text}");
+    assert!(retry.parse::<u64>().is_ok_and(|s| s >= 1), "Retry-After {retry:?}");
+    assert_eq!(post_keyed(&url, JSON, Some(few_http), json(6)).0, 413);
+    let m = s.t.metrics();
+    assert_eq!(sum_metric(&m, "tsrelay_key_received_samples_total", &["key=\"few-http\""]), 4.0);
+    assert_eq!(
+        sum_metric(&m, "tsrelay_received_samples_total", &["receiver=\"http\""]),
+        4.0,
+        "refused requests entered"
+    );
+
+    // The OpenTelemetry SDK's exporters: with the key in their headers they deliver, without it they fail.
+    let grpc_endpoint = format!("http://{}", s.grpc);
+    let (ok, text) = otel_sdk("grpc", &grpc_endpoint, Some(&s.writer));
+    assert!(ok, "{text}");
+    let (ok, text) = otel_sdk("http", &url, Some(&s.writer));
+    assert!(ok, "{text}");
+    let delivered = s.t.metric_sum("tsrelay_key_received_samples_total", &["key=\"writer\""]);
+    assert!(delivered > 0.0, "{delivered}");
+    let (ok, text) = otel_sdk("http", &url, None);
+    assert!(!ok && text.contains("401"), "the SDK without a key got through: {text}");
+    let (ok, text) = otel_sdk("grpc", &grpc_endpoint, Some("tsr_wrong"));
+    assert!(!ok && text.contains("UNAUTHENTICATED"), "the SDK with a wrong key got through: {text}");
+    assert_eq!(s.t.metric_sum("tsrelay_key_received_samples_total", &["key=\"writer\""]), delivered);
+    let out = s.dir.path().join("out.lp");
+    wait_for(Duration::from_secs(20), "the SDK's counters in the file", || {
+        read_lp_file(&out).iter().any(|(series, _, _)| series.starts_with("app_requests_total,")).then_some(())
+    });
+}

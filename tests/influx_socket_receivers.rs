@@ -264,3 +264,204 @@ concurrency = 1
     });
     assert_eq!(relay.metric_sum("tsrelay_dropped_samples_total", &[]), 0.0);
 }
+
+/// `tests/scripts/tls_lines.py`: Python's ssl module sends `lines` to `addr`
+/// over TLS, verifying the server with `ca`; `client` = (cert, key) for mutual TLS.
+fn send_over_tls(addr: SocketAddr, ca: &std::path::Path, client: Option<(&str, &str)>, lines: &str) -> (bool, String) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/tls_lines.py");
+    let mut cmd = Command::new(require_binary("python3", "apt-get install python3"));
+    cmd.arg(script).args(["127.0.0.1", &addr.port().to_string()]).arg(ca);
+    if let Some((cert, key)) = client {
+        cmd.args([cert, key]);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    child.stdin.take().expect("stdin").write_all(lines.as_bytes()).expect("write to python");
+    let out = child.wait_with_output().expect("python3");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// `influx_tcp` with `tls` and with mutual TLS, under `[auth]` (opted in with
+/// `auth = "none"`): Python's ssl client delivers; plain text to the TLS port,
+/// and a client without a certificate on the mutual-TLS port, deliver
+/// nothing and count as handshake failures. Without `auth = "none"` the
+/// config is refused, naming the receiver.
+#[test]
+fn influx_tcp_over_tls_and_mutual_tls_and_the_auth_opt_in() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let ca = certs::ca(d, "ca");
+    certs::leaf(d, "ca", "server", "127.0.0.1", true, false);
+    let (client_cert, client_key) = certs::leaf(d, "ca", "client", "collector-b", false, false);
+    std::fs::write(d.join("keys.yaml"), "keys: []\n").expect("keys file");
+    let (tls_addr, mtls_addr, udp) = (loopback(free_port()), loopback(free_port()), loopback(free_port()));
+    let receivers = |auth: &str| {
+        format!(
+            r#"
+shutdown_timeout = "2s"
+
+[auth]
+keys_file = "keys.yaml"
+
+[admin]
+listen = "{{admin}}"
+auth = "none"
+
+[receivers.tls]
+type = "influx_tcp"
+listen = "{tls_addr}"
+precision = "s"
+tls = {{ cert_file = "server.pem", key_file = "server.key" }}
+auth = "none"
+
+[receivers.mtls]
+type = "influx_tcp"
+listen = "{mtls_addr}"
+precision = "s"
+tls = {{ cert_file = "server.pem", key_file = "server.key", client_ca_file = "ca.pem" }}
+auth = "none"
+
+[receivers.udp]
+type = "influx_udp"
+listen = "{udp}"
+{auth}
+
+[pipelines.main]
+receivers = ["tls", "mtls", "udp"]
+sinks = ["out"]
+
+[sinks.out]
+type = "file"
+path = "out.lp"
+batch = {{ max_age_ms = 10 }}
+"#
+        )
+    };
+    // influx_udp left without auth under [auth]: refused at start, naming it.
+    std::fs::write(d.join("refused.toml"), receivers("").replace("{admin}", "127.0.0.1:0")).expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_tsrelay"))
+        .args(["validate", "--config"])
+        .arg(d.join("refused.toml"))
+        .output()
+        .expect("run tsrelay validate");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a config with an unauthenticated influx_udp under [auth] must be refused");
+    assert!(err.contains("receivers.udp") && err.contains("auth = \"none\""), "{err}");
+    std::fs::write(d.join("required.toml"), receivers("auth = \"required\"").replace("{admin}", "127.0.0.1:0"))
+        .expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_tsrelay"))
+        .args(["validate", "--config"])
+        .arg(d.join("required.toml"))
+        .output()
+        .expect("run tsrelay validate");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("carries no API key"));
+
+    let relay = Tsrelay::start(d, &receivers("auth = \"none\""));
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let (ok, text) = send_over_tls(tls_addr, &ca, None, &format!("tls_m,via=tls value=1 {now_s}\n"));
+    assert!(ok && text.contains("sent TLSv1.3"), "{text}");
+    let cert = (client_cert.to_str().expect("path"), client_key.to_str().expect("path"));
+    let (ok, text) = send_over_tls(mtls_addr, &ca, Some(cert), &format!("tls_m,via=mtls value=2 {now_s}\n"));
+    assert!(ok, "{text}");
+    // No client certificate on the mutual-TLS port: refused.
+    let (ok, text) = send_over_tls(mtls_addr, &ca, None, &format!("tls_m,via=nocert value=3 {now_s}\n"));
+    assert!(!ok, "a client without a certificate got through: {text}");
+    // Plain text to the TLS port.
+    let mut plain = std::net::TcpStream::connect(tls_addr).expect("connect");
+    plain.write_all(format!("tls_m,via=plain value=4 {now_s}\n").as_bytes()).expect("write");
+    drop(plain);
+    let out = d.join("out.lp");
+    wait_for(Duration::from_secs(20), "both TLS samples in the file", || {
+        let n = read_lp_file(&out).iter().filter(|(s, _, _)| s.starts_with("tls_m,")).count();
+        (n == 2).then_some(())
+    });
+    wait_for(Duration::from_secs(10), "two refused handshakes counted", || {
+        (relay.metric_sum("tsrelay_listener_tls_handshake_failures_total", &[]) == 2.0).then_some(())
+    });
+    assert_eq!(relay.metric_sum("tsrelay_listener_tls_handshake_failures_total", &["listener=\"tls\""]), 1.0);
+    assert_eq!(relay.metric_sum("tsrelay_listener_tls_handshake_failures_total", &["listener=\"mtls\""]), 1.0);
+    let mut got: Vec<String> = read_lp_file(&out).into_iter().map(|(s, _, _)| s).collect();
+    got.sort();
+    assert_eq!(got, ["tls_m,via=mtls", "tls_m,via=tls"]);
+}
+
+/// UDP cannot push back: with the ingest queue full (a tiny queue in front of
+/// a backend that never answers) blasted datagrams are dropped and counted as
+/// `queue_full`; a datagram above `max_datagram_bytes` is dropped whole and
+/// counted as `parse_error`.
+#[test]
+fn udp_counts_queue_full_and_oversized_datagrams() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = FaultServer::start(Vec::new(), Reply::Hang);
+    let udp = loopback(free_port());
+    let config = format!(
+        r#"
+shutdown_timeout = "1s"
+
+[receivers.udp]
+type = "influx_udp"
+listen = "{udp}"
+precision = "s"
+max_datagram_bytes = 1000
+max_batch_datagrams = 1
+max_wait_ms = 5
+
+[pipelines.main]
+receivers = ["udp"]
+sinks = ["stalled"]
+ingest_queue_batches = 1
+shard_queue_batches = 1
+
+[sinks.stalled]
+type = "prometheus_remote_write"
+url = "{url}"
+queue = {{ type = "memory", max_samples = 10, when_full = "block" }}
+batch = {{ max_samples = 5, max_age_ms = 10 }}
+
+[sinks.stalled.request]
+timeout = "30s"
+concurrency = 1
+"#,
+        url = backend.url("/api/v1/write")
+    );
+    let relay = Tsrelay::start(dir.path(), &config);
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    // 1,200 bytes of valid lines: too big as one datagram.
+    let mut big = String::new();
+    for i in 0..40 {
+        big.push_str(&format!("udp_big,i={i:03} value={i} {now_s}\n"));
+    }
+    assert!(big.len() > 1000);
+    sock.send_to(big.as_bytes(), udp).expect("send");
+    wait_for(Duration::from_secs(10), "the oversized datagram counted", || {
+        let n = relay.metric_sum("tsrelay_dropped_samples_total", &["receiver=\"udp\"", "reason=\"parse_error\""]);
+        (n == 1.0).then_some(())
+    });
+    // Blast small datagrams (bounded in count and time) until drops show.
+    let start = std::time::Instant::now();
+    let mut sent = 0u64;
+    let dropped = loop {
+        for _ in 0..50 {
+            sock.send_to(format!("udp_blast,n={sent} value=1 {now_s}\n").as_bytes(), udp).expect("send");
+            sent += 1;
+        }
+        let d = relay.metric_sum("tsrelay_dropped_samples_total", &["receiver=\"udp\"", "reason=\"queue_full\""]);
+        if d > 0.0 || sent >= 20_000 || start.elapsed() > Duration::from_secs(20) {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(dropped > 0.0, "no queue_full drop after {sent} datagrams");
+    // Nothing was taken beyond what the stalled pipeline holds: every other sample was either
+    // received or counted as dropped (the kernel may also drop datagrams; never more arrive).
+    let received = relay.metric_sum("tsrelay_received_samples_total", &["receiver=\"udp\""]);
+    assert!(received + dropped <= sent as f64, "received {received} + dropped {dropped} > sent {sent}");
+    assert!(received < 100.0, "a stalled pipeline took {received} samples");
+}

@@ -200,3 +200,80 @@ fn otlp_json_partial_success_and_bad_input() {
         .expect("POST /v1/metrics, gzipped");
     assert_eq!(resp.status().as_u16(), 413, "{:?}", resp.text());
 }
+
+/// Backpressure behind a backend that never answers (a `when_full = "block"`
+/// queue, one-batch ingest queue): OTLP/gRPC answers `UNAVAILABLE` (OTLP's
+/// retryable code) with `retry-after-ms`, checked with grpcio and the stubs of
+/// `opentelemetry-proto`; OTLP/HTTP answers `503` with `Retry-After`. Refused
+/// points never enter the pipeline.
+#[test]
+fn a_full_queue_answers_unavailable_over_grpc_and_503_over_http() {
+    use common::fault_http::{FaultServer, Reply};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = FaultServer::start(Vec::new(), Reply::Hang);
+    let (http_addr, grpc_addr) = (loopback(free_port()), loopback(free_port()));
+    let config = format!(
+        r#"
+shutdown_timeout = "1s"
+
+[receivers.http]
+type = "http"
+listen = "{http_addr}"
+max_wait_ms = 100
+
+[receivers.grpc]
+type = "grpc"
+listen = "{grpc_addr}"
+max_wait_ms = 100
+
+[pipelines.main]
+receivers = ["http", "grpc"]
+sinks = ["stalled"]
+ingest_queue_batches = 1
+shard_queue_batches = 1
+
+[sinks.stalled]
+type = "prometheus_remote_write"
+url = "{url}"
+queue = {{ type = "memory", max_samples = 20, when_full = "block" }}
+batch = {{ max_samples = 10, max_age_ms = 10 }}
+
+[sinks.stalled.request]
+timeout = "30s"
+concurrency = 1
+"#,
+        url = backend.url("/api/v1/write")
+    );
+    let relay = Tsrelay::start(dir.path(), &config);
+    // 40 calls of 10 points: the stalled pipeline holds far fewer.
+    let answer = grpcio::otlp_export(&grpc_addr.to_string(), &["--points", "10", "--repeat", "40"]);
+    let codes: Vec<&str> = answer["codes"].as_array().expect("codes").iter().filter_map(|c| c.as_str()).collect();
+    assert!(codes.contains(&"UNAVAILABLE"), "{answer}");
+    assert!(codes.iter().all(|c| *c == "OK" || *c == "UNAVAILABLE"), "{answer}");
+    assert!(
+        answer["metadata"]["retry-after-ms"].as_str().is_some_and(|v| v.parse::<u64>().unwrap() >= 100),
+        "{answer}"
+    );
+    let ok_calls = codes.iter().filter(|c| **c == "OK").count();
+    let m = relay.metrics();
+    // Each accepted call brought its 10 points (and a target_info sample if the translation adds one).
+    let received = sum_metric(&m, "tsrelay_received_samples_total", &["receiver=\"grpc\""]);
+    assert!(
+        received >= (ok_calls * 10) as f64 && received <= (ok_calls * 11) as f64,
+        "{received} for {ok_calls} calls"
+    );
+    // OTLP/HTTP into the same full pipeline: 503 with Retry-After.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
+    let body = serde_json::json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [
+        {"name": "otlp_full", "gauge": {"dataPoints": [{"asDouble": 1.0, "timeUnixNano": now.to_string()}]}}]}]}]});
+    let resp = http()
+        .post(format!("http://{http_addr}/v1/metrics"))
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .expect("POST /v1/metrics");
+    assert_eq!(resp.status().as_u16(), 503);
+    let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    assert!(retry.parse::<u64>().is_ok_and(|s| s >= 1), "Retry-After {retry:?}");
+    assert_eq!(relay.metric_sum("tsrelay_received_samples_total", &["receiver=\"http\""]), 0.0);
+}

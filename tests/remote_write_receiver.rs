@@ -368,3 +368,76 @@ fn remote_write_2_sink_into_tsrelay_and_auto_falls_back_for_prometheus() {
     let log = std::fs::read_to_string(c_dir.join("tsrelay.log")).unwrap_or_default();
     assert_eq!(log.matches("does not speak 2.0").count(), 1, "{log}");
 }
+
+/// Backpressure as the specification asks: behind a backend that never
+/// answers (a `when_full = "block"` queue, one-batch ingest queue), requests
+/// soon wait `max_wait_ms` in vain and get `503` with `Retry-After`; what was
+/// refused never entered the pipeline.
+#[test]
+fn remote_write_answers_503_with_retry_after_when_the_queue_stays_full() {
+    use common::fault_http::{FaultServer, Reply};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = FaultServer::start(Vec::new(), Reply::Hang);
+    let listen = loopback(free_port());
+    let config = format!(
+        r#"
+shutdown_timeout = "1s"
+
+[receivers.http]
+type = "http"
+listen = "{listen}"
+max_wait_ms = 100
+
+[pipelines.main]
+receivers = ["http"]
+sinks = ["stalled"]
+ingest_queue_batches = 1
+shard_queue_batches = 1
+
+[sinks.stalled]
+type = "prometheus_remote_write"
+url = "{url}"
+queue = {{ type = "memory", max_samples = 20, when_full = "block" }}
+batch = {{ max_samples = 10, max_age_ms = 10 }}
+
+[sinks.stalled.request]
+timeout = "30s"
+concurrency = 1
+"#,
+        url = backend.url("/api/v1/write")
+    );
+    let relay = Tsrelay::start(dir.path(), &config);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let label = |n: &str, v: &str| rw1::Label { name: n.into(), value: v.into() };
+    let (mut accepted, mut refused) = (0u64, None);
+    let start = std::time::Instant::now();
+    for i in 0..200 {
+        let req = rw1::WriteRequest {
+            timeseries: (0..10)
+                .map(|j| rw1::TimeSeries {
+                    labels: vec![label("__name__", "rw_full"), label("j", &j.to_string())],
+                    samples: vec![rw1::Sample { value: f64::from(i), timestamp: now + i64::from(i) }],
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let (s, body, headers) = post(listen, V1, snappy(&req.encode_to_vec()));
+        match s {
+            204 => accepted += 10,
+            503 => {
+                refused = Some((body, headers));
+                break;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no 503 within a minute");
+    }
+    let (body, headers) = refused.expect("a 503 within 200 requests");
+    let retry = headers.get("retry-after").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(retry.parse::<u64>().is_ok_and(|s| s >= 1), "Retry-After {retry:?}: {body}");
+    assert!(body.contains("ingest queue"), "{body}");
+    let m = relay.metrics();
+    assert_eq!(sum_metric(&m, "tsrelay_receiver_backpressure_rejections_total", &["receiver=\"http\""]), 1.0);
+    assert_eq!(sum_metric(&m, "tsrelay_received_samples_total", &["receiver=\"http\""]), accepted as f64);
+}

@@ -158,6 +158,9 @@ fn check_references(loaded: &LoadedConfig) -> Result<(), ConfigError> {
         }
     }
     c.auth.check(&listeners).map_err(invalid)?;
+    for (name, r) in &c.receivers {
+        r.check_unauthenticated(c.auth.keys_file.is_some()).map_err(|m| invalid(format!("receivers.{name}: {m}")))?;
+    }
     if let Some(q) = &c.query {
         q.check().map_err(invalid)?;
     }

@@ -32,6 +32,29 @@ impl ReceiverConfig {
         }
     }
 
+    /// For a receiver whose transport carries no key (line protocol over TCP
+    /// or UDP): refuses `auth = "required"`, and, once `[auth] keys_file` is
+    /// set, an `auth` left unset: such a receiver is open to anyone who can
+    /// reach it, so the config must say so (`auth = "none"`).
+    pub(crate) fn check_unauthenticated(&self, keys_configured: bool) -> Result<(), String> {
+        let (kind, mode) = match self {
+            ReceiverConfig::InfluxTcp(c) => ("influx_tcp", c.auth),
+            ReceiverConfig::InfluxUdp(c) => ("influx_udp", c.auth),
+            ReceiverConfig::Http(_) | ReceiverConfig::Grpc(_) | ReceiverConfig::Kafka(_) => return Ok(()),
+        };
+        match mode {
+            Some(crate::auth::AuthMode::Required) => Err(format!(
+                "auth = \"required\" is impossible on an {kind} receiver: line protocol over a socket carries \
+                 no API key; set auth = \"none\" and restrict who can connect (mutual TLS on influx_tcp, the network)"
+            )),
+            None if keys_configured => Err(format!(
+                "[auth] keys_file is set, but an {kind} receiver cannot check keys (its transport carries none): \
+                 set auth = \"none\" on it to accept unauthenticated writes explicitly, or remove it"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The bodies of the requests a network receiver handles at once, for the
     /// start-up memory budget (`max_concurrent_requests` × the largest body).
     /// What a body decodes into is bounded by the decoders' per-request

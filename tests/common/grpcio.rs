@@ -44,3 +44,22 @@ pub fn run(stubs: &Path, target: &str, mode: &str, options: &[&str]) -> serde_js
     assert!(out.status.success(), "grpcio client {mode} failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("grpcio client printed {stdout:?}: {e}"))
 }
+
+/// Calls OTLP `MetricsService/Export` with grpcio and the stubs of pip
+/// `opentelemetry-proto` (tests/scripts/otlp_grpc_call.py; options as in its
+/// usage) and returns its JSON answer: `codes`, `details`, `metadata`, `rejected`.
+pub fn otlp_export(target: &str, options: &[&str]) -> serde_json::Value {
+    let check = Command::new("python3")
+        .args(["-c", "import grpc, opentelemetry.proto.collector.metrics.v1.metrics_service_pb2_grpc"])
+        .status();
+    assert!(
+        matches!(check, Ok(s) if s.success()),
+        "the OTLP gRPC client needs grpcio and opentelemetry-proto. Install them with: \
+         python3 -m pip install grpcio opentelemetry-exporter-otlp (or run scripts/install-test-deps)"
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/otlp_grpc_call.py");
+    let out = Command::new("python3").arg(script).arg(target).args(options).output().expect("run otlp_grpc_call.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "otlp_grpc_call.py failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("otlp_grpc_call.py printed {stdout:?}: {e}"))
+}

@@ -5,6 +5,7 @@
 
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Principal, rate_limited_status};
 use crate::codecs::otlp::Translator;
 use crate::proto::opentelemetry::proto::collector::metrics::v1::metrics_service_server::MetricsService;
 use crate::proto::opentelemetry::proto::collector::metrics::v1::{
@@ -23,19 +24,30 @@ impl MetricsService for OtlpMetricsService {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        let key = request.extensions().get::<Principal>().cloned();
         let request = request.into_inner();
         let translated = self
             .translator
             .translate(&request, crate::model::now_ms())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         drop(request);
+        let accepted = translated.samples.len() as u64;
+        // The key's sample bucket (auth): all of the request or none of it enters.
+        if let Some(k) = &key {
+            k.check_samples(accepted).map_err(|limited| rate_limited_status(&limited))?;
+        }
         translated.count_drops(&self.submitter.metrics);
         let partial_success = (translated.rejected_points > 0).then(|| ExportMetricsPartialSuccess {
             rejected_data_points: translated.rejected_points as i64,
             error_message: translated.error_message(),
         });
         match self.submitter.submit(translated.samples).await {
-            Ok(_) => Ok(Response::new(ExportMetricsServiceResponse { partial_success })),
+            Ok(_) => {
+                if let Some(k) = &key {
+                    k.received(accepted);
+                }
+                Ok(Response::new(ExportMetricsServiceResponse { partial_success }))
+            }
             Err(
                 e @ (SubmitError::Full { .. }
                 | SubmitError::MemoryPressure

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -17,6 +17,7 @@ use prost::Message;
 
 use super::HttpReceiverConfig;
 use super::answer::submit_error;
+use crate::auth::{Principal, rate_limited_response};
 use crate::codecs::otlp::{self, Translator};
 use crate::proto::opentelemetry::proto::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
@@ -75,7 +76,12 @@ fn failure(encoding: Encoding, status: StatusCode, message: String) -> Response 
     reply(encoding, status, body)
 }
 
-async fn export(State(state): State<Arc<OtlpState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn export(
+    State(state): State<Arc<OtlpState>>,
+    key: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let encoding = match ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
         "application/x-protobuf" => Encoding::Protobuf,
@@ -105,6 +111,13 @@ async fn export(State(state): State<Arc<OtlpState>>, headers: HeaderMap, body: B
         Err(e) => return failure(encoding, StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
     };
     drop(request);
+    let accepted = translated.samples.len() as u64;
+    // The key's sample bucket (auth): all of the request or none of it enters.
+    if let Some(Extension(k)) = &key
+        && let Err(limited) = k.check_samples(accepted)
+    {
+        return rate_limited_response(&limited);
+    }
     translated.count_drops(&state.submitter.metrics);
     let partial = (translated.rejected_points > 0).then(|| ExportMetricsPartialSuccess {
         rejected_data_points: translated.rejected_points as i64,
@@ -112,6 +125,9 @@ async fn export(State(state): State<Arc<OtlpState>>, headers: HeaderMap, body: B
     });
     if let Err(e) = state.submitter.submit(translated.samples).await {
         return submit_error(e, state.submitter.max_wait);
+    }
+    if let Some(Extension(k)) = &key {
+        k.received(accepted);
     }
     let body = match encoding {
         Encoding::Protobuf => ExportMetricsServiceResponse { partial_success: partial }.encode_to_vec(),

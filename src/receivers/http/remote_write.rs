@@ -12,13 +12,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use super::HttpReceiverConfig;
 use super::answer::submit_error;
+use crate::auth::{Principal, rate_limited_response};
 use crate::codecs::remote_write::{DecodeLimits, Decoded, MetadataCache, v1, v2};
 use crate::receivers::submit::Submitter;
 use crate::telemetry::DropReason;
@@ -88,7 +89,12 @@ fn text(status: StatusCode, message: impl Into<String>) -> Response {
     (status, message.into()).into_response()
 }
 
-async fn write(State(state): State<Arc<RemoteWriteState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn write(
+    State(state): State<Arc<RemoteWriteState>>,
+    key: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let version = match version(&headers) {
         Ok(v) => v,
         Err(message) => return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, message),
@@ -104,7 +110,7 @@ async fn write(State(state): State<Arc<RemoteWriteState>>, headers: HeaderMap, b
     }
     let decoded = match version {
         Version::V1 => v1::decode(&body, crate::model::now_ms(), &state.limits, &state.metadata),
-        Version::V2 => v2::decode(&body, crate::model::now_ms(), &state.limits),
+        Version::V2 => v2::decode(&body, crate::model::now_ms(), &state.limits, &state.metadata),
     };
     let decoded = match decoded {
         Ok(d) => d,
@@ -113,17 +119,26 @@ async fn write(State(state): State<Arc<RemoteWriteState>>, headers: HeaderMap, b
     };
     let Decoded { samples, histograms, exemplars, .. } = &decoded;
     let (histograms, exemplars) = (*histograms, *exemplars);
+    let written = samples.len() as u64;
+    // The key's sample bucket (auth): all of the request or none of it enters.
+    if let Some(Extension(k)) = &key
+        && let Err(limited) = k.check_samples(written)
+    {
+        return rate_limited_response(&limited);
+    }
     let m = &state.submitter.metrics;
     for (reason, n) in decoded.refused.iter() {
         m.dropped(reason, n);
     }
     m.dropped(DropReason::UnsupportedHistogram, histograms);
     m.dropped(DropReason::Exemplar, exemplars);
-    let written = samples.len() as u64;
     let rejected = decoded.rejected();
     let errors = decoded.errors.join("; ");
     if let Err(e) = state.submitter.submit(decoded.samples).await {
         return submit_error(e, state.submitter.max_wait);
+    }
+    if let Some(Extension(k)) = &key {
+        k.received(written);
     }
     let mut resp = if rejected == 0 {
         StatusCode::NO_CONTENT.into_response()

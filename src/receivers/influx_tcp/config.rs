@@ -12,6 +12,8 @@ use crate::codecs::line_protocol::{Precision, UnknownPrecision};
 /// type = "influx_tcp"
 /// listen = "127.0.0.1:8094"
 /// precision = "ns"
+/// tls = { cert_file = "server.pem", key_file = "server.key" }
+/// auth = "none"   # required once [auth] keys_file is set: this transport carries no key
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +29,16 @@ pub struct InfluxTcpReceiverConfig {
     /// Most connections served at once; more wait in the kernel's backlog.
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
+    /// TLS (and with `client_ca_file` mutual TLS: only holders of a
+    /// certificate signed by that CA may connect) on this listener.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// Plain line protocol carries no API key: this receiver is
+    /// unauthenticated. Once `[auth] keys_file` is set it must be opted in
+    /// with `auth = "none"` (the config is refused otherwise); `"required"`
+    /// is refused. Restrict who may connect with mutual TLS or the network.
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthMode>,
 }
 
 pub mod defaults {

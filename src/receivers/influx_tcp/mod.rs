@@ -6,32 +6,47 @@
 //! until they are taken, so a full ingest queue fills the socket buffers and
 //! TCP flow control slows the sender; nothing is dropped. Bad lines are
 //! counted (`parse_error`) and logged; there is no answer channel.
+//!
+//! With `tls` the connection is TLS (rustls, as on every listener; with
+//! `client_ca_file` only clients holding a certificate signed by it get in).
+//! Line protocol carries no API key: this receiver never checks keys, and
+//! with `[auth]` configured it must be opted in with `auth = "none"`.
 
 mod config;
 
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 pub use config::InfluxTcpReceiverConfig;
 
 use super::submit::Submitter;
 use crate::codecs::line_protocol::{self, LineErrors, Precision};
-use crate::telemetry::DropReason;
+use crate::telemetry::{DropReason, ListenerMetrics, TimeoutKind};
+use crate::tls::TlsAcceptor;
 
 /// How much is read from a connection at a time.
 const READ_CHUNK: usize = 256 * 1024;
 
+/// How long a client may take to complete the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves until `shutdown` resolves; with `tls` every connection starts with
+/// a TLS handshake (failures and timeouts are counted in the listener metrics).
 pub async fn serve(
     listener: TcpListener,
     config: InfluxTcpReceiverConfig,
     submitter: Submitter,
+    tls: Option<Arc<TlsAcceptor>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let precision = config.precision().map_err(std::io::Error::other)?;
+    let listener_metrics = ListenerMetrics::new(&submitter.metrics.name);
     let slots = Arc::new(Semaphore::new(config.max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -51,8 +66,26 @@ pub async fn serve(
         };
         let submitter = submitter.clone();
         let max_line = config.max_line_bytes;
+        let tls = tls.clone();
+        let listener_metrics = listener_metrics.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, precision, max_line, &submitter).await {
+            let _ = stream.set_nodelay(true);
+            let ended = match tls {
+                None => connection(stream, precision, max_line, &submitter).await,
+                Some(tls) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                    Ok(Ok((stream, _client))) => connection(stream, precision, max_line, &submitter).await,
+                    Ok(Err(e)) => {
+                        listener_metrics.tls_handshake_failures.increment(1);
+                        tracing::debug!(%peer, error = %e, "influx_tcp: TLS handshake failed");
+                        Ok(())
+                    }
+                    Err(_) => {
+                        listener_metrics.timeout(TimeoutKind::TlsHandshake).increment(1);
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "influx_tcp: connection ended");
             }
             drop(permit);
@@ -62,7 +95,7 @@ pub async fn serve(
 
 /// Reads one connection to its end.
 async fn connection(
-    mut stream: TcpStream,
+    mut stream: impl AsyncRead + Unpin,
     precision: Precision,
     max_line: usize,
     submitter: &Submitter,

@@ -31,6 +31,12 @@ pub struct InfluxUdpReceiverConfig {
     /// samples are dropped (`queue_full`): UDP cannot push back.
     #[serde(default = "defaults::max_wait_ms")]
     pub max_wait_ms: u64,
+    /// UDP datagrams carry no API key and no TLS: this receiver is
+    /// unauthenticated. Once `[auth] keys_file` is set it must be opted in
+    /// with `auth = "none"` (the config is refused otherwise); `"required"`
+    /// is refused. Restrict who may send with the network.
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthMode>,
 }
 
 pub mod defaults {

@@ -165,7 +165,8 @@ mod tests {
         let (body, summary) = V2Encoder.encode(samples.iter().map(|s| (s, s.labels.series_hash()))).expect("encodes");
         assert_eq!((summary.series, summary.samples, summary.unrepresentable), (2, 3, 0));
         let limits = DecodeLimits::with_body_limit(1 << 20);
-        let d = dec2::decode(&body, 0, &limits).expect("2.0 decodes");
+        let d =
+            dec2::decode(&body, 0, &limits, &crate::codecs::remote_write::MetadataCache::new()).expect("2.0 decodes");
         let got: Vec<_> =
             d.samples.iter().map(|s| (s.name().to_string(), s.value.to_bits(), s.timestamp_ms, s.kind)).collect();
         assert_eq!(
