@@ -29,12 +29,21 @@ pub struct Stages {
     pub series: Option<std::sync::Arc<stages::CardinalityShared>>,
     /// The aggregate rules' shared state, whose flush task emits closed buckets.
     pub aggregator: Option<Arc<stages::AggregateShared>>,
+    /// Per aggregate rule, the sink queues its outputs go to when the rule
+    /// names `sinks` (`None`: the pipeline's sinks). Filled by the caller.
+    pub aggregate_sinks: Vec<Option<Vec<Arc<SinkQueue>>>>,
 }
 
 impl Stages {
     /// No stages: samples only get their labels sorted and are fanned out.
     pub fn none() -> Self {
-        Stages { stateless: Vec::new(), stateful: Box::new(|_| Vec::new()), series: None, aggregator: None }
+        Stages {
+            stateless: Vec::new(),
+            stateful: Box::new(|_| Vec::new()),
+            series: None,
+            aggregator: None,
+            aggregate_sinks: Vec::new(),
+        }
     }
 }
 
@@ -74,7 +83,14 @@ pub fn spawn(name: &str, config: &PipelineConfig, stages: Stages, sinks: Vec<Arc
     }
     drop(shards_alive);
     if let Some(aggregator) = stages.aggregator {
-        tasks.spawn(run_aggregate_flush(aggregator, shards_done, sinks.clone()));
+        let mut routes = stages.aggregate_sinks.into_iter();
+        let routes: Vec<Arc<[Arc<SinkQueue>]>> = (0..aggregator.rule_count())
+            .map(|_| match routes.next().flatten() {
+                Some(own) => own.into(),
+                None => sinks.clone(),
+            })
+            .collect();
+        tasks.spawn(run_aggregate_flush(aggregator, shards_done, routes));
     }
     let shard_txs: Arc<[mpsc::Sender<ShardBatch>]> = shard_txs.into();
     let stateless: Arc<[Box<dyn StatelessStage>]> = stages.stateless.into();
@@ -225,7 +241,7 @@ async fn run_shard(
 async fn run_aggregate_flush(
     aggregator: Arc<stages::AggregateShared>,
     mut shards_done: mpsc::Receiver<()>,
-    sinks: Arc<[Arc<SinkQueue>]>,
+    routes: Vec<Arc<[Arc<SinkQueue>]>>,
 ) {
     use stages::aggregate::FlushKind;
     let mut tick = tokio::time::interval(aggregator.tick_every());
@@ -235,8 +251,11 @@ async fn run_aggregate_flush(
             _ = tick.tick() => FlushKind::Tick,
             _ = shards_done.recv() => FlushKind::Shutdown,
         };
-        let samples = aggregator.flush(crate::model::now_ms(), kind);
-        if !samples.is_empty() {
+        let per_rule = aggregator.flush_rules(crate::model::now_ms(), kind);
+        for (samples, sinks) in per_rule.into_iter().zip(&routes) {
+            if samples.is_empty() {
+                continue;
+            }
             tracing::debug!(
                 pipeline = aggregator.pipeline(),
                 samples = samples.len(),

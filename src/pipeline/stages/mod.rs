@@ -54,7 +54,7 @@ pub fn build(pipeline_name: &str, config: &PipelineConfig, registry: Arc<MetricR
         }
         stages
     };
-    Stages { stateless, stateful: Box::new(stateful), series: Some(series), aggregator }
+    Stages { stateless, stateful: Box::new(stateful), series: Some(series), aggregator, aggregate_sinks: Vec::new() }
 }
 
 /// Worst-case bytes of the per-series tables of one pipeline: series state
@@ -68,12 +68,12 @@ pub fn table_bytes(config: &PipelineConfig) -> u64 {
     let pairs = c.max_label_pairs as u64 * (2 * 56 + (17 * 16u64).div_ceil(7));
     // A shared count: an inline name and a u32 in a just-grown table.
     let metrics = c.max_metrics as u64 * (33 * 16u64).div_ceil(7);
-    series + pairs + metrics + config.validate.table_bytes() + aggregate_bytes(config)
+    series + pairs + metrics + config.validate.table_bytes()
 }
 
-/// Worst-case bytes of the aggregate rules' state (see [`AggregateRule::state_bytes`]).
-pub fn aggregate_bytes(config: &PipelineConfig) -> u64 {
-    config.aggregate.iter().map(|r| r.state_bytes(config.cardinality.max_series)).sum()
+/// Worst-case bytes of each aggregate rule's state (see [`AggregateRule::state_bytes`]), by rule name.
+pub fn aggregate_bytes(config: &PipelineConfig) -> Vec<(String, u64)> {
+    config.aggregate.iter().map(|r| (r.name(), r.state_bytes(config.cardinality.max_series))).collect()
 }
 
 /// Bytes one tracked series costs at most, with up to `max_labels` labels

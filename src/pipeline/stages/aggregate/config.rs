@@ -34,6 +34,10 @@ pub struct AggregateRule {
     /// What to compute per bucket: `count`, `sum`, `min`, `max`, `avg`, `last`,
     /// `increase`, `rate`, `quantiles(0.5, 0.99)`.
     pub outputs: Vec<Output>,
+    /// Sinks the outputs go to (any `[sinks.<name>]`, also ones outside the
+    /// pipeline's `sinks`); default: the pipeline's `sinks`.
+    #[serde(default)]
+    pub sinks: Option<Vec<String>>,
     /// Pass matched input samples on too (`false`: only the rollups leave,
     /// the inputs are counted as dropped, `reason="aggregated"`).
     #[serde(default = "defaults::keep_input")]
@@ -216,6 +220,9 @@ impl AggregateRule {
             if !crate::registry::is_valid_label_name(l) {
                 return Err(format!("{l:?} is not a valid label name"));
             }
+        }
+        if self.sinks.as_ref().is_some_and(|s| s.is_empty()) {
+            return Err("sinks is empty (leave it out to use the pipeline's sinks)".into());
         }
         if self.outputs.is_empty() {
             return Err("outputs is empty".into());

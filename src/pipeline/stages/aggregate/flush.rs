@@ -22,10 +22,17 @@ impl AggregateShared {
     /// Closes what is due at wall-clock `now` (ms) and returns the output
     /// samples, sorted by rule, bucket end and series.
     pub fn flush(&self, now: i64, kind: FlushKind) -> Vec<Sample> {
+        self.flush_rules(now, kind).into_iter().flatten().collect()
+    }
+
+    /// [`Self::flush`], one vector per rule (in config order).
+    pub fn flush_rules(&self, now: i64, kind: FlushKind) -> Vec<Vec<Sample>> {
         let shards = self.shards.lock().clone();
-        let mut out = Vec::new();
+        let mut all = Vec::with_capacity(self.rules.len());
         let mut closed = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
+            all.push(Vec::new());
+            let out = &mut all[i];
             let upto = match kind {
                 FlushKind::Tick => {
                     // The last end with `end + lag <= now`.
@@ -49,7 +56,7 @@ impl AggregateShared {
             }
             let before = out.len();
             for c in &merged {
-                emit(rule, c, &mut out);
+                emit(rule, c, out);
             }
             rule.limits.metrics.flushes.increment(merged.len() as u64);
             rule.limits.metrics.output_samples.increment((out.len() - before) as u64);
@@ -58,7 +65,7 @@ impl AggregateShared {
         for rule in &self.rules {
             rule.limits.publish();
         }
-        out
+        all
     }
 
     /// Forgets counter values of series idle for `forget_after` (at most once a minute).

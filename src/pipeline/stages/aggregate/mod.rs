@@ -148,6 +148,10 @@ impl AggregateShared {
         shard
     }
 
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
     pub fn pipeline(&self) -> &str {
         &self.pipeline
     }
