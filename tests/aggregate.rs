@@ -15,7 +15,6 @@ use common::prometheus::Prometheus;
 use common::{Tsrelay, free_port, http, loopback, wait_for};
 
 const INTERVAL_MS: i64 = 10_000;
-const LAG_MS: i64 = 3_000;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
