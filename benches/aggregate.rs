@@ -73,7 +73,7 @@ fn bench(c: &mut Criterion) {
         let now = now_ms();
         let mut next = 0usize;
         let mut ts = now - 1000;
-        let mut batch = |next: &mut usize, ts: &mut i64| {
+        let batch = |next: &mut usize, ts: &mut i64| {
             let mut samples = Vec::with_capacity(BATCH);
             let mut hashes = Vec::with_capacity(BATCH);
             for _ in 0..BATCH {

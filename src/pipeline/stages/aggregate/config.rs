@@ -207,7 +207,7 @@ impl AggregateRule {
         if self.interval < Duration::from_secs(1) {
             return Err(format!("interval {:?} is shorter than 1s", self.interval));
         }
-        if self.interval.subsec_nanos() % 1_000_000 != 0 {
+        if !self.interval.subsec_nanos().is_multiple_of(1_000_000) {
             return Err("interval must be a whole number of milliseconds".into());
         }
         if self.by.is_some() && self.without.is_some() {
@@ -267,7 +267,7 @@ pub(crate) fn check_rules(rules: &[AggregateRule]) -> Result<(), String> {
 pub fn interval_text(d: Duration) -> String {
     let ms = d.as_millis();
     for (unit, len) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
-        if ms >= len && ms % len == 0 {
+        if ms >= len && ms.is_multiple_of(len) {
             return format!("{}{unit}", ms / len);
         }
     }
