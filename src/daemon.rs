@@ -227,7 +227,12 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let mut discovery = crate::query::discovery::Discovery::new(loaded.registry.clone());
     for (name, p) in &config.pipelines {
         let sink_queues = p.sinks.iter().filter_map(|s| queues.get(s).cloned()).collect();
-        let stages = stages::build(name, p, loaded.registry.clone());
+        let mut stages = stages::build(name, p, loaded.registry.clone());
+        stages.aggregate_sinks = p
+            .aggregate
+            .iter()
+            .map(|r| r.sinks.as_ref().map(|names| names.iter().filter_map(|s| queues.get(s).cloned()).collect()))
+            .collect();
         if let Some(series) = stages.series.clone() {
             discovery.add(series);
         }

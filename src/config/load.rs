@@ -142,6 +142,16 @@ fn check_references(loaded: &LoadedConfig) -> Result<(), ConfigError> {
                 )));
             }
         }
+        for (i, rule) in p.aggregate.iter().enumerate() {
+            for s in rule.sinks.iter().flatten() {
+                if !c.sinks.contains_key(s) {
+                    return Err(invalid(format!(
+                        "pipelines.{name}.aggregate[{i}].sinks names \"{s}\", but there is no [sinks.{s}] (known: {})",
+                        known(c.sinks.keys())
+                    )));
+                }
+            }
+        }
         p.check().map_err(|m| invalid(format!("pipelines.{name}: {m}")))?;
     }
     for name in c.receivers.keys() {

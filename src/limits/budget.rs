@@ -247,6 +247,13 @@ fn pipeline_items(name: &str, p: &PipelineConfig, per_sample: u64) -> Vec<Budget
     if tables > 0 {
         items.push(BudgetItem { what: format!("pipelines.{name} per-series tables"), bytes: tables });
     }
+    for (i, (rule, bytes)) in crate::pipeline::stages::aggregate_bytes(p).into_iter().enumerate() {
+        let max_series = p.aggregate[i].max_series;
+        items.push(BudgetItem {
+            what: format!("pipelines.{name}.aggregate[{i}] ({rule}: max_series {max_series})"),
+            bytes,
+        });
+    }
     items
 }
 

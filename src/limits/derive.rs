@@ -102,7 +102,11 @@ pub fn derive_defaults(config: &mut Config, explicit: &Explicit) {
         let each = for_tables / tables.len() as u64;
         for n in &tables {
             let Some(p) = config.pipelines.get_mut(n) else { continue };
-            let per_series = crate::pipeline::stages::worst_bytes_per_series(p.validate.max_labels).max(1);
+            // Aggregate rules with `increase` / `rate` keep a counter value per series too.
+            let counters = p.aggregate.iter().filter(|r| r.needs_counters()).count() as u64;
+            let per_series = (crate::pipeline::stages::worst_bytes_per_series(p.validate.max_labels)
+                + counters * crate::pipeline::stages::aggregate::BYTES_PER_COUNTER_SERIES)
+                .max(1);
             let series = (each / per_series)
                 .clamp(MIN_DERIVED_SERIES, crate::pipeline::stages::cardinality::defaults::max_series());
             p.cardinality.max_series = series;

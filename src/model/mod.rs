@@ -8,6 +8,7 @@ use std::time::Instant;
 
 mod ack;
 mod labels;
+pub mod selector;
 
 pub use ack::{Ack, AckOutcome, AckReceiver};
 pub use labels::{Label, LabelRef, LabelStr, Labels, METRIC_NAME_LABEL, copy_bytes, name_before};

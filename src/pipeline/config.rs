@@ -1,6 +1,6 @@
 use serde::Deserialize;
 
-use super::stages::{CardinalityConfig, MonotonicConfig, NormalizeConfig, ValidateConfig};
+use super::stages::{AggregateRule, CardinalityConfig, MonotonicConfig, NormalizeConfig, ValidateConfig};
 
 /// One pipeline: which receivers feed it, which sinks it fans out to, and
 /// how it runs. Stage settings are added by the stages themselves.
@@ -33,6 +33,10 @@ pub struct PipelineConfig {
     /// Timestamp order and counter resets.
     #[serde(default)]
     pub monotonic: MonotonicConfig,
+    /// Stream-aggregation rules (`[[pipelines.<name>.aggregate]]`), run after
+    /// `monotonic`; see docs/aggregate.md.
+    #[serde(default)]
+    pub aggregate: Vec<AggregateRule>,
 }
 
 impl PipelineConfig {
@@ -49,7 +53,8 @@ impl PipelineConfig {
         }
         self.normalize.check()?;
         self.validate.check()?;
-        self.cardinality.check()
+        self.cardinality.check()?;
+        super::stages::aggregate::check_rules(&self.aggregate)
     }
 }
 

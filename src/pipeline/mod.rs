@@ -27,12 +27,23 @@ pub struct Stages {
     pub stateful: Box<dyn Fn(usize) -> Vec<Box<dyn StatefulStage>> + Send + Sync>,
     /// The series the stateful stages track, for the discovery API.
     pub series: Option<std::sync::Arc<stages::CardinalityShared>>,
+    /// The aggregate rules' shared state, whose flush task emits closed buckets.
+    pub aggregator: Option<Arc<stages::AggregateShared>>,
+    /// Per aggregate rule, the sink queues its outputs go to when the rule
+    /// names `sinks` (`None`: the pipeline's sinks). Filled by the caller.
+    pub aggregate_sinks: Vec<Option<Vec<Arc<SinkQueue>>>>,
 }
 
 impl Stages {
     /// No stages: samples only get their labels sorted and are fanned out.
     pub fn none() -> Self {
-        Stages { stateless: Vec::new(), stateful: Box::new(|_| Vec::new()), series: None }
+        Stages {
+            stateless: Vec::new(),
+            stateful: Box::new(|_| Vec::new()),
+            series: None,
+            aggregator: None,
+            aggregate_sinks: Vec::new(),
+        }
     }
 }
 
@@ -62,11 +73,24 @@ pub fn spawn(name: &str, config: &PipelineConfig, stages: Stages, sinks: Vec<Arc
 
     let mut shard_txs = Vec::with_capacity(shard_count);
     let sinks: Arc<[Arc<SinkQueue>]> = sinks.into();
+    // Each shard holds a sender; the flush task sees every shard gone when it closes.
+    let (shards_alive, shards_done) = mpsc::channel::<()>(1);
     for shard in 0..shard_count {
         let (stx, srx) = mpsc::channel::<ShardBatch>(config.shard_queue_batches);
         shard_txs.push(stx);
         let stateful = (stages.stateful)(shard);
-        tasks.spawn(run_shard(name.clone(), srx, stateful, sinks.clone()));
+        tasks.spawn(run_shard(name.clone(), srx, stateful, sinks.clone(), shards_alive.clone()));
+    }
+    drop(shards_alive);
+    if let Some(aggregator) = stages.aggregator {
+        let mut routes = stages.aggregate_sinks.into_iter();
+        let routes: Vec<Arc<[Arc<SinkQueue>]>> = (0..aggregator.rule_count())
+            .map(|_| match routes.next().flatten() {
+                Some(own) => own.into(),
+                None => sinks.clone(),
+            })
+            .collect();
+        tasks.spawn(run_aggregate_flush(aggregator, shards_done, routes));
     }
     let shard_txs: Arc<[mpsc::Sender<ShardBatch>]> = shard_txs.into();
     let stateless: Arc<[Box<dyn StatelessStage>]> = stages.stateless.into();
@@ -181,6 +205,7 @@ async fn run_shard(
     mut rx: mpsc::Receiver<ShardBatch>,
     mut stages: Vec<Box<dyn StatefulStage>>,
     sinks: Arc<[Arc<SinkQueue>]>,
+    _alive: mpsc::Sender<()>,
 ) {
     let mut drops = DropTally::default();
     while let Some(mut b) = rx.recv().await {
@@ -206,6 +231,51 @@ async fn run_shard(
         let batch = Arc::new(Batch { samples: b.samples, hashes: b.hashes, ack, received_at: b.received_at });
         for sink in sinks.iter() {
             sink.push(batch.clone()).await;
+        }
+    }
+}
+
+/// Emits the aggregate rules' closed buckets on a timer (so buckets of idle
+/// series close too), and every open bucket once all shards have stopped
+/// (`flush_on_shutdown`). Results go to every sink like any batch.
+async fn run_aggregate_flush(
+    aggregator: Arc<stages::AggregateShared>,
+    mut shards_done: mpsc::Receiver<()>,
+    routes: Vec<Arc<[Arc<SinkQueue>]>>,
+) {
+    use stages::aggregate::FlushKind;
+    let mut tick = tokio::time::interval(aggregator.tick_every());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let kind = tokio::select! {
+            _ = tick.tick() => FlushKind::Tick,
+            _ = shards_done.recv() => FlushKind::Shutdown,
+        };
+        let per_rule = aggregator.flush_rules(crate::model::now_ms(), kind);
+        for (samples, sinks) in per_rule.into_iter().zip(&routes) {
+            if samples.is_empty() {
+                continue;
+            }
+            tracing::debug!(
+                pipeline = aggregator.pipeline(),
+                samples = samples.len(),
+                ?kind,
+                "aggregate buckets closed"
+            );
+            let mut rest = samples;
+            while !rest.is_empty() {
+                let tail = rest.split_off(rest.len().min(INGEST_BATCH_MAX_SAMPLES));
+                let chunk = std::mem::replace(&mut rest, tail);
+                let hashes = chunk.iter().map(|s| s.labels.series_hash()).collect();
+                let batch =
+                    Arc::new(Batch { samples: chunk, hashes, ack: None, received_at: std::time::Instant::now() });
+                for sink in sinks.iter() {
+                    sink.push(batch.clone()).await;
+                }
+            }
+        }
+        if kind == FlushKind::Shutdown {
+            break;
         }
     }
 }

@@ -21,7 +21,7 @@ pub use kafka::{KafkaReceiverMetrics, KafkaTopicMetrics, kafka_produced_messages
 pub use listener::{AdmissionMetrics, AuthMetrics, ListenerMetrics, TimeoutKind, auth_failures, tls_reloads};
 pub use names::*;
 pub use query::{query_backend_requests, query_request};
-pub use stages::{CardinalityMetrics, MonotonicMetrics, suspicious_label};
+pub use stages::{AggregateMetrics, CardinalityMetrics, MonotonicMetrics, suspicious_label};
 pub use supervise::supervise;
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -118,10 +118,19 @@ pub enum DropReason {
     /// OTLP delta temporality refused (`otlp.delta = "reject"`), or a delta
     /// point whose series was not seen before with the same start.
     Delta,
+    /// Aggregate stage: the sample's bucket was already closed (emitted) when
+    /// it arrived, later than the rule's `lag` allows.
+    TooLate,
+    /// Aggregate stage: the rule's state is full (`max_series`, or
+    /// `max_quantile_samples` for `quantiles`), so no new bucket or value fits.
+    AggregateOverflow,
+    /// Aggregate stage: folded into a rollup by a rule with `keep_input = false`;
+    /// the rollup is delivered instead of the sample (removed on purpose, like `relabel`).
+    Aggregated,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 25] = [
         DropReason::ParseError,
         DropReason::NonNumeric,
         DropReason::InvalidName,
@@ -144,6 +153,9 @@ impl DropReason {
         DropReason::UnsupportedHistogram,
         DropReason::Exemplar,
         DropReason::Delta,
+        DropReason::TooLate,
+        DropReason::AggregateOverflow,
+        DropReason::Aggregated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -170,6 +182,9 @@ impl DropReason {
             DropReason::UnsupportedHistogram => "unsupported_histogram",
             DropReason::Exemplar => "exemplar",
             DropReason::Delta => "delta",
+            DropReason::TooLate => "too_late",
+            DropReason::AggregateOverflow => "aggregate_overflow",
+            DropReason::Aggregated => "aggregated",
         }
     }
 }
@@ -182,6 +197,7 @@ pub enum Stage {
     Validate,
     Cardinality,
     Monotonic,
+    Aggregate,
     Queue,
     Sink,
 }
@@ -194,6 +210,7 @@ impl Stage {
             Stage::Validate => "validate",
             Stage::Cardinality => "cardinality",
             Stage::Monotonic => "monotonic",
+            Stage::Aggregate => "aggregate",
             Stage::Queue => "queue",
             Stage::Sink => "sink",
         }

@@ -52,3 +52,54 @@ impl MonotonicMetrics {
         }
     }
 }
+
+/// Per-rule handles of the aggregate stage (`rule` is the rule's `name`).
+#[derive(Clone)]
+pub struct AggregateMetrics {
+    /// `tsrelay_aggregate_series{pipeline,rule}`: open buckets held now
+    /// (an output series' bucket in one shard; see docs/aggregate.md).
+    pub series: Gauge,
+    /// `tsrelay_aggregate_state_bytes{pipeline,rule}`: bytes those buckets are charged.
+    pub state_bytes: Gauge,
+    /// `tsrelay_aggregate_limit_bytes{pipeline,rule}`: the bound of `state_bytes`.
+    pub limit_bytes: Gauge,
+    /// `tsrelay_aggregate_quantile_samples{pipeline,rule}`: values held for `quantiles`.
+    pub quantile_samples: Gauge,
+    /// `tsrelay_aggregate_counter_series{pipeline,rule}`: input series whose last
+    /// counter value is kept for `increase` / `rate`.
+    pub counter_series: Gauge,
+    /// Samples folded into a bucket.
+    pub input_samples: Counter,
+    /// Samples emitted (every output of every closed bucket).
+    pub output_samples: Counter,
+    /// Buckets closed and emitted.
+    pub flushes: Counter,
+    pipeline: String,
+    rule: String,
+}
+
+impl AggregateMetrics {
+    pub fn new(pipeline: &str, rule: &str) -> Self {
+        let l = || [("pipeline", pipeline.to_string()), ("rule", rule.to_string())];
+        AggregateMetrics {
+            series: gauge!(AGGREGATE_SERIES, &l()),
+            state_bytes: gauge!(AGGREGATE_STATE_BYTES, &l()),
+            limit_bytes: gauge!(AGGREGATE_LIMIT_BYTES, &l()),
+            quantile_samples: gauge!(AGGREGATE_QUANTILE_SAMPLES, &l()),
+            counter_series: gauge!(AGGREGATE_COUNTER_SERIES, &l()),
+            input_samples: counter!(AGGREGATE_INPUT_SAMPLES_TOTAL, &l()),
+            output_samples: counter!(AGGREGATE_OUTPUT_SAMPLES_TOTAL, &l()),
+            flushes: counter!(AGGREGATE_FLUSHES_TOTAL, &l()),
+            pipeline: pipeline.to_string(),
+            rule: rule.to_string(),
+        }
+    }
+
+    /// `tsrelay_aggregate_skipped_samples_total{pipeline,rule,reason}`: samples
+    /// a rule matched but could not fold in (`too_late`, `aggregate_overflow`,
+    /// `timestamp_out_of_window`, `shutdown`). With `keep_input = true` the sample
+    /// itself is still delivered, so this is not a drop.
+    pub fn skipped(&self, reason: super::DropReason) -> Counter {
+        counter!(AGGREGATE_SKIPPED_SAMPLES_TOTAL, "pipeline" => self.pipeline.clone(), "rule" => self.rule.clone(), "reason" => reason.as_str())
+    }
+}

@@ -2,6 +2,7 @@
 //! one pipeline. The order lives in [`build`] and in the pipeline's tasks
 //! (stateless before the shard split, stateful inside the shards), nowhere else.
 
+pub mod aggregate;
 pub mod cardinality;
 mod md5;
 pub mod monotonic;
@@ -14,6 +15,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+pub use aggregate::{Aggregate, AggregateRule, AggregateShared};
 pub use cardinality::{Cardinality, CardinalityAction, CardinalityConfig, CardinalityShared};
 pub use monotonic::{CounterReset, Monotonic, MonotonicConfig};
 pub use normalize::{InvalidNames, Normalize, NormalizeConfig};
@@ -25,7 +27,9 @@ use crate::model::Sample;
 use crate::registry::MetricRegistry;
 
 /// The stages of pipeline `pipeline_name`, configured by its sections:
-/// normalize → validate, then per shard cardinality → monotonic.
+/// normalize → validate, then per shard cardinality → monotonic → aggregate
+/// (when the pipeline has `aggregate` rules; their flush task is started by
+/// [`crate::pipeline::spawn`]).
 pub fn build(pipeline_name: &str, config: &PipelineConfig, registry: Arc<MetricRegistry>) -> Stages {
     let stateless: Vec<Box<dyn StatelessStage>> = vec![
         Box::new(Normalize::new(&config.normalize)),
@@ -35,15 +39,22 @@ pub fn build(pipeline_name: &str, config: &PipelineConfig, registry: Arc<MetricR
     let series = shared.clone();
     let pipeline: Arc<str> = pipeline_name.into();
     let monotonic = config.monotonic.clone();
+    let aggregate = (!config.aggregate.is_empty())
+        .then(|| AggregateShared::new(pipeline_name, &config.aggregate, config.cardinality.forget_after));
+    let aggregator = aggregate.clone();
     // Both stateful stages of a shard share its series table.
     let stateful = move |_shard: usize| -> Vec<Box<dyn StatefulStage>> {
         let table = shared.new_shard();
-        vec![
+        let mut stages: Vec<Box<dyn StatefulStage>> = vec![
             Box::new(Cardinality::new(shared.clone(), table.clone())),
             Box::new(Monotonic::new(&pipeline, &monotonic, table)),
-        ]
+        ];
+        if let Some(a) = &aggregate {
+            stages.push(Box::new(Aggregate::new(a.clone(), a.new_shard())));
+        }
+        stages
     };
-    Stages { stateless, stateful: Box::new(stateful), series: Some(series) }
+    Stages { stateless, stateful: Box::new(stateful), series: Some(series), aggregator, aggregate_sinks: Vec::new() }
 }
 
 /// Worst-case bytes of the per-series tables of one pipeline: series state
@@ -58,6 +69,11 @@ pub fn table_bytes(config: &PipelineConfig) -> u64 {
     // A shared count: an inline name and a u32 in a just-grown table.
     let metrics = c.max_metrics as u64 * (33 * 16u64).div_ceil(7);
     series + pairs + metrics + config.validate.table_bytes()
+}
+
+/// Worst-case bytes of each aggregate rule's state (see [`AggregateRule::state_bytes`]), by rule name.
+pub fn aggregate_bytes(config: &PipelineConfig) -> Vec<(String, u64)> {
+    config.aggregate.iter().map(|r| (r.name(), r.state_bytes(config.cardinality.max_series))).collect()
 }
 
 /// Bytes one tracked series costs at most, with up to `max_labels` labels
