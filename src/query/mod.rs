@@ -10,12 +10,14 @@
 //! - [`normalize`]: raw driver output → the normalized answer (reference semantics);
 //! - [`request`], [`service`], [`api`]: the render request, its orchestration
 //!   (every 4xx decided before backend I/O) and the HTTP API of `[query] listen`;
+//! - [`cache`]: step-aligned buckets in front of every driver (DESIGN §7.3);
 //! - [`graphs`], [`config`]: stored graphs (`graphs_dir`) and `[query]`;
 //! - [`backends`]: the driver contract ([`backends::Driver`], capabilities,
 //!   [`backends::RawResult`]) and one folder per backend.
 
 pub mod api;
 pub mod backends;
+pub mod cache;
 pub mod config;
 pub mod discovery;
 pub mod format;
