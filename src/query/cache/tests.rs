@@ -102,7 +102,7 @@ fn request(start: i64, end: i64) -> RenderRequest {
     serde_json::from_value(serde_json::json!({
         "graph": {"id": "t", "series": [
             {"metric": "golden.port.octets", "function": "rate", "group_by": [], "across": "sum"},
-            {"metric": "golden.port.octets", "function": "rate"},
+            {"metric": "golden.port.octets", "function": "rate", "filter": {"device": "!=none"}},
             {"metric": "golden.load", "function": "avg", "scale": 3},
         ]},
         "backend": "rec", "start": start, "end": end, "step": "60s",

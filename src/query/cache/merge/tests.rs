@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::query::backends::RawSeries;
 use crate::query::cache::property::{MergeCase, check};
 use crate::query::model::Function;
 
