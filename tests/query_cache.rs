@@ -11,7 +11,6 @@ mod common;
 mod harness;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use common::influxdb::Influxd;
 use common::prometheus::Prometheus;
@@ -190,5 +189,4 @@ fn rrdcached_cached_renders_are_the_uncached_ones() {
     let pair = Pair::start(dir.path(), "rrd", &sink);
     write_through(&pair.cached, &data, &["rrd"]);
     check_cache(&pair, "rrd", &data, &["golden.load.count_sum"]);
-    let _ = Duration::ZERO;
 }

@@ -1,5 +1,3 @@
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::query::backends::RawSeries;
 use crate::query::cache::property::{MergeCase, check};
@@ -105,5 +103,4 @@ fn split_keeps_presence_and_values_per_bucket() {
 
     let dup = RawResult { series: vec![raw.series[0].clone(), raw.series[0].clone()], ..raw };
     assert!(matches!(split(&plan, &span, &dup, false), Err(NormalizeError::Duplicate { .. })));
-    let _: BTreeMap<String, String> = labels("x");
 }
