@@ -7,6 +7,7 @@
 //! the cached tsrelay.
 
 mod common;
+#[allow(dead_code)] // the golden tests use the rest of the harness
 #[path = "golden/harness.rs"]
 mod harness;
 

@@ -94,6 +94,9 @@ pub fn span_grid(grid: &TimeGrid, first: usize, last: usize) -> TimeGrid {
     TimeGrid { start_ms: grid.point(first) - grid.step_ms, end_ms: grid.point(last), step_ms: grid.step_ms }
 }
 
+/// One series of a span's answer: labels, one value per point, present per point.
+type SpanLine<'a> = (&'a Labels, Vec<Option<f64>>, Vec<bool>);
+
 /// One backend answer for `span` → one bucket per point of `span`.
 /// `lists_all`: the driver lists series without points (see the module doc).
 pub fn split(
@@ -104,7 +107,7 @@ pub fn split(
 ) -> Result<Vec<Bucket>, NormalizeError> {
     let len = span.len();
     let step = span.step_ms;
-    let mut series: Vec<(&Labels, Vec<Option<f64>>, Vec<bool>)> = Vec::with_capacity(raw.series.len());
+    let mut series: Vec<SpanLine> = Vec::with_capacity(raw.series.len());
     for s in &raw.series {
         let (values, present) = match raw.form {
             RawForm::Samples => {

@@ -13,6 +13,9 @@ use crate::query::model::{Across, Function};
 use crate::query::normalize::raw_lines;
 use crate::query::plan::SeriesPlan;
 
+/// A stored series: labels and `(t ms, value)`.
+pub type StoredSeries = (BTreeMap<String, String>, Vec<(i64, f64)>);
+
 /// One case: a grid, what the backend stores, and where the grid is cut.
 #[derive(Debug, Clone)]
 pub struct MergeCase {
@@ -22,7 +25,7 @@ pub struct MergeCase {
     pub lists_all: bool,
     pub grid: TimeGrid,
     /// Stored series: labels and `(t ms, value)`, any order, any times.
-    pub series: Vec<(BTreeMap<String, String>, Vec<(i64, f64)>)>,
+    pub series: Vec<StoredSeries>,
     /// Indices of points where a new span starts (0 is implied).
     pub cuts: Vec<usize>,
 }
