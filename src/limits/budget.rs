@@ -143,6 +143,9 @@ impl MemoryBudget {
         for (name, p) in &config.pipelines {
             items.extend(pipeline_items(name, p, per_sample));
         }
+        if let Some(q) = config.query.as_ref().filter(|q| q.cache.enabled) {
+            items.push(BudgetItem { what: "query.cache (max_bytes)".into(), bytes: q.cache.max_bytes });
+        }
         MemoryBudget { items, limit: config.limits.memory_bytes }
     }
 

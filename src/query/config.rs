@@ -15,6 +15,8 @@ use serde::Deserialize;
 /// timeout = "30s"              # one render, backend I/O included (504 beyond)
 /// max_concurrent_renders = 4   # more wait (within `timeout`)
 /// worker_threads = 1           # the query runtime's own threads
+///
+/// [query.cache]                # see `cache::CacheConfig`
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +56,9 @@ pub struct QueryConfig {
     /// is set. Every request then needs a key with the `read` scope.
     #[serde(default)]
     pub auth: Option<crate::auth::AuthMode>,
+    /// `[query.cache]`: the step-aligned bucket cache in front of every driver (DESIGN §7.3).
+    #[serde(default)]
+    pub cache: super::cache::CacheConfig,
 }
 
 impl Default for QueryConfig {
@@ -70,6 +75,7 @@ impl Default for QueryConfig {
             timeouts: Default::default(),
             tls: None,
             auth: None,
+            cache: Default::default(),
         }
     }
 }
@@ -83,6 +89,7 @@ impl QueryConfig {
             ("worker_threads", self.worker_threads),
         ];
         self.timeouts.check().map_err(|m| format!("query.{m}"))?;
+        self.cache.check()?;
         for (key, v) in positive {
             if v == 0 {
                 return Err(format!("query.{key} must be at least 1"));

@@ -10,6 +10,7 @@
 //! - [`normalize`]: raw driver output → the normalized answer (reference semantics);
 //! - [`request`], [`service`], [`api`]: the render request, its orchestration
 //!   (every 4xx decided before backend I/O) and the HTTP API of `[query] listen`;
+//! - [`cache`]: step-aligned buckets in front of every driver (DESIGN §7.3);
 //! - [`graphs`], [`config`]: stored graphs (`graphs_dir`) and `[query]`;
 //! - [`prom`]: the Prometheus HTTP API over any backend (`/prom/<backend>/...`);
 //! - [`catalog`]: `GET /api/v1/catalog`, the registry with what each backend holds;
@@ -18,6 +19,7 @@
 
 pub mod api;
 pub mod backends;
+pub mod cache;
 pub mod catalog;
 pub mod config;
 pub mod discovery;

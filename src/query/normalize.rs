@@ -115,27 +115,57 @@ pub fn combine(across: Across, inputs: &[Vec<Option<f64>>], len: usize) -> Vec<O
 /// One line before formatting: its labels and one value per grid point.
 type Line = (BTreeMap<String, String>, Vec<Option<f64>>);
 
-/// The whole neutral pipeline for one graph series.
+/// One series of a driver's answer with one value per grid point, before
+/// anything is combined: its labels exactly as the driver gave them.
+pub type RawLine = (BTreeMap<String, String>, Vec<Option<f64>>);
+
+/// The whole neutral pipeline for one graph series: [`raw_lines`], then [`finish`].
 pub fn normalize(
     plan: &SeriesPlan,
     grid: &TimeGrid,
     raw: &RawResult,
     unit: Option<&str>,
 ) -> Result<Vec<ResultSeries>, NormalizeError> {
-    // 1. one value per grid point per series
-    let mut per_series: Vec<Line> = Vec::with_capacity(raw.series.len());
+    finish(plan, grid, raw.form, raw_lines(plan, grid, raw)?, unit)
+}
+
+/// Step 1: one value per grid point per series (the per-bucket function over
+/// samples, or the driver's points placed on the grid), sorted by the driver's
+/// labels so that what `across` combines is summed in one order whatever order
+/// the backend answered in (the query cache assembles lines in that order too).
+pub fn raw_lines(plan: &SeriesPlan, grid: &TimeGrid, raw: &RawResult) -> Result<Vec<RawLine>, NormalizeError> {
+    let mut out: Vec<RawLine> = Vec::with_capacity(raw.series.len());
     for s in &raw.series {
         let values = match raw.form {
             RawForm::Samples => bucket_function(&s.points, plan.function, grid),
             RawForm::PerSeries | RawForm::Grouped => place_on_grid(s, grid)?,
         };
-        let mut labels = s.labels.clone();
-        labels.remove(crate::model::METRIC_NAME_LABEL);
-        labels.retain(|_, v| !v.is_empty());
-        per_series.push((labels, values));
+        out.push((s.labels.clone(), values));
     }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Steps 2 and 3: `across` over the `group_by` labels (unless the server did it:
+/// `form` is [`RawForm::Grouped`]), then scale, legend, sorting, duplicates.
+/// `lines` must be sorted by their labels ([`raw_lines`] sorts them).
+pub fn finish(
+    plan: &SeriesPlan,
+    grid: &TimeGrid,
+    form: RawForm,
+    lines: Vec<RawLine>,
+    unit: Option<&str>,
+) -> Result<Vec<ResultSeries>, NormalizeError> {
+    let per_series: Vec<Line> = lines
+        .into_iter()
+        .map(|(mut labels, values)| {
+            labels.remove(crate::model::METRIC_NAME_LABEL);
+            labels.retain(|_, v| !v.is_empty());
+            (labels, values)
+        })
+        .collect();
     // 2. across
-    let lines: Vec<Line> = match (&plan.group_by, raw.form) {
+    let lines: Vec<Line> = match (&plan.group_by, form) {
         (Some(group_by), RawForm::Samples | RawForm::PerSeries) => {
             let mut groups: BTreeMap<BTreeMap<String, String>, Vec<Vec<Option<f64>>>> = BTreeMap::new();
             for (labels, values) in per_series {

@@ -12,11 +12,12 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use super::backends::{BackendError, Capabilities, Compiled, Driver, Unsupported, driver_for};
+use super::cache::QueryCache;
 use super::config::QueryConfig;
 use super::graphs::{GraphStore, GraphsError};
 use super::grid::TimeGrid;
 use super::model::Function;
-use super::normalize::normalize;
+use super::normalize::finish;
 use super::request::{FieldError, GraphRef, RenderRequest};
 use super::result::RenderResult;
 use super::validate::{ValidatedGraph, validate_graph};
@@ -140,6 +141,7 @@ pub struct QueryService {
     unreadable: BTreeMap<String, String>,
     config: QueryConfig,
     slots: Arc<Semaphore>,
+    cache: QueryCache,
 }
 
 impl QueryService {
@@ -169,7 +171,8 @@ impl QueryService {
         config: QueryConfig,
     ) -> QueryService {
         let slots = Arc::new(Semaphore::new(config.max_concurrent_renders));
-        QueryService { registry, graphs, drivers, unreadable, config, slots }
+        let cache = QueryCache::new(&config.cache);
+        QueryService { registry, graphs, drivers, unreadable, config, slots, cache }
     }
 
     pub fn graphs(&self) -> &GraphStore {
@@ -178,6 +181,10 @@ impl QueryService {
 
     pub fn config(&self) -> &QueryConfig {
         &self.config
+    }
+
+    pub fn cache(&self) -> &QueryCache {
+        &self.cache
     }
 
     pub fn backends(&self) -> Vec<BackendInfo> {
@@ -264,28 +271,29 @@ impl QueryService {
             .map_err(|_| QueryError::Busy { waited: timeout })?
             .map_err(|_| QueryError::Busy { waited: Duration::ZERO })?;
         let backend = p.driver.backend().to_string();
-        let runs = p.graph.series.iter().zip(&p.compiled).map(|(plan, c)| p.driver.execute(c, plan, &p.grid));
-        let raws = tokio::time::timeout(timeout.saturating_sub(started.elapsed()), try_join_all(runs))
+        let runs =
+            p.graph.series.iter().zip(&p.compiled).map(|(plan, c)| self.cache.run(&p.driver, plan, c, &p.grid, now_ms));
+        let answers = tokio::time::timeout(timeout.saturating_sub(started.elapsed()), try_join_all(runs))
             .await
             .map_err(|_| QueryError::Backend(BackendError::Timeout { backend: backend.clone(), after: timeout }))?
             .map_err(QueryError::Backend)?;
         let mut series = Vec::new();
         let mut warnings = Vec::new();
-        for (plan, raw) in p.graph.series.iter().zip(&raws) {
+        for (plan, answer) in p.graph.series.iter().zip(answers) {
             let unit = p.graph.def.unit.clone().or_else(|| {
                 plan.entry
                     .unit
                     .as_ref()
                     .map(|u| if plan.function == Function::Rate { format!("{u}/s") } else { u.clone() })
             });
-            let lines = normalize(plan, &p.grid, raw, unit.as_deref()).map_err(|e| {
+            let lines = finish(plan, &p.grid, answer.form, answer.lines, unit.as_deref()).map_err(|e| {
                 QueryError::Backend(BackendError::BadResponse {
                     backend: backend.clone(),
                     message: format!("{}: {e}", plan.location()),
                 })
             })?;
             series.extend(lines);
-            warnings.extend(raw.warnings.iter().map(|w| format!("{backend}: {w}")));
+            warnings.extend(answer.warnings.iter().map(|w| format!("{backend}: {w}")));
             if series.len() > self.config.max_series {
                 return Err(QueryError::Limit {
                     field: "graph",

@@ -20,7 +20,10 @@ pub use health::{Health, SinkHealth, SinkState};
 pub use kafka::{KafkaReceiverMetrics, KafkaTopicMetrics, kafka_produced_messages};
 pub use listener::{AdmissionMetrics, AuthMetrics, ListenerMetrics, TimeoutKind, auth_failures, tls_reloads};
 pub use names::*;
-pub use query::{query_backend_requests, query_request};
+pub use query::{
+    query_backend_requests, query_cache_bytes, query_cache_evictions, query_cache_hits, query_cache_misses,
+    query_request,
+};
 pub use stages::{AggregateMetrics, CardinalityMetrics, MonotonicMetrics, suspicious_label};
 pub use supervise::supervise;
 

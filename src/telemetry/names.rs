@@ -72,3 +72,4 @@ pub const QUERY_BACKEND_REQUESTS_TOTAL: &str = "tsrelay_query_backend_requests_t
 pub const QUERY_CACHE_HITS_TOTAL: &str = "tsrelay_query_cache_hits_total";
 pub const QUERY_CACHE_MISSES_TOTAL: &str = "tsrelay_query_cache_misses_total";
 pub const QUERY_CACHE_BYTES: &str = "tsrelay_query_cache_bytes";
+pub const QUERY_CACHE_EVICTIONS_TOTAL: &str = "tsrelay_query_cache_evictions_total";

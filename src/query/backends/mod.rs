@@ -242,6 +242,32 @@ pub trait Driver: Send + Sync + 'static {
         grid: &'a TimeGrid,
     ) -> BoxFuture<'a, Result<RawResult, BackendError>>;
 
+    /// For the query cache (DESIGN §7.3): compiles only the buckets of `span`, a
+    /// part of `grid` with the same step, so that the answer's values at `span`'s
+    /// points are those the whole `grid`'s answer has there. The default compiles
+    /// `span` as a grid of its own, which is exact whenever a bucket's value
+    /// depends on that bucket's data only (every PromQL and InfluxQL query here).
+    fn compile_span(&self, plan: &SeriesPlan, grid: &TimeGrid, span: &TimeGrid) -> Result<Compiled, Unsupported> {
+        let _ = grid;
+        self.compile(plan, span)
+    }
+
+    /// Which series an answer holds. `false` (the default): a series is in the
+    /// answer when it has a point in the window (a sample for
+    /// [`RawForm::Samples`]); `true`: every stored series matching the query is,
+    /// with or without points (rrdcached: every listed file).
+    fn lists_series_without_points(&self) -> bool {
+        false
+    }
+
+    /// Extra part of the query cache's key beyond the compiled query and step,
+    /// for a backend whose answer for a bucket depends on the window it was
+    /// asked in (rrdcached: the archive that answers depends on `start`).
+    fn cache_scope(&self, grid: &TimeGrid) -> Option<String> {
+        let _ = grid;
+        None
+    }
+
     /// Label discovery: the label sets (`__name__` included) of the series the
     /// query selects, at most `query.limit`. Drivers with `label_discovery` in
     /// their table implement it; the default refuses (422 `label_discovery`).

@@ -145,6 +145,26 @@ impl Driver for RrdcachedDriver {
         })
     }
 
+    /// `FETCH` from where the whole window starts: rrdcached answers from the
+    /// finest archive that reaches back to the `FETCH` start, so this is the
+    /// archive an uncached render of `grid` reads; rows before `span` are dropped.
+    fn compile_span(&self, plan: &SeriesPlan, grid: &TimeGrid, span: &TimeGrid) -> Result<Compiled, Unsupported> {
+        let whole = self.plan(plan, grid)?;
+        let mut fetch = self.plan(plan, span)?;
+        fetch.fetch_start_s = fetch.fetch_start_s.min(whole.fetch_start_s);
+        Ok(Compiled { queries: fetch.commands(), form: fetch.form, payload: Some(Arc::new(fetch)) })
+    }
+
+    fn lists_series_without_points(&self) -> bool {
+        true
+    }
+
+    /// Windows of one length share cached buckets: which archive answers depends
+    /// on how far back the window reaches.
+    fn cache_scope(&self, grid: &TimeGrid) -> Option<String> {
+        Some(format!("window={}ms", grid.end_ms - grid.start_ms))
+    }
+
     fn series<'a>(&'a self, query: &'a LabelQuery) -> BoxFuture<'a, Result<Discovered<SeriesLabels>, BackendError>> {
         Box::pin(self.discover(query))
     }
