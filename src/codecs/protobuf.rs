@@ -70,6 +70,8 @@ pub fn decode_request_limited(req: WriteRequest, now_ms: i64, limits: &DecodeLim
         for l in &series.labels {
             labels.push(&l.name, &l.value);
         }
+        // The series' samples share its labels instead of a copy each.
+        let labels = if series.samples.len() > 1 { labels.share() } else { labels };
         let mut bad_ts = 0u64;
         let mut first_refusal = None;
         for s in series.samples {

@@ -1,4 +1,6 @@
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use compact_str::CompactString;
 
@@ -60,12 +62,25 @@ const VALUE_FIELD: u8 = (2 << 3) | 2;
 ///
 /// Receivers may hand over labels in any order; the pipeline sorts them (see
 /// [`Labels::sort`]) before anything hashes them.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
+///
+/// A set is stored in two parts, read as one: its own bytes, then bytes it
+/// shares with other sets (refcounted, never written). Sets that repeat the
+/// same labels share them instead of copying: every sample of a gRPC or
+/// remote-write series shares the series' labels (see [`Labels::share`]), and
+/// the samples of a line-protocol line with several fields share the line's
+/// tags, each owning only its `__name__` (see [`Labels::then_shared`]). A set
+/// that is changed copies the shared part into its own first (copy on write).
+/// Which part holds what is not part of its value: equality, the series hash
+/// and the wire form are those of the labels in order.
+#[derive(Clone, Default)]
 pub struct Labels {
     /// Only ever extended by [`Labels::push`] (whole `&str`s with their
     /// framing), so every name and value in it is valid UTF-8 and every
     /// length is right.
-    packed: Vec<u8>,
+    own: Vec<u8>,
+    /// Labels after `own`, packed the same way and shared with other sets
+    /// (a thin pointer, so a `Sample` stays small). Never empty when `Some`.
+    shared: Option<Arc<Vec<u8>>>,
 }
 
 fn varint_len(v: usize) -> usize {
@@ -105,13 +120,13 @@ fn label_message_len(name: usize, value: usize) -> usize {
 
 impl Labels {
     pub fn new() -> Self {
-        Labels { packed: Vec::new() }
+        Labels { own: Vec::new(), shared: None }
     }
 
     /// Room for `bytes` of label text (names plus values, without framing)
     /// in `count` labels, so that building the set allocates once.
     pub fn with_capacity(count: usize, bytes: usize) -> Self {
-        Labels { packed: Vec::with_capacity(bytes + 6 * count) }
+        Labels { own: Vec::with_capacity(bytes + 6 * count), shared: None }
     }
 
     /// Builds a set from labels in the given order.
@@ -133,12 +148,13 @@ impl Labels {
     pub fn push_with(&mut self, name: &str, value_parts: &[&str]) {
         let value_len: usize = value_parts.iter().map(|p| p.len()).sum();
         let message = label_message_len(name.len(), value_len);
+        let packed = self.own_mut();
         if message < 0x80 {
             // Every length fits one byte: write the label in place with short
             // copies (receivers build every sample's labels through here).
-            let start = self.packed.len();
-            self.packed.resize(start + 2 + message, 0);
-            let out = &mut self.packed[start..];
+            let start = packed.len();
+            packed.resize(start + 2 + message, 0);
+            let out = &mut packed[start..];
             out[..4].copy_from_slice(&[LABELS_FIELD, message as u8, NAME_FIELD, name.len() as u8]);
             let mut at = 4 + name.len();
             copy_bytes(&mut out[4..at], name.as_bytes());
@@ -150,29 +166,30 @@ impl Labels {
             }
             return;
         }
-        self.packed.reserve(1 + varint_len(message) + message);
-        self.packed.push(LABELS_FIELD);
-        put_varint(&mut self.packed, message);
-        self.packed.push(NAME_FIELD);
-        put_varint(&mut self.packed, name.len());
-        self.packed.extend_from_slice(name.as_bytes());
-        self.packed.push(VALUE_FIELD);
-        put_varint(&mut self.packed, value_len);
+        packed.reserve(1 + varint_len(message) + message);
+        packed.push(LABELS_FIELD);
+        put_varint(packed, message);
+        packed.push(NAME_FIELD);
+        put_varint(packed, name.len());
+        packed.extend_from_slice(name.as_bytes());
+        packed.push(VALUE_FIELD);
+        put_varint(packed, value_len);
         for part in value_parts {
-            self.packed.extend_from_slice(part.as_bytes());
+            packed.extend_from_slice(part.as_bytes());
         }
     }
 
     /// Removes the first label called `name`; says whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
-        let mut iter = self.iter();
+        let packed = self.own_mut();
+        let mut iter = Iter { rest: packed, next: &[] };
         loop {
-            let start = self.packed.len() - iter.rest.len();
+            let start = packed.len() - iter.rest.len();
             match iter.next() {
                 None => return false,
                 Some(l) if l.name == name => {
-                    let end = self.packed.len() - iter.rest.len();
-                    self.packed.drain(start..end);
+                    let end = packed.len() - iter.rest.len();
+                    packed.drain(start..end);
                     return true;
                 }
                 Some(_) => {}
@@ -189,7 +206,7 @@ impl Labels {
     }
 
     pub fn iter(&self) -> Iter<'_> {
-        Iter { rest: &self.packed }
+        Iter { rest: &self.own, next: self.shared.as_deref().map_or(&[], |s| s.as_slice()) }
     }
 
     /// The number of labels.
@@ -198,17 +215,78 @@ impl Labels {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.packed.is_empty()
+        self.own.is_empty() && self.shared.is_none()
     }
 
-    /// The packed form: the protobuf encoding of `repeated Label labels = 1`.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.packed
+    /// The packed form, the protobuf encoding of `repeated Label labels = 1`,
+    /// in two parts to be written one after the other (the second is often
+    /// empty, see [`Labels`]).
+    #[inline]
+    pub fn packed_parts(&self) -> [&[u8]; 2] {
+        [&self.own, self.shared.as_deref().map_or(&[], |s| s.as_slice())]
     }
 
-    /// Bytes of heap this set holds.
+    /// Length of the packed form (both parts of [`Labels::packed_parts`]).
+    #[inline]
+    pub fn packed_len(&self) -> usize {
+        self.own.len() + self.shared.as_ref().map_or(0, |s| s.len())
+    }
+
+    /// Bytes of heap this set holds: its own, plus its share of the shared
+    /// part (divided among the sets that hold it).
     pub fn heap_bytes(&self) -> usize {
-        self.packed.capacity()
+        let shared = self.shared.as_ref().map_or(0, |s| s.capacity() / Arc::strong_count(s));
+        self.own.capacity() + shared
+    }
+
+    /// Whether this set and `other` hold the same shared part (not a copy of
+    /// it): what sharing a line's tags or a series' labels means.
+    pub fn shares_storage_with(&self, other: &Labels) -> bool {
+        matches!((&self.shared, &other.shared), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
+    }
+
+    /// The same labels, all in the shared part: clones of the result share
+    /// them instead of copying (one copy-free move; for a series with several
+    /// samples).
+    pub fn share(mut self) -> Labels {
+        if self.own.is_empty() {
+            return self;
+        }
+        if let Some(shared) = self.shared.take() {
+            self.own.extend_from_slice(&shared);
+        }
+        Labels { own: Vec::new(), shared: Some(Arc::new(self.own)) }
+    }
+
+    /// This set followed by the labels of `rest`, sharing them when `rest`
+    /// holds only shared labels (see [`Labels::share`]) and this set none;
+    /// copying them otherwise.
+    pub fn then_shared(mut self, rest: &Labels) -> Labels {
+        if self.shared.is_none() && rest.own.is_empty() {
+            self.shared = rest.shared.clone();
+        } else {
+            for part in rest.packed_parts() {
+                self.own_mut().extend_from_slice(part);
+            }
+        }
+        self
+    }
+
+    /// The own part, to write to; the shared part is copied into it first
+    /// (copy on write).
+    #[inline]
+    fn own_mut(&mut self) -> &mut Vec<u8> {
+        if self.shared.is_some() {
+            self.unshare();
+        }
+        &mut self.own
+    }
+
+    #[cold]
+    fn unshare(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            self.own.extend_from_slice(&shared);
+        }
     }
 
     /// The labels as owned values, for code that rewrites them; see [`Labels::from`].
@@ -249,7 +327,40 @@ impl Labels {
     /// machine and version (it keys Kafka partitions and shards). Labels must
     /// be sorted.
     pub fn series_hash(&self) -> u64 {
-        xxhash_rust::xxh3::xxh3_64(&self.packed)
+        match &self.shared {
+            None => xxhash_rust::xxh3::xxh3_64(&self.own),
+            Some(shared) if self.own.is_empty() => xxhash_rust::xxh3::xxh3_64(shared),
+            // The streaming form gives the one-shot digest of the concatenation.
+            Some(shared) => {
+                let mut h = xxhash_rust::xxh3::Xxh3::new();
+                h.update(&self.own);
+                h.update(shared);
+                h.digest()
+            }
+        }
+    }
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Labels) -> bool {
+        match (&self.shared, &other.shared) {
+            (None, None) => self.own == other.own,
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => self.own == other.own,
+            _ => {
+                let ([a0, a1], [b0, b1]) = (self.packed_parts(), other.packed_parts());
+                a0.len() + a1.len() == b0.len() + b1.len() && a0.iter().chain(a1).eq(b0.iter().chain(b1))
+            }
+        }
+    }
+}
+
+impl Eq for Labels {}
+
+/// Consistent with equality whichever part holds which label: the hash of
+/// the labels' packed form.
+impl Hash for Labels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.series_hash());
     }
 }
 
@@ -257,6 +368,8 @@ impl Labels {
 #[derive(Clone)]
 pub struct Iter<'a> {
     rest: &'a [u8],
+    /// The shared part, once `rest` (the own part) is done.
+    next: &'a [u8],
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -264,11 +377,16 @@ impl<'a> Iterator for Iter<'a> {
 
     #[inline(always)]
     fn next(&mut self) -> Option<LabelRef<'a>> {
-        let rest = self.rest;
+        let mut rest = self.rest;
+        if rest.is_empty() {
+            if self.next.is_empty() {
+                return None;
+            }
+            rest = std::mem::take(&mut self.next);
+        }
         // `0x0A len 0x0A name_len`: with short labels (every length below
         // 128, the usual case) each length is one byte at a fixed place.
         let (name_at, name_len, message_end) = match rest {
-            [] => return None,
             [_, message, _, name_len, ..] if *message < 0x80 && *name_len < 0x80 => {
                 (4, *name_len as usize, 2 + *message as usize)
             }
@@ -286,7 +404,7 @@ impl<'a> Iterator for Iter<'a> {
         let (name, value) = (&rest[name_at..name_at + name_len], &rest[at..message_end]);
         debug_assert_eq!(value.len(), value_len);
         self.rest = &rest[message_end..];
-        // SAFETY: `Labels::packed` is only written by `push_with`, which copies
+        // SAFETY: `Labels::own` (and the shared part, a former `own`) is only written by `push_with`, which copies
         // whole `&str`s and frames them with their exact lengths, so `name`
         // and `value` are exactly strings that were pushed.
         unsafe {
@@ -414,10 +532,12 @@ mod tests {
         let long = "v".repeat(300);
         let pairs = [("__name__", "up"), ("empty", ""), ("long", long.as_str()), ("ü", "ø")];
         let labels: Labels = pairs.iter().copied().collect();
-        let series = crate::proto::v1::Series::decode(labels.as_bytes()).expect("valid protobuf");
+        let series =
+            crate::proto::v1::Series::decode(labels.packed_parts().concat().as_slice()).expect("valid protobuf");
         let decoded: Vec<(&str, &str)> = series.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
         assert_eq!(decoded, pairs);
-        let remote = crate::proto::prometheus::TimeSeries::decode(labels.as_bytes()).expect("valid protobuf");
+        let remote = crate::proto::prometheus::TimeSeries::decode(labels.packed_parts().concat().as_slice())
+            .expect("valid protobuf");
         assert_eq!(remote.labels.len(), 4);
     }
 
@@ -454,10 +574,63 @@ mod tests {
             let back: Vec<(String, String)> = labels.iter().map(|l| (l.name.to_string(), l.value.to_string())).collect();
             proptest::prop_assert_eq!(&back, &pairs);
             proptest::prop_assert_eq!(labels.len(), pairs.len());
-            let series = crate::proto::v1::Series::decode(labels.as_bytes()).expect("valid protobuf");
+            let series = crate::proto::v1::Series::decode(labels.packed_parts().concat().as_slice()).expect("valid protobuf");
             let decoded: Vec<(String, String)> = series.labels.into_iter().map(|l| (l.name, l.value)).collect();
             proptest::prop_assert_eq!(decoded, pairs);
         }
+    }
+
+    /// The same labels split differently between the own and the shared part.
+    fn split_forms() -> (Labels, Labels, Labels) {
+        let pairs = [("__name__", "cpu_user"), ("host", "a"), ("long", "v".repeat(200).leak())];
+        let whole: Labels = pairs.iter().copied().collect();
+        let all_shared = whole.clone().share();
+        let tags: Labels = pairs[1..].iter().copied().collect();
+        let name: Labels = pairs[..1].iter().copied().collect();
+        let split = name.then_shared(&tags.share());
+        (whole, all_shared, split)
+    }
+
+    #[test]
+    fn where_labels_are_stored_does_not_change_their_value() {
+        let (whole, all_shared, split) = split_forms();
+        for other in [&all_shared, &split] {
+            assert_eq!(other, &whole);
+            assert_eq!(&whole, other);
+            assert_eq!(other.series_hash(), whole.series_hash());
+            assert_eq!(other.to_vec(), whole.to_vec());
+            assert_eq!(other.len(), 3);
+            assert_eq!(other.packed_len(), whole.packed_len());
+            assert_eq!(other.packed_parts().concat(), whole.packed_parts().concat());
+            assert_eq!(other.get("long"), whole.get("long"));
+            assert_eq!(other.to_string(), whole.to_string());
+            let mut h = std::collections::HashSet::new();
+            h.insert(whole.clone());
+            assert!(h.contains(other));
+        }
+        assert_ne!(split, [("__name__", "cpu_user"), ("host", "a")].into_iter().collect::<Labels>());
+        assert!(split.names_strictly_increasing());
+    }
+
+    #[test]
+    fn clones_share_and_writes_copy_first() {
+        let (whole, all_shared, split) = split_forms();
+        let copy = all_shared.clone();
+        assert!(copy.shares_storage_with(&all_shared) && !whole.shares_storage_with(&whole.clone()));
+        assert_eq!(copy.packed_parts()[1].as_ptr(), all_shared.packed_parts()[1].as_ptr());
+        let mut written = split.clone();
+        written.push("zone", "z1");
+        assert!(!written.shares_storage_with(&split));
+        assert_eq!(split, whole, "the set written to copied the shared labels, the others kept them");
+        assert_eq!(written.get("zone"), Some("z1"));
+        assert_eq!(written.len(), 4);
+        let mut removed = split.clone();
+        assert!(removed.remove("host"));
+        assert_eq!(removed.to_vec(), [whole.to_vec()[0].clone(), whole.to_vec()[2].clone()]);
+        assert_eq!(split.len(), 3);
+        let mut unsorted = [("b", "1")].into_iter().collect::<Labels>().then_shared(&whole.clone().share());
+        unsorted.sort();
+        assert_eq!(unsorted.iter().map(|l| l.name).collect::<Vec<_>>(), ["__name__", "b", "host", "long"]);
     }
 
     #[test]

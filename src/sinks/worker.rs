@@ -85,7 +85,7 @@ pub mod defaults {
 /// plus a fixed allowance for value, timestamp and framing.
 pub fn estimated_sample_bytes(s: &Sample) -> usize {
     // Packed labels carry their framing (6 bytes a label) already.
-    24 + s.labels.as_bytes().len()
+    24 + s.labels.packed_len()
 }
 
 /// A hint to load `address` into the cache; no effect where unsupported.
@@ -105,10 +105,11 @@ pub fn prefetch(address: *const u8) {
 /// by the time a sink reads it) ahead of use.
 #[inline]
 pub fn prefetch_labels(sample: &Sample) {
-    let labels = sample.labels.as_bytes();
-    let base: *const u8 = labels.as_ptr();
-    for offset in (0..labels.len()).step_by(64) {
-        prefetch(base.wrapping_add(offset));
+    for labels in sample.labels.packed_parts() {
+        let base: *const u8 = labels.as_ptr();
+        for offset in (0..labels.len()).step_by(64) {
+            prefetch(base.wrapping_add(offset));
+        }
     }
 }
 

@@ -79,14 +79,16 @@ pub fn decode_body_limited(
         }
         summary.accepted_lines += 1;
         summary.non_numeric += point.fields.len() as u64 - numeric;
+        // Several samples from one line share its tags: encoded once, each sample owning
+        // only its name.
+        let tags = (numeric > 1 && !point.tags.is_empty()).then(|| tag_labels(&point).share());
         for field in &point.fields {
             let Some(value) = field.value.as_f64() else { continue };
-            out.push(Sample {
-                labels: labels_for(&point, &field.key),
-                value,
-                timestamp_ms,
-                kind: MetricKind::Unspecified,
-            });
+            let labels = match &tags {
+                Some(tags) => name_label(&point, &field.key).then_shared(tags),
+                None => labels_for(&point, &field.key),
+            };
+            out.push(Sample { labels, value, timestamp_ms, kind: MetricKind::Unspecified });
         }
         summary.accepted_samples += numeric;
         if !estimated && summary.accepted_samples >= PROBE_SAMPLES {
@@ -138,6 +140,25 @@ fn labels_for(point: &Point<'_>, field: &str) -> Labels {
     let tag_bytes: usize = point.tags.iter().map(|t| t.key.len() + t.value.len()).sum();
     let mut labels = Labels::with_capacity(point.tags.len() + 1, METRIC_NAME_LABEL.len() + name_len + tag_bytes);
     labels.push_with(METRIC_NAME_LABEL, &name);
+    for tag in &point.tags {
+        labels.push(&*tag.key, &*tag.value);
+    }
+    labels
+}
+
+/// The `__name__` label alone (see [`metric_name`]), for a line whose tags are shared.
+fn name_label(point: &Point<'_>, field: &str) -> Labels {
+    let name = metric_name_parts(&point.measurement, field);
+    let name_len: usize = name.iter().map(|p| p.len()).sum();
+    let mut labels = Labels::with_capacity(1, METRIC_NAME_LABEL.len() + name_len);
+    labels.push_with(METRIC_NAME_LABEL, &name);
+    labels
+}
+
+/// The tags of a line, in their order, without `__name__`.
+fn tag_labels(point: &Point<'_>) -> Labels {
+    let tag_bytes: usize = point.tags.iter().map(|t| t.key.len() + t.value.len()).sum();
+    let mut labels = Labels::with_capacity(point.tags.len(), tag_bytes);
     for tag in &point.tags {
         labels.push(&*tag.key, &*tag.value);
     }

@@ -188,6 +188,8 @@ fn add_series(
             return;
         }
     };
+    // The series' samples share its labels instead of a copy each.
+    let labels = if n > 1 { labels.share() } else { labels };
     let mut bad_ts = 0u64;
     let mut first = None;
     for (value, ts) in samples {

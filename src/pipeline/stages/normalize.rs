@@ -391,9 +391,9 @@ regex = "meta_(.*)"
         let n = Normalize::new(&NormalizeConfig::default());
         let long = "a_value_longer_than_twenty_four_bytes_so_it_lives_on_the_heap";
         let mut l: Labels = [("__name__", "m"), ("host", long)].into_iter().collect();
-        let packed = l.as_bytes().as_ptr();
+        let packed = l.packed_parts()[0].as_ptr();
         n.normalize_labels(&mut l, &mut Scratch::default()).unwrap();
-        assert_eq!(l.as_bytes().as_ptr(), packed);
+        assert_eq!(l.packed_parts()[0].as_ptr(), packed);
     }
 
     #[test]

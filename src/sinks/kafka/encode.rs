@@ -71,9 +71,9 @@ fn encode_write_request(samples: &[&Sample], out: &mut Vec<u8>) {
         i += run;
 
         // Packed labels are already `repeated Label labels = 1`.
-        let labels = first.labels.as_bytes();
+        let labels = first.labels.packed_parts();
         let kind = metric_type(first.kind) as i32;
-        let mut series_len = labels.len();
+        let mut series_len = first.labels.packed_len();
         for s in series {
             let n = sample_len(s);
             series_len += 1 + encoded_len_varint(n as u64) + n;
@@ -84,7 +84,7 @@ fn encode_write_request(samples: &[&Sample], out: &mut Vec<u8>) {
 
         encode_key(1, WireType::LengthDelimited, out);
         encode_varint(series_len as u64, out);
-        out.extend_from_slice(labels);
+        labels.iter().for_each(|part| out.extend_from_slice(part));
         for s in series {
             encode_key(2, WireType::LengthDelimited, out);
             encode_varint(sample_len(s) as u64, out);

@@ -173,8 +173,8 @@ impl RemoteWriteEncoder {
             // The slow path only: labels to be sorted or cleaned first.
             let prepared = if labels_ready(&first.labels) { None } else { Some(prepare_labels(&first.labels)) };
             let labels = match &prepared {
-                None => first.labels.as_bytes(),
-                Some(Some(prepared)) => prepared.as_bytes(),
+                None => first.labels.packed_parts(),
+                Some(Some(prepared)) => prepared.packed_parts(),
                 Some(None) => {
                     summary.unrepresentable += end - start;
                     continue;
@@ -185,7 +185,7 @@ impl RemoteWriteEncoder {
                 members.sort_by_key(|&i| samples[i as usize].timestamp_ms);
             }
             let samples_len: usize = members.iter().map(|&i| 2 + sample_len(samples[i as usize])).sum();
-            let series_len = labels.len() + samples_len;
+            let series_len = labels[0].len() + labels[1].len() + samples_len;
             // The entry's size is known: grow once, then write every field
             // in place (small fixed-size copies instead of a memcpy call per
             // string, which cost more than the copying itself).
@@ -195,7 +195,10 @@ impl RemoteWriteEncoder {
             out.byte(tag::WRITE_REQUEST_TIMESERIES);
             out.varint(series_len as u64);
             // Packed labels are already `repeated Label labels = 1`.
-            out.bytes(labels);
+            out.bytes(labels[0]);
+            if !labels[1].is_empty() {
+                out.bytes(labels[1]);
+            }
             members.iter().for_each(|&i| out.sample(samples[i as usize]));
             debug_assert_eq!(out.at, out.out.len(), "series entry length computed wrong");
             summary.series += 1;
