@@ -17,14 +17,9 @@ pub struct PartitionKey {
 }
 
 impl PartitionKey {
-    /// `None` when the sample cannot be placed: an empty metric name, or a
-    /// timestamp outside the calendar chrono can write.
-    pub fn of(metric: &str, timestamp_ms: i64) -> Option<PartitionKey> {
-        let hour = Self::hour_of(metric, timestamp_ms)?;
-        Some(PartitionKey { metric: metric.to_string(), hour })
-    }
-
-    /// The hour a sample of `metric` at `timestamp_ms` belongs to (see [`PartitionKey::of`]).
+    /// The hour a sample of `metric` at `timestamp_ms` belongs to; `None`
+    /// when the sample cannot be placed: an empty metric name, or a timestamp
+    /// outside the calendar chrono can write.
     pub fn hour_of(metric: &str, timestamp_ms: i64) -> Option<i64> {
         if metric.is_empty() {
             return None;
@@ -36,17 +31,12 @@ impl PartitionKey {
 
     /// `metric=<name>/date=YYYY-MM-DD/hour=HH`, relative to the archive root.
     pub fn dir(&self) -> PathBuf {
-        let at = DateTime::from_timestamp_millis(self.hour * HOUR_MS).expect("checked in PartitionKey::of");
+        let at = DateTime::from_timestamp_millis(self.hour * HOUR_MS).expect("checked in PartitionKey::hour_of");
         let mut s = String::with_capacity(self.metric.len() + 32);
         s.push_str("metric=");
         escape(&self.metric, &mut s);
         let _ = write!(s, "/date={:04}-{:02}-{:02}/hour={:02}", at.year(), at.month(), at.day(), at.hour());
         PathBuf::from(s)
-    }
-
-    /// When the partition's hour ends, ms since the epoch.
-    pub fn end_ms(&self) -> i64 {
-        (self.hour + 1) * HOUR_MS
     }
 }
 
@@ -107,18 +97,21 @@ pub fn next_part_number(dir: &Path) -> std::io::Result<u64> {
 mod tests {
     use super::*;
 
+    fn key(metric: &str, ts: i64) -> Option<PartitionKey> {
+        Some(PartitionKey { metric: metric.into(), hour: PartitionKey::hour_of(metric, ts)? })
+    }
+
     #[test]
     fn hive_layout() {
         // 2026-12-04T13:59:59.999Z
-        let k = PartitionKey::of("cpu_usage", 1_796_392_799_999).unwrap();
+        let k = key("cpu_usage", 1_796_392_799_999).unwrap();
         assert_eq!(k.dir(), PathBuf::from("metric=cpu_usage/date=2026-12-04/hour=13"));
-        assert_eq!(k.end_ms(), 1_796_392_800_000);
-        let next = PartitionKey::of("cpu_usage", 1_796_392_800_000).unwrap();
+        let next = key("cpu_usage", 1_796_392_800_000).unwrap();
         assert_eq!(next.dir(), PathBuf::from("metric=cpu_usage/date=2026-12-04/hour=14"));
-        let before_epoch = PartitionKey::of("m", -1).unwrap();
+        let before_epoch = key("m", -1).unwrap();
         assert_eq!(before_epoch.dir(), PathBuf::from("metric=m/date=1969-12-31/hour=23"));
-        assert!(PartitionKey::of("", 0).is_none());
-        assert!(PartitionKey::of("m", i64::MAX).is_none());
+        assert!(key("", 0).is_none());
+        assert!(key("m", i64::MAX).is_none());
     }
 
     #[test]

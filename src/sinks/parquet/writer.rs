@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{Float64Builder, MapBuilder, StringBuilder, TimestampMillisecondBuilder};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -100,10 +100,6 @@ impl Rows {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     pub fn push(&mut self, format: &Format, sample: &Sample) {
         self.timestamps.append_value(sample.timestamp_ms);
         self.values.append_value(sample.value);
@@ -172,11 +168,6 @@ impl OpenFile {
         file.sync_all().map_err(io)?;
         let size = file.metadata().map_err(io)?.len();
         Ok(size)
-    }
-
-    /// The name the file gets once committed.
-    pub fn final_path(&self) -> PathBuf {
-        self.dir.join(super::partition::part_name(self.number))
     }
 }
 
