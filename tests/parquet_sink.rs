@@ -78,11 +78,18 @@ fn file_names(root: &Path) -> Vec<String> {
 fn curl_write(port: u16, body: &str) -> (u16, Duration) {
     let curl = require_binary("curl", "apt-get install -y curl");
     let started = std::time::Instant::now();
-    let out = Command::new(curl)
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "30", "--data-binary", body])
+    let mut child = Command::new(curl)
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "30", "--data-binary", "@-"])
         .arg(format!("http://127.0.0.1:{port}/write?precision=ms"))
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .expect("run curl");
+    {
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(body.as_bytes()).expect("write body to curl");
+    }
+    let out = child.wait_with_output().expect("curl output");
     let code = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
     (code, started.elapsed())
 }
@@ -120,9 +127,9 @@ sinks = ["archive"]
     let before = now - 3_600_000 - 17;
     // Values a float formatter or a lossy codec would change.
     let body = format!(
-        "cpu,host=a,dc=eu value=0.1 {now}\n\
+        "cpu,host=a,dc=eu value=123456789.12345679 {before}\n\
+         cpu,host=a,dc=eu value=0.1 {now}\n\
          cpu,host=b,dc=eu value=-2.5e-300 {now}\n\
-         cpu,host=a,dc=eu value=123456789.12345679 {before}\n\
          mem,host=a used=42i,free=18446744073709551615u {now}\n\
          disk,dev=sd\\ a value=1e300 {now}\n"
     );
@@ -189,7 +196,7 @@ fn b_max_file_bytes_splits_and_retention_deletes_whole_hours() {
     let recent = root.join(format!("metric=cpu/date={recent_date}/hour={recent_hour:02}"));
     for d in [&old, &recent] {
         std::fs::create_dir_all(d).unwrap();
-        std::fs::write(d.join("part-0.parquet"), b"kept or deleted whole").unwrap();
+        std::fs::write(d.join("marker"), b"kept or deleted whole").unwrap();
     }
     let http = free_port();
     let t = Tsrelay::start(
@@ -215,7 +222,7 @@ sinks = ["archive"]
     );
     assert!(!old.exists(), "the partition past retention is deleted at start");
     assert!(!root.join("metric=cpu/date=2020-01-01").exists(), "and its empty date directory");
-    assert!(recent.join("part-0.parquet").exists());
+    assert!(recent.join("marker").exists());
     // 20,000 samples of one series-rich metric in one hour, values that do not compress.
     let base = hour_start(now_ms());
     let mut sent = 0;
@@ -247,7 +254,7 @@ sinks = ["archive"]
         // Checked after each batch: a file ends at most one batch above the bound.
         assert!(size < 16384 * 8, "{f}: {size} bytes");
     }
-    assert!(recent.join("part-0.parquet").exists(), "a partition within retention stays");
+    assert!(recent.join("marker").exists(), "a partition within retention stays");
 }
 
 #[test]
@@ -267,7 +274,7 @@ max_wait_ms = 200
 [sinks.archive]
 type = "parquet"
 path = "archive"
-columns = ["k"]
+columns = ["host"]
 roll_every = "1s"
 max_pending_samples = 3000
 queue = {{ type = "disk", max_bytes = 67108864, when_full = "block", fsync = "always" }}
