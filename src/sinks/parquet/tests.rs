@@ -164,7 +164,7 @@ async fn roll_every_and_max_file_bytes_and_max_open_files() {
     wait_for("roll_every to make the file visible", || visible_files(&root) == 1).await;
     assert_eq!(ledger.queued(), 0);
     // Three metrics in one batch with at most two open files: one roll inside the batch.
-    let mut three = (*batch("b", 0..2, T0)).samples.clone();
+    let mut three = batch("b", 0..2, T0).samples.clone();
     three.extend(batch("c", 0..2, T0).samples.clone());
     three.extend(batch("d", 0..2, T0).samples.clone());
     queue.push(Arc::new(Batch::new(three))).await;
