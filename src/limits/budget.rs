@@ -113,6 +113,19 @@ impl MemoryBudget {
                 }
             }
         }
+        for (name, sink) in &config.sinks {
+            if let crate::sinks::SinkConfig::Parquet(c) = sink {
+                let held = c.effective_max_pending() as u64;
+                // Samples held until their file is durable (a memory queue
+                // already counts them) and the open files' row groups in
+                // progress, about a quarter of a sample's memory a row.
+                let samples_held = if c.queue.kind == QueueKind::Disk { held } else { 0 };
+                items.push(BudgetItem {
+                    what: format!("sinks.{name} parquet files in progress ({held} samples not yet durable)"),
+                    bytes: samples(samples_held) + samples(held) / 4,
+                });
+            }
+        }
         for (name, receiver) in &config.receivers {
             if let Some((what, bytes)) = receiver.requests_in_progress_bytes() {
                 items.push(BudgetItem { what: format!("receivers.{name} {what}"), bytes });
@@ -220,7 +233,7 @@ fn sink_lanes(sink: &crate::sinks::SinkConfig) -> u64 {
         SinkConfig::PrometheusRemoteWrite(c) => c.request.max_in_flight(),
         SinkConfig::Influxdb(c) => c.request.max_in_flight(),
         SinkConfig::Kafka(c) => c.concurrency.max(1),
-        SinkConfig::File(_) | SinkConfig::Blackhole(_) | SinkConfig::Rrdcached(_) => 1,
+        SinkConfig::File(_) | SinkConfig::Blackhole(_) | SinkConfig::Rrdcached(_) | SinkConfig::Parquet(_) => 1,
     };
     lanes as u64
 }

@@ -212,6 +212,14 @@ impl QueueItem {
         self.batch.is_empty()
     }
 
+    /// The disk record this batch was read from (its sequence number), if any.
+    pub fn record_seq(&self) -> Option<u64> {
+        match &self.token {
+            Token::Disk(r) => Some(r.seq()),
+            Token::None | Token::Memory(_) => None,
+        }
+    }
+
     /// `n` of this batch's samples are done (delivered or counted as dropped).
     /// Once all of them are, a disk record is removed and a memory queue gets
     /// the room back and settles this sink's share of the acknowledgement.
@@ -273,6 +281,15 @@ impl SinkQueue {
         match self {
             SinkQueue::Memory(q) => q.close(),
             SinkQueue::Disk(q) => q.close(),
+        }
+    }
+
+    /// Disk queues: sequence numbers below this are records replayed from an
+    /// earlier run (see [`QueueItem::record_seq`]).
+    pub fn replay_end(&self) -> Option<u64> {
+        match self {
+            SinkQueue::Memory(_) => None,
+            SinkQueue::Disk(q) => Some(q.replay_end()),
         }
     }
 

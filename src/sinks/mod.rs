@@ -12,6 +12,7 @@ pub mod file;
 pub mod influxdb;
 pub mod kafka;
 pub mod line_protocol;
+pub mod parquet;
 pub mod remote_write;
 pub mod rrdcached;
 mod worker;
@@ -38,6 +39,7 @@ pub enum SinkConfig {
     Rrdcached(rrdcached::RrdcachedSinkConfig),
     PrometheusRemoteWrite(remote_write::RemoteWriteSinkConfig),
     Kafka(kafka::KafkaSinkConfig),
+    Parquet(parquet::ParquetSinkConfig),
 }
 
 /// Settings every sink has, whatever its type.
@@ -69,6 +71,9 @@ impl SinkConfig {
             SinkConfig::Kafka(c) => {
                 CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
             }
+            SinkConfig::Parquet(c) => {
+                CommonSinkSettings { queue: &c.queue, batch: &c.batch, unhealthy_after: c.unhealthy_after }
+            }
         }
     }
 
@@ -81,6 +86,7 @@ impl SinkConfig {
             SinkConfig::Rrdcached(c) => &mut c.queue,
             SinkConfig::PrometheusRemoteWrite(c) => &mut c.queue,
             SinkConfig::Kafka(c) => &mut c.queue,
+            SinkConfig::Parquet(c) => &mut c.queue,
         }
     }
 
@@ -93,6 +99,7 @@ impl SinkConfig {
             SinkConfig::Rrdcached(c) => c.check(),
             SinkConfig::PrometheusRemoteWrite(c) => c.check(),
             SinkConfig::Kafka(c) => c.check(),
+            SinkConfig::Parquet(c) => c.check(),
             SinkConfig::File(_) | SinkConfig::Blackhole(_) => Ok(()),
         }
     }
@@ -163,8 +170,37 @@ pub trait Sink: Send + 'static {
     fn deliver(&mut self, batch: &SinkBatch) -> impl Future<Output = Delivery> + Send;
 
     /// Called once after the queue is drained, before the worker exits.
+    /// A [deferring](Sink::defers_settlement) sink makes everything it holds
+    /// durable here (or reports it failed through [`Sink::take_settled`]).
     fn close(&mut self) -> impl Future<Output = ()> + Send {
         async {}
+    }
+
+    /// `true` for a sink whose deliveries become durable only later than
+    /// `deliver` returns (the Parquet archive: a sample is safe once the file
+    /// holding it is finished, renamed and synced). Its lane then keeps each
+    /// delivered batch — queue records unsettled, acknowledgements open, the
+    /// samples counted as queued — until [`Sink::take_settled`] reports it.
+    fn defers_settlement(&self) -> bool {
+        false
+    }
+
+    /// When the sink wants [`Sink::tick`] called although no batch arrived
+    /// (e.g. a file to roll by age).
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        None
+    }
+
+    /// Time-driven work, called at or after [`Sink::deadline`].
+    fn tick(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Deferring sinks: how the oldest delivered-but-unsettled batches ended,
+    /// in delivery order: `(batches, outcome)` groups. `Ok` settles their
+    /// delivered samples as sent; `Err` counts them dropped with the error.
+    fn take_settled(&mut self) -> Vec<(usize, Result<(), SinkError>)> {
+        Vec::new()
     }
 }
 
@@ -214,6 +250,11 @@ pub fn spawn_sink(
             let lanes =
                 kafka::KafkaSink::lanes(name, c, retry_forever, queue.ledger().metrics.clone(), health.clone())?;
             tokio::spawn(run_worker(lanes, queue, batch, health))
+        }
+        SinkConfig::Parquet(c) => {
+            let sink = parquet::ParquetSink::open(name, c, resolve(&c.path), queue.replay_end())
+                .map_err(|e| build_error(e.to_string()))?;
+            tokio::spawn(run_worker(vec![sink], queue, batch, health))
         }
     };
     Ok(handle)

@@ -228,6 +228,15 @@ impl SinkBatch {
         self.positions().map(|(b, i)| &b.samples[i])
     }
 
+    /// Samples with where they came from: the disk-queue record's sequence
+    /// number (none for memory queues) and the sample's index in its batch.
+    pub fn samples_with_position(&self) -> impl Iterator<Item = (&Sample, Option<u64>, usize)> + '_ {
+        self.parts.iter().flat_map(|p| {
+            let seq = p.item.record_seq();
+            p.indices().map(move |i| (&p.batch.samples[i], seq, i))
+        })
+    }
+
     /// Samples with their series hashes (computed by the shard split).
     pub fn samples_with_hash(&self) -> impl Iterator<Item = (&Sample, u64)> + '_ {
         self.positions().map(|(b, i)| (&b.samples[i], hash_at(b, i)))
@@ -510,45 +519,110 @@ struct LaneTask {
 
 impl LaneTask {
     async fn run<S: Sink>(self, mut sink: S, mut rx: mpsc::Receiver<SinkBatch>) {
-        let LaneTask { number, idle, ledger, health, logs } = self;
-        while let Some(batch) = rx.recv().await {
-            let n = batch.len();
+        let deferred = sink.defers_settlement();
+        // Deferring sinks: delivered batches not yet durable, oldest first.
+        let mut held: std::collections::VecDeque<(SinkBatch, super::Delivery)> = std::collections::VecDeque::new();
+        loop {
+            let deadline = sink.deadline();
+            let timer = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let batch = tokio::select! {
+                biased;
+                batch = rx.recv() => batch,
+                () = timer => {
+                    sink.tick().await;
+                    self.settle_ready(&mut sink, &mut held);
+                    continue;
+                }
+            };
+            let Some(batch) = batch else { break };
             if let Some(t) = batch.oldest_received() {
-                ledger.metrics.pipeline_latency.record(t.elapsed().as_secs_f64());
+                self.ledger.metrics.pipeline_latency.record(t.elapsed().as_secs_f64());
             }
             let delivery = sink.deliver(&batch).await;
-            debug_assert_eq!(delivery.total(), n);
-            ledger.sent(delivery.delivered);
-            let dropped_elsewhere: usize = delivery.dropped.iter().map(|d| d.0).sum();
-            for &(count, reason) in &delivery.dropped {
-                ledger.failed(reason, count);
+            debug_assert_eq!(delivery.total(), batch.len());
+            if deferred {
+                held.push_back((batch, delivery));
+                self.settle_ready(&mut sink, &mut held);
+            } else {
+                self.account(&batch, delivery);
+                batch.settle();
+                // Release the batch (and its acks) before asking for the next one.
+                drop(batch);
             }
-            if dropped_elsewhere > 0 && delivery.failed.is_none() {
-                batch.mark_dropped();
-            }
-            match delivery.failed {
-                None => health.succeeded(),
-                Some((count, error)) => {
-                    batch.mark_dropped();
-                    let reason = error.reason();
-                    ledger.failed(reason, count);
-                    if reason == DropReason::RetryExhausted {
-                        health.failed(&error.to_string());
-                    }
-                    if let Some(suppressed) = logs.for_reason(reason).check() {
-                        tracing::warn!(
-                            sink = ledger.name(), samples = count, reason = reason.as_str(),
-                            similar_messages_suppressed = suppressed, %error, "samples dropped at sink"
-                        );
-                    }
-                }
-            }
-            batch.settle();
-            // Release the batch (and its acks) before asking for the next one.
-            drop(batch);
-            let _ = idle.send(number);
+            let _ = self.idle.send(self.number);
         }
         sink.close().await;
+        self.settle_ready(&mut sink, &mut held);
+        if !held.is_empty() {
+            // The sink could not say what became of them: leave them unsettled
+            // (a disk record stays for the next start; acknowledgements fail).
+            let n: usize = held.iter().map(|(b, _)| b.len()).sum();
+            tracing::error!(sink = self.ledger.name(), samples = n, "sink closed with samples not yet durable");
+            for (batch, _) in held.drain(..) {
+                batch.mark_dropped();
+                self.ledger.failed(DropReason::Shutdown, batch.len());
+            }
+        }
+    }
+
+    /// Settles the held batches a deferring sink reports finished.
+    fn settle_ready<S: Sink>(&self, sink: &mut S, held: &mut std::collections::VecDeque<(SinkBatch, super::Delivery)>) {
+        for (count, outcome) in sink.take_settled() {
+            for _ in 0..count {
+                let Some((batch, mut delivery)) = held.pop_front() else {
+                    tracing::error!(sink = self.ledger.name(), "sink settled more batches than it holds");
+                    return;
+                };
+                if let Err(e) = &outcome
+                    && delivery.delivered > 0
+                {
+                    let failed = delivery.failed.take().map_or(0, |f| f.0);
+                    let source = std::io::Error::other(e.to_string());
+                    delivery.failed = Some((
+                        failed + delivery.delivered,
+                        super::SinkError::Io { sink: self.ledger.name().to_string(), source },
+                    ));
+                    delivery.delivered = 0;
+                }
+                self.account(&batch, delivery);
+                batch.settle();
+            }
+        }
+    }
+
+    /// Counts one batch's delivery.
+    fn account(&self, batch: &SinkBatch, delivery: super::Delivery) {
+        let LaneTask { ledger, health, logs, .. } = self;
+        ledger.sent(delivery.delivered);
+        let dropped_elsewhere: usize = delivery.dropped.iter().map(|d| d.0).sum();
+        for &(count, reason) in &delivery.dropped {
+            ledger.failed(reason, count);
+        }
+        if dropped_elsewhere > 0 && delivery.failed.is_none() {
+            batch.mark_dropped();
+        }
+        match delivery.failed {
+            None => health.succeeded(),
+            Some((count, error)) => {
+                batch.mark_dropped();
+                let reason = error.reason();
+                ledger.failed(reason, count);
+                if reason == DropReason::RetryExhausted {
+                    health.failed(&error.to_string());
+                }
+                if let Some(suppressed) = logs.for_reason(reason).check() {
+                    tracing::warn!(
+                        sink = ledger.name(), samples = count, reason = reason.as_str(),
+                        similar_messages_suppressed = suppressed, %error, "samples dropped at sink"
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -7,6 +7,7 @@ mod health;
 mod kafka;
 mod listener;
 mod names;
+mod parquet;
 mod query;
 mod stages;
 mod supervise;
@@ -25,6 +26,7 @@ pub use query::{
     query_request,
 };
 pub use stages::{AggregateMetrics, CardinalityMetrics, MonotonicMetrics, suspicious_label};
+pub use parquet::{ParquetMetrics, RollReason};
 pub use supervise::supervise;
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();

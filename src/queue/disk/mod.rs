@@ -273,6 +273,11 @@ impl std::fmt::Debug for RecordToken {
 }
 
 impl RecordToken {
+    /// The record's sequence number in its queue.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
     pub(crate) fn settle(&self, n: usize) {
         let before = self.settled.fetch_add(n, Ordering::AcqRel);
         if before < self.samples && before + n >= self.samples {
@@ -286,6 +291,9 @@ pub struct DiskQueue {
     shared: Arc<Shared>,
     rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<QueueItem>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Records below this sequence number were on disk when the queue was
+    /// opened (replays); those at or above it were pushed by this process.
+    replay_end: u64,
 }
 
 thread_local! {
@@ -426,7 +434,17 @@ impl DiskQueue {
             let shared = shared.clone();
             spawn("sync", Box::new(move || sync_loop(&shared)))?
         };
-        Ok(DiskQueue { shared, rx: tokio::sync::Mutex::new(rx), threads: Mutex::new(vec![reader, syncer]) })
+        Ok(DiskQueue {
+            shared,
+            rx: tokio::sync::Mutex::new(rx),
+            threads: Mutex::new(vec![reader, syncer]),
+            replay_end: next_seq,
+        })
+    }
+
+    /// Sequence numbers below this belong to records replayed from an earlier run.
+    pub fn replay_end(&self) -> u64 {
+        self.replay_end
     }
 
     pub fn ledger(&self) -> &Ledger {
