@@ -27,7 +27,8 @@ pub fn router(service: Arc<QueryService>) -> Router {
         .route("/api/v1/graphs/{id}", get(graph))
         .route("/api/v1/backends", get(backends))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(service)
+        .with_state(service.clone())
+        .merge(super::prom::router(service))
 }
 
 /// Serves on the shared listener layer: timeouts, connection bounds, and

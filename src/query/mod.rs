@@ -10,6 +10,7 @@
 //! - [`normalize`]: raw driver output → the normalized answer (reference semantics);
 //! - [`request`], [`service`], [`api`]: the render request, its orchestration
 //!   (every 4xx decided before backend I/O) and the HTTP API of `[query] listen`;
+//! - [`prom`]: the Prometheus HTTP API (`/prom/<backend>/api/v1/...`) over every backend;
 //! - [`graphs`], [`config`]: stored graphs (`graphs_dir`) and `[query]`;
 //! - [`backends`]: the driver contract ([`backends::Driver`], capabilities,
 //!   [`backends::RawResult`]) and one folder per backend.
@@ -24,6 +25,7 @@ pub mod grid;
 pub mod model;
 pub mod normalize;
 pub mod plan;
+pub mod prom;
 pub mod request;
 pub mod result;
 pub mod service;

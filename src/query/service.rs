@@ -172,6 +172,26 @@ impl QueryService {
         QueryService { registry, graphs, drivers, unreadable, config, slots }
     }
 
+    pub fn registry(&self) -> &Arc<MetricRegistry> {
+        &self.registry
+    }
+
+    /// The driver of a readable backend: 404 when no sink has that name, 422
+    /// (`feature = "read"`) when the sink has no read driver.
+    pub fn driver(&self, backend: &str) -> Result<Arc<dyn Driver>, QueryError> {
+        match self.drivers.get(backend) {
+            Some(d) => Ok(d.clone()),
+            None => match self.unreadable.get(backend) {
+                Some(why) => Err(QueryError::Unsupported(Unsupported {
+                    backend: backend.to_string(),
+                    feature: "read".into(),
+                    message: why.clone(),
+                })),
+                None => Err(QueryError::NotFound { what: "backend", name: backend.to_string() }),
+            },
+        }
+    }
+
     pub fn graphs(&self) -> &GraphStore {
         &self.graphs
     }

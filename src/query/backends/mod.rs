@@ -229,6 +229,38 @@ pub trait Driver: Send + Sync + 'static {
         plan: &'a SeriesPlan,
         grid: &'a TimeGrid,
     ) -> BoxFuture<'a, Result<RawResult, BackendError>>;
+
+    /// For a backend that speaks the Prometheus HTTP API itself: forwards one
+    /// request of `/prom/<backend>/api/v1/...` unchanged and returns the answer
+    /// as it came (status, content type, body). `None` (the default): the
+    /// backend does not speak it, and the neutral layer maps the PromQL subset
+    /// onto the graph model instead.
+    fn forward_prometheus<'a>(
+        &'a self,
+        request: &'a ForwardRequest,
+    ) -> Option<BoxFuture<'a, Result<ForwardResponse, BackendError>>> {
+        let _ = request;
+        None
+    }
+}
+
+/// One Prometheus HTTP API request forwarded unchanged ([`Driver::forward_prometheus`]).
+#[derive(Debug, Clone)]
+pub struct ForwardRequest {
+    /// The API path below the backend's base URL, e.g. `/api/v1/query_range`.
+    pub path: String,
+    /// The raw query string of a `GET` (without `?`).
+    pub query: Option<String>,
+    /// The `application/x-www-form-urlencoded` body of a `POST` (`None`: a `GET`).
+    pub form: Option<bytes::Bytes>,
+}
+
+/// The backend's answer to a [`ForwardRequest`], as it came.
+#[derive(Debug, Clone)]
+pub struct ForwardResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: bytes::Bytes,
 }
 
 impl Capabilities {

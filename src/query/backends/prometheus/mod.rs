@@ -15,7 +15,10 @@ use futures::future::BoxFuture;
 use reqwest::Url;
 use reqwest::header::HeaderMap;
 
-use super::{BackendError, Capabilities, Compiled, Driver, DriverConfigError, RawResult, StepSupport, Unsupported};
+use super::{
+    BackendError, Capabilities, Compiled, Driver, DriverConfigError, ForwardRequest, ForwardResponse, RawResult,
+    StepSupport, Unsupported,
+};
 use crate::query::grid::TimeGrid;
 use crate::query::model::{Across, Function};
 use crate::query::plan::SeriesPlan;
@@ -24,6 +27,9 @@ use crate::sinks::remote_write::RemoteWriteSinkConfig;
 
 /// Longest part of an error body quoted in a message.
 const MAX_QUOTED_BODY: usize = 512;
+
+/// Largest answer a forwarded Prometheus API request may return (502 beyond).
+pub const MAX_FORWARDED_BYTES: usize = 64 * 1024 * 1024;
 
 pub struct PrometheusDriver {
     backend: String,
@@ -127,6 +133,51 @@ impl PrometheusDriver {
     }
 }
 
+impl PrometheusDriver {
+    /// [`Driver::forward_prometheus`]: the same method, query string and form body
+    /// to `<query_url><path>`, the answer back as it came, bounded by
+    /// [`MAX_FORWARDED_BYTES`].
+    async fn forward(&self, request: &ForwardRequest) -> Result<ForwardResponse, BackendError> {
+        let mut url = self.endpoint(&request.path);
+        if let Some(q) = request.query.as_deref().filter(|q| !q.is_empty()) {
+            url.push('?');
+            url.push_str(q);
+        }
+        let unreachable = |message: String| BackendError::Unreachable {
+            backend: self.backend.clone(),
+            target: self.endpoint(&request.path),
+            message,
+        };
+        self.requests.increment(1);
+        let builder = match &request.form {
+            Some(body) => self
+                .client
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(body.clone()),
+            None => self.client.get(&url),
+        };
+        let mut answer =
+            builder.headers(self.headers.clone()).send().await.map_err(|e| unreachable(error_chain(&e)))?;
+        let status = answer.status().as_u16();
+        let content_type =
+            answer.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let mut body = Vec::new();
+        while let Some(chunk) =
+            answer.chunk().await.map_err(|e| unreachable(format!("reading the answer: {}", error_chain(&e))))?
+        {
+            if body.len() + chunk.len() > MAX_FORWARDED_BYTES {
+                return Err(BackendError::BadResponse {
+                    backend: self.backend.clone(),
+                    message: format!("answer to {} exceeds {MAX_FORWARDED_BYTES} bytes", request.path),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(ForwardResponse { status, content_type, body: body.into() })
+    }
+}
+
 fn quote_body(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(MAX_QUOTED_BODY)]);
     text.trim().to_string()
@@ -173,6 +224,13 @@ impl Driver for PrometheusDriver {
             raw.form = compiled.form;
             Ok(raw)
         })
+    }
+
+    fn forward_prometheus<'a>(
+        &'a self,
+        request: &'a ForwardRequest,
+    ) -> Option<BoxFuture<'a, Result<ForwardResponse, BackendError>>> {
+        Some(Box::pin(self.forward(request)))
     }
 }
 
