@@ -151,11 +151,52 @@ pub fn map_query(query: &str, registry: &MetricRegistry) -> Result<Mapped, MapEr
     }
 }
 
+/// Longest query accepted (bytes). The subset needs far less; the bound keeps
+/// parsing, mapping and dropping the syntax tree shallow.
+pub const MAX_QUERY_BYTES: usize = 16 * 1024;
+
+/// Most operators and brackets outside string literals: an expression's depth
+/// is at most this, so no recursion over it can exhaust a stack.
+pub const MAX_OPERATORS: usize = 256;
+
+/// Refuses queries too long or too deeply nested before the parser sees them.
+fn check_size(query: &str) -> Result<(), MapError> {
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(MapError::Parse(format!("query of {} bytes exceeds {MAX_QUERY_BYTES}", query.len())));
+    }
+    let mut operators = 0;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in query.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q != '`' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None if matches!(c, '"' | '\'' | '`') => quote = Some(c),
+            None if "([{-+*/%^=!<>".contains(c) => operators += 1,
+            None => {}
+        }
+    }
+    if operators > MAX_OPERATORS {
+        return Err(MapError::Parse(format!(
+            "query has more than {MAX_OPERATORS} operators and brackets; the served subset needs far fewer"
+        )));
+    }
+    Ok(())
+}
+
 /// `promql-parser` on `query`; a panic inside the parser is a refusal, not a crash.
 pub fn parse(query: &str) -> Result<Expr, MapError> {
     if query.trim().is_empty() {
         return Err(MapError::Parse("empty query".into()));
     }
+    check_size(query)?;
     match std::panic::catch_unwind(|| parser::parse(query)) {
         Ok(Ok(expr)) => Ok(expr),
         Ok(Err(e)) => Err(MapError::Parse(e)),
@@ -469,5 +510,11 @@ mod tests {
         assert!(refused("rate(").starts_with("invalid PromQL"));
         assert!(refused("no_such_function(golden_load)").starts_with("invalid PromQL"));
         assert!(refused("").contains("empty"));
+        let deep = format!("{}golden_load{}", "(".repeat(300), ")".repeat(300));
+        assert!(refused(&deep).contains("operators"));
+        assert!(refused(&"-".repeat(20_000)).contains("exceeds"));
+        // brackets inside strings do not count
+        let regex = format!(r#"golden_load{{host=~"{}"}}"#, "(h)".repeat(200));
+        assert!(matches!(map_query(&regex, &registry()), Ok(Mapped::Vector(_))));
     }
 }
