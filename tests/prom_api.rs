@@ -6,6 +6,7 @@
 //! Prometheus answers for the same data. Error cases with curl.
 
 mod common;
+#[allow(dead_code)] // the golden harness serves several test files
 #[path = "golden/harness.rs"]
 mod harness;
 
