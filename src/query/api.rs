@@ -26,9 +26,11 @@ pub fn router(service: Arc<QueryService>) -> Router {
         .route("/api/v1/graphs", get(graphs))
         .route("/api/v1/graphs/{id}", get(graph))
         .route("/api/v1/backends", get(backends))
+        .route("/api/v1/catalog", get(catalog))
+        .merge(super::prom::labels::routes())
+        .merge(super::prom::query::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(service.clone())
-        .merge(super::prom::router(service))
+        .with_state(service)
 }
 
 /// Serves on the shared listener layer: timeouts, connection bounds, and
@@ -42,7 +44,7 @@ pub async fn serve(
     crate::listener::serve(listener, router(service), options, shutdown).await
 }
 
-fn success(data: impl Serialize) -> Response {
+pub(crate) fn success(data: impl Serialize) -> Response {
     (StatusCode::OK, axum::Json(serde_json::json!({"status": "success", "data": data}))).into_response()
 }
 
@@ -51,7 +53,7 @@ fn failure(e: &QueryError) -> Response {
     (status, axum::Json(e.body())).into_response()
 }
 
-fn finish(endpoint: &'static str, started: Instant, answer: Result<Response, QueryError>) -> Response {
+pub(crate) fn finish(endpoint: &'static str, started: Instant, answer: Result<Response, QueryError>) -> Response {
     let response = match answer {
         Ok(r) => r,
         Err(e) => {
@@ -103,4 +105,10 @@ async fn graph(State(s): State<Arc<QueryService>>, Path(id): Path<String>) -> Re
 async fn backends(State(s): State<Arc<QueryService>>) -> Response {
     let started = Instant::now();
     finish("backends", started, Ok(success(s.backends())))
+}
+
+async fn catalog(State(s): State<Arc<QueryService>>) -> Response {
+    let started = Instant::now();
+    let answer = super::catalog::catalog(&s).await;
+    finish("catalog", started, Ok(success(answer)))
 }

@@ -10,13 +10,15 @@
 //! - [`normalize`]: raw driver output → the normalized answer (reference semantics);
 //! - [`request`], [`service`], [`api`]: the render request, its orchestration
 //!   (every 4xx decided before backend I/O) and the HTTP API of `[query] listen`;
-//! - [`prom`]: the Prometheus HTTP API (`/prom/<backend>/api/v1/...`) over every backend;
 //! - [`graphs`], [`config`]: stored graphs (`graphs_dir`) and `[query]`;
+//! - [`prom`]: the Prometheus HTTP API over any backend (`/prom/<backend>/...`);
+//! - [`catalog`]: `GET /api/v1/catalog`, the registry with what each backend holds;
 //! - [`backends`]: the driver contract ([`backends::Driver`], capabilities,
 //!   [`backends::RawResult`]) and one folder per backend.
 
 pub mod api;
 pub mod backends;
+pub mod catalog;
 pub mod config;
 pub mod discovery;
 pub mod format;

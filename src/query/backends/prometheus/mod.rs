@@ -6,18 +6,20 @@
 //! file the client and the capability table.
 
 pub mod compile;
+pub mod discover;
 pub mod parse;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use reqwest::Url;
 use reqwest::header::HeaderMap;
 
 use super::{
-    BackendError, Capabilities, Compiled, Driver, DriverConfigError, ForwardRequest, ForwardResponse, RawResult,
-    StepSupport, Unsupported,
+    ApiRequest, ApiResponse, BackendError, Capabilities, Compiled, Discovered, Driver, DriverConfigError, LabelQuery,
+    RawResult, SeriesLabels, StepSupport, Unsupported,
 };
 use crate::query::grid::TimeGrid;
 use crate::query::model::{Across, Function};
@@ -28,9 +30,6 @@ use crate::sinks::remote_write::RemoteWriteSinkConfig;
 /// Longest part of an error body quoted in a message.
 const MAX_QUOTED_BODY: usize = 512;
 
-/// Largest answer a forwarded Prometheus API request may return (502 beyond).
-pub const MAX_FORWARDED_BYTES: usize = 64 * 1024 * 1024;
-
 pub struct PrometheusDriver {
     backend: String,
     base: Url,
@@ -38,6 +37,8 @@ pub struct PrometheusDriver {
     headers: HeaderMap,
     capabilities: Capabilities,
     requests: metrics::Counter,
+    /// The sink's request timeout (reported when a discovery request runs out of it).
+    timeout: Duration,
 }
 
 /// The capability table: everything, with `rate`/`increase` computed by tsrelay
@@ -81,7 +82,9 @@ impl PrometheusDriver {
         let resolve = |p: &Path| -> PathBuf { if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) } };
         let client = build_client(&c.request, &resolve).map_err(|e| err(e.to_string()))?;
         let headers = request_headers(&c.request, &[]).map_err(|e| err(e.to_string()))?;
-        Ok(PrometheusDriver::new(name, base, client, headers))
+        let mut driver = PrometheusDriver::new(name, base, client, headers);
+        driver.timeout = c.request.timeout;
+        Ok(driver)
     }
 
     pub fn new(backend: &str, base: Url, client: reqwest::Client, headers: HeaderMap) -> Self {
@@ -92,6 +95,7 @@ impl PrometheusDriver {
             headers,
             capabilities: capabilities(),
             requests: crate::telemetry::query_backend_requests(backend),
+            timeout: crate::sinks::common::config::defaults::timeout(),
         }
     }
 
@@ -130,51 +134,6 @@ impl PrometheusDriver {
         let parsed = parse::parse_answer(&body)
             .map_err(|e| BackendError::BadResponse { backend: self.backend.clone(), message: format!("{url}: {e}") })?;
         Ok(RawResult { form: super::RawForm::Samples, series: parsed.series, warnings: parsed.warnings })
-    }
-}
-
-impl PrometheusDriver {
-    /// [`Driver::forward_prometheus`]: the same method, query string and form body
-    /// to `<query_url><path>`, the answer back as it came, bounded by
-    /// [`MAX_FORWARDED_BYTES`].
-    async fn forward(&self, request: &ForwardRequest) -> Result<ForwardResponse, BackendError> {
-        let mut url = self.endpoint(&request.path);
-        if let Some(q) = request.query.as_deref().filter(|q| !q.is_empty()) {
-            url.push('?');
-            url.push_str(q);
-        }
-        let unreachable = |message: String| BackendError::Unreachable {
-            backend: self.backend.clone(),
-            target: self.endpoint(&request.path),
-            message,
-        };
-        self.requests.increment(1);
-        let builder = match &request.form {
-            Some(body) => self
-                .client
-                .post(&url)
-                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(body.clone()),
-            None => self.client.get(&url),
-        };
-        let mut answer =
-            builder.headers(self.headers.clone()).send().await.map_err(|e| unreachable(error_chain(&e)))?;
-        let status = answer.status().as_u16();
-        let content_type =
-            answer.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let mut body = Vec::new();
-        while let Some(chunk) =
-            answer.chunk().await.map_err(|e| unreachable(format!("reading the answer: {}", error_chain(&e))))?
-        {
-            if body.len() + chunk.len() > MAX_FORWARDED_BYTES {
-                return Err(BackendError::BadResponse {
-                    backend: self.backend.clone(),
-                    message: format!("answer to {} exceeds {MAX_FORWARDED_BYTES} bytes", request.path),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(ForwardResponse { status, content_type, body: body.into() })
     }
 }
 
@@ -226,10 +185,26 @@ impl Driver for PrometheusDriver {
         })
     }
 
-    fn forward_prometheus<'a>(
+    fn series<'a>(&'a self, query: &'a LabelQuery) -> BoxFuture<'a, Result<Discovered<SeriesLabels>, BackendError>> {
+        Box::pin(self.discover_series(query))
+    }
+
+    fn label_names<'a>(&'a self, query: &'a LabelQuery) -> BoxFuture<'a, Result<Discovered<String>, BackendError>> {
+        Box::pin(self.discover_label_names(query))
+    }
+
+    fn label_values<'a>(
         &'a self,
-        request: &'a ForwardRequest,
-    ) -> Option<BoxFuture<'a, Result<ForwardResponse, BackendError>>> {
+        name: &'a str,
+        query: &'a LabelQuery,
+    ) -> BoxFuture<'a, Result<Discovered<String>, BackendError>> {
+        Box::pin(self.discover_label_values(name, query))
+    }
+
+    fn forward_prometheus_api<'a>(
+        &'a self,
+        request: &'a ApiRequest,
+    ) -> Option<BoxFuture<'a, Result<ApiResponse, BackendError>>> {
         Some(Box::pin(self.forward(request)))
     }
 }
