@@ -21,6 +21,9 @@ use common::{free_port, require_binary};
 use harness::{Dataset, HOUR, MIN, TOLERANCE, start_relay, write_through};
 use tsrelay::query::service::now_ms;
 
+/// An error case: backend, form, status, `errorType`, a part of `error`.
+type ErrorCase = (&'static str, Vec<(&'static str, String)>, u16, &'static str, &'static str);
+
 /// One answer series: labels → `(t_ms, value)`.
 type Series = BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>>;
 
@@ -230,7 +233,7 @@ url = "http://127.0.0.1:{closed}/api/v1/write"
     };
     let calls = || relay.tsrelay.metric_sum("tsrelay_query_backend_requests_total", &[]);
     let before = calls();
-    let cases: Vec<(&str, Vec<(&str, String)>, u16, &str, &str)> = vec![
+    let cases: Vec<ErrorCase> = vec![
         ("influx", range("rate(golden_octets_total[1m]", "60"), 400, "bad_data", "invalid PromQL"),
         ("rrd", range("no_such_function(golden_load)", "60"), 400, "bad_data", "invalid PromQL"),
         (
