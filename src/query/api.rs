@@ -28,6 +28,7 @@ pub fn router(service: Arc<QueryService>) -> Router {
         .route("/api/v1/backends", get(backends))
         .route("/api/v1/catalog", get(catalog))
         .merge(super::prom::labels::routes())
+        .merge(super::prom::query::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(service)
 }
