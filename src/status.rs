@@ -301,3 +301,57 @@ async fn status(State(health): State<Health>) -> Response {
     let report = report(&store, &health);
     axum::Json(serde_json::json!({"status": "success", "data": report})).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::telemetry::status::TeeRecorder;
+    use crate::telemetry::{DropReason, ReceiverMetrics, SinkMetrics, Stage, pipeline_dropped};
+
+    #[test]
+    fn report_has_totals_rates_drops_and_health() {
+        let store = Arc::new(StatusStore::new());
+        let recorder = TeeRecorder::new(metrics::NoopRecorder, store.clone());
+        let health = Health::default();
+        health.register_receiver("http");
+        health.receiver_listening("http");
+        let sink_health = health.register_sink("prom", Duration::from_secs(60));
+        let (rx, sink, dropped) = metrics::with_local_recorder(&recorder, || {
+            let sink = SinkMetrics::new("prom");
+            sink.queue_capacity_samples.set(1000.0);
+            (ReceiverMetrics::new("http"), sink, pipeline_dropped("main", Stage::Validate, DropReason::UnknownMetric))
+        });
+        rx.received_samples.increment(100);
+        store.sample();
+        std::thread::sleep(Duration::from_millis(300));
+        rx.received_samples.increment(50);
+        sink.sent_samples.increment(120);
+        sink.queue_samples.set(250.0);
+        dropped.increment(3);
+        sink_health.failed("HTTP 500 from prom");
+
+        let s = report(&store, &health);
+        let window = s.window_seconds.expect("a window after one sample");
+        assert!(window >= 0.3, "{window}");
+        let r = &s.receivers[0];
+        assert_eq!((r.name.as_str(), r.state.as_str(), r.received_samples.total), ("http", "listening", 150.0));
+        let rate = r.received_samples.per_second.unwrap();
+        assert!((rate - 50.0 / window).abs() < 1e-9, "{rate}");
+        let k = &s.sinks[0];
+        assert_eq!((k.name.as_str(), k.state.as_str()), ("prom", "retrying"));
+        assert_eq!(k.last_error.as_deref(), Some("HTTP 500 from prom"));
+        assert_eq!((k.sent_samples.total, k.queue_fill_ratio), (120.0, 0.25));
+        assert_eq!(s.drops.len(), 1);
+        let d = &s.drops[0];
+        assert_eq!((d.scope.as_str(), d.name.as_str(), d.stage.as_str(), d.reason.as_str()), ("pipeline", "main", "validate", "unknown_metric"));
+        assert_eq!(s.pipelines[0].name, "main");
+        assert_eq!(s.pipelines[0].dropped_samples.total, 3.0);
+        // what `tsrelay top` reads back
+        let json = serde_json::json!({"status": "success", "data": &s}).to_string();
+        let back = crate::top::client::parse_report(json.as_bytes()).unwrap();
+        assert_eq!(back.sinks[0].sent_samples, k.sent_samples);
+    }
+}

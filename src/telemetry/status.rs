@@ -116,8 +116,15 @@ pub struct StatusStore {
     history: Mutex<VecDeque<Reading>>,
 }
 
+impl Default for StatusStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl StatusStore {
-    fn new() -> Self {
+    /// An empty store without a sampler (tests; the process uses [`store`]).
+    pub fn new() -> Self {
         StatusStore { registry: Registry::atomic(), history: Mutex::new(VecDeque::new()) }
     }
 

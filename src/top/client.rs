@@ -67,8 +67,11 @@ impl StatusClient {
             let body = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string();
             return Err(TopError::Status { url: self.url.clone(), status, body });
         }
-        serde_json::from_slice::<Envelope>(&body)
-            .map(|e| e.data)
-            .map_err(|e| TopError::Body { url: self.url.clone(), reason: e.to_string() })
+        parse_report(&body).map_err(|reason| TopError::Body { url: self.url.clone(), reason })
     }
+}
+
+/// The report out of a `GET /api/v1/status` answer body.
+pub fn parse_report(body: &[u8]) -> Result<Status, String> {
+    serde_json::from_slice::<Envelope>(body).map(|e| e.data).map_err(|e| e.to_string())
 }
