@@ -14,9 +14,8 @@ use axum::routing::get;
 use metrics::Key;
 use serde::{Deserialize, Serialize};
 
-use crate::telemetry::Health;
-use crate::telemetry::names::*;
 use crate::telemetry::status::{Reading, StatusStore};
+use crate::telemetry::*;
 
 /// The status report (the `data` of the answer).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -346,7 +345,10 @@ mod tests {
         assert_eq!((k.sent_samples.total, k.queue_fill_ratio), (120.0, 0.25));
         assert_eq!(s.drops.len(), 1);
         let d = &s.drops[0];
-        assert_eq!((d.scope.as_str(), d.name.as_str(), d.stage.as_str(), d.reason.as_str()), ("pipeline", "main", "validate", "unknown_metric"));
+        assert_eq!(
+            (d.scope.as_str(), d.name.as_str(), d.stage.as_str(), d.reason.as_str()),
+            ("pipeline", "main", "validate", "unknown_metric")
+        );
         assert_eq!(s.pipelines[0].name, "main");
         assert_eq!(s.pipelines[0].dropped_samples.total, 3.0);
         // what `tsrelay top` reads back

@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use metrics_util::layers::{FanoutCounter, FanoutGauge};
+use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_util::registry::{AtomicStorage, Registry};
 use parking_lot::Mutex;
 
@@ -78,7 +77,7 @@ impl<R: Recorder> Recorder for TeeRecorder<R> {
             return inner;
         }
         let mine = self.store.registry.get_or_create_counter(key, |c| Counter::from_arc(c.clone()));
-        FanoutCounter::from_counters(vec![inner, mine]).into()
+        Counter::from_arc(Arc::new(TeeCounter(inner, mine)))
     }
 
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
@@ -87,11 +86,46 @@ impl<R: Recorder> Recorder for TeeRecorder<R> {
             return inner;
         }
         let mine = self.store.registry.get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()));
-        FanoutGauge::from_gauges(vec![inner, mine]).into()
+        Gauge::from_arc(Arc::new(TeeGauge(inner, mine)))
     }
 
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
         self.inner.register_histogram(key, metadata)
+    }
+}
+
+/// A counter updating the Prometheus handle and the readable copy.
+struct TeeCounter(Counter, Counter);
+
+impl CounterFn for TeeCounter {
+    fn increment(&self, value: u64) {
+        self.0.increment(value);
+        self.1.increment(value);
+    }
+
+    fn absolute(&self, value: u64) {
+        self.0.absolute(value);
+        self.1.absolute(value);
+    }
+}
+
+/// A gauge updating the Prometheus handle and the readable copy.
+struct TeeGauge(Gauge, Gauge);
+
+impl GaugeFn for TeeGauge {
+    fn increment(&self, value: f64) {
+        self.0.increment(value);
+        self.1.increment(value);
+    }
+
+    fn decrement(&self, value: f64) {
+        self.0.decrement(value);
+        self.1.decrement(value);
+    }
+
+    fn set(&self, value: f64) {
+        self.0.set(value);
+        self.1.set(value);
     }
 }
 
