@@ -151,10 +151,11 @@ try {
     await page.locator("#key-form").waitFor({ state: "visible" });
     await shot("auth-key-form");
     await page.fill("#key-input", "tsr_wrong");
-    await page.keyboard.press("Enter");
+    await page.click('#key-form button[type="submit"]');
+    await page.waitForFunction(() => sessionStorage.getItem("tsrelay.readKey") === "tsr_wrong");
     await page.locator("#key-form").waitFor({ state: "visible" });
     await page.fill("#key-input", key);
-    await page.keyboard.press("Enter");
+    await page.click('#key-form button[type="submit"]');
     await page.waitForSelector('[data-testid="rx-total-http"]');
     check(await page.locator("#key-form").isHidden(), "the form goes once a good key is given");
     check(await page.evaluate(() => sessionStorage.getItem("tsrelay.readKey")) === key, "the key is in sessionStorage");
@@ -179,6 +180,7 @@ try {
 } catch (e) {
   try { await shot("failure-" + mode); } catch (_) { /* ignore */ }
   console.error(e.stack || String(e));
+  console.error("console errors seen: " + JSON.stringify(errors));
   process.exitCode = 1;
 } finally {
   await browser.close();

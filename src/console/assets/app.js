@@ -23,7 +23,8 @@
   class AuthNeeded extends Error {}
 
   async function api(path, options) {
-    const headers = Object.assign({}, (options && options.headers) || {});
+    // X-Requested-With: the 401 then carries no Basic challenge (no browser password prompt).
+    const headers = Object.assign({ "X-Requested-With": "XMLHttpRequest" }, (options && options.headers) || {});
     const key = sessionStorage.getItem(KEY_STORAGE);
     if (key) headers["Authorization"] = "Bearer " + key;
     const response = await fetch(path, Object.assign({}, options, { headers }));
