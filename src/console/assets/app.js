@@ -223,7 +223,11 @@
     await drawGraphs();
   }
 
+  // Bumped by every redraw: a render still in flight for an older choice draws nothing.
+  let generation = 0;
+
   async function drawGraphs() {
+    const mine = ++generation;
     while (charts.length) charts.pop().destroy();
     const list = $("#gr-list");
     const area = $("#gr-charts");
@@ -240,6 +244,7 @@
     const verdicts = await Promise.all(graphs.map((g) => api("/api/v1/graph/compile", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request(g.id)),
     }).catch((e) => ({ status: 0, body: { error: e.message } }))));
+    if (mine !== generation) return;
     graphs.forEach((g, i) => {
       const v = verdicts[i];
       const ok = v.status === 200;
@@ -255,13 +260,14 @@
     });
     for (const g of graphs) {
       const box = document.getElementById("graph-" + g.id);
-      if (!box.classList.contains("disabled")) await renderGraph(g, box);
+      if (mine !== generation) return;
+      if (!box.classList.contains("disabled")) await renderGraph(g, box, mine);
     }
   }
 
   const PALETTE = ["#2b6cb0", "#c05621", "#2f855a", "#b83280", "#6b46c1", "#c53030", "#00838f", "#975a16"];
 
-  async function renderGraph(g, box) {
+  async function renderGraph(g, box, mine) {
     let answer;
     try {
       answer = await api("/api/v1/graph/render", {
@@ -271,6 +277,7 @@
       box.append(el("p", { class: "reason", text: e.message }));
       return;
     }
+    if (mine !== generation) return;
     if (answer.status !== 200) {
       box.append(el("p", { class: "reason", role: "note", text: (answer.body && answer.body.error) || "HTTP " + answer.status }));
       return;
