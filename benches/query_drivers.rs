@@ -127,7 +127,9 @@ fn main() {
     fill_influx(&influxd, t0);
     let c: tsrelay::sinks::influxdb::InfluxdbSinkConfig =
         toml::from_str(&format!("url = \"{}\"\ndatabase = \"bench\"\n", influxd.url())).unwrap();
-    let influx = InfluxdbDriver::for_sink("influx", &c, Path::new(".")).unwrap().unwrap();
+    let influx = InfluxdbDriver::for_sink("influx", &c, &tsrelay::registry::MetricRegistry::empty(), Path::new("."))
+        .unwrap()
+        .unwrap();
     measure("influxdb 1.6", &influx, &registry, &grid, renders);
     drop(influxd);
 
@@ -139,6 +141,6 @@ fn main() {
         rrd.unix_address()
     ))
     .unwrap();
-    let rrdcached = RrdcachedDriver::for_sink("rrd", &c).unwrap();
+    let rrdcached = RrdcachedDriver::for_sink("rrd", &c, &tsrelay::registry::MetricRegistry::empty()).unwrap();
     measure("rrdcached 1.7", &rrdcached, &registry, &grid, renders);
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::fault_http::{FaultServer, Reply};
 use common::kafka::{Tansu, header, payload, send_all};
 use common::*;
 use prost::Message as _;
@@ -647,4 +648,71 @@ fn scale_out_examples_validate() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// An acknowledgement dropped unsettled is a failure: samples the pipeline
+/// still held when the shutdown timeout ran out were not delivered, so their
+/// offsets must not be committed, and a restarted consumer reads them again.
+#[test]
+fn offsets_of_samples_abandoned_at_the_shutdown_timeout_are_not_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Tansu::start(dir.path());
+    broker.create_topic("metrics", 1);
+    // The backend refuses everything at first: the sink retries and nothing settles.
+    let backend = FaultServer::start(Vec::new(), Reply::status(503));
+    let (messages, per_message) = (20usize, 5usize);
+    let records: Vec<(i32, Vec<u8>)> = (0..messages).map(|m| (0, message(m, per_message))).collect();
+    broker.produce("metrics", &records);
+
+    let config = format!(
+        "shutdown_timeout = \"2s\"\n{}\n[sinks.db]\ntype = \"influxdb\"\nurl = \"{}\"\ndatabase = \"x\"\ngzip = false\nbatch = {{ max_age_ms = 20 }}\n[pipelines.main]\nreceivers = [\"kafka\"]\nsinks = [\"db\"]\nshards = 1\n",
+        kafka_receiver(&broker.brokers(), "metrics", "commit_interval = \"200ms\""),
+        backend.url("")
+    );
+    let mut first = Tsrelay::start(dir.path(), &config);
+    wait_for(Duration::from_secs(60), "every message consumed and the backend asked", || {
+        let consumed = first.metric_sum("tsrelay_kafka_consumed_messages_total", &["topic=\"metrics\""]);
+        (consumed == messages as f64 && !backend.requests().is_empty()).then_some(())
+    });
+    // Several commit intervals pass with nothing delivered: nothing may be committed.
+    let asked = backend.requests().len();
+    wait_for(Duration::from_secs(30), "the sink retrying", || (backend.requests().len() >= asked + 2).then_some(()));
+    assert_eq!(broker.committed("tsrelay-test", "metrics", 1), vec![-1], "committed before delivery");
+
+    assert!(first.process.terminate(Duration::from_secs(30)), "tsrelay did not stop:\n{}", first.process.log_tail());
+    assert_eq!(
+        broker.committed("tsrelay-test", "metrics", 1),
+        vec![-1],
+        "offsets of samples abandoned at the shutdown timeout were committed:\n{}",
+        first.process.log_tail()
+    );
+
+    // The backend recovers; a restarted consumer reads the same messages again and delivers them.
+    backend.set_default(Reply::status(204));
+    let second = Tsrelay::start_with_file(dir.path(), &first.config_path, first.admin);
+    let delivered = || -> BTreeSet<i64> {
+        backend
+            .requests()
+            .iter()
+            .filter(|r| r.reply.contains("code: 204"))
+            .flat_map(|r| {
+                String::from_utf8_lossy(&r.body)
+                    .lines()
+                    .filter_map(|line| {
+                        let value = line.split(' ').nth(1)?.split_once('=')?.1;
+                        value.parse::<f64>().ok().map(|v| v as i64)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    wait_for(Duration::from_secs(60), "every sample delivered after the restart", || {
+        (delivered().len() == messages * per_message).then_some(())
+    });
+    assert_eq!(delivered(), (0..(messages * per_message) as i64).collect::<BTreeSet<_>>());
+    wait_for(Duration::from_secs(20), "offset 20 committed once delivered", || {
+        (broker.committed("tsrelay-test", "metrics", 1) == vec![messages as i64]).then_some(())
+    });
+    let mut second = second;
+    assert!(second.process.terminate(Duration::from_secs(20)), "tsrelay did not stop:\n{}", second.process.log_tail());
 }

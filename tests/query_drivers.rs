@@ -121,12 +121,14 @@ fn rrd_sink_toml(address: &str) -> String {
 
 fn influx_driver(toml_text: &str) -> Arc<dyn Driver> {
     let c: tsrelay::sinks::influxdb::InfluxdbSinkConfig = toml::from_str(toml_text).expect("influx sink config");
-    InfluxdbDriver::for_sink("influx", &c, Path::new(".")).expect("v1 sink").expect("driver")
+    InfluxdbDriver::for_sink("influx", &c, &tsrelay::registry::MetricRegistry::empty(), Path::new("."))
+        .expect("v1 sink")
+        .expect("driver")
 }
 
 fn rrd_driver(toml_text: &str) -> Arc<dyn Driver> {
     let c: tsrelay::sinks::rrdcached::RrdcachedSinkConfig = toml::from_str(toml_text).expect("rrd sink config");
-    RrdcachedDriver::for_sink("rrd", &c).expect("driver")
+    RrdcachedDriver::for_sink("rrd", &c, &tsrelay::registry::MetricRegistry::empty()).expect("driver")
 }
 
 /// Starts both servers and tsrelay, sends the data, waits until both sinks delivered it.

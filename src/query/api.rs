@@ -26,6 +26,8 @@ pub fn router(service: Arc<QueryService>) -> Router {
         .route("/api/v1/graphs", get(graphs))
         .route("/api/v1/graphs/{id}", get(graph))
         .route("/api/v1/backends", get(backends))
+        .route("/api/v1/catalog", get(catalog))
+        .merge(super::prom::labels::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(service)
 }
@@ -43,7 +45,7 @@ pub async fn serve(
     crate::listener::serve(listener, router(service).merge(extra), options, shutdown).await
 }
 
-fn success(data: impl Serialize) -> Response {
+pub(crate) fn success(data: impl Serialize) -> Response {
     (StatusCode::OK, axum::Json(serde_json::json!({"status": "success", "data": data}))).into_response()
 }
 
@@ -52,7 +54,7 @@ fn failure(e: &QueryError) -> Response {
     (status, axum::Json(e.body())).into_response()
 }
 
-fn finish(endpoint: &'static str, started: Instant, answer: Result<Response, QueryError>) -> Response {
+pub(crate) fn finish(endpoint: &'static str, started: Instant, answer: Result<Response, QueryError>) -> Response {
     let response = match answer {
         Ok(r) => r,
         Err(e) => {
@@ -104,4 +106,10 @@ async fn graph(State(s): State<Arc<QueryService>>, Path(id): Path<String>) -> Re
 async fn backends(State(s): State<Arc<QueryService>>) -> Response {
     let started = Instant::now();
     finish("backends", started, Ok(success(s.backends())))
+}
+
+async fn catalog(State(s): State<Arc<QueryService>>) -> Response {
+    let started = Instant::now();
+    let answer = super::catalog::catalog(&s).await;
+    finish("catalog", started, Ok(success(answer)))
 }

@@ -11,11 +11,14 @@
 //! - [`request`], [`service`], [`api`]: the render request, its orchestration
 //!   (every 4xx decided before backend I/O) and the HTTP API of `[query] listen`;
 //! - [`graphs`], [`config`]: stored graphs (`graphs_dir`) and `[query]`;
+//! - [`prom`]: the Prometheus HTTP API over any backend (`/prom/<backend>/...`);
+//! - [`catalog`]: `GET /api/v1/catalog`, the registry with what each backend holds;
 //! - [`backends`]: the driver contract ([`backends::Driver`], capabilities,
 //!   [`backends::RawResult`]) and one folder per backend.
 
 pub mod api;
 pub mod backends;
+pub mod catalog;
 pub mod config;
 pub mod discovery;
 pub mod format;
@@ -24,6 +27,7 @@ pub mod grid;
 pub mod model;
 pub mod normalize;
 pub mod plan;
+pub mod prom;
 pub mod request;
 pub mod result;
 pub mod service;

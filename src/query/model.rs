@@ -229,6 +229,16 @@ impl Matcher {
         Ok(Matcher { label: label.to_string(), op, value: value.to_string(), regex })
     }
 
+    /// A matcher from its parts (a `match[]` selector's); regexes are anchored.
+    pub fn new(label: &str, op: MatchOp, value: &str) -> Result<Matcher, String> {
+        let regex = if op.is_regex() {
+            Some(regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| format!("invalid regex {value:?}: {e}"))?)
+        } else {
+            None
+        };
+        Ok(Matcher { label: label.to_string(), op, value: value.to_string(), regex })
+    }
+
     /// Whether a series whose label `self.label` has `value` (`""` when absent) matches.
     pub fn matches(&self, value: &str) -> bool {
         match self.op {

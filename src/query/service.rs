@@ -307,6 +307,58 @@ impl QueryService {
     }
 }
 
+/// What label discovery and the catalog need from the service (DESIGN §7.2).
+impl QueryService {
+    pub fn registry(&self) -> &Arc<MetricRegistry> {
+        &self.registry
+    }
+
+    /// Every readable backend's driver, by sink name.
+    pub fn drivers(&self) -> &BTreeMap<String, Arc<dyn Driver>> {
+        &self.drivers
+    }
+
+    /// Sinks without a driver, with the reason.
+    pub fn unreadable(&self) -> &BTreeMap<String, String> {
+        &self.unreadable
+    }
+
+    /// The driver of `backend`: 404 for an unknown name, 422 `read` for a sink
+    /// without a read driver.
+    pub fn driver(&self, backend: &str) -> Result<Arc<dyn Driver>, QueryError> {
+        if let Some(d) = self.drivers.get(backend) {
+            return Ok(d.clone());
+        }
+        match self.unreadable.get(backend) {
+            Some(why) => Err(QueryError::Unsupported(Unsupported {
+                backend: backend.to_string(),
+                feature: "read".into(),
+                message: why.clone(),
+            })),
+            None => Err(QueryError::NotFound { what: "backend", name: backend.to_string() }),
+        }
+    }
+
+    /// Runs backend I/O other than a render (discovery, forwarding) in a render
+    /// slot and under `[query] timeout`, like a render.
+    pub async fn bounded<T>(
+        &self,
+        backend: &str,
+        work: impl std::future::Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, QueryError> {
+        let timeout = self.config.timeout;
+        let started = tokio::time::Instant::now();
+        let _slot = tokio::time::timeout(timeout, self.slots.acquire())
+            .await
+            .map_err(|_| QueryError::Busy { waited: timeout })?
+            .map_err(|_| QueryError::Busy { waited: Duration::ZERO })?;
+        tokio::time::timeout(timeout.saturating_sub(started.elapsed()), work)
+            .await
+            .map_err(|_| QueryError::Backend(BackendError::Timeout { backend: backend.to_string(), after: timeout }))?
+            .map_err(QueryError::Backend)
+    }
+}
+
 /// Now, in ms since the epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()

@@ -31,7 +31,16 @@
 //! exactly for a request, the driver refuses it ([`Unsupported`]) instead of
 //! returning something close; where its *storage* loses information (RRD's
 //! heartbeat), the capability table says so in `notes`.
+//!
+//! # Label discovery
+//!
+//! A driver with `label_discovery` also answers [`Driver::series`],
+//! [`Driver::label_names`] and [`Driver::label_values`] for a [`LabelQuery`]
+//! (the `match[]` selectors of the Prometheus API, time bounds, a limit), asking
+//! the backend itself (see [`discovery`]): label names are the neutral ones a
+//! render's series carry, `__name__` is the registry's metric name.
 
+pub mod discovery;
 pub mod influxdb;
 pub mod prometheus;
 pub mod rrdcached;
@@ -45,6 +54,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
+use self::discovery::no_discovery;
+pub use self::discovery::{ApiRequest, ApiResponse, Discovered, LabelQuery, SeriesLabels};
 use super::grid::TimeGrid;
 use super::model::{Across, Function};
 use super::plan::SeriesPlan;
@@ -78,7 +89,8 @@ pub struct Capabilities {
     /// `raw` on a counter returns the stored counter value (false: the backend
     /// stores a rate, e.g. RRD DERIVE, and `raw` on counters is refused).
     pub raw_counter_values: bool,
-    /// The driver can list label names and values.
+    /// The driver lists series, label names and label values
+    /// ([`Driver::series`], [`Driver::label_names`], [`Driver::label_values`]).
     pub label_discovery: bool,
     /// Declared deviations that remain inside served requests (e.g. where storage
     /// loses a bucket at the edge of a hole), in one sentence each.
@@ -229,6 +241,45 @@ pub trait Driver: Send + Sync + 'static {
         plan: &'a SeriesPlan,
         grid: &'a TimeGrid,
     ) -> BoxFuture<'a, Result<RawResult, BackendError>>;
+
+    /// Label discovery: the label sets (`__name__` included) of the series the
+    /// query selects, at most `query.limit`. Drivers with `label_discovery` in
+    /// their table implement it; the default refuses (422 `label_discovery`).
+    fn series<'a>(&'a self, query: &'a LabelQuery) -> BoxFuture<'a, Result<Discovered<SeriesLabels>, BackendError>> {
+        let _ = query;
+        let refusal = no_discovery(self.backend(), self.capabilities().driver);
+        Box::pin(async move { Err(refusal) })
+    }
+
+    /// The label names of the selected series (every series without selectors),
+    /// `__name__` included, at most `query.limit`.
+    fn label_names<'a>(&'a self, query: &'a LabelQuery) -> BoxFuture<'a, Result<Discovered<String>, BackendError>> {
+        let _ = query;
+        let refusal = no_discovery(self.backend(), self.capabilities().driver);
+        Box::pin(async move { Err(refusal) })
+    }
+
+    /// The values label `name` has in the selected series, at most `query.limit`.
+    fn label_values<'a>(
+        &'a self,
+        name: &'a str,
+        query: &'a LabelQuery,
+    ) -> BoxFuture<'a, Result<Discovered<String>, BackendError>> {
+        let _ = (name, query);
+        let refusal = no_discovery(self.backend(), self.capabilities().driver);
+        Box::pin(async move { Err(refusal) })
+    }
+
+    /// Forwards a Prometheus HTTP API request unchanged, for a backend that
+    /// speaks that API itself; `None` (the default) for every other backend,
+    /// whose requests the neutral layer answers through the model.
+    fn forward_prometheus_api<'a>(
+        &'a self,
+        request: &'a ApiRequest,
+    ) -> Option<BoxFuture<'a, Result<ApiResponse, BackendError>>> {
+        let _ = request;
+        None
+    }
 }
 
 impl Capabilities {
@@ -293,13 +344,12 @@ pub fn driver_for(
     registry: &Arc<MetricRegistry>,
     base_dir: &Path,
 ) -> Option<Result<Arc<dyn Driver>, DriverConfigError>> {
-    let _ = registry;
     match sink {
         SinkConfig::PrometheusRemoteWrite(c) => {
             Some(prometheus::PrometheusDriver::from_sink(name, c, base_dir).map(|d| Arc::new(d) as Arc<dyn Driver>))
         }
-        SinkConfig::Influxdb(c) => influxdb::InfluxdbDriver::for_sink(name, c, base_dir),
-        SinkConfig::Rrdcached(c) => Some(rrdcached::RrdcachedDriver::for_sink(name, c)),
+        SinkConfig::Influxdb(c) => influxdb::InfluxdbDriver::for_sink(name, c, registry, base_dir),
+        SinkConfig::Rrdcached(c) => Some(rrdcached::RrdcachedDriver::for_sink(name, c, registry)),
         _ => None,
     }
 }

@@ -288,6 +288,10 @@ impl Discovery {
                             break 'pipelines;
                         }
                     }
+                    // A fair unlock hands the lock to an ingesting batch that
+                    // waits for it; a plain one lets this loop take it straight
+                    // back, and the batch could wait for the whole walk.
+                    parking_lot::MutexGuard::unlock_fair(guard);
                 }
             }
         }
@@ -323,7 +327,9 @@ impl Discovery {
                     };
                     partial |= p > 0;
                     for from in (0..slots).step_by(LOCK_STEP) {
-                        shard.lock().label_names_in(from..from + LOCK_STEP, &mut names);
+                        let guard = shard.lock();
+                        guard.label_names_in(from..from + LOCK_STEP, &mut names);
+                        parking_lot::MutexGuard::unlock_fair(guard);
                     }
                 }
             }
@@ -359,7 +365,9 @@ impl Discovery {
                     };
                     partial |= p > 0;
                     for from in (0..slots).step_by(LOCK_STEP) {
-                        shard.lock().label_values_in(name, from..from + LOCK_STEP, &mut values);
+                        let guard = shard.lock();
+                        guard.label_values_in(name, from..from + LOCK_STEP, &mut values);
+                        parking_lot::MutexGuard::unlock_fair(guard);
                     }
                 }
             }
@@ -620,6 +628,84 @@ mod tests {
         let mut d = Discovery::new(Arc::new(registry));
         d.add(shared);
         d
+    }
+
+    /// A discovery walk over a large shard holds the shard's lock in steps of
+    /// LOCK_STEP series, so the stateful stage that ingests into the same shard
+    /// waits for one step at most, never for the whole walk. Measured as a
+    /// ratio on the same machine (a walk under one hold against the longest
+    /// wait of the ingesting side), so a loaded machine slows both alike.
+    #[test]
+    fn a_discovery_walk_never_holds_the_shard_for_the_whole_walk() {
+        let series = 150_000usize;
+        let config = CardinalityConfig {
+            max_series: series as u64 * 2,
+            max_series_per_metric: series as u32 * 2,
+            max_label_pairs: series * 4,
+            detect_id_labels: false,
+            ..CardinalityConfig::default()
+        };
+        let shared = CardinalityShared::new("main", &config, 1);
+        let mut shard = Cardinality::new(shared.clone(), shared.new_shard());
+        let batch = |from: usize, n: usize, ts: i64| {
+            let mut samples = Vec::with_capacity(n);
+            let mut hashes = Vec::with_capacity(n);
+            for i in from..from + n {
+                let mut labels: Labels =
+                    [("__name__", "if_octets"), ("device", &format!("sw{}", i % 97)), ("port", &format!("p{i}"))]
+                        .into_iter()
+                        .collect();
+                labels.sort();
+                hashes.push(labels.series_hash());
+                samples.push(Sample::new(labels, 1.0, ts));
+            }
+            (samples, hashes)
+        };
+        for from in (0..series).step_by(10_000) {
+            let (mut samples, mut hashes) = batch(from, 10_000, 1);
+            shard.process(&mut samples, &mut hashes, &mut DropTally::default());
+        }
+        let registry = MetricRegistry::parse("metrics: []\n", std::path::Path::new("test.yaml")).unwrap();
+        let mut d = Discovery::new(Arc::new(registry));
+        d.add(shared.clone());
+        let d = Arc::new(d);
+        let walk = || d.series(None, &[selector("if_octets{port=~\"p.*9\", device!~\"sw1.\"}")], usize::MAX).unwrap();
+        let expected = walk().data.len();
+        assert!(expected > 1_000, "{expected}");
+
+        // How long the same walk takes when nothing else wants the lock: what
+        // one ingesting batch would wait if the walk held the lock throughout.
+        let started = std::time::Instant::now();
+        assert_eq!(walk().data.len(), expected);
+        let whole_walk = started.elapsed();
+
+        // The walker walks three times; ingestion goes on meanwhile (bounded
+        // in rounds), timing every batch.
+        let walks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let walker = {
+            let (d, walks) = (d.clone(), walks.clone());
+            std::thread::spawn(move || {
+                for _ in 0..3 {
+                    d.series(None, &[selector("if_octets{port=~\"p.*9\"}")], usize::MAX).unwrap();
+                    walks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        };
+        let mut longest = std::time::Duration::ZERO;
+        let mut rounds = 0;
+        while walks.load(std::sync::atomic::Ordering::Relaxed) < 3 && rounds < 100_000 {
+            let (mut samples, mut hashes) = batch(rounds % 50, 10, 2 + rounds as i64);
+            let started = std::time::Instant::now();
+            shard.process(&mut samples, &mut hashes, &mut DropTally::default());
+            longest = longest.max(started.elapsed());
+            rounds += 1;
+        }
+        walker.join().unwrap();
+        assert!(rounds > 10, "ingestion ran alongside the walks ({rounds} batches)");
+        assert!(
+            longest * 4 < whole_walk,
+            "an ingesting batch waited {longest:?}; a walk under one hold would take {whole_walk:?}"
+        );
     }
 
     #[test]

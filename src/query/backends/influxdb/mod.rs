@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod compile;
+pub mod discover;
 pub mod influxql;
 pub mod response;
 
@@ -19,11 +20,13 @@ use futures::future::BoxFuture;
 use self::client::QueryClient;
 use self::compile::{Statement, Target};
 use super::{
-    BackendError, Capabilities, Compiled, Driver, DriverConfigError, RawResult, RawSeries, StepSupport, Unsupported,
+    BackendError, Capabilities, Compiled, Discovered, Driver, DriverConfigError, LabelQuery, RawResult, RawSeries,
+    SeriesLabels, StepSupport, Unsupported,
 };
 use crate::query::grid::TimeGrid;
 use crate::query::model::{Across, Function};
 use crate::query::plan::SeriesPlan;
+use crate::registry::MetricRegistry;
 use crate::sinks::influxdb::InfluxdbSinkConfig;
 use crate::sinks::influxdb::config::ApiVersion;
 
@@ -34,6 +37,8 @@ pub struct InfluxdbDriver {
     retention_policy: Option<String>,
     client: QueryClient,
     capabilities: Capabilities,
+    /// Metric names ↔ (measurement, field), for label discovery.
+    names: discover::NameMap,
 }
 
 /// What this driver serves; the same for every InfluxDB 1.x sink.
@@ -52,6 +57,10 @@ pub fn capabilities() -> Capabilities {
             "rate and increase are computed by tsrelay from the stored samples: InfluxQL's \
              non_negative_derivative spans empty buckets and drops counter resets, which the model does not"
                 .into(),
+            "label discovery: series hold the metric's field within start/end (SELECT last ... GROUP BY *); label \
+             names and values come from InfluxDB's index (SHOW TAG KEYS/VALUES), which ignores start/end and \
+             lists the tags of the whole measurement, also of series written for other metrics' fields there"
+                .into(),
         ],
     }
 }
@@ -62,6 +71,7 @@ impl InfluxdbDriver {
     pub fn for_sink(
         name: &str,
         config: &InfluxdbSinkConfig,
+        registry: &MetricRegistry,
         base_dir: &Path,
     ) -> Option<Result<Arc<dyn Driver>, DriverConfigError>> {
         if config.api != ApiVersion::V1 {
@@ -75,6 +85,7 @@ impl InfluxdbDriver {
                     retention_policy: config.rp.clone(),
                     client,
                     capabilities: capabilities(),
+                    names: discover::NameMap::new(registry, &config.field),
                 }) as Arc<dyn Driver>
             })
             .map_err(|e| DriverConfigError { backend: name.to_string(), message: e.to_string() });
@@ -133,5 +144,21 @@ impl Driver for InfluxdbDriver {
                 .collect();
             Ok(RawResult { form: statement.form, series, warnings })
         })
+    }
+
+    fn series<'a>(&'a self, query: &'a LabelQuery) -> BoxFuture<'a, Result<Discovered<SeriesLabels>, BackendError>> {
+        Box::pin(self.discover_series(query))
+    }
+
+    fn label_names<'a>(&'a self, query: &'a LabelQuery) -> BoxFuture<'a, Result<Discovered<String>, BackendError>> {
+        Box::pin(self.discover_label_names(query))
+    }
+
+    fn label_values<'a>(
+        &'a self,
+        name: &'a str,
+        query: &'a LabelQuery,
+    ) -> BoxFuture<'a, Result<Discovered<String>, BackendError>> {
+        Box::pin(self.discover_label_values(name, query))
     }
 }

@@ -8,7 +8,8 @@
 //! ```
 //! A statement error is `{"results": [{"statement_id": 0, "error": "..."}]}`, a
 //! request error `{"error": "..."}`; a series cut by the server's
-//! `max-row-limit` carries `"partial": true`.
+//! `max-row-limit` carries `"partial": true`. `SHOW ...` answers (label
+//! discovery) have the same envelope with string columns ([`parse_tables`]).
 
 use std::collections::BTreeMap;
 
@@ -125,6 +126,64 @@ fn series(s: RawSeries) -> Result<Series, ResponseError> {
     Ok(Series { tags, points })
 }
 
+/// One series of a `SHOW ...` answer: its name (the measurement, where the
+/// statement answers per measurement), columns, and rows of strings.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Table {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// The values of column `name`, or an error naming the columns there are.
+    pub fn column(&self, name: &str) -> Result<impl Iterator<Item = &str>, ResponseError> {
+        let i = self.columns.iter().position(|c| c == name).ok_or_else(|| ResponseError::Series {
+            name: self.name.clone(),
+            message: format!("no column {name:?} in {:?}", self.columns),
+        })?;
+        Ok(self.rows.iter().filter_map(move |r| r.get(i).map(String::as_str)))
+    }
+}
+
+/// Parses the answer to one `SHOW MEASUREMENTS`, `SHOW FIELD KEYS`, `SHOW TAG
+/// KEYS`, `SHOW TAG VALUES` or `SHOW SERIES` statement: every value a string,
+/// every row as wide as the columns. `warnings` receives the server's messages.
+pub fn parse_tables(body: &[u8], warnings: &mut Vec<String>) -> Result<Vec<Table>, ResponseError> {
+    let body: Body = serde_json::from_slice(body).map_err(|e| ResponseError::Json(e.to_string()))?;
+    if let Some(e) = body.error {
+        return Err(ResponseError::Refused(e));
+    }
+    let mut out = Vec::new();
+    for result in body.results {
+        if let Some(e) = result.error {
+            return Err(ResponseError::Refused(e));
+        }
+        for m in result.messages {
+            warnings.push(format!("InfluxDB {}: {}", m.level, m.text));
+        }
+        for s in result.series {
+            let err = |message: String| ResponseError::Series { name: s.name.clone(), message };
+            if s.partial {
+                return Err(err("the server cut the answer short (max-row-limit)".into()));
+            }
+            let mut rows = Vec::with_capacity(s.values.len());
+            for (i, row) in s.values.iter().enumerate() {
+                if row.len() != s.columns.len() {
+                    return Err(err(format!("row {i} has {} values for {} columns", row.len(), s.columns.len())));
+                }
+                let row = row
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string).ok_or_else(|| err(format!("row {i}: {v} is not a string"))))
+                    .collect::<Result<Vec<String>, _>>()?;
+                rows.push(row);
+            }
+            out.push(Table { name: s.name.clone(), columns: s.columns.clone(), rows });
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +233,25 @@ mod tests {
         let mut warnings = Vec::new();
         parse(body, &mut warnings).unwrap();
         assert_eq!(warnings, vec!["InfluxDB warning: deprecated".to_string()]);
+    }
+
+    #[test]
+    fn show_answers_are_tables_of_strings() {
+        let body = br#"{"results":[{"statement_id":0,"series":[
+            {"name":"port","columns":["key","value"],"values":[["device","sw1"],["device","sw2"]]},
+            {"columns":["key"],"values":[["notags"]]}]}]}"#;
+        let t = parse_tables(body, &mut Vec::new()).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].name, "port");
+        assert_eq!(t[0].column("value").unwrap().collect::<Vec<_>>(), ["sw1", "sw2"]);
+        assert!(t[0].column("nope").is_err());
+        assert_eq!(t[1].column("key").unwrap().collect::<Vec<_>>(), ["notags"]);
+        assert_eq!(parse_tables(br#"{"results":[{"statement_id":0}]}"#, &mut Vec::new()).unwrap(), vec![]);
+        let ragged = br#"{"results":[{"series":[{"name":"m","columns":["a","b"],"values":[["x"]]}]}]}"#;
+        assert!(matches!(parse_tables(ragged, &mut Vec::new()), Err(ResponseError::Series { .. })));
+        let number = br#"{"results":[{"series":[{"name":"m","columns":["a"],"values":[[1]]}]}]}"#;
+        assert!(matches!(parse_tables(number, &mut Vec::new()), Err(ResponseError::Series { .. })));
+        let refused = br#"{"results":[{"statement_id":0,"error":"database not found: x"}]}"#;
+        assert!(matches!(parse_tables(refused, &mut Vec::new()), Err(ResponseError::Refused(_))));
     }
 }

@@ -6,16 +6,21 @@
 //! file the client and the capability table.
 
 pub mod compile;
+pub mod discover;
 pub mod parse;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use reqwest::Url;
 use reqwest::header::HeaderMap;
 
-use super::{BackendError, Capabilities, Compiled, Driver, DriverConfigError, RawResult, StepSupport, Unsupported};
+use super::{
+    ApiRequest, ApiResponse, BackendError, Capabilities, Compiled, Discovered, Driver, DriverConfigError, LabelQuery,
+    RawResult, SeriesLabels, StepSupport, Unsupported,
+};
 use crate::query::grid::TimeGrid;
 use crate::query::model::{Across, Function};
 use crate::query::plan::SeriesPlan;
@@ -32,6 +37,8 @@ pub struct PrometheusDriver {
     headers: HeaderMap,
     capabilities: Capabilities,
     requests: metrics::Counter,
+    /// The sink's request timeout (reported when a discovery request runs out of it).
+    timeout: Duration,
 }
 
 /// The capability table: everything, with `rate`/`increase` computed by tsrelay
@@ -75,7 +82,9 @@ impl PrometheusDriver {
         let resolve = |p: &Path| -> PathBuf { if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) } };
         let client = build_client(&c.request, &resolve).map_err(|e| err(e.to_string()))?;
         let headers = request_headers(&c.request, &[]).map_err(|e| err(e.to_string()))?;
-        Ok(PrometheusDriver::new(name, base, client, headers))
+        let mut driver = PrometheusDriver::new(name, base, client, headers);
+        driver.timeout = c.request.timeout;
+        Ok(driver)
     }
 
     pub fn new(backend: &str, base: Url, client: reqwest::Client, headers: HeaderMap) -> Self {
@@ -86,6 +95,7 @@ impl PrometheusDriver {
             headers,
             capabilities: capabilities(),
             requests: crate::telemetry::query_backend_requests(backend),
+            timeout: crate::sinks::common::config::defaults::timeout(),
         }
     }
 
@@ -173,6 +183,29 @@ impl Driver for PrometheusDriver {
             raw.form = compiled.form;
             Ok(raw)
         })
+    }
+
+    fn series<'a>(&'a self, query: &'a LabelQuery) -> BoxFuture<'a, Result<Discovered<SeriesLabels>, BackendError>> {
+        Box::pin(self.discover_series(query))
+    }
+
+    fn label_names<'a>(&'a self, query: &'a LabelQuery) -> BoxFuture<'a, Result<Discovered<String>, BackendError>> {
+        Box::pin(self.discover_label_names(query))
+    }
+
+    fn label_values<'a>(
+        &'a self,
+        name: &'a str,
+        query: &'a LabelQuery,
+    ) -> BoxFuture<'a, Result<Discovered<String>, BackendError>> {
+        Box::pin(self.discover_label_values(name, query))
+    }
+
+    fn forward_prometheus_api<'a>(
+        &'a self,
+        request: &'a ApiRequest,
+    ) -> Option<BoxFuture<'a, Result<ApiResponse, BackendError>>> {
+        Some(Box::pin(self.forward(request)))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Parser of the Prometheus HTTP API's JSON answers (`/api/v1/query_range`,
-//! `/api/v1/query` with a matrix result). Outside bytes: never panics, fuzzed
+//! `/api/v1/query` with a matrix result; `/api/v1/series`, `/api/v1/labels`,
+//! `/api/v1/label/<name>/values`). Outside bytes: never panics, fuzzed
 //! (`fuzz/fuzz_targets/prometheus_response.rs`).
 
 use std::collections::BTreeMap;
@@ -94,6 +95,41 @@ pub fn parse_answer(body: &[u8]) -> Result<PromAnswer, ParseError> {
     Ok(PromAnswer { series, warnings: env.warnings })
 }
 
+/// A discovery answer (`/api/v1/series`, `/api/v1/labels`,
+/// `/api/v1/label/<name>/values`): `data` is a list of `T`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListAnswer<T> {
+    pub data: Vec<T>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ListEnvelope<T> {
+    status: String,
+    #[serde(default = "Option::default")]
+    data: Option<Vec<T>>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    warnings: Vec<String>,
+}
+
+/// Parses a discovery answer: label sets (`T = BTreeMap<String, String>`) or
+/// names and values (`T = String`). Error bodies give [`ParseError::Failed`].
+pub fn parse_list<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<ListAnswer<T>, ParseError> {
+    let env: ListEnvelope<T> = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+    if env.status != "success" {
+        return Err(ParseError::Failed {
+            error_type: env.error_type.unwrap_or_else(|| "unknown".into()),
+            error: env.error.unwrap_or_else(|| format!("status {:?} without a message", env.status)),
+        });
+    }
+    // Prometheus answers `"data": null` for an empty list of label values.
+    Ok(ListAnswer { data: env.data.unwrap_or_default(), warnings: env.warnings })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +165,20 @@ mod tests {
             parse_answer(br#"{"status":"success","data":{"resultType":"matrix","result":[{"values":[[1e300,"1"]]}]}}"#);
         assert!(matches!(e, Err(ParseError::Timestamp { .. })));
         assert!(matches!(parse_answer(b"<html>"), Err(ParseError::Json(_))));
+    }
+
+    #[test]
+    fn parses_discovery_lists() {
+        let a: ListAnswer<String> = parse_list(br#"{"status":"success","data":["__name__","job"]}"#).unwrap();
+        assert_eq!(a.data, ["__name__", "job"]);
+        let a: ListAnswer<String> = parse_list(br#"{"status":"success","data":null,"warnings":["w"]}"#).unwrap();
+        assert!(a.data.is_empty() && a.warnings == ["w"]);
+        let a: ListAnswer<BTreeMap<String, String>> =
+            parse_list(br#"{"status":"success","data":[{"__name__":"up","job":"a"}]}"#).unwrap();
+        assert_eq!(a.data[0]["job"], "a");
+        let e = parse_list::<String>(br#"{"status":"error","errorType":"bad_data","error":"1:2: parse error"}"#);
+        assert_eq!(e.unwrap_err().to_string(), "query failed: bad_data: 1:2: parse error");
+        assert!(matches!(parse_list::<String>(br#"{"status":"success","data":[1]}"#), Err(ParseError::Json(_))));
+        assert!(matches!(parse_list::<String>(b"<html>"), Err(ParseError::Json(_))));
     }
 }

@@ -18,7 +18,7 @@ pub const MAX_CONNECTIONS: usize = 4;
 /// Files whose `INFO` and `FETCH` go out in one write.
 const FILES_PER_PIPELINE: usize = 64;
 
-fn client_error(backend: &str, e: ClientError) -> BackendError {
+pub(super) fn client_error(backend: &str, e: ClientError) -> BackendError {
     match e {
         ClientError::Timeout { timeout, .. } => BackendError::Timeout { backend: backend.to_string(), after: timeout },
         ClientError::Connect { address, source } => {

@@ -10,6 +10,7 @@
 
 pub mod compile;
 pub mod consolidate;
+pub mod discover;
 pub mod fetch;
 pub mod reply;
 pub mod template;
@@ -20,10 +21,14 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use self::compile::FetchPlan;
-use super::{BackendError, Capabilities, Compiled, Driver, DriverConfigError, RawResult, StepSupport, Unsupported};
+use super::{
+    BackendError, Capabilities, Compiled, Discovered, Driver, DriverConfigError, LabelQuery, RawResult, SeriesLabels,
+    StepSupport, Unsupported,
+};
 use crate::query::grid::TimeGrid;
 use crate::query::model::Function;
 use crate::query::plan::SeriesPlan;
+use crate::registry::MetricRegistry;
 use crate::sinks::rrdcached::RrdcachedSinkConfig;
 use crate::sinks::rrdcached::client::Address;
 
@@ -36,6 +41,8 @@ pub struct RrdcachedDriver {
     capabilities: Capabilities,
     /// `tsrelay_query_backend_requests_total{backend}`: one per command sent.
     requests: metrics::Counter,
+    /// The sink's path templates read backwards, for label discovery.
+    templates: discover::Templates,
 }
 
 /// What this driver serves for a sink whose files have base step `step_s`.
@@ -72,12 +79,19 @@ pub fn capabilities(step_s: u64) -> Capabilities {
             "files are read from the finest archive that reaches back to `start`; a step that archive's \
              resolution does not divide is refused"
                 .into(),
+            "label discovery: a series is a file found through the path templates (LIST, and INFO where two \
+             metrics' templates fit one path); files have no time, so start and end are not applied"
+                .into(),
         ],
     }
 }
 
 impl RrdcachedDriver {
-    pub fn for_sink(name: &str, config: &RrdcachedSinkConfig) -> Result<Arc<dyn Driver>, DriverConfigError> {
+    pub fn for_sink(
+        name: &str,
+        config: &RrdcachedSinkConfig,
+        registry: &MetricRegistry,
+    ) -> Result<Arc<dyn Driver>, DriverConfigError> {
         let address = Address::parse(&config.address)
             .map_err(|message| DriverConfigError { backend: name.to_string(), message })?;
         Ok(Arc::new(RrdcachedDriver {
@@ -86,6 +100,7 @@ impl RrdcachedDriver {
             timeout: config.timeout,
             capabilities: capabilities(config.step_secs()),
             requests: crate::telemetry::query_backend_requests(name),
+            templates: discover::Templates::new(config, registry),
             config: config.clone(),
         }))
     }
@@ -128,5 +143,21 @@ impl Driver for RrdcachedDriver {
             };
             fetch::run(&self.backend, &self.address, self.timeout, &self.requests, &fetch_plan, grid).await
         })
+    }
+
+    fn series<'a>(&'a self, query: &'a LabelQuery) -> BoxFuture<'a, Result<Discovered<SeriesLabels>, BackendError>> {
+        Box::pin(self.discover(query))
+    }
+
+    fn label_names<'a>(&'a self, query: &'a LabelQuery) -> BoxFuture<'a, Result<Discovered<String>, BackendError>> {
+        Box::pin(self.discover_label_names(query))
+    }
+
+    fn label_values<'a>(
+        &'a self,
+        name: &'a str,
+        query: &'a LabelQuery,
+    ) -> BoxFuture<'a, Result<Discovered<String>, BackendError>> {
+        Box::pin(self.discover_label_values(name, query))
     }
 }
