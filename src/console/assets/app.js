@@ -331,7 +331,7 @@
       return {
         name: m.name || m.key || m.metric, key: m.key, type: m.type || m.kind || "", unit: m.unit || "", help: m.help || m.description || "",
         graphs: (m.graphs || []).map((g) => (typeof g === "string" ? g : g.id)),
-        backends: backendsOf.map((b) => (typeof b === "string" ? b : b.name)),
+        backends: backendsOf.map((b) => (typeof b === "string" ? b : b.name || b.backend)),
         labels,
       };
     });
@@ -384,12 +384,25 @@
       el("td", {}, ...Object.entries(m.labels).map(([l, vs]) => el("button", {
         type: "button", class: "chip", title: vs.length ? vs.slice(0, 20).join(", ") : "values: ask the backend",
         text: l + (vs.length ? " (" + vs.length + ")" : ""),
-        onclick: () => { $("#ca-filter").value = l + "="; $("#ca-filter").focus(); drawCatalog(); },
+        onclick: () => { $("#ca-filter").value = l + "="; $("#ca-filter").focus(); drawCatalog(); suggestValues(m, l); },
       }))),
       m.graphs.join(", "), m.backends.join(", "),
     ]), "No metric matches.");
   }
   $("#ca-filter").addEventListener("input", drawCatalog);
+
+  // Values of a label, from a backend holding the metric (label discovery), as suggestions.
+  async function suggestValues(m, label) {
+    const backend = m.backends[0];
+    if (!backend) return;
+    const q = "?match[]=" + encodeURIComponent(m.name);
+    const answer = await api("/prom/" + encodeURIComponent(backend) + "/api/v1/label/" + encodeURIComponent(label) + "/values" + q)
+      .catch(() => null);
+    const values = (answer && answer.status === 200 && answer.body && answer.body.data) || [];
+    if (!values.length) return;
+    m.labels[label] = values;
+    $("#ca-suggest").replaceChildren(...values.slice(0, 2000).map((v) => el("option", { value: label + "=" + v })));
+  }
 
   // ---- views and keyboard -------------------------------------------------
   const loaded = { graphs: false, catalog: false };
