@@ -1,5 +1,6 @@
 //! The admin endpoint: `/metrics` (Prometheus text), `/healthz`, `/readyz`,
-//! and the discovery API (`/api/v1/...`, see [`crate::query::discovery`]).
+//! the discovery API (`/api/v1/...`, see [`crate::query::discovery`]) and
+//! `/api/v1/status` ([`crate::status`]).
 
 use std::sync::Arc;
 
@@ -25,8 +26,9 @@ pub fn router(prometheus: PrometheusHandle, health: Health, discovery: Arc<Disco
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(AdminState { prometheus, health })
+        .with_state(AdminState { prometheus, health: health.clone() })
         .merge(crate::query::discovery::router(discovery))
+        .merge(crate::status::router(health))
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {

@@ -383,7 +383,8 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let query_thread = match &config.query {
         Some(qc) => {
             let service = Arc::new(crate::query::QueryService::from_config(&loaded, qc)?);
-            let guard = guards.guard("query", "query", qc.auth, crate::auth::Scope::Read, None, Vec::new())?;
+            let console = crate::console::open_paths();
+            let guard = guards.guard("query", "query", qc.auth, crate::auth::Scope::Read, None, console)?;
             let options = listener_options(
                 &loaded,
                 "query",
@@ -397,7 +398,8 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
             let listener = bind("query", qc.listen).await?;
             addrs.query = listener.local_addr().ok();
             let listener = listener.into_std().map_err(DaemonError::QueryRuntime)?;
-            let thread = spawn_query_runtime(listener, service, options, qc.worker_threads, stop.clone())?;
+            let extra = crate::status::router(health.clone()).merge(crate::console::router());
+            let thread = spawn_query_runtime(listener, service, extra, options, qc.worker_threads, stop.clone())?;
             tracing::info!(addr = ?addrs.query, "query listener");
             Some(thread)
         }
@@ -489,6 +491,7 @@ const RECEIVER_GRACE: Duration = Duration::from_secs(2);
 fn spawn_query_runtime(
     listener: std::net::TcpListener,
     service: Arc<crate::query::QueryService>,
+    extra: axum::Router,
     options: ListenerOptions,
     threads: usize,
     stop: CancellationToken,
@@ -511,7 +514,8 @@ fn spawn_query_runtime(
                     }
                 };
                 if let Err(e) =
-                    crate::query::api::serve(listener, service, options, async move { stop.cancelled().await }).await
+                    crate::query::api::serve(listener, service, extra, options, async move { stop.cancelled().await })
+                        .await
                 {
                     tracing::error!(error = %e, "query listener stopped");
                 }

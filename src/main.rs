@@ -40,6 +40,22 @@ enum Command {
         #[command(subcommand)]
         command: GraphCommand,
     },
+    /// Live status of a running daemon in the terminal (`GET /api/v1/status`),
+    /// refreshed every second. Keys: r sort by rate, d by drops, n by name, q quit.
+    Top {
+        /// URL of a listener serving /api/v1/status: the admin endpoint (default) or the query listener.
+        #[arg(long, visible_alias = "admin", default_value = "http://127.0.0.1:9188")]
+        url: String,
+        /// A key with the `read` scope, when the listener requires one (or TSRELAY_KEY).
+        #[arg(long)]
+        key: Option<String>,
+        /// Print the report once as text and exit (no terminal UI).
+        #[arg(long)]
+        once: bool,
+        /// Initial sort: rate, drops or name.
+        #[arg(long, default_value = "rate")]
+        sort: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -176,11 +192,46 @@ fn config_path(given: Option<PathBuf>) -> Option<PathBuf> {
     given.or_else(|| Path::new(DEFAULT_CONFIG).is_file().then(|| PathBuf::from(DEFAULT_CONFIG)))
 }
 
+fn top(url: &str, key: Option<String>, once: bool, sort: &str) -> ExitCode {
+    use tsrelay::top::{SortBy, StatusClient, ui, view};
+    let sort = match sort {
+        "rate" => SortBy::Rate,
+        "drops" => SortBy::Drops,
+        "name" => SortBy::Name,
+        other => return print_err(&format!("--sort {other:?}: expected rate, drops or name")),
+    };
+    let client = match StatusClient::new(url, key) {
+        Ok(c) => c,
+        Err(e) => return print_err(&e.to_string()),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return print_err(&format!("cannot start the runtime: {e}")),
+    };
+    if once {
+        return match runtime.block_on(client.fetch()) {
+            Ok(status) => {
+                let text = view::plain(&view::tables(&status, sort));
+                let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+                ExitCode::SUCCESS
+            }
+            Err(e) => print_err(&e.to_string()),
+        };
+    }
+    match ui::run(client, runtime.handle(), sort) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => print_err(&e.to_string()),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tsrelay::telemetry::init_logging(cli.log_json);
     match cli.command {
         Command::Keys { command } => keys(command),
+        Command::Top { url, key, once, sort } => {
+            top(&url, key.or_else(|| std::env::var("TSRELAY_KEY").ok()), once, &sort)
+        }
         Command::Graph { command: GraphCommand::Render { config, graph, backend, start, end, step, format } } => {
             let loaded = match config::load(config_path(config).as_deref()) {
                 Ok(l) => l,

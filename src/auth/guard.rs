@@ -178,8 +178,25 @@ impl Guard {
                     crate::telemetry::auth_failures(&guard.inner.listener, denied.reason()).increment(1);
                 }
                 tracing::debug!(listener = %guard.inner.listener, reason = denied.reason(), "request refused: {denied}");
-                denied.response(is_grpc(req.headers()))
+                let mut resp = denied.response(is_grpc(req.headers()));
+                if from_script(req.headers()) {
+                    // A page's own fetch (the console): a Basic challenge would make the
+                    // browser open its password prompt instead of letting the page ask.
+                    let unauthorized = resp.status() == StatusCode::UNAUTHORIZED;
+                    let h = resp.headers_mut();
+                    h.remove(header::WWW_AUTHENTICATE);
+                    if unauthorized {
+                        h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"tsrelay\""));
+                    }
+                }
+                resp
             }
         }
     }
+}
+
+/// `X-Requested-With: XMLHttpRequest`: the request comes from a script that asks
+/// for the key itself (the web console), not from a browser navigating.
+fn from_script(headers: &axum::http::HeaderMap) -> bool {
+    headers.get("x-requested-with").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"))
 }

@@ -34,14 +34,16 @@ pub fn router(service: Arc<QueryService>) -> Router {
 }
 
 /// Serves on the shared listener layer: timeouts, connection bounds, and
-/// the TLS and `read`-scope key check `options` carry.
+/// the TLS and `read`-scope key check `options` carry. `extra` holds the
+/// routes the daemon adds beside the query API (status, console).
 pub async fn serve(
     listener: TcpListener,
     service: Arc<QueryService>,
+    extra: Router,
     options: crate::listener::ListenerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    crate::listener::serve(listener, router(service), options, shutdown).await
+    crate::listener::serve(listener, router(service).merge(extra), options, shutdown).await
 }
 
 pub(crate) fn success(data: impl Serialize) -> Response {

@@ -48,24 +48,24 @@ pub struct SinkHealth {
 }
 
 #[derive(Serialize)]
-struct SinkReport {
-    state: &'static str,
+pub struct SinkReport {
+    pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    failing_for_seconds: Option<f64>,
+    pub failing_for_seconds: Option<f64>,
     /// When the current run of failures began (HTTP date, UTC).
     #[serde(skip_serializing_if = "Option::is_none")]
-    failing_since: Option<String>,
+    pub failing_since: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    last_error: Option<String>,
+    pub last_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    storage_error: Option<String>,
+    pub storage_error: Option<String>,
 }
 
 #[derive(Serialize)]
 pub struct HealthReport {
     ready: bool,
-    receivers: BTreeMap<String, &'static str>,
-    sinks: BTreeMap<String, SinkReport>,
+    pub receivers: BTreeMap<String, &'static str>,
+    pub sinks: BTreeMap<String, SinkReport>,
     /// Set once any task panicked (the daemon then drains and exits non-zero).
     #[serde(skip_serializing_if = "Option::is_none")]
     panic: Option<String>,

@@ -10,6 +10,7 @@ mod names;
 mod parquet;
 mod query;
 mod stages;
+pub mod status;
 mod supervise;
 
 use std::sync::OnceLock;
@@ -17,7 +18,7 @@ use std::sync::OnceLock;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-pub use health::{Health, SinkHealth, SinkState};
+pub use health::{Health, HealthReport, SinkHealth, SinkReport, SinkState};
 pub use kafka::{KafkaReceiverMetrics, KafkaTopicMetrics, kafka_produced_messages};
 pub use listener::{AdmissionMetrics, AuthMetrics, ListenerMetrics, TimeoutKind, auth_failures, tls_reloads};
 pub use names::*;
@@ -58,11 +59,21 @@ pub fn install_recorder() -> PrometheusHandle {
                         &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
                     )
                 });
-            let handle = match builder.and_then(|b| b.install_recorder()) {
-                Ok(handle) => handle,
-                // A recorder is already installed (only in tests that build
-                // several daemons in one process): render an empty, private one.
-                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            let handle = match builder {
+                Ok(b) => {
+                    let recorder = b.build_recorder();
+                    let handle = recorder.handle();
+                    match metrics::set_global_recorder(status::TeeRecorder::new(recorder, status::store())) {
+                        Ok(()) => handle,
+                        // A recorder is already installed (only in tests that build
+                        // several daemons in one process): render an empty, private one.
+                        Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "invalid histogram buckets; metrics are not recorded");
+                    PrometheusBuilder::new().build_recorder().handle()
+                }
             };
             spawn_upkeep(handle.clone(), UPKEEP_INTERVAL);
             handle
