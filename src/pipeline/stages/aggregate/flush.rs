@@ -103,7 +103,10 @@ fn merge(closed: Vec<Closed>) -> Vec<Closed> {
         }
     }
     let mut merged: Vec<Closed> = by_key.into_values().collect();
-    merged.sort_unstable_by(|a, b| a.end.cmp(&b.end).then_with(|| a.labels.as_bytes().cmp(b.labels.as_bytes())));
+    merged.sort_unstable_by(|a, b| {
+        let packed = |l: &Labels| l.packed_parts().into_iter().flatten().copied().collect::<Vec<u8>>();
+        a.end.cmp(&b.end).then_with(|| packed(&a.labels).cmp(&packed(&b.labels)))
+    });
     merged
 }
 
@@ -144,7 +147,7 @@ fn gauge(labels: Labels, value: f64, ts: i64) -> Sample {
 
 /// The group's labels with `__name__` = `<name><infix><suffix>`.
 fn renamed(labels: &Labels, name: &str, infix: &str, suffix: &str) -> Labels {
-    let mut out = Labels::with_capacity(labels.len(), labels.as_bytes().len() + infix.len() + suffix.len());
+    let mut out = Labels::with_capacity(labels.len(), labels.packed_len() + infix.len() + suffix.len());
     for l in labels.iter() {
         if l.name == METRIC_NAME_LABEL {
             out.push_with(METRIC_NAME_LABEL, &[name, infix, suffix]);

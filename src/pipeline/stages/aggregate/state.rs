@@ -157,7 +157,7 @@ impl RuleShard {
 
 /// Bytes an open bucket is charged: the fixed part and its output labels.
 pub fn bucket_charge(labels: &Labels) -> u64 {
-    super::config::FIXED_BYTES_PER_BUCKET + labels.as_bytes().len() as u64
+    super::config::FIXED_BYTES_PER_BUCKET + labels.packed_len() as u64
 }
 
 /// A rule's bounds, shared by its shards.
