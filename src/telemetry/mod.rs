@@ -22,12 +22,12 @@ pub use health::{Health, HealthReport, SinkHealth, SinkReport, SinkState};
 pub use kafka::{KafkaReceiverMetrics, KafkaTopicMetrics, kafka_produced_messages};
 pub use listener::{AdmissionMetrics, AuthMetrics, ListenerMetrics, TimeoutKind, auth_failures, tls_reloads};
 pub use names::*;
+pub use parquet::{ParquetMetrics, RollReason};
 pub use query::{
     query_backend_requests, query_cache_bytes, query_cache_evictions, query_cache_hits, query_cache_misses,
     query_request,
 };
 pub use stages::{AggregateMetrics, CardinalityMetrics, MonotonicMetrics, suspicious_label};
-pub use parquet::{ParquetMetrics, RollReason};
 pub use supervise::supervise;
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
