@@ -169,10 +169,12 @@ fn rollups_land_in_prometheus_exactly() {
     let mut relay = Tsrelay::start(dir.path(), &config(http_addr, &prom));
 
     // Counter baselines in the bucket before: the first sample of a series adds nothing.
-    let end = next_roomy_bucket(6_000);
+    // Sent just before `start`, so a slow machine can't push them past the
+    // previous bucket's lag (they would be too late and carry nothing).
+    let end = next_roomy_bucket(10_500);
     let start = end - INTERVAL_MS;
-    wait_until(start + 1);
-    let before = start; // in the previous bucket (its end), still open by lag
+    wait_until(start - 400);
+    let before = start; // the previous bucket's end: a sample 0.4 s ahead of the clock
     let api = |inst: &'static str| vec![("job", "api"), ("instance", inst)];
     let baselines = vec![s("req_total", &api("i1"), 100.0, before), s("req_total", &api("i2"), 5.0, before)];
     send(http_addr, &baselines);
