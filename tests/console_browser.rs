@@ -180,6 +180,33 @@ fn row_of<'a>(screen: &'a str, name: &str) -> Option<&'a str> {
     screen.lines().find(|l| l.trim().trim_start_matches('│').trim().starts_with(&format!("{name} ")))
 }
 
+/// What the Catalog view must show, from the registry and the data written:
+/// the counter's type, unit and help, and the values of its `device` label and
+/// of the gauge's `host` label (the golden hosts and the curl load's `ld*`).
+fn catalog_expectations(data: &Dataset) -> serde_json::Value {
+    let registry = harness::registry();
+    let counter = registry.get("golden_octets_total").expect("golden_octets_total in the golden registry");
+    let values = |metric: &str, label: &str| {
+        let mut v: Vec<String> =
+            data.series.iter().filter(|s| s.name == metric).filter_map(|s| s.labels.get(label).cloned()).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let mut hosts = values("golden_load", "host");
+    hosts.extend(["ld0", "ld1"].map(String::from));
+    serde_json::json!({
+        "metric": counter.name,
+        "type": counter.metric_type.as_str(),
+        "unit": counter.unit,
+        "help": counter.help,
+        "backends": ["influx", "prom", "rrd"],
+        "label": "device",
+        "values": values("golden_octets_total", "device"),
+        "hosts": hosts,
+    })
+}
+
 #[test]
 fn console_and_top_show_a_running_relay_and_its_graphs() {
     let node = node();
@@ -207,7 +234,9 @@ fn console_and_top_show_a_running_relay_and_its_graphs() {
     let load = CurlLoad::start(relay.http, side);
     let base = format!("http://{}", relay.query);
     let shots_arg = shots.display().to_string();
-    let findings = browse(&["views", &base, &shots_arg, "prom,influx,rrd", "rrd:golden.load.count_sum"]);
+    let expect = catalog_expectations(&data);
+    let findings =
+        browse(&["views", &base, &shots_arg, "prom,influx,rrd", "rrd:golden.load.count_sum", &expect.to_string()]);
     eprintln!("browser findings: {findings}");
 
     // the chart of each backend has the same legends (the graph is defined once)
@@ -218,7 +247,20 @@ fn console_and_top_show_a_running_relay_and_its_graphs() {
     let reason = findings["disabled"]["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("does not support") && reason.contains("count"), "{reason}");
     assert!(findings["status"]["sinks"].as_u64() >= Some(4), "{findings}");
-    for name in ["status", "status-phone", "graphs-prom", "graphs-influx", "graphs-rrd", "graphs-disabled", "catalog"] {
+    // the catalog row and the label values suggested were checked in the page against `expect`
+    assert_eq!(findings["catalog"]["row"][0], "golden_octets_total", "{findings}");
+    assert!(findings["catalog"]["suggested"]["host"].as_array().is_some_and(|v| v.len() >= 4), "{findings}");
+    for name in [
+        "status",
+        "status-phone",
+        "graphs-prom",
+        "graphs-influx",
+        "graphs-rrd",
+        "graphs-disabled",
+        "graphs-phone",
+        "catalog",
+        "catalog-phone",
+    ] {
         let f = shots.join(format!("{name}.png"));
         assert!(std::fs::metadata(&f).is_ok_and(|m| m.len() > 5000), "screenshot {}", f.display());
     }
@@ -321,6 +363,30 @@ fn console_and_top_with_a_read_key() {
         let s: serde_json::Value = http().get(&url).bearer_auth(&read).send().unwrap().json().unwrap();
         assert_eq!(s["data"]["receivers"][0]["name"], "http", "{s}");
     }
+    // 401 challenges: Bearer and Basic for clients; only Bearer for the console's own
+    // calls (X-Requested-With), so the browser does not open its password prompt
+    let challenges = |key: Option<&str>, from_script: bool| {
+        let mut req = http().get(format!("http://{query}/api/v1/catalog"));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if from_script {
+            req = req.header("X-Requested-With", "XMLHttpRequest");
+        }
+        let resp = req.send().unwrap();
+        let values: Vec<String> = resp
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .map(|v| v.to_str().unwrap().split_whitespace().next().unwrap_or_default().to_string())
+            .collect();
+        (resp.status().as_u16(), values)
+    };
+    assert_eq!(challenges(None, false), (401, vec!["Bearer".to_string(), "Basic".to_string()]));
+    assert_eq!(challenges(None, true), (401, vec!["Bearer".to_string()]));
+    assert_eq!(challenges(Some("tsr_not_a_key"), true), (401, vec!["Bearer".to_string()]));
+    assert_eq!(challenges(Some(&write), true), (403, vec![]));
+
     // the page itself needs no key; the API behind it does
     let page = http().get(format!("http://{query}/")).send().unwrap();
     assert_eq!(page.status().as_u16(), 200);
@@ -329,6 +395,10 @@ fn console_and_top_with_a_read_key() {
     let findings = browse(&["auth", &format!("http://{query}"), &shots.display().to_string(), &read]);
     eprintln!("browser findings: {findings}");
     assert_eq!(findings["auth"]["status"], "ready", "{findings}");
+    assert!(findings["auth"]["challenges"].as_array().is_some_and(|c| !c.is_empty()), "{findings}");
+    for name in ["auth-key-form", "auth-status"] {
+        assert!(shots.join(format!("{name}.png")).is_file(), "screenshot {name}");
+    }
 
     // `tsrelay top --once`: with the key the tables, without it the 401 named
     let bin = env!("CARGO_BIN_EXE_tsrelay");

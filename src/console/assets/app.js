@@ -1,6 +1,7 @@
 // tsrelay console: plain JS, no build step. Talks only to the listener that
 // served it. Views: Status (GET /api/v1/status every second), Graphs
-// (graphs, backends, compile, render), Catalog (GET /api/v1/catalog).
+// (graphs, backends, compile, render), Catalog (GET /api/v1/catalog, label
+// values from /prom/<backend>/api/v1/label/<name>/values).
 "use strict";
 
 (function () {
@@ -226,11 +227,21 @@
   // Bumped by every redraw: a render still in flight for an older choice draws nothing.
   let generation = 0;
 
+  // #gr-charts carries data-state="loading" until every chart of the latest choice is drawn ("done").
   async function drawGraphs() {
     const mine = ++generation;
+    const area = $("#gr-charts");
+    area.dataset.state = "loading";
+    try {
+      await drawGraphsOf(mine, area);
+    } finally {
+      if (mine === generation) area.dataset.state = "done";
+    }
+  }
+
+  async function drawGraphsOf(mine, area) {
     while (charts.length) charts.pop().destroy();
     const list = $("#gr-list");
-    const area = $("#gr-charts");
     list.replaceChildren();
     area.replaceChildren();
     const backend = backends.find((x) => x.name === $("#gr-backend").value);
@@ -290,9 +301,8 @@
     const xs = r.series[0].points.map((p) => p[0] / 1000);
     const data = [xs, ...r.series.map((s) => s.points.map((p) => p[1]))];
     const unit = g.unit || r.series[0].unit || "";
-    const width = Math.max(280, Math.min(box.clientWidth || 800, 1100) - 16);
     const opts = {
-      width, height: 220,
+      width: chartWidth(box), height: CHART_HEIGHT,
       series: [{}, ...r.series.map((s, i) => ({
         label: s.legend, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: false,
         value: (u, v) => (v === null || v === undefined ? "–" : num(v) + (unit ? " " + unit : "")),
@@ -304,105 +314,206 @@
     charts.push(new uPlot(opts, data, box));
   }
 
+  const CHART_HEIGHT = 220;
+  const chartWidth = (box) => Math.max(240, Math.min(box.clientWidth || 800, 1100) - 16);
+  // Charts follow the window (a phone turned, a window resized) and their view being shown again.
+  function resizeCharts() {
+    for (const c of charts) if (c.root.parentElement) c.setSize({ width: chartWidth(c.root.parentElement), height: CHART_HEIGHT });
+  }
+  let resizeQueued = false;
+  window.addEventListener("resize", () => {
+    if (resizeQueued) return;
+    resizeQueued = true;
+    requestAnimationFrame(() => { resizeQueued = false; if (current === "graphs") resizeCharts(); });
+  });
+
   $("#gr-backend").addEventListener("change", () => drawGraphs().catch(report));
   $("#gr-range").addEventListener("change", () => drawGraphs().catch(report));
   $("#gr-refresh").addEventListener("click", () => loadGraphs().catch(report));
 
   // ---- Catalog -----------------------------------------------------------
+  // GET /api/v1/catalog gives each metric's type, unit, help and, per backend
+  // holding it, its label names. The values of a label come from label
+  // discovery (/prom/<backend>/api/v1/label/<name>/values) when first asked for.
   let catalog = [];
+  let catalogBackends = [];
+  const valuesAsked = new Map(); // label → the Promise of its values being filled in
+  const MAX_SUGGESTIONS = 30;
+  const MAX_VALUE_REQUESTS = 60; // (metric, backend) pairs asked per label
+  const VALUE_LIMIT = 1000; // values asked of one backend for one metric
 
   function normalizeCatalog(data) {
-    const metrics = Array.isArray(data) ? data : (data && (data.metrics || data.catalog)) || [];
-    return metrics.map((m) => {
-      let backendsOf = m.backends || [];
-      if (!Array.isArray(backendsOf)) backendsOf = Object.entries(backendsOf).map(([name, v]) => Object.assign({ name }, v));
-      const labels = {};
-      for (const b of backendsOf) {
-        const ls = b.labels || b.label_names || [];
-        if (Array.isArray(ls)) {
-          for (const l of ls) {
-            const name = typeof l === "string" ? l : l.name;
-            labels[name] = (labels[name] || []).concat((l && l.values) || []);
-          }
+    catalogBackends = (data && data.backends) || [];
+    return ((data && data.metrics) || []).map((m) => {
+      const labels = {}; // label → values known so far
+      const holders = {}; // label → backends whose series of the metric have it
+      for (const l of m.labels || []) labels[l] = [];
+      for (const h of m.backends || []) {
+        for (const l of h.label_names || []) {
+          if (l === "__name__") continue;
+          labels[l] = labels[l] || [];
+          (holders[l] = holders[l] || []).push(h.backend);
         }
-        else for (const [l, vs] of Object.entries(ls)) labels[l] = Array.isArray(vs) ? vs : [];
       }
-      for (const l of m.labels || []) if (typeof l === "string" && !labels[l]) labels[l] = [];
       return {
-        name: m.name || m.key || m.metric, key: m.key, type: m.type || m.kind || "", unit: m.unit || "", help: m.help || m.description || "",
-        graphs: (m.graphs || []).map((g) => (typeof g === "string" ? g : g.id)),
-        backends: backendsOf.map((b) => (typeof b === "string" ? b : b.name || b.backend)),
-        labels,
+        name: m.name, key: m.key, type: m.type || "", unit: m.unit || "", help: m.help || "",
+        graphs: m.graphs || [], backends: (m.backends || []).map((h) => h.backend), labels, holders, known: {},
       };
     });
   }
 
   async function loadCatalog() {
     const answer = await api("/api/v1/catalog");
-    if (answer.status === 200 && answer.body) {
-      catalog = normalizeCatalog(answer.body.data);
-      $("#ca-source").textContent = catalog.length + " metrics from the registry (GET /api/v1/catalog).";
-    } else {
-      // Older daemons: what the graphs use, from the graph definitions.
-      const [g, b] = await Promise.all([api("/api/v1/graphs"), api("/api/v1/backends")]);
-      const defs = (g.body && g.body.data) || [];
-      const readable = ((b.body && b.body.data) || []).filter((x) => x.readable).map((x) => x.name);
-      const byMetric = new Map();
-      for (const d of defs) for (const s of d.series) {
-        const e = byMetric.get(s.metric) || { name: s.metric, type: "", unit: d.unit || "", help: "", graphs: [], backends: readable, labels: {} };
-        if (!e.graphs.includes(d.id)) e.graphs.push(d.id);
-        for (const l of s.group_by || []) e.labels[l] = e.labels[l] || [];
-        for (const [l, v] of Object.entries(s.filter || {})) (e.labels[l] = e.labels[l] || []).push(v);
-        byMetric.set(s.metric, e);
-      }
-      catalog = [...byMetric.values()];
-      $("#ca-source").textContent = "This daemon has no catalog API (GET /api/v1/catalog answered HTTP " + answer.status +
-        "): only the metrics the loaded graphs use are listed, without type or help.";
+    if (answer.status !== 200 || !answer.body) {
+      throw new Error("Catalog unavailable: GET /api/v1/catalog answered HTTP " + answer.status +
+        (answer.body && answer.body.error ? ": " + answer.body.error : ""));
     }
-    const suggestions = new Set();
-    for (const m of catalog) {
-      suggestions.add(m.name);
-      for (const [l, vs] of Object.entries(m.labels)) {
-        suggestions.add(l);
-        for (const v of vs) suggestions.add(l + "=" + v);
-      }
-    }
-    $("#ca-suggest").replaceChildren(...[...suggestions].sort().slice(0, 2000).map((s) => el("option", { value: s })));
+    catalog = normalizeCatalog(answer.body.data);
+    valuesAsked.clear();
+    const trouble = catalogBackends.filter((b) => b.error).map((b) => b.name + ": " + b.error);
+    $("#ca-source").textContent = catalog.length + " metrics from the registry (GET /api/v1/catalog); backends asked: " +
+      (catalogBackends.filter((b) => b.readable).map((b) => b.name).join(", ") || "none") +
+      (trouble.length ? ". Failed: " + trouble.join("; ") : ".");
     drawCatalog();
+    updateSuggestions();
+  }
+
+  // Fills in m.labels[label] for every metric whose series have `label`, asking each backend that holds it.
+  function loadValues(label) {
+    if (!valuesAsked.has(label)) {
+      const asked = fetchValues(label).catch((e) => { valuesAsked.delete(label); throw e; });
+      valuesAsked.set(label, asked);
+    }
+    return valuesAsked.get(label);
+  }
+
+  async function fetchValues(label) {
+    const jobs = [];
+    for (const m of catalog) for (const b of m.holders[label] || []) jobs.push([m, b]);
+    const todo = jobs.slice(0, MAX_VALUE_REQUESTS);
+    const failed = [];
+    const worker = async () => {
+      while (todo.length) {
+        const [m, backend] = todo.shift();
+        const selector = '{__name__="' + m.name.replace(/["\\]/g, "\\$&") + '"}';
+        const answer = await api("/prom/" + encodeURIComponent(backend) + "/api/v1/label/" + encodeURIComponent(label) +
+          "/values?match[]=" + encodeURIComponent(selector) + "&limit=" + VALUE_LIMIT);
+        const values = answer.status === 200 && answer.body && Array.isArray(answer.body.data) ? answer.body.data : null;
+        if (!values) { failed.push(backend + " (HTTP " + answer.status + ")"); continue; }
+        const have = new Set(m.labels[label] || []);
+        for (const v of values) have.add(String(v));
+        m.labels[label] = [...have].sort();
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+    for (const m of catalog) if (m.labels[label]) m.known[label] = true;
+    return { asked: Math.min(jobs.length, MAX_VALUE_REQUESTS), skipped: Math.max(0, jobs.length - MAX_VALUE_REQUESTS), failed };
   }
 
   function drawCatalog() {
     const q = $("#ca-filter").value.trim().toLowerCase();
-    const [ql, qv] = q.includes("=") ? q.split("=", 2) : [null, null];
+    const eq = q.indexOf("=");
+    const [ql, qv] = eq >= 0 ? [q.slice(0, eq), q.slice(eq + 1)] : [null, null];
     const match = (m) => {
       if (!q) return true;
-      if (ql !== null) return Object.entries(m.labels).some(([l, vs]) => l.toLowerCase() === ql && (!qv || vs.some((v) => String(v).toLowerCase().includes(qv))));
+      if (ql !== null) {
+        return Object.entries(m.labels).some(([l, vs]) => l.toLowerCase() === ql &&
+          (!qv || !m.known[l] || vs.some((v) => v.toLowerCase().includes(qv))));
+      }
       return [m.name, m.help, m.type, m.unit, ...Object.keys(m.labels)].some((s) => String(s || "").toLowerCase().includes(q));
     };
     fillTable($("#ca-table"), catalog.filter(match).map((m) => [
       el("td", { class: "mono", text: m.name }), m.type, m.unit, m.help,
       el("td", {}, ...Object.entries(m.labels).map(([l, vs]) => el("button", {
-        type: "button", class: "chip", title: vs.length ? vs.slice(0, 20).join(", ") : "values: ask the backend",
-        text: l + (vs.length ? " (" + vs.length + ")" : ""),
-        onclick: () => { $("#ca-filter").value = l + "="; $("#ca-filter").focus(); drawCatalog(); suggestValues(m, l); },
+        type: "button", class: "chip", "data-label": l,
+        title: m.known[l] ? vs.slice(0, 20).join(", ") + (vs.length > 20 ? ", …" : "") : "show the values of " + l,
+        text: l + (m.known[l] ? " (" + vs.length + ")" : ""),
+        onclick: () => { $("#ca-filter").value = l + "="; $("#ca-filter").focus(); drawCatalog(); updateSuggestions(); },
       }))),
       m.graphs.join(", "), m.backends.join(", "),
     ]), "No metric matches.");
   }
-  $("#ca-filter").addEventListener("input", drawCatalog);
 
-  // Values of a label, from a backend holding the metric (label discovery), as suggestions.
-  async function suggestValues(m, label) {
-    const backend = m.backends[0];
-    if (!backend) return;
-    const q = "?match[]=" + encodeURIComponent(m.name);
-    const answer = await api("/prom/" + encodeURIComponent(backend) + "/api/v1/label/" + encodeURIComponent(label) + "/values" + q)
-      .catch(() => null);
-    const values = (answer && answer.status === 200 && answer.body && answer.body.data) || [];
-    if (!values.length) return;
-    m.labels[label] = values;
-    $("#ca-suggest").replaceChildren(...values.slice(0, 2000).map((v) => el("option", { value: label + "=" + v })));
+  // Bumped by every change of the filter: an answer for an older text shows nothing.
+  let suggestGeneration = 0;
+
+  async function updateSuggestions() {
+    const mine = ++suggestGeneration;
+    const text = $("#ca-filter").value.trim();
+    const eq = text.indexOf("=");
+    const note = $("#ca-suggest-note");
+    let items = [];
+    if (!text) {
+      note.textContent = "";
+    } else if (eq > 0) {
+      const label = text.slice(0, eq);
+      const prefix = text.slice(eq + 1).toLowerCase();
+      if (!catalog.some((m) => m.labels[label])) {
+        note.textContent = "No metric has a label " + label + ".";
+      } else {
+        note.textContent = "Asking the backends for the values of " + label + "…";
+        renderSuggestions([]);
+        const done = await loadValues(label);
+        if (mine !== suggestGeneration) return;
+        const byValue = new Map();
+        for (const m of catalog) for (const v of m.labels[label] || []) byValue.set(v, (byValue.get(v) || []).concat(m.name));
+        const values = [...byValue.keys()].filter((v) => v.toLowerCase().includes(prefix))
+          .sort((a, b) => a.localeCompare(b, "en", { numeric: true }));
+        items = values.map((v) => ({ value: label + "=" + v, hint: byValue.get(v).join(", ") }));
+        note.textContent = byValue.size + " values of " + label + " (label discovery, " + done.asked + " requests" +
+          (done.skipped ? ", " + done.skipped + " metric/backend pairs not asked" : "") +
+          (done.failed.length ? "; failed: " + done.failed.join(", ") : "") + ")" +
+          (items.length > MAX_SUGGESTIONS ? "; first " + MAX_SUGGESTIONS + " of " + items.length + " shown" : "") + ".";
+        drawCatalog();
+      }
+    } else {
+      const q = text.toLowerCase();
+      const labels = new Map();
+      for (const m of catalog) {
+        if (m.name.toLowerCase().includes(q)) items.push({ value: m.name, hint: [m.type, m.unit].filter(Boolean).join(", ") });
+        for (const l of Object.keys(m.labels)) if (l.toLowerCase().includes(q)) labels.set(l, (labels.get(l) || 0) + 1);
+      }
+      for (const [l, n] of labels) items.push({ value: l + "=", hint: "label of " + n + (n === 1 ? " metric" : " metrics") });
+      note.textContent = "";
+    }
+    if (mine === suggestGeneration) renderSuggestions(items.slice(0, MAX_SUGGESTIONS));
   }
+
+  function renderSuggestions(items) {
+    $("#ca-suggest").replaceChildren(...items.map((s) => el("li", {}, el("button", {
+      type: "button", class: "suggestion", "data-value": s.value,
+      onclick: () => pickSuggestion(s.value),
+    }, el("code", { text: s.value }), s.hint ? el("span", { class: "hint", text: " " + s.hint }) : null))));
+  }
+
+  function pickSuggestion(value) {
+    const input = $("#ca-filter");
+    input.value = value;
+    input.focus();
+    drawCatalog();
+    if (value.endsWith("=")) updateSuggestions().catch(report);
+    else { ++suggestGeneration; renderSuggestions([]); $("#ca-suggest-note").textContent = ""; }
+  }
+
+  $("#ca-filter").addEventListener("input", () => { drawCatalog(); updateSuggestions().catch(report); });
+  $("#ca-filter").addEventListener("keydown", (ev) => {
+    const first = $("#ca-suggest button");
+    if (ev.key === "ArrowDown" && first) { ev.preventDefault(); first.focus(); }
+  });
+  $("#ca-suggest").addEventListener("keydown", (ev) => {
+    const buttons = [...document.querySelectorAll("#ca-suggest button")];
+    const i = buttons.indexOf(document.activeElement);
+    if (i < 0) return;
+    if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
+      ev.preventDefault();
+      const j = i + (ev.key === "ArrowDown" ? 1 : -1);
+      if (j < 0) $("#ca-filter").focus();
+      else if (j < buttons.length) buttons[j].focus();
+    } else if (ev.key === "Escape") {
+      ev.preventDefault();
+      $("#ca-filter").focus();
+    }
+  });
 
   // ---- views and keyboard -------------------------------------------------
   const loaded = { graphs: false, catalog: false };
@@ -426,7 +537,9 @@
     if (view === "status") {
       refreshStatus();
       statusTimer = setInterval(refreshStatus, 1000);
-    } else if (view === "graphs" && !loaded.graphs) {
+    } else if (view === "graphs" && loaded.graphs) {
+      resizeCharts();
+    } else if (view === "graphs") {
       loaded.graphs = true;
       loadGraphs().catch((e) => { loaded.graphs = false; report(e); });
     } else if (view === "catalog" && !loaded.catalog) {
