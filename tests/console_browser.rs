@@ -277,6 +277,10 @@ fn console_and_top_show_a_running_relay_and_its_graphs() {
         (v > 0.0 && s.contains("sorted by rate")).then_some(s)
     });
     eprintln!("top:\n{screen}");
+    // the README links this capture (the 200×60 pane without its trailing and empty lines)
+    let capture: String =
+        screen.lines().map(str::trim_end).filter(|l| !l.is_empty()).map(|l| format!("{l}\n")).collect();
+    std::fs::write(shots.join("top.txt"), capture).expect("write top.txt");
     // by rate: the busy receiver first; by drops: the one whose lines are broken; by name: alphabetical
     assert_eq!(first_row(&screen, "receiver").as_deref(), Some("http"), "{screen}");
     assert_ne!(first_row(&screen, "sink  ").as_deref(), Some("aside"), "{screen}");

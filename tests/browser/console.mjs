@@ -105,6 +105,7 @@ try {
     findings.status = { first, second, rate: await page.locator('[data-testid="rx-rate-http"]').innerText(),
       sinks: await page.locator("#st-sinks tbody tr").count() };
     check(await overflow() <= 0, "no horizontal page overflow at 1280 px: " + await overflow());
+    await page.evaluate(() => document.activeElement.blur());
     await shot("status");
 
     // Graphs: keyboard to the tab (the tabs are buttons; 2 switches views).
