@@ -29,6 +29,9 @@ const SERIES: usize = 200_000;
 const HOSTS: usize = 1_000;
 const BATCH: usize = 1000;
 
+/// Input series with their hashes, shared by the cases that feed them.
+type SeriesSet = Arc<Vec<(Labels, u64)>>;
+
 fn rules(text: &str) -> Vec<AggregateRule> {
     #[derive(serde::Deserialize)]
     struct Wrap {
@@ -51,7 +54,7 @@ fn n_rules(n: usize, selector: &str, outputs: &str) -> String {
 /// 200,000 distinct series spread over `metric_names`: series `i` is named
 /// `metric_names[i % n]`, with `host` = `host-<r % 1000>` and `core` = `r / 1000`
 /// for `r = i / n`, so each (name, host) output series folds 200,000 / n / 1,000 inputs.
-fn all_series(metric_names: &[&str]) -> Arc<Vec<(Labels, u64)>> {
+fn all_series(metric_names: &[&str]) -> SeriesSet {
     let series: Vec<(Labels, u64)> = (0..SERIES)
         .map(|i| {
             let r = i / metric_names.len();
@@ -82,7 +85,7 @@ fn bench(c: &mut Criterion) {
     let four_names = all_series(&names);
     let one_name = all_series(&["m0"]);
     let by_label = "{job=\"node\"}";
-    let mut cases: Vec<(String, String, Arc<Vec<(Labels, u64)>>)> = Vec::new();
+    let mut cases: Vec<(String, String, SeriesSet)> = Vec::new();
     for n in [1, 4, 16] {
         cases.push((format!("rules_{n}"), n_rules(n, by_label, five), four_names.clone()));
     }
