@@ -47,7 +47,7 @@ fn example_config(http_addr: std::net::SocketAddr, prom: &Prometheus, influx: &I
         (r#"interval = "1h""#.to_string(), r#"interval = "2s""#.to_string()),
         (r#"step = "1h""#.to_string(), r#"step = "2s""#.to_string()),
         // Room for a late sample on a loaded machine (the example: 30 s).
-        (r#"lag = "30s""#.to_string(), r#"lag = "3s""#.to_string()),
+        (r#"lag = "30s""#.to_string(), r#"lag = "5s""#.to_string()),
     ] {
         text = replace_once(&text, &from, &to);
     }
