@@ -1,13 +1,21 @@
-//! Render latency of the InfluxDB and rrdcached read drivers against real
-//! servers: 500 series × 288 points (a 288-minute grid at 60 s, one sample per
-//! series and minute on the minute), each render = capability check, compile,
-//! execute (all backend I/O), normalize. Prints p50/p99 wall time and the
-//! process CPU time per render (the machine is shared: CPU time is the steadier
-//! figure). Needs influxd and rrdcached (scripts/install-test-deps).
+//! Render latency of the three read drivers (Prometheus, InfluxDB 1.x,
+//! rrdcached) against real servers: 500 series × 288 points (a 288-minute grid
+//! at 60 s, `avg` of a gauge, one sample per series and minute on the minute),
+//! each render = capability check, compile, execute (all backend I/O),
+//! normalize. The data is loaded once per backend before anything is measured
+//! (Prometheus: backfilled with `promtool tsdb create-blocks-from openmetrics`;
+//! InfluxDB: line protocol on `/write`; rrdcached: `CREATE` + `UPDATE`). Prints
+//! p50/p99 wall time and this process's CPU time per render (utime + stime of
+//! every thread, `CLOCK_PROCESS_CPUTIME_ID`; the servers are other processes).
+//! The machine is shared: CPU time is the steadier figure. Needs prometheus +
+//! promtool, influxd and rrdcached (scripts/install-test-deps).
 //!
-//! `cargo bench --bench query_drivers [-- RENDERS]` (default 40 renders per backend).
+//! `cargo bench --bench query_drivers [-- RENDERS]` (default 40 renders per backend,
+//! after 2 warm-ups); a short debug check: `cargo test --bench query_drivers -- 3`.
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "common/cpu_clock.rs"]
+mod cpu_clock;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -15,9 +23,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::influxdb::Influxd;
+use common::prometheus::Prometheus;
 use common::rrdcached::Rrdcached;
+use cpu_clock::{CpuClock, cpu_time};
 use tsrelay::query::backends::Driver;
 use tsrelay::query::backends::influxdb::InfluxdbDriver;
+use tsrelay::query::backends::prometheus::PrometheusDriver;
 use tsrelay::query::backends::rrdcached::RrdcachedDriver;
 use tsrelay::query::grid::TimeGrid;
 use tsrelay::query::model::GraphDef;
@@ -29,14 +40,32 @@ const SERIES: usize = 500;
 const POINTS: i64 = 288;
 const REGISTRY: &str = "metrics:\n  - key: load\n    name: bench_load\n    type: gauge\n    labels: [host]\n";
 
+/// This process's CPU time (all threads), in seconds.
 fn cpu_seconds() -> f64 {
-    // utime + stime of this process, from /proc (clock ticks of 1/100 s).
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / 100.0
+    cpu_time(CpuClock::Process).as_secs_f64()
+}
+
+/// Backfills `dir/data` (the TSDB the Prometheus started on `dir` opens) with the
+/// same samples as the other backends get, as OpenMetrics through promtool.
+fn fill_prometheus(dir: &Path, t0: i64) {
+    let promtool = common::require_binary("promtool", common::prometheus::INSTALL_HINT);
+    let mut om = String::from("# TYPE bench_load gauge\n");
+    for s in 0..SERIES {
+        for k in 0..=POINTS {
+            om.push_str(&format!("bench_load{{host=\"h{s:03}\"}} {} {}\n", (s as i64 + k) % 17, t0 + 60 * k));
+        }
+    }
+    om.push_str("# EOF\n");
+    std::fs::create_dir_all(dir).unwrap();
+    let file = dir.join("data.om");
+    std::fs::write(&file, om).unwrap();
+    let out = std::process::Command::new(promtool)
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&file)
+        .arg(dir.join("data"))
+        .output()
+        .expect("run promtool");
+    assert!(out.status.success(), "promtool backfill failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn fill_influx(influxd: &Influxd, t0: i64) {
@@ -122,6 +151,17 @@ fn main() {
     let t0 = (now - 6 * 3600) / 3600 * 3600;
     let grid = TimeGrid::new(t0 * 1000, (t0 + 60 * POINTS) * 1000, 60_000).unwrap();
     let registry = MetricRegistry::parse(REGISTRY, Path::new("metrics.yaml")).unwrap();
+
+    fill_prometheus(&dir.path().join("prometheus"), t0);
+    let prometheus = Prometheus::start(&dir.path().join("prometheus"));
+    let prom: Arc<dyn Driver> = Arc::new(PrometheusDriver::new(
+        "prom",
+        format!("http://127.0.0.1:{}", prometheus.port).parse().unwrap(),
+        reqwest::Client::new(),
+        Default::default(),
+    ));
+    measure("prometheus 2.42", &prom, &registry, &grid, renders);
+    drop(prometheus);
 
     let influxd = Influxd::start(dir.path(), 0);
     fill_influx(&influxd, t0);

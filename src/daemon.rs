@@ -28,6 +28,8 @@ pub enum DaemonError {
     Sink(#[from] SinkBuildError),
     #[error("sink {sink}: {source}")]
     Queue { sink: String, source: QueueError },
+    #[error("pipelines.{pipeline}.aggregate: {source}")]
+    AggregateWatermark { pipeline: String, source: crate::pipeline::stages::aggregate::watermark::WatermarkError },
     #[error("{origin}: {source}")]
     MemoryBudget { origin: String, source: BudgetError },
     #[error(transparent)]
@@ -228,6 +230,10 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     for (name, p) in &config.pipelines {
         let sink_queues = p.sinks.iter().filter_map(|s| queues.get(s).cloned()).collect();
         let mut stages = stages::build(name, p, loaded.registry.clone());
+        if let Some(a) = &stages.aggregator {
+            a.restore(&data_dir)
+                .map_err(|source| DaemonError::AggregateWatermark { pipeline: name.clone(), source })?;
+        }
         stages.aggregate_sinks = p
             .aggregate
             .iter()

@@ -2,8 +2,9 @@
 //! rollups delivered by remote-write into a real Prometheus and read back
 //! with its HTTP API, checked exactly against a reference computed here.
 //! Covers counter resets, late samples within and past `lag`, `by` and
-//! `without`, `keep_input = false`, and a restart (open buckets are flushed
-//! on shutdown). Also: the shipped rollup example passes `tsrelay validate`.
+//! `without`, `keep_input = false`, and restarts (open buckets are flushed
+//! on shutdown; a bucket emitted before a restart is never emitted again).
+//! Also: the shipped rollup example passes `tsrelay validate`.
 
 mod common;
 
@@ -306,6 +307,136 @@ fn rollups_land_in_prometheus_exactly() {
         m.keys().any(|k| k.starts_with("tsrelay_aggregate_series{") && k.contains("rule=\"temps\"")).then_some(m)
     });
     assert_eq!(common::sum_metric(&m, "tsrelay_aggregate_series", &["rule=\"temps\""]), 0.0, "state starts empty");
+}
+
+/// Every `(timestamp ms, value)` Prometheus holds for `selector` in `(t − range, t]`.
+fn samples_in(prom: &Prometheus, selector: &str, range: &str, t: i64) -> Vec<(i64, f64)> {
+    let answer: serde_json::Value = http()
+        .get(format!("http://127.0.0.1:{}/api/v1/query", prom.port))
+        .query(&[("query", format!("{selector}[{range}]")), ("time", format!("{:.3}", t as f64 / 1000.0))])
+        .send()
+        .and_then(|r| r.json())
+        .unwrap();
+    assert_eq!(answer["status"], "success", "{answer}");
+    let series = answer["data"]["result"].as_array().cloned().unwrap_or_default();
+    assert!(series.len() <= 1, "{selector}: {answer}");
+    series
+        .first()
+        .and_then(|s| s["values"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|p| ((p[0].as_f64().unwrap() * 1000.0).round() as i64, p[1].as_str().unwrap().parse().unwrap()))
+        .collect()
+}
+
+/// A bucket emitted before a restart (here: on shutdown, with `flush_on_shutdown`)
+/// is never emitted again: the restarted daemon reads the rule's watermark from
+/// `data_dir` and counts replayed and late samples for it as `too_late`, even
+/// though they are well within `lag`. Checked in a real Prometheus and in the
+/// file sink's output, which keeps every line it was given.
+#[test]
+fn a_restart_never_emits_a_bucket_twice() {
+    const STEP: i64 = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let prom = Prometheus::start(&dir.path().join("prom"));
+    let http_addr = loopback(free_port());
+    let config = format!(
+        r#"
+[receivers.http]
+type = "http"
+listen = "{http_addr}"
+
+[sinks.prom]
+type = "prometheus_remote_write"
+url = "{url}"
+batch = {{ max_age_ms = 20 }}
+
+[sinks.out]
+type = "file"
+path = "{{dir}}/out.lp"
+
+[pipelines.main]
+receivers = ["http"]
+sinks = ["prom", "out"]
+
+[[pipelines.main.aggregate]]
+name = "temps"
+match = "temp"
+interval = "2s"
+lag = "1m"          # nothing closes by the clock in this test: only the watermark can refuse
+by = ["room"]
+outputs = ["sum", "count"]
+"#,
+        url = prom.write_url()
+    );
+    let mut relay = Tsrelay::start(dir.path(), &config);
+    let step_end = |ts: i64| ts + (STEP - ts.rem_euclid(STEP)) % STEP;
+    // Two buckets, both still open (lag): `prev` and `end`, the one the clock is in.
+    let end = step_end(now_ms());
+    let prev = end - STEP;
+    let a = |sensor: &'static str| vec![("room", "a"), ("sensor", sensor)];
+    let first = vec![
+        s("temp", &a("s1"), 1.5, prev - 5),
+        s("temp", &a("s1"), 2.0, end - 1999),
+        s("temp", &a("s2"), 4.0, end - 1998),
+    ];
+    send(http_addr, &first);
+    wait_for(Duration::from_secs(10), "the first run's samples folded in", || {
+        (relay.metric_sum("tsrelay_aggregate_input_samples_total", &["rule=\"temps\""]) == 3.0).then_some(())
+    });
+    // Stop: both open buckets are emitted on shutdown.
+    assert!(relay.process.terminate(Duration::from_secs(30)), "tsrelay did not stop");
+    assert_eq!(value_at(&prom, r#"temp:2s_sum{room="a"}"#, prev), Some(1.5));
+    assert_eq!(value_at(&prom, r#"temp:2s_sum{room="a"}"#, end), Some(6.0));
+    let watermark = std::fs::read_to_string(dir.path().join("data/aggregate/main.json")).unwrap();
+    assert!(watermark.contains(&format!("\"temps\":{end}")), "{watermark}");
+
+    // Restart; the first run's samples come again (a client retry, a Kafka
+    // replay), a late one for `end`, one of a room never emitted for `end`,
+    // and two for the next bucket.
+    let (config_path, admin) = (relay.config_path.clone(), relay.admin);
+    drop(relay);
+    let mut relay = Tsrelay::start_with_file(dir.path(), &config_path, admin);
+    let next = end + STEP;
+    let mut second = first.clone();
+    second.extend([
+        s("temp", &a("s2"), 8.0, end - 1000),
+        s("temp", &[("room", "b"), ("sensor", "s3")], -1.0, end - 500),
+        s("temp", &a("s1"), 3.0, end + 1),
+        s("temp", &a("s2"), 5.0, end + 2),
+    ]);
+    send(http_addr, &second);
+    let m = wait_for(Duration::from_secs(10), "the second run's samples folded in or refused", || {
+        let m = relay.metrics();
+        let folded = common::sum_metric(&m, "tsrelay_aggregate_input_samples_total", &["rule=\"temps\""]);
+        let refused = common::sum_metric(
+            &m,
+            "tsrelay_aggregate_skipped_samples_total",
+            &["rule=\"temps\"", "reason=\"too_late\""],
+        );
+        (folded + refused == 7.0).then_some(m)
+    });
+    let metric = |name: &str, labels: &[&str]| common::sum_metric(&m, name, labels);
+    assert_eq!(metric("tsrelay_aggregate_input_samples_total", &["rule=\"temps\""]), 2.0, "only the next bucket's");
+    assert_eq!(metric("tsrelay_aggregate_skipped_samples_total", &["rule=\"temps\"", "reason=\"too_late\""]), 5.0);
+    assert_eq!(metric("tsrelay_aggregate_emitted_until_timestamp_seconds", &["rule=\"temps\""]), end as f64 / 1000.0);
+    assert!(now_ms() < end + 60_000, "the replays were within lag: only the watermark refused them");
+    assert!(relay.process.terminate(Duration::from_secs(30)), "tsrelay did not stop");
+
+    // Exactly one value per bucket, the first run's for `prev` and `end`.
+    let expected_sum = vec![(prev, 1.5), (end, 6.0), (next, 8.0)];
+    let expected_count = vec![(prev, 1.0), (end, 2.0), (next, 2.0)];
+    assert_eq!(samples_in(&prom, r#"temp:2s_sum{room="a"}"#, "1m", next), expected_sum);
+    assert_eq!(samples_in(&prom, r#"temp:2s_count{room="a"}"#, "1m", next), expected_count);
+    assert!(samples_in(&prom, r#"temp:2s_sum{room="b"}"#, "1m", next).is_empty(), "a closed bucket re-opened");
+    let lines = common::read_lp_file(&dir.path().join("out.lp"));
+    let rollups = |series: &str| -> Vec<(i64, f64)> {
+        lines.iter().filter(|(s, _, _)| s == series).map(|(_, v, ts)| (ts / 1_000_000, *v)).collect()
+    };
+    assert_eq!(rollups("temp:2s_sum,room=a"), expected_sum, "the file sink got one line per bucket");
+    assert_eq!(rollups("temp:2s_count,room=a"), expected_count);
+    assert!(rollups("temp:2s_sum,room=b").is_empty());
+    assert_eq!(lines.iter().filter(|(s, _, _)| s.starts_with("temp,")).count(), 10, "raw samples: 3 + 7");
 }
 
 #[test]

@@ -252,6 +252,13 @@ async fn run_aggregate_flush(
             _ = shards_done.recv() => FlushKind::Shutdown,
         };
         let per_rule = aggregator.flush_rules(crate::model::now_ms(), kind);
+        if per_rule.iter().any(|s| !s.is_empty()) {
+            // Saved before the results leave: a crash in between loses them
+            // rather than emitting them again after the restart. A failed
+            // save is logged and counted inside; the results still leave.
+            let a = aggregator.clone();
+            let _ = tokio::task::spawn_blocking(move || a.save_watermarks()).await;
+        }
         for (samples, sinks) in per_rule.into_iter().zip(&routes) {
             if samples.is_empty() {
                 continue;

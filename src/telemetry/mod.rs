@@ -27,7 +27,9 @@ pub use query::{
     query_backend_requests, query_cache_bytes, query_cache_evictions, query_cache_hits, query_cache_misses,
     query_request,
 };
-pub use stages::{AggregateMetrics, CardinalityMetrics, MonotonicMetrics, suspicious_label};
+pub use stages::{
+    AggregateMetrics, CardinalityMetrics, MonotonicMetrics, aggregate_watermark_write_errors, suspicious_label,
+};
 pub use supervise::supervise;
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();

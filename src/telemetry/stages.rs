@@ -74,6 +74,10 @@ pub struct AggregateMetrics {
     pub output_samples: Counter,
     /// Buckets closed and emitted.
     pub flushes: Counter,
+    /// `tsrelay_aggregate_emitted_until_timestamp_seconds{pipeline,rule}`: end
+    /// of the newest bucket emitted (in this run or, read back from
+    /// `data_dir`, an earlier one); samples for buckets up to it are `too_late`.
+    pub emitted_until: Gauge,
     pipeline: String,
     rule: String,
 }
@@ -90,6 +94,7 @@ impl AggregateMetrics {
             input_samples: counter!(AGGREGATE_INPUT_SAMPLES_TOTAL, &l()),
             output_samples: counter!(AGGREGATE_OUTPUT_SAMPLES_TOTAL, &l()),
             flushes: counter!(AGGREGATE_FLUSHES_TOTAL, &l()),
+            emitted_until: gauge!(AGGREGATE_EMITTED_UNTIL_SECONDS, &l()),
             pipeline: pipeline.to_string(),
             rule: rule.to_string(),
         }
@@ -102,4 +107,11 @@ impl AggregateMetrics {
     pub fn skipped(&self, reason: super::DropReason) -> Counter {
         counter!(AGGREGATE_SKIPPED_SAMPLES_TOTAL, "pipeline" => self.pipeline.clone(), "rule" => self.rule.clone(), "reason" => reason.as_str())
     }
+}
+
+/// `tsrelay_aggregate_watermark_write_errors_total{pipeline}`: failed saves of
+/// the pipeline's aggregate watermark file (the rollups still leave; after a
+/// restart a bucket emitted since the last good save may be emitted again).
+pub fn aggregate_watermark_write_errors(pipeline: &str) -> Counter {
+    counter!(AGGREGATE_WATERMARK_WRITE_ERRORS_TOTAL, "pipeline" => pipeline.to_string())
 }

@@ -58,6 +58,9 @@ impl AggregateShared {
             for c in &merged {
                 emit(rule, c, out);
             }
+            if let Some(newest) = merged.iter().map(|c| c.end).max() {
+                self.advance(rule, newest);
+            }
             rule.limits.metrics.flushes.increment(merged.len() as u64);
             rule.limits.metrics.output_samples.increment((out.len() - before) as u64);
         }

@@ -14,6 +14,10 @@
 //! merges the partials and emits the results. Counter state (`increase`,
 //! `rate`) is per input series, which lives on one shard.
 //!
+//! Per rule, the end of the newest bucket emitted is kept in a small file
+//! under `data_dir` ([`watermark`]); a restarted daemon reads it back and
+//! treats those buckets as closed, so none is emitted twice.
+//!
 //! See docs/aggregate.md for the semantics and the accounting.
 
 mod config;
@@ -22,9 +26,12 @@ mod stage;
 mod state;
 #[cfg(test)]
 mod tests;
+pub mod watermark;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -41,6 +48,7 @@ pub use state::Acc;
 use crate::model::selector::Selector;
 use crate::telemetry::AggregateMetrics;
 use state::{RuleLimits, RuleShard};
+use watermark::{WatermarkError, WatermarkFile};
 
 /// Every rule's state in one shard.
 pub type SharedAggShard = Arc<Mutex<Vec<RuleShard>>>;
@@ -68,6 +76,15 @@ struct CompiledRule {
     counters: bool,
     values: bool,
     limits: RuleLimits,
+    /// End (ms) of the newest bucket this rule emitted, in this run or an
+    /// earlier one (`i64::MIN`: none); buckets up to it are closed for good.
+    emitted_until: AtomicI64,
+}
+
+/// Where a pipeline's watermarks are saved, and what was saved last.
+struct Saved {
+    file: WatermarkFile,
+    rules: BTreeMap<String, i64>,
 }
 
 /// The aggregate state of one pipeline, shared by its shards and its flush task.
@@ -82,6 +99,9 @@ pub struct AggregateShared {
     forget_after_secs: u32,
     epoch: Instant,
     last_sweep: Mutex<u32>,
+    /// Set by [`AggregateShared::restore`] (the daemon); without it nothing is saved.
+    saved: Mutex<Option<Saved>>,
+    watermark_write_errors: metrics::Counter,
 }
 
 impl AggregateShared {
@@ -127,6 +147,7 @@ impl AggregateShared {
                     metrics,
                 ),
                 config: r.clone(),
+                emitted_until: AtomicI64::new(i64::MIN),
             });
         }
         Arc::new(AggregateShared {
@@ -138,14 +159,82 @@ impl AggregateShared {
             forget_after_secs: forget_after.as_secs().clamp(1, u32::MAX as u64) as u32,
             epoch: Instant::now(),
             last_sweep: Mutex::new(0),
+            saved: Mutex::new(None),
+            watermark_write_errors: crate::telemetry::aggregate_watermark_write_errors(pipeline),
         })
     }
 
     /// A new shard's state, registered with the flush task.
     pub fn new_shard(&self) -> SharedAggShard {
-        let shard = Arc::new(Mutex::new(self.rules.iter().map(|_| RuleShard::new()).collect()));
+        let shard = Arc::new(Mutex::new(
+            self.rules.iter().map(|r| RuleShard::new(r.emitted_until.load(Ordering::Acquire))).collect(),
+        ));
         self.shards.lock().push(shard.clone());
         shard
+    }
+
+    /// Reads the watermarks an earlier run saved under `data_dir` (buckets up
+    /// to them stay closed: later samples for them are `too_late`), and saves
+    /// this run's there from now on. Rules are matched by name.
+    pub fn restore(&self, data_dir: &Path) -> Result<(), WatermarkError> {
+        let file = WatermarkFile::new(data_dir, &self.pipeline);
+        let rules = file.load()?;
+        for rule in &self.rules {
+            if let Some(&end) = rules.get(&rule.config.name()) {
+                self.advance(rule, end);
+                tracing::info!(
+                    pipeline = %self.pipeline,
+                    rule = %rule.config.name(),
+                    emitted_until = end,
+                    "aggregate rule resumes after the buckets an earlier run emitted"
+                );
+            }
+        }
+        let closed: Vec<i64> = self.rules.iter().map(|r| r.emitted_until.load(Ordering::Acquire)).collect();
+        for shard in self.shards.lock().iter() {
+            for (state, &end) in shard.lock().iter_mut().zip(&closed) {
+                state.closed_until = state.closed_until.max(end);
+            }
+        }
+        *self.saved.lock() = Some(Saved { file, rules });
+        Ok(())
+    }
+
+    /// Saves the watermarks if any moved since the last save (after
+    /// [`Self::restore`]; a no-op before). Blocking: it syncs a file. Call it
+    /// after [`Self::flush_rules`] and before the samples leave, so a crash can
+    /// lose a bucket's results but never emit them twice.
+    pub fn save_watermarks(&self) -> Result<(), WatermarkError> {
+        let mut saved = self.saved.lock();
+        let Some(saved) = saved.as_mut() else { return Ok(()) };
+        let now: BTreeMap<String, i64> = self
+            .rules
+            .iter()
+            .filter_map(|r| {
+                let end = r.emitted_until.load(Ordering::Acquire);
+                (end != i64::MIN).then(|| (r.config.name(), end))
+            })
+            .collect();
+        if now == saved.rules {
+            return Ok(());
+        }
+        let result = saved.file.save(&now);
+        match &result {
+            Ok(()) => saved.rules = now,
+            Err(e) => {
+                self.watermark_write_errors.increment(1);
+                tracing::error!(pipeline = %self.pipeline, error = %e, "cannot save the aggregate watermarks");
+            }
+        }
+        result
+    }
+
+    /// Moves `rule`'s watermark forward to `end`.
+    fn advance(&self, rule: &CompiledRule, end: i64) {
+        let before = rule.emitted_until.fetch_max(end, Ordering::AcqRel);
+        if end > before {
+            rule.limits.metrics.emitted_until.set(end as f64 / 1000.0);
+        }
     }
 
     pub fn rule_count(&self) -> usize {

@@ -108,8 +108,9 @@ pub struct RuleShard {
 }
 
 impl RuleShard {
-    pub fn new() -> Self {
-        RuleShard { closed_until: i64::MIN, ..Default::default() }
+    /// Empty; buckets ending at or before `closed_until` count as emitted.
+    pub fn new(closed_until: i64) -> Self {
+        RuleShard { closed_until, ..Default::default() }
     }
 
     /// Takes every bucket ending at or before `upto` into `out`, releasing

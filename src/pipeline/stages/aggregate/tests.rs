@@ -300,3 +300,59 @@ fn names_and_quantiles() {
     assert!(quantile(&[], 0.5).is_nan());
     assert_eq!(format_phi(0.99), "0.99");
 }
+
+#[test]
+fn a_restart_keeps_emitted_buckets_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+[[aggregate]]
+name = "r"
+match = "temp"
+interval = "1m"
+lag = "30s"
+outputs = ["sum"]
+
+[[aggregate]]
+name = "idle"
+match = "other"
+interval = "1m"
+outputs = ["sum"]
+"#;
+    let g = MetricKind::Gauge;
+    let t0 = 100 * MIN;
+    let now = t0 + 10_000;
+    // First run: a bucket still open when the daemon stops is emitted on shutdown.
+    let first = AggregateShared::new("p", &rules(text), std::time::Duration::from_secs(3600));
+    first.restore(dir.path()).unwrap();
+    let mut stage = Aggregate::new(first.clone(), first.new_shard());
+    run(&mut stage, now, vec![sample("temp", &[("k", "a")], 2.0, t0 + 1, g)]);
+    let out = first.flush(now, FlushKind::Shutdown);
+    assert_eq!(lines(&out), vec![format!("temp:1m_sum{{k=\"a\"}} 2 @{}", t0 + MIN)]);
+    first.save_watermarks().unwrap();
+    let saved = watermark::WatermarkFile::new(dir.path(), "p").load().unwrap();
+    assert_eq!(saved, BTreeMap::from([("r".to_string(), t0 + MIN)]), "only rules that emitted");
+
+    // Second run, same wall clock (well within `lag`): the bucket stays closed.
+    let second = AggregateShared::new("p", &rules(text), std::time::Duration::from_secs(3600));
+    second.restore(dir.path()).unwrap();
+    let mut stage = Aggregate::new(second.clone(), second.new_shard());
+    let replay = vec![
+        sample("temp", &[("k", "a")], 5.0, t0 + 2, g),
+        sample("temp", &[("k", "b")], 7.0, t0 + MIN, g), // a group never emitted: the bucket is still closed
+        sample("temp", &[("k", "a")], 3.0, t0 + MIN + 1, g), // the next bucket is open
+    ];
+    let (passed, drops) = run(&mut stage, now, replay);
+    assert_eq!(passed.len(), 3, "keep_input: the raw samples still leave");
+    assert!(drops.is_empty());
+    let out = second.flush(t0 + 3 * MIN, FlushKind::Tick);
+    assert_eq!(lines(&out), vec![format!("temp:1m_sum{{k=\"a\"}} 3 @{}", t0 + 2 * MIN)]);
+    second.save_watermarks().unwrap();
+    let saved = watermark::WatermarkFile::new(dir.path(), "p").load().unwrap();
+    assert_eq!(saved["r"], t0 + 2 * MIN);
+
+    // A damaged file stops the start, naming it.
+    std::fs::write(dir.path().join("aggregate/p.json"), b"not json").unwrap();
+    let third = AggregateShared::new("p", &rules(text), std::time::Duration::from_secs(3600));
+    let e = third.restore(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("p.json is damaged"), "{e}");
+}
