@@ -112,6 +112,29 @@ impl Rrdcached {
             .collect()
     }
 
+    /// `rrdtool flushcached` of every file under the base dir: returns once the
+    /// daemon has written the updates it held for them (it keeps them for up to
+    /// 300 s otherwise, and a read then flushes first).
+    pub fn flush_all(&self) {
+        let bin = require_binary("rrdtool", "apt-get install rrdtool");
+        let files: Vec<PathBuf> = Self::files_under(&self.base)
+            .into_iter()
+            .filter(|f| f.ends_with(".rrd"))
+            .map(|f| self.base.join(f))
+            .collect();
+        if files.is_empty() {
+            return;
+        }
+        let out = Command::new(bin)
+            .arg("flushcached")
+            .arg("--daemon")
+            .arg(self.unix_address())
+            .args(&files)
+            .output()
+            .expect("run rrdtool flushcached");
+        assert!(out.status.success(), "rrdtool flushcached: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// `rrdtool info` of a file, as text.
     pub fn info(&self, file: &str) -> String {
         let bin = require_binary("rrdtool", "apt-get install rrdtool");
