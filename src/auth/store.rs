@@ -8,8 +8,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::clock::{Clock, MonotonicClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+/// A key's token bucket, on the standard monotonic clock. Not governor's default
+/// quanta clock: its TSC readings can jump back when a thread moves between
+/// cores whose counters are not synchronized (common on VMs), and a bucket then
+/// refuses requests well inside its rate (governor issue #299; bench-auth saw
+/// 2–7 spurious 429s per run on this 2-vCPU VM).
+type KeyLimiter = RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
 use metrics::Counter;
 use parking_lot::{Mutex, RwLock};
 use subtle::ConstantTimeEq;
@@ -19,7 +28,7 @@ use crate::telemetry::AuthMetrics;
 
 /// A token bucket and its size.
 struct Bucket {
-    limiter: DefaultDirectRateLimiter,
+    limiter: KeyLimiter,
     /// `(per_second, burst)` it was built from, to keep it across reloads.
     shape: (u32, u32),
 }
@@ -28,7 +37,7 @@ impl Bucket {
     fn new(per_second: u32, burst: Option<u32>) -> Option<Arc<Bucket>> {
         let rate = NonZeroU32::new(per_second)?;
         let burst = burst.and_then(NonZeroU32::new).unwrap_or(rate);
-        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
+        let limiter = RateLimiter::direct_with_clock(Quota::per_second(rate).allow_burst(burst), MonotonicClock);
         Some(Arc::new(Bucket { limiter, shape: (rate.get(), burst.get()) }))
     }
 }
@@ -80,7 +89,7 @@ impl KeyEntry {
             RateLimited::Wait {
                 key: self.name.to_string(),
                 limit: "requests_per_second",
-                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+                retry_after: not_until.wait_time_from(MonotonicClock.now()),
             }
         })
     }
@@ -102,7 +111,7 @@ impl KeyEntry {
                 Err(RateLimited::Wait {
                     key: self.name.to_string(),
                     limit: "samples_per_second",
-                    retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+                    retry_after: not_until.wait_time_from(MonotonicClock.now()),
                 })
             }
             Err(_) => {
