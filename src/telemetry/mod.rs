@@ -30,7 +30,7 @@ pub use query::{
 pub use stages::{
     AggregateMetrics, CardinalityMetrics, MonotonicMetrics, aggregate_watermark_write_errors, suspicious_label,
 };
-pub use supervise::supervise;
+pub use supervise::{contain_panic, panic_is_contained, supervise};
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 

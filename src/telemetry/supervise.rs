@@ -14,6 +14,28 @@ use super::Health;
 
 type Watchers = Mutex<Vec<(Health, CancellationToken)>>;
 
+thread_local! {
+    /// Set while [`contain_panic`] runs a third-party parser known to panic on
+    /// some inputs: such a panic is caught and answered as bad input, so it
+    /// must neither stop the daemon nor reach other panic hooks.
+    static CONTAINED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (a call into a library that may panic on hostile input, e.g.
+/// `promql-parser` on `t offset 1e400`) and turns a panic into `None`,
+/// without reporting it as a daemon failure.
+pub fn contain_panic<T>(f: impl FnOnce() -> T) -> Option<T> {
+    let was = CONTAINED.with(|c| c.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok();
+    CONTAINED.with(|c| c.set(was));
+    result
+}
+
+/// True inside [`contain_panic`] on this thread: panic hooks return early.
+pub fn panic_is_contained() -> bool {
+    CONTAINED.with(|c| c.get())
+}
+
 fn watchers() -> &'static Watchers {
     static WATCHERS: OnceLock<Watchers> = OnceLock::new();
     WATCHERS.get_or_init(Default::default)
@@ -27,6 +49,9 @@ pub fn supervise(health: Health, stop: CancellationToken) {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            if panic_is_contained() {
+                return;
+            }
             previous(info);
             let what = info
                 .payload()

@@ -99,7 +99,9 @@ pub fn parse_selector(text: &str) -> Result<Vec<Selector>, String> {
     if text.len() > MAX_SELECTOR_BYTES {
         return Err(format!("invalid parameter \"match[]\": longer than {MAX_SELECTOR_BYTES} bytes"));
     }
-    let expr = promql_parser::parser::parse(text).map_err(|e| format!("invalid parameter \"match[]\": {e}"))?;
+    let expr = crate::telemetry::contain_panic(|| promql_parser::parser::parse(text))
+        .ok_or_else(|| format!("invalid parameter \"match[]\": the parser failed on {text:?}"))?
+        .map_err(|e| format!("invalid parameter \"match[]\": {e}"))?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(format!("invalid parameter \"match[]\": {text:?} is not a series selector"));
     };

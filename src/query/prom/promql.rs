@@ -197,10 +197,10 @@ pub fn parse(query: &str) -> Result<Expr, MapError> {
         return Err(MapError::Parse("empty query".into()));
     }
     check_size(query)?;
-    match std::panic::catch_unwind(|| parser::parse(query)) {
-        Ok(Ok(expr)) => Ok(expr),
-        Ok(Err(e)) => Err(MapError::Parse(e)),
-        Err(_) => Err(MapError::Parse("the parser failed on this input".into())),
+    match crate::telemetry::contain_panic(|| parser::parse(query)) {
+        Some(Ok(expr)) => Ok(expr),
+        Some(Err(e)) => Err(MapError::Parse(e)),
+        None => Err(MapError::Parse("the parser failed on this input (e.g. a duration out of range)".into())),
     }
 }
 
@@ -481,6 +481,15 @@ mod tests {
         assert_eq!(map_query("1 + 2 * 3", &registry()), Ok(Mapped::Scalar(7.0)));
         assert_eq!(map_query("-(2 ^ 3)", &registry()), Ok(Mapped::Scalar(-8.0)));
         assert_eq!(map_query("nope_total", &registry()), Ok(Mapped::Unknown { metric: "nope_total".into() }));
+    }
+
+    #[test]
+    fn a_parser_panic_is_a_refusal() {
+        // promql-parser panics converting an out-of-range offset to a Duration
+        // (found by the promql_mapping fuzz target); it must be a 400, not a crash.
+        let huge = format!("t offset 5{}/6m", "6".repeat(60));
+        assert!(matches!(parse(&huge), Err(MapError::Parse(_))));
+        assert!(!crate::telemetry::panic_is_contained());
     }
 
     #[test]
