@@ -115,10 +115,15 @@ async fn drop_oldest_counts_evicted_batches() {
     let o = overflow("drop_oldest").await;
     let full = sum_metric(&o.metrics, "tsrelay_dropped_samples_total", &["sink=\"stuck\"", "reason=\"queue_full\""]);
     assert!(full >= 900.0, "queue_full drops {full}"); // 1000 - at most 100 held
-    // The newest request survives whole; what went were the oldest samples
-    // not yet in the stuck request.
-    assert_eq!(from_request(&o.held, 19), 50, "{:?}", o.held);
-    assert!(from_request(&o.held, 10) == 0, "{:?}", o.held);
+    // What went were the oldest samples not yet in the stuck request: the
+    // newest request is held (whole or in part: its series reach the queue in
+    // per-shard batches that may also hold the previous requests' samples,
+    // and eviction takes whole batches), the oldest are gone (CI once kept
+    // 27 of request 19's 50).
+    assert!(from_request(&o.held, 19) > 0, "{:?}", o.held);
+    for id in 1..=5 {
+        assert_eq!(from_request(&o.held, id), 0, "request {id}: {:?}", o.held);
+    }
 }
 
 /// A sink whose backend answers 503, behind `max_samples = 1000` and
