@@ -400,6 +400,7 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
     let sender = sender.build()?;
     let sent = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
+    let reasons = Arc::new(RefusalReasons::default());
     let requests = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + args.duration;
     let per_sender_rate = args.rate as f64 / args.connections as f64;
@@ -431,6 +432,7 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
             for _ in 0..args.connections {
                 let (client, bodies, url, stamps) = (sender.clone(), bodies.clone(), url.clone(), stamps.clone());
                 let (sent, refused, requests) = (sent.clone(), refused.clone(), requests.clone());
+                let reasons = reasons.clone();
                 tasks.push(tokio::spawn(async move {
                     let t0 = Instant::now();
                     let mut mine = 0u64;
@@ -444,7 +446,8 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
                                 sent.fetch_add(body.lines, Ordering::Relaxed);
                                 mine += body.lines;
                             }
-                            _ => {
+                            answer => {
+                                reasons.note_http(&answer);
                                 refused.fetch_add(body.lines, Ordering::Relaxed);
                                 tokio::time::sleep(Duration::from_millis(50)).await;
                             }
@@ -462,6 +465,7 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
                 let mut grpc = tsrelay::proto::v1::ingest_client::IngestClient::connect(endpoint.clone()).await?;
                 let (reqs, stamps) = (reqs.clone(), stamps.clone());
                 let (sent, refused, requests) = (sent.clone(), refused.clone(), requests.clone());
+                let reasons = reasons.clone();
                 tasks.push(tokio::spawn(async move {
                     let t0 = Instant::now();
                     let mut mine = 0u64;
@@ -477,7 +481,8 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
                                 sent.fetch_add(count, Ordering::Relaxed);
                                 mine += count;
                             }
-                            Err(_) => {
+                            Err(status) => {
+                                reasons.note(format!("grpc_{:?}", status.code()));
                                 refused.fetch_add(count, Ordering::Relaxed);
                                 tokio::time::sleep(Duration::from_millis(50)).await;
                             }
@@ -537,6 +542,7 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
             for _ in 0..args.connections {
                 let (client, url, stamps, encode) = (client.clone(), url.clone(), stamps.clone(), encode.clone());
                 let (sent, refused, requests) = (sent.clone(), refused.clone(), requests.clone());
+                let reasons = reasons.clone();
                 tasks.push(tokio::spawn(async move {
                     let t0 = Instant::now();
                     let mut mine = 0u64;
@@ -555,7 +561,8 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
                                 sent.fetch_add(count, Ordering::Relaxed);
                                 mine += count;
                             }
-                            _ => {
+                            answer => {
+                                reasons.note_http(&answer);
                                 refused.fetch_add(count, Ordering::Relaxed);
                                 tokio::time::sleep(Duration::from_millis(50)).await;
                             }
@@ -575,9 +582,10 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
     // The sequence also counted each sender's final look past the deadline or limit.
     let requests = requests.load(Ordering::Relaxed).saturating_sub(args.connections as u64);
     let mut report = format!(
-        "sent {sent} samples in {elapsed:.1} s = {:.0} samples/s; refused (503/errors) {}; requests {requests}\n",
+        "sent {sent} samples in {elapsed:.1} s = {:.0} samples/s; refused {} ({}); requests {requests}\n",
         sent as f64 / elapsed,
         refused.load(Ordering::Relaxed),
+        reasons.summary(),
     );
 
     // Let the queues drain: until every accepted sample is accounted for (and
@@ -617,7 +625,11 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let mut result = format!("RESULT sent={sent} elapsed={elapsed:.3} refused={}", refused.load(Ordering::Relaxed));
+    let mut result = format!(
+        "RESULT sent={sent} elapsed={elapsed:.3} refused={} refused_requests={}",
+        refused.load(Ordering::Relaxed),
+        reasons.summary()
+    );
     if let (Some(b), Some(a)) = (&before, &after) {
         let (delivered, dropped) = (a.delivered - b.delivered, a.dropped - b.dropped);
         let _ = writeln!(report, "daemon delivered {delivered:.0} samples (per sink, summed), dropped {dropped:.0}");
@@ -871,5 +883,39 @@ mod tests {
         let (p50, n) = quantile(&before, &after, 0.5).unwrap();
         assert_eq!(n, 100.0);
         assert!((p50 - 0.03).abs() < 1e-9, "{p50}");
+    }
+}
+
+/// Refused requests counted by why: the HTTP status (`429`, `503`, …), the gRPC code,
+/// or the kind of transport error, so a benchmark can tell rate limiting from overload
+/// from a broken connection.
+#[derive(Default)]
+struct RefusalReasons(std::sync::Mutex<std::collections::BTreeMap<String, u64>>);
+
+impl RefusalReasons {
+    fn note(&self, reason: String) {
+        if let Ok(mut counts) = self.0.lock() {
+            *counts.entry(reason).or_default() += 1;
+        }
+    }
+
+    fn note_http(&self, answer: &Result<reqwest::Response, reqwest::Error>) {
+        self.note(match answer {
+            Ok(response) => response.status().as_u16().to_string(),
+            Err(e) if e.is_timeout() => "timeout".into(),
+            Err(e) if e.is_connect() => "connect".into(),
+            Err(e) if e.is_body() => "body".into(),
+            Err(e) if e.is_request() => format!("request({})", std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string()).replace([' ', ','], "_")),
+            Err(_) => "other".into(),
+        });
+    }
+
+    /// `429:3,transport:1`, or `none`.
+    fn summary(&self) -> String {
+        let counts = self.0.lock().map(|c| c.clone()).unwrap_or_default();
+        if counts.is_empty() {
+            return "none".into();
+        }
+        counts.iter().map(|(reason, n)| format!("{reason}:{n}")).collect::<Vec<_>>().join(",")
     }
 }

@@ -61,9 +61,24 @@ impl ListenerOptions {
     }
 }
 
-/// HTTP/2's usual advertised limit; receivers bound the work itself with
-/// `max_concurrent_requests`.
-const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Streams one HTTP/2 connection may have open; a client queues the rest on
+/// its side. Receivers bound the work itself with `max_concurrent_requests`.
+const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 32;
+
+/// Bytes a client may send on one HTTP/2 stream before the server reads them.
+pub(crate) const H2_STREAM_WINDOW_BYTES: u32 = 64 * 1024;
+
+/// Bytes a client may send on one HTTP/2 connection before the server reads
+/// them: room for every stream's full window at once. A smaller connection
+/// window deadlocks admission: streams waiting for a `max_concurrent_requests`
+/// turn are not read, their bodies fill the shared window, and the admitted
+/// streams can no longer receive theirs until a waiter times out with 503
+/// (measured: one refusal a second in bench-auth's TLS runs, where reqwest
+/// multiplexes four senders over one connection). Per connection this buffers
+/// at most 32 × 64 KiB = 2 MiB (hyper's default connection window is 1 MiB).
+pub(crate) fn h2_connection_window_bytes(max_concurrent_streams: u32) -> u32 {
+    H2_STREAM_WINDOW_BYTES.saturating_mul(max_concurrent_streams.max(1))
+}
 
 /// A plain or TLS socket.
 type MaybeTls =

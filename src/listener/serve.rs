@@ -123,7 +123,9 @@ fn connection_builder(options: &ListenerOptions) -> auto::Builder<TokioExecutor>
         .timer(TokioTimer::new())
         .keep_alive_interval(t.keepalive_interval)
         .keep_alive_timeout(t.keepalive_timeout)
-        .max_concurrent_streams(options.max_concurrent_streams);
+        .max_concurrent_streams(options.max_concurrent_streams)
+        .initial_stream_window_size(super::H2_STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(super::h2_connection_window_bytes(options.max_concurrent_streams));
     builder
 }
 
