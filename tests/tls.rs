@@ -322,3 +322,62 @@ fn query_listener_speaks_tls_and_wants_the_read_scope() {
     let (rc, code) = curl(&[], &format!("http://127.0.0.1:{query}/api/v1/backends"), None);
     assert!(rc != 0 || code == 0 || code == 400, "plain text answered {code}");
 }
+
+/// curl multiplexes eight 2 MB writes over one HTTP/2 connection to a receiver
+/// that admits one request at a time. The seven waiting streams are not read
+/// while they wait; if their bodies could fill the connection's flow-control
+/// window, the admitted stream could not receive the rest of its own body, and
+/// every waiter would end in 503 after `max_wait_ms`. All eight must succeed.
+#[test]
+fn http2_writes_waiting_for_a_turn_do_not_starve_the_admitted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let (http, admin) = (free_port(), loopback(free_port()));
+    let cfg = format!(
+        r#"
+[admin]
+listen = "{admin}"
+{tls}
+[receivers.http]
+type = "http"
+listen = "127.0.0.1:{http}"
+max_concurrent_requests = 1
+max_wait_ms = 5000
+{tls}
+[sinks.null]
+type = "blackhole"
+[pipelines.main]
+receivers = ["http"]
+sinks = ["null"]
+"#,
+        tls = tls(false)
+    );
+    let _t = start(dir.path(), &cfg, admin, &pki, &[]);
+
+    let (requests, lines) = (8, 40_000);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let body: String = (0..lines).map(|i| format!("h2_turns,n={i} value=1 {now}\n")).collect();
+    assert!(body.len() > 1_500_000, "each body must be larger than any flow-control window");
+    let body_path = dir.path().join("body.lp");
+    std::fs::write(&body_path, &body).unwrap();
+
+    let curl = require_binary("curl", "apt-get install curl");
+    let url = format!("https://127.0.0.1:{http}/write");
+    let mut cmd = Command::new(curl);
+    cmd.args(["-sS", "--http2", "--parallel", "--parallel-max", "8", "--max-time", "60"])
+        .args(["--cacert", &pki.path("ca.pem")])
+        .args(["--data-binary", &format!("@{}", body_path.display())])
+        .args(["-w", "%{http_code} %{http_version}\n"]);
+    for _ in 0..requests {
+        cmd.args(["-o", "/dev/null", &url]);
+    }
+    let out = cmd.output().expect("run curl");
+    let answers = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(answers.lines().filter(|a| *a == "204 2").count(), requests, "answers (status, HTTP version):\n{answers}");
+
+    let ca = pki.path("ca.pem");
+    let m = metrics(admin, &["--cacert", &ca]);
+    assert_eq!(sum_metric(&m, "tsrelay_receiver_busy_rejections_total", &[]), 0.0);
+    assert_eq!(sum_metric(&m, "tsrelay_received_samples_total", &[]), (requests * lines) as f64);
+}
