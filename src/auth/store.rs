@@ -130,7 +130,10 @@ impl KeyEntry {
 /// One loaded keys file.
 #[derive(Default)]
 struct Keys {
-    by_digest: HashMap<[u8; 32], (Arc<KeyEntry>, [u8; 32])>,
+    /// Keys by the first 8 bytes of their SHA-256; the whole digest is then
+    /// compared in constant time (a map keyed by the full digest would make
+    /// its ordinary `==` the real check).
+    by_digest_prefix: HashMap<u64, Vec<([u8; 32], Arc<KeyEntry>)>>,
     by_name: HashMap<String, Arc<KeyEntry>>,
 }
 
@@ -158,11 +161,17 @@ impl Keys {
                 rate_limited: metrics.rate_limited(&spec.name),
                 received_samples: metrics.key_received_samples(&spec.name),
             });
-            keys.by_digest.insert(digest, (entry.clone(), digest));
+            keys.by_digest_prefix.entry(digest_prefix(&digest)).or_default().push((digest, entry.clone()));
             keys.by_name.insert(spec.name.clone(), entry);
         }
         keys
     }
+}
+
+fn digest_prefix(digest: &[u8; 32]) -> u64 {
+    let mut prefix = [0u8; 8];
+    prefix.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(prefix)
 }
 
 /// The API keys of `[auth] keys_file`, re-read when the file changes and on SIGHUP.
@@ -213,15 +222,15 @@ impl KeyStore {
         self.len() == 0
     }
 
-    /// The key whose SHA-256 matches `presented`. The table is indexed by
-    /// the digest, so the time taken does not depend on the number of keys
-    /// nor on how much of a wrong key matches a right one; the final
-    /// comparison of the digests is constant-time.
+    /// The key whose SHA-256 matches `presented`. The table is indexed by a
+    /// prefix of the digest, so the time taken does not depend on the number
+    /// of keys, and what a timing can reveal is how much of a digest matches,
+    /// never of a key; the full digests are compared in constant time.
     pub fn lookup(&self, presented: &[u8]) -> Option<Principal> {
         let digest = hash_key(presented);
         let keys = self.keys.read().clone();
-        let (entry, stored) = keys.by_digest.get(&digest)?;
-        bool::from(stored.ct_eq(&digest)).then(|| entry.clone())
+        let candidates = keys.by_digest_prefix.get(&digest_prefix(&digest))?;
+        candidates.iter().find(|(stored, _)| bool::from(stored.ct_eq(&digest))).map(|(_, entry)| entry.clone())
     }
 
     /// The key named `name` (a client certificate mapped by `[auth] client_certs`).
@@ -310,6 +319,20 @@ mod tests {
         let b = s.lookup(b"key-b").expect("b");
         assert!(b.has_scope(Scope::Read) && !b.has_scope(Scope::Write));
         assert!(b.may_feed("p") && !b.may_feed("q"));
+    }
+
+    #[test]
+    fn a_digest_sharing_the_prefix_is_not_the_key() {
+        let real = hash_key(b"key-c");
+        let mut decoy = real;
+        decoy[31] ^= 1;
+        let keys = |specs: &[(&str, [u8; 32])]| {
+            let text: String = specs.iter().map(|(n, d)| format!("  - name: {n}\n    sha256: {}\n", to_hex(d))).collect();
+            KeyStore::from_file(Path::new("k.yaml"), &KeysFile::parse(&format!("keys:\n{text}")).unwrap())
+        };
+        assert!(keys(&[("decoy", decoy)]).lookup(b"key-c").is_none());
+        let both = keys(&[("decoy", decoy), ("c", real)]);
+        assert_eq!(&*both.lookup(b"key-c").expect("c").name, "c");
     }
 
     #[test]
