@@ -905,7 +905,10 @@ impl RefusalReasons {
             Err(e) if e.is_timeout() => "timeout".into(),
             Err(e) if e.is_connect() => "connect".into(),
             Err(e) if e.is_body() => "body".into(),
-            Err(e) if e.is_request() => format!("request({})", std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string()).replace([' ', ','], "_")),
+            Err(e) if e.is_request() => format!(
+                "request({})",
+                std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string()).replace([' ', ','], "_")
+            ),
             Err(_) => "other".into(),
         });
     }
