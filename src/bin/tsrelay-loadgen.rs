@@ -147,11 +147,7 @@ impl Churn {
 }
 
 impl LpBody {
-    fn stamped(&self, timestamp_ms: i64) -> Vec<u8> {
-        self.stamped_with(timestamp_ms, None)
-    }
-
-    fn stamped_with(&self, timestamp_ms: i64, churn: Option<Churn>) -> Vec<u8> {
+    fn stamped(&self, timestamp_ms: i64, churn: Option<Churn>) -> Vec<u8> {
         let digits = format!("{timestamp_ms:0width$}", width = STAMP_DIGITS);
         let mut out = self.bytes.clone();
         for &at in &self.stamp_at {
@@ -208,12 +204,8 @@ fn series_line(i: usize) -> String {
     )
 }
 
-fn build_lp_bodies(series: usize, batch: usize) -> Vec<LpBody> {
-    build_lp_bodies_with(series, batch, false)
-}
-
 /// `churn`: every line also carries a `gen` tag to be filled in per request.
-fn build_lp_bodies_with(series: usize, batch: usize, churn: bool) -> Vec<LpBody> {
+fn build_lp_bodies(series: usize, batch: usize, churn: bool) -> Vec<LpBody> {
     let empty =
         |first_series| LpBody { bytes: Vec::new(), stamp_at: Vec::new(), gen_at: Vec::new(), first_series, lines: 0 };
     let mut bodies = Vec::new();
@@ -487,7 +479,7 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
                 series: args.series,
                 started: Instant::now(),
             });
-            let bodies = Arc::new(build_lp_bodies_with(args.series, args.batch, churn.is_some()));
+            let bodies = Arc::new(build_lp_bodies(args.series, args.batch, churn.is_some()));
             let scheme = if args.tls_ca.is_some() { "https" } else { "http" };
             let url = format!("{scheme}://{}/write?precision=ms", args.target);
             for _ in 0..args.connections {
@@ -501,7 +493,7 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
                         let n = bodies.len() as u64;
                         let body = &bodies[(k % n) as usize];
                         let stamp = stamps.next((k % n) as usize).await;
-                        let stamped = body.stamped_with(stamp.stamp, churn);
+                        let stamped = body.stamped(stamp.stamp, churn);
                         match client.post(&url).body(stamped).send().await {
                             Ok(r) if r.status().is_success() => {
                                 sent.fetch_add(body.lines, Ordering::Relaxed);
@@ -898,19 +890,19 @@ mod tests {
 
     #[test]
     fn every_line_is_stamped_and_rounds_increase() {
-        let bodies = build_lp_bodies(25, 10);
+        let bodies = build_lp_bodies(25, 10, false);
         assert_eq!(bodies.iter().map(|b| b.lines).collect::<Vec<_>>(), [10, 10, 5]);
-        let text = String::from_utf8(bodies[2].stamped(1_790_000_000_123)).unwrap();
+        let text = String::from_utf8(bodies[2].stamped(1_790_000_000_123, None)).unwrap();
         assert_eq!(text.lines().count(), 5);
         assert!(text.lines().all(|l| l.ends_with(" 1790000000123")), "{text}");
     }
 
     #[test]
     fn churn_moves_the_given_share_of_series_to_a_new_generation_per_second() {
-        let bodies = build_lp_bodies_with(1000, 300, true);
+        let bodies = build_lp_bodies(1000, 300, true);
         assert_eq!(bodies.iter().map(|b| b.first_series).collect::<Vec<_>>(), [0, 300, 600, 900]);
         let churn = Churn { per_second: 0.1, series: 1000, started: Instant::now() };
-        let text = String::from_utf8(bodies[1].stamped_with(1_790_000_000_123, Some(churn))).unwrap();
+        let text = String::from_utf8(bodies[1].stamped(1_790_000_000_123, Some(churn))).unwrap();
         assert!(text.lines().all(|l| l.contains(",gen=00000000 value=") && l.ends_with(" 1790000000123")), "{text}");
         // 10 %/s: after 1 s the last 100 series (i/n ≥ 0.9) are in generation 1, after 10 s all.
         let moved = |elapsed: f64| (0..1000).filter(|&i| churn.generation(i, elapsed) == 1).count();
