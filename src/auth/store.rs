@@ -127,13 +127,16 @@ impl KeyEntry {
     }
 }
 
+/// A key's full SHA-256 and its entry.
+type DigestEntry = ([u8; 32], Arc<KeyEntry>);
+
 /// One loaded keys file.
 #[derive(Default)]
 struct Keys {
     /// Keys by the first 8 bytes of their SHA-256; the whole digest is then
     /// compared in constant time (a map keyed by the full digest would make
     /// its ordinary `==` the real check).
-    by_digest_prefix: HashMap<u64, Vec<([u8; 32], Arc<KeyEntry>)>>,
+    by_digest_prefix: HashMap<u64, Vec<DigestEntry>>,
     by_name: HashMap<String, Arc<KeyEntry>>,
 }
 
