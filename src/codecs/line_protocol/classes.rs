@@ -208,8 +208,10 @@ pub(super) fn string_escape(c: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
+    type RunEnd = fn(&[u8], usize) -> usize;
+
     /// `run_end` of every token class, by its class.
-    fn run_ends() -> [(u8, fn(&[u8], usize) -> usize); 3] {
+    fn run_ends() -> [(u8, RunEnd); 3] {
         [(MEASUREMENT, run_end::<MEASUREMENT>), (KEY, run_end::<KEY>), (FIELD_VALUE, run_end::<FIELD_VALUE>)]
     }
 
