@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::fault_http::{FaultServer, Reply};
+use common::fault_http::{FaultServer, Reply, stalled_pipeline_toml};
 use common::prometheus::Prometheus;
 use common::*;
 
@@ -210,23 +210,8 @@ type = "influx_tcp"
 listen = "{tcp}"
 precision = "s"
 
-[pipelines.main]
-receivers = ["tcp"]
-sinks = ["stalled"]
-ingest_queue_batches = 1
-shard_queue_batches = 1
-
-[sinks.stalled]
-type = "prometheus_remote_write"
-url = "{url}"
-queue = {{ type = "memory", max_samples = 2000, when_full = "block" }}
-batch = {{ max_samples = 500, max_age_ms = 20 }}
-
-[sinks.stalled.request]
-timeout = "1s"
-concurrency = 1
-"#,
-        url = backend.url("/api/v1/write")
+{stalled}"#,
+        stalled = stalled_pipeline_toml(&["tcp"], &backend.url("/api/v1/write"), 2000, 500, "1s")
     );
     let relay = Tsrelay::start(dir.path(), &config);
     const LINES: usize = 400_000;
@@ -412,23 +397,8 @@ max_datagram_bytes = 1000
 max_batch_datagrams = 1
 max_wait_ms = 5
 
-[pipelines.main]
-receivers = ["udp"]
-sinks = ["stalled"]
-ingest_queue_batches = 1
-shard_queue_batches = 1
-
-[sinks.stalled]
-type = "prometheus_remote_write"
-url = "{url}"
-queue = {{ type = "memory", max_samples = 10, when_full = "block" }}
-batch = {{ max_samples = 5, max_age_ms = 10 }}
-
-[sinks.stalled.request]
-timeout = "30s"
-concurrency = 1
-"#,
-        url = backend.url("/api/v1/write")
+{stalled}"#,
+        stalled = stalled_pipeline_toml(&["udp"], &backend.url("/api/v1/write"), 10, 5, "30s")
     );
     let relay = Tsrelay::start(dir.path(), &config);
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");

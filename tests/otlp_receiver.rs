@@ -226,23 +226,9 @@ type = "grpc"
 listen = "{grpc_addr}"
 max_wait_ms = 100
 
-[pipelines.main]
-receivers = ["http", "grpc"]
-sinks = ["stalled"]
-ingest_queue_batches = 1
-shard_queue_batches = 1
-
-[sinks.stalled]
-type = "prometheus_remote_write"
-url = "{url}"
-queue = {{ type = "memory", max_samples = 20, when_full = "block" }}
-batch = {{ max_samples = 10, max_age_ms = 10 }}
-
-[sinks.stalled.request]
-timeout = "30s"
-concurrency = 1
-"#,
-        url = backend.url("/api/v1/write")
+{stalled}"#,
+        stalled =
+            common::fault_http::stalled_pipeline_toml(&["http", "grpc"], &backend.url("/api/v1/write"), 20, 10, "30s")
     );
     let relay = Tsrelay::start(dir.path(), &config);
     // 40 calls of 10 points: the stalled pipeline holds far fewer.

@@ -388,23 +388,8 @@ type = "http"
 listen = "{listen}"
 max_wait_ms = 100
 
-[pipelines.main]
-receivers = ["http"]
-sinks = ["stalled"]
-ingest_queue_batches = 1
-shard_queue_batches = 1
-
-[sinks.stalled]
-type = "prometheus_remote_write"
-url = "{url}"
-queue = {{ type = "memory", max_samples = 20, when_full = "block" }}
-batch = {{ max_samples = 10, max_age_ms = 10 }}
-
-[sinks.stalled.request]
-timeout = "30s"
-concurrency = 1
-"#,
-        url = backend.url("/api/v1/write")
+{stalled}"#,
+        stalled = common::fault_http::stalled_pipeline_toml(&["http"], &backend.url("/api/v1/write"), 20, 10, "30s")
     );
     let relay = Tsrelay::start(dir.path(), &config);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;

@@ -374,7 +374,11 @@ sinks = ["null"]
     let out = cmd.output().expect("run curl");
     let answers = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(answers.lines().filter(|a| *a == "204 2").count(), requests, "answers (status, HTTP version):\n{answers}");
+    assert_eq!(
+        answers.lines().filter(|a| *a == "204 2").count(),
+        requests,
+        "answers (status, HTTP version):\n{answers}"
+    );
 
     let ca = pki.path("ca.pem");
     let m = metrics(admin, &["--cacert", &ca]);

@@ -327,7 +327,8 @@ mod tests {
         let mut decoy = real;
         decoy[31] ^= 1;
         let keys = |specs: &[(&str, [u8; 32])]| {
-            let text: String = specs.iter().map(|(n, d)| format!("  - name: {n}\n    sha256: {}\n", to_hex(d))).collect();
+            let text: String =
+                specs.iter().map(|(n, d)| format!("  - name: {n}\n    sha256: {}\n", to_hex(d))).collect();
             KeyStore::from_file(Path::new("k.yaml"), &KeysFile::parse(&format!("keys:\n{text}")).unwrap())
         };
         assert!(keys(&[("decoy", decoy)]).lookup(b"key-c").is_none());

@@ -73,6 +73,11 @@ struct LoadArgs {
     /// Samples per request.
     #[arg(long, default_value_t = 10_000)]
     batch: usize,
+    /// Series churn, percent of all series replaced per second (line protocol
+    /// only): each line carries a tag `gen`, and every second this share of the
+    /// series moves to its next generation, i.e. ends, and a new series begins.
+    #[arg(long, default_value_t = 0.0)]
+    churn_percent: f64,
     /// Concurrent senders.
     #[arg(long, default_value_t = 4)]
     connections: usize,
@@ -115,17 +120,46 @@ struct LpBody {
     bytes: Vec<u8>,
     /// Where each line's 13-digit millisecond timestamp starts.
     stamp_at: Vec<usize>,
+    /// With churn: where each line's `gen` tag value starts, and the series
+    /// index of the body's first line.
+    gen_at: Vec<usize>,
+    first_series: usize,
     lines: u64,
 }
 
 const STAMP_DIGITS: usize = 13;
+const GEN_DIGITS: usize = 8;
+
+/// Which generation each series is in, `elapsed` into a run with churn: series
+/// `i` of `n` moves on when `elapsed × rate + i / n` passes a whole number, so
+/// every second `rate × n` series (spread over all bodies) end and as many begin.
+#[derive(Clone, Copy)]
+struct Churn {
+    per_second: f64,
+    series: usize,
+    started: Instant,
+}
+
+impl Churn {
+    fn generation(&self, series: usize, elapsed_s: f64) -> u64 {
+        (elapsed_s * self.per_second + series as f64 / self.series as f64) as u64
+    }
+}
 
 impl LpBody {
-    fn stamped(&self, timestamp_ms: i64) -> Vec<u8> {
+    fn stamped(&self, timestamp_ms: i64, churn: Option<Churn>) -> Vec<u8> {
         let digits = format!("{timestamp_ms:0width$}", width = STAMP_DIGITS);
         let mut out = self.bytes.clone();
         for &at in &self.stamp_at {
             out[at..at + STAMP_DIGITS].copy_from_slice(&digits.as_bytes()[..STAMP_DIGITS]);
+        }
+        if let Some(churn) = churn {
+            let elapsed = churn.started.elapsed().as_secs_f64();
+            for (line, &at) in self.gen_at.iter().enumerate() {
+                let generation = churn.generation(self.first_series + line, elapsed) % 10u64.pow(GEN_DIGITS as u32);
+                let digits = format!("{generation:0width$}", width = GEN_DIGITS);
+                out[at..at + GEN_DIGITS].copy_from_slice(digits.as_bytes());
+            }
         }
         out
     }
@@ -170,18 +204,32 @@ fn series_line(i: usize) -> String {
     )
 }
 
-fn build_lp_bodies(series: usize, batch: usize) -> Vec<LpBody> {
+/// `churn`: every line also carries a `gen` tag to be filled in per request.
+fn build_lp_bodies(series: usize, batch: usize, churn: bool) -> Vec<LpBody> {
+    let empty =
+        |first_series| LpBody { bytes: Vec::new(), stamp_at: Vec::new(), gen_at: Vec::new(), first_series, lines: 0 };
     let mut bodies = Vec::new();
-    let mut body = LpBody { bytes: Vec::new(), stamp_at: Vec::new(), lines: 0 };
+    let mut body = empty(0);
     for i in 0..series {
-        body.bytes.extend_from_slice(series_line(i).as_bytes());
+        let line = series_line(i);
+        if churn {
+            let (series_key, fields) = line.split_once(' ').unwrap_or((&line, ""));
+            body.bytes.extend_from_slice(series_key.as_bytes());
+            body.bytes.extend_from_slice(b",gen=");
+            body.gen_at.push(body.bytes.len());
+            body.bytes.extend_from_slice(&[b'0'; GEN_DIGITS]);
+            body.bytes.push(b' ');
+            body.bytes.extend_from_slice(fields.as_bytes());
+        } else {
+            body.bytes.extend_from_slice(line.as_bytes());
+        }
         body.bytes.push(b' ');
         body.stamp_at.push(body.bytes.len());
         body.bytes.extend_from_slice(&[b'0'; STAMP_DIGITS]);
         body.bytes.push(b'\n');
         body.lines += 1;
         if body.lines as usize == batch {
-            bodies.push(std::mem::replace(&mut body, LpBody { bytes: Vec::new(), stamp_at: Vec::new(), lines: 0 }));
+            bodies.push(std::mem::replace(&mut body, empty(i + 1)));
         }
     }
     if body.lines > 0 {
@@ -426,7 +474,12 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     match args.format {
         Format::Lp => {
-            let bodies = Arc::new(build_lp_bodies(args.series, args.batch));
+            let churn = (args.churn_percent > 0.0).then(|| Churn {
+                per_second: args.churn_percent / 100.0,
+                series: args.series,
+                started: Instant::now(),
+            });
+            let bodies = Arc::new(build_lp_bodies(args.series, args.batch, churn.is_some()));
             let scheme = if args.tls_ca.is_some() { "https" } else { "http" };
             let url = format!("{scheme}://{}/write?precision=ms", args.target);
             for _ in 0..args.connections {
@@ -440,7 +493,7 @@ async fn load(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
                         let n = bodies.len() as u64;
                         let body = &bodies[(k % n) as usize];
                         let stamp = stamps.next((k % n) as usize).await;
-                        let stamped = body.stamped(stamp.stamp);
+                        let stamped = body.stamped(stamp.stamp, churn);
                         match client.post(&url).body(stamped).send().await {
                             Ok(r) if r.status().is_success() => {
                                 sent.fetch_add(body.lines, Ordering::Relaxed);
@@ -837,11 +890,26 @@ mod tests {
 
     #[test]
     fn every_line_is_stamped_and_rounds_increase() {
-        let bodies = build_lp_bodies(25, 10);
+        let bodies = build_lp_bodies(25, 10, false);
         assert_eq!(bodies.iter().map(|b| b.lines).collect::<Vec<_>>(), [10, 10, 5]);
-        let text = String::from_utf8(bodies[2].stamped(1_790_000_000_123)).unwrap();
+        let text = String::from_utf8(bodies[2].stamped(1_790_000_000_123, None)).unwrap();
         assert_eq!(text.lines().count(), 5);
         assert!(text.lines().all(|l| l.ends_with(" 1790000000123")), "{text}");
+    }
+
+    #[test]
+    fn churn_moves_the_given_share_of_series_to_a_new_generation_per_second() {
+        let bodies = build_lp_bodies(1000, 300, true);
+        assert_eq!(bodies.iter().map(|b| b.first_series).collect::<Vec<_>>(), [0, 300, 600, 900]);
+        let churn = Churn { per_second: 0.1, series: 1000, started: Instant::now() };
+        let text = String::from_utf8(bodies[1].stamped(1_790_000_000_123, Some(churn))).unwrap();
+        assert!(text.lines().all(|l| l.contains(",gen=00000000 value=") && l.ends_with(" 1790000000123")), "{text}");
+        // 10 %/s: after 1 s the last 100 series (i/n ≥ 0.9) are in generation 1, after 10 s all.
+        let moved = |elapsed: f64| (0..1000).filter(|&i| churn.generation(i, elapsed) == 1).count();
+        assert_eq!(moved(0.0), 0);
+        assert_eq!(moved(1.0), 100);
+        assert_eq!(moved(5.0), 500);
+        assert_eq!((0..1000).filter(|&i| churn.generation(i, 10.0) >= 1).count(), 1000);
     }
 
     #[tokio::test]
@@ -905,7 +973,10 @@ impl RefusalReasons {
             Err(e) if e.is_timeout() => "timeout".into(),
             Err(e) if e.is_connect() => "connect".into(),
             Err(e) if e.is_body() => "body".into(),
-            Err(e) if e.is_request() => format!("request({})", std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string()).replace([' ', ','], "_")),
+            Err(e) if e.is_request() => format!(
+                "request({})",
+                std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string()).replace([' ', ','], "_")
+            ),
             Err(_) => "other".into(),
         });
     }

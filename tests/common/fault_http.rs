@@ -244,3 +244,38 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(Headers, Vec<u8>)>
     }
     Some((headers, body))
 }
+
+/// A pipeline `main` from `receivers` into one remote-write sink `stalled`
+/// whose backend (`url`, usually a [`FaultServer`] answering
+/// [`Reply::Hang`]) never answers in time: queues of one batch, a sink queue
+/// of `max_samples` that blocks when full, `batch_samples` per request, one
+/// request at a time with `timeout`. The receivers' own sections are the
+/// caller's.
+pub fn stalled_pipeline_toml(
+    receivers: &[&str],
+    url: &str,
+    max_samples: usize,
+    batch_samples: usize,
+    timeout: &str,
+) -> String {
+    let receivers = receivers.iter().map(|r| format!("\"{r}\"")).collect::<Vec<_>>().join(", ");
+    format!(
+        r#"
+[pipelines.main]
+receivers = [{receivers}]
+sinks = ["stalled"]
+ingest_queue_batches = 1
+shard_queue_batches = 1
+
+[sinks.stalled]
+type = "prometheus_remote_write"
+url = "{url}"
+queue = {{ type = "memory", max_samples = {max_samples}, when_full = "block" }}
+batch = {{ max_samples = {batch_samples}, max_age_ms = 10 }}
+
+[sinks.stalled.request]
+timeout = "{timeout}"
+concurrency = 1
+"#
+    )
+}
