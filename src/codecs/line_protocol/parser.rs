@@ -157,15 +157,13 @@ impl<'a> LineParser<'a> {
     /// that byte part of the token and any other backslash stands for itself. Returns the
     /// raw range and whether it contains escapes.
     #[inline(always)]
-    fn scan_escaped(&mut self, class: u8, escapable: u8) -> (usize, usize, bool) {
+    fn scan_escaped<const CLASS: u8>(&mut self, escapable: u8) -> (usize, usize, bool) {
         let bytes = self.bytes;
         let start = self.pos;
         let mut i = start;
         let mut escaped = false;
         loop {
-            while i < bytes.len() && is(class, bytes[i]) {
-                i += 1;
-            }
+            i = run_end::<CLASS>(bytes, i);
             if i < bytes.len() && bytes[i] == b'\\' {
                 if i + 1 < bytes.len() && is(escapable, bytes[i + 1]) {
                     escaped = true;
@@ -238,7 +236,7 @@ impl<'a> LineParser<'a> {
     }
 
     fn parse_entry(&mut self, point: &mut Point<'a>) -> Result<(), LineError> {
-        let (start, end, escaped) = self.scan_escaped(MEASUREMENT, MEASUREMENT_ESCAPABLE);
+        let (start, end, escaped) = self.scan_escaped::<MEASUREMENT>(MEASUREMENT_ESCAPABLE);
         if start == end {
             let problem = match self.peek() {
                 None => Problem::MissingMeasurement,
@@ -274,7 +272,7 @@ impl<'a> LineParser<'a> {
             if matches!(self.peek(), None | Some(b' ' | b'\r' | b'\n')) {
                 return Err(self.error_at(self.pos, Problem::ExpectedTagKey(self.found())));
             }
-            let (start, end, escaped) = self.scan_escaped(KEY, KEY_ESCAPABLE);
+            let (start, end, escaped) = self.scan_escaped::<KEY>(KEY_ESCAPABLE);
             if start == end {
                 return Err(self.error_at(start, Problem::ExpectedTagKey(self.found())));
             }
@@ -284,7 +282,7 @@ impl<'a> LineParser<'a> {
                 return Err(self.error_at(self.pos, problem));
             }
             self.pos += 1;
-            let (start, end, escaped) = self.scan_escaped(KEY, KEY_ESCAPABLE);
+            let (start, end, escaped) = self.scan_escaped::<KEY>(KEY_ESCAPABLE);
             if start == end {
                 let problem = Problem::EmptyTagValue { key: key.into_owned(), found: self.found() };
                 return Err(self.error_at(start, problem));
@@ -312,7 +310,7 @@ impl<'a> LineParser<'a> {
     /// ended (its end of line consumed).
     fn parse_fields(&mut self, point: &mut Point<'a>) -> Result<bool, LineError> {
         loop {
-            let (start, end, escaped) = self.scan_escaped(KEY, KEY_ESCAPABLE);
+            let (start, end, escaped) = self.scan_escaped::<KEY>(KEY_ESCAPABLE);
             if start == end {
                 return Err(self.error_at(start, Problem::ExpectedFieldKey(self.found())));
             }
@@ -359,10 +357,7 @@ impl<'a> LineParser<'a> {
             }
         };
         let bytes = self.bytes;
-        let mut end = start;
-        while end < bytes.len() && is(FIELD_VALUE, bytes[end]) {
-            end += 1;
-        }
+        let end = run_end::<FIELD_VALUE>(bytes, start);
         self.pos = end;
         let text = &bytes[start..end];
         let (kind, result) = match (kind, text.last()) {
@@ -444,10 +439,7 @@ impl<'a> LineParser<'a> {
     fn parse_timestamp(&mut self, point: &mut Point<'a>) -> Result<(), LineError> {
         let bytes = self.bytes;
         let start = self.pos;
-        let mut end = start;
-        while end < bytes.len() && is(TIMESTAMP, bytes[end]) {
-            end += 1;
-        }
+        let end = timestamp_end(bytes, start);
         self.pos = end;
         if !matches!(self.peek(), None | Some(b' ' | b'\r' | b'\n')) {
             let line_end = memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |k| start + k);

@@ -114,9 +114,16 @@ fn check_point(point: &Point<'_>, timestamp_ms: i64, checker: &Checker<'_>) -> R
     for tag in &point.tags {
         checker.label(&tag.key, &tag.value)?;
     }
-    for field in &point.fields {
-        if field.value.as_f64().is_some() {
-            checker.metric_name(&metric_name_parts(&point.measurement, &field.key))?;
+    // Each numeric field's name is checked, unless even the longest one possible
+    // (`<measurement>_<longest key>`) is within the length limit and names are not validated.
+    let limits = checker.limits();
+    let longest_key = point.fields.iter().map(|f| f.key.len()).max().unwrap_or(0);
+    let longest_name = point.measurement.len().saturating_add(1).saturating_add(longest_key);
+    if limits.reject_invalid_names || longest_name > limits.max_name_length {
+        for field in &point.fields {
+            if field.value.as_f64().is_some() {
+                checker.metric_name(&metric_name_parts(&point.measurement, &field.key))?;
+            }
         }
     }
     checker.timestamp(timestamp_ms)
