@@ -105,8 +105,11 @@ async fn drop_newest_counts_refused_batches() {
         &["sink=\"stuck\"", "reason=\"queue_full\"", "stage=\"queue\""],
     );
     assert!(full >= 900.0, "queue_full drops {full}"); // 1000 - at most 100 held
-    // The first requests stay, the last one was refused.
-    assert_eq!(from_request(&o.held, 0), 50, "{:?}", o.held);
+    // The first request stays (at least in part: each shard batches its own
+    // share of the series, and under load one shard's second batch can fill
+    // the queue before another shard's first one arrives), the last one was
+    // refused.
+    assert!(from_request(&o.held, 0) > 0, "{:?}", o.held);
     assert_eq!(from_request(&o.held, 19), 0, "{:?}", o.held);
 }
 
@@ -115,13 +118,15 @@ async fn drop_oldest_counts_evicted_batches() {
     let o = overflow("drop_oldest").await;
     let full = sum_metric(&o.metrics, "tsrelay_dropped_samples_total", &["sink=\"stuck\"", "reason=\"queue_full\""]);
     assert!(full >= 900.0, "queue_full drops {full}"); // 1000 - at most 100 held
-    // What went were the oldest samples not yet in the stuck request: the
-    // newest request is held (whole or in part: its series reach the queue in
-    // per-shard batches that may also hold the previous requests' samples,
-    // and eviction takes whole batches), the oldest are gone (CI once kept
-    // 27 of request 19's 50).
+    // What went were the oldest samples still queued. The newest request is
+    // held (whole or in part: its series reach the queue in per-shard batches
+    // that may also hold the previous requests' samples, and eviction takes
+    // whole batches; CI once kept 27 of request 19's 50). The batches the
+    // stuck worker took before the queue filled cannot be evicted, and they
+    // may span the first requests (CI once kept 23 of request 0 and 28 of
+    // request 1), so only the middle requests are sure to be gone.
     assert!(from_request(&o.held, 19) > 0, "{:?}", o.held);
-    for id in 1..=5 {
+    for id in 4..=16 {
         assert_eq!(from_request(&o.held, id), 0, "request {id}: {:?}", o.held);
     }
 }
