@@ -8,6 +8,7 @@ use std::time::Instant;
 
 mod ack;
 mod labels;
+pub mod regex;
 pub mod selector;
 
 pub use ack::{Ack, AckOutcome, AckReceiver};

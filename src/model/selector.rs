@@ -168,7 +168,7 @@ impl SelectorParser<'_> {
                 };
                 let value = self.string()?;
                 let anchored =
-                    || Regex::new(&format!("^(?:{value})$")).map_err(|e| self.error(format!("invalid regex: {e}")));
+                    || crate::model::regex::anchored(&value).map_err(|e| self.error(format!("invalid regex: {e}")));
                 let op = match op {
                     "=" => Op::Equal(value.clone()),
                     "!=" => Op::NotEqual(value.clone()),

@@ -222,7 +222,7 @@ impl Matcher {
             (MatchOp::Equal, spec)
         };
         let regex = if op.is_regex() {
-            Some(regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| format!("invalid regex {value:?}: {e}"))?)
+            Some(crate::model::regex::anchored(value).map_err(|e| format!("invalid regex {value:?}: {e}"))?)
         } else {
             None
         };
@@ -232,7 +232,7 @@ impl Matcher {
     /// A matcher from its parts (a `match[]` selector's); regexes are anchored.
     pub fn new(label: &str, op: MatchOp, value: &str) -> Result<Matcher, String> {
         let regex = if op.is_regex() {
-            Some(regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| format!("invalid regex {value:?}: {e}"))?)
+            Some(crate::model::regex::anchored(value).map_err(|e| format!("invalid regex {value:?}: {e}"))?)
         } else {
             None
         };

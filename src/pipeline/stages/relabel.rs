@@ -22,7 +22,7 @@ pub struct AnchoredRegex {
 
 impl AnchoredRegex {
     pub fn new(source: &str) -> Result<Self, regex::Error> {
-        Ok(AnchoredRegex { source: source.to_string(), regex: Regex::new(&format!("^(?:{source})$"))? })
+        Ok(AnchoredRegex { source: source.to_string(), regex: crate::model::regex::anchored(source)? })
     }
 
     /// The regex as written in the config (without the anchors).
