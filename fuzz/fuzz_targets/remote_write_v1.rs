@@ -1,20 +1,41 @@
 //! Any remote-write 1.0 body (snappy + `prometheus.WriteRequest`): decoding
-//! must not panic, stay within the limits, and account for every sample.
+//! must not panic, stay within the limits, and account for every sample; and
+//! the in-place decoder must agree with the generated (prost) one on every
+//! input: the same bodies refused, the same samples, refusals and reports.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use tsrelay::codecs::remote_write::{DecodeLimits, MetadataCache, v1};
+use tsrelay::codecs::remote_write::{Decoded, DecodeLimits, MetadataCache, v1};
 
 const NOW: i64 = 1_700_000_000_000;
 
+fn same(a: &Decoded, b: &Decoded) -> bool {
+    a.samples.len() == b.samples.len()
+        && a.samples.iter().zip(&b.samples).all(|(x, y)| {
+            x.labels == y.labels
+                && x.value.to_bits() == y.value.to_bits()
+                && x.timestamp_ms == y.timestamp_ms
+                && x.kind == y.kind
+        })
+        && a.refused == b.refused
+        && (a.histograms, a.exemplars, a.metadata) == (b.histograms, b.exemplars, b.metadata)
+        && a.errors == b.errors
+}
+
 fuzz_target!(|data: &[u8]| {
     let limits = DecodeLimits::with_body_limit(1 << 20);
-    let cache = MetadataCache::new();
     // The compressed path, with whatever the fuzzer made of the snappy framing.
-    let _ = v1::decode(data, NOW, &limits, &cache);
-    // The message itself.
-    let Ok(d) = v1::decode_message(data, NOW, &limits, &cache) else { return };
+    let _ = v1::decode(data, NOW, &limits, &MetadataCache::new());
+    // The message itself, both ways, each with its own metadata cache.
+    let walked = v1::decode_message(data, NOW, &limits, &MetadataCache::new());
+    let generated = v1::decode_message_with_prost(data, NOW, &limits, &MetadataCache::new());
+    match (&walked, &generated) {
+        (Ok(a), Ok(b)) => assert!(same(a, b), "decoders differ:\n{a:?}\n{b:?}"),
+        (Err(a), Err(b)) => assert_eq!(a.is_too_large(), b.is_too_large(), "{a} / {b}"),
+        _ => panic!("one decoder refused what the other took: walked {walked:?}, generated {generated:?}"),
+    }
+    let Ok(d) = walked else { return };
     let req = tsrelay::proto::prometheus::WriteRequest::decode(data).expect("decoded once already");
     let total: usize = req.timeseries.iter().map(|s| s.samples.len()).sum();
     assert_eq!(d.samples.len() as u64 + d.rejected(), total as u64);

@@ -11,3 +11,4 @@ pub mod otlp;
 pub mod protobuf;
 pub mod remote_write;
 pub mod report;
+pub mod wire;

@@ -65,6 +65,8 @@ pub enum DecodeError {
     TooLarge { size: usize, max: usize },
     #[error("invalid {message} protobuf: {source}")]
     Protobuf { message: &'static str, source: prost::DecodeError },
+    #[error("invalid {message} protobuf: {source}")]
+    Wire { message: &'static str, source: crate::codecs::wire::WireError },
     #[error("request carries {count} samples, histograms and exemplars, over max_samples_per_request = {max}")]
     TooManySamples { count: usize, max: usize },
 }

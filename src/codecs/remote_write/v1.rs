@@ -7,6 +7,7 @@
 use prost::Message;
 
 use super::{DecodeError, DecodeLimits, Decoded, MetadataCache, add_series, build_labels, kind_of_metadata_type};
+use crate::codecs::wire::{Fields, WireError, WireType};
 use crate::proto::prometheus::WriteRequest;
 
 pub const MESSAGE: &str = "prometheus.WriteRequest";
@@ -22,8 +23,172 @@ pub fn decode(
     decode_message(&raw, now_ms, limits, metadata)
 }
 
-/// Decodes an uncompressed `prometheus.WriteRequest`.
+/// Decodes an uncompressed `prometheus.WriteRequest`, walking the bytes in
+/// place: labels are read as borrowed `&str` and packed once per series, with
+/// no `String` per label and no `TimeSeries` tree in between. A request with
+/// exemplars or native histograms (neither kept, only counted) is decoded by
+/// the generated code instead ([`decode_message_with_prost`]): the two accept
+/// the same bodies and give the same result (the `remote_write_v1` fuzz
+/// target compares them).
 pub fn decode_message(
+    raw: &[u8],
+    now_ms: i64,
+    limits: &DecodeLimits,
+    metadata: &MetadataCache,
+) -> Result<Decoded, DecodeError> {
+    let wire_error = |e: WireError| DecodeError::Wire { message: MESSAGE, source: e };
+    let request = match Request::walk(raw).map_err(wire_error)? {
+        Some(request) => request,
+        None => return decode_message_with_prost(raw, now_ms, limits, metadata),
+    };
+    let count = request.samples.len();
+    if count > limits.max_samples() {
+        return Err(DecodeError::TooManySamples { count, max: limits.max_samples() });
+    }
+    let mut out = Decoded { samples: Vec::with_capacity(count), ..Default::default() };
+    if !request.metadata.is_empty() {
+        out.metadata = request.metadata.len() as u64;
+        metadata.learn(request.metadata.iter().map(|&(name, kind)| (name, kind_of_metadata_type(kind))));
+    }
+    let types = metadata.reader();
+    let checker = limits.pipeline.checker(now_ms);
+    for (i, series) in request.series.iter().enumerate() {
+        let pairs = &request.labels[series.labels.clone()];
+        let labels = build_labels(pairs.iter().copied(), &checker);
+        let kind = match &labels {
+            Ok(l) => types.kind_of(l.name().unwrap_or("")),
+            Err(_) => Default::default(),
+        };
+        let samples = &request.samples[series.samples.clone()];
+        add_series(&mut out, i, labels, samples.iter().copied(), kind, &checker, || describe_pairs(pairs));
+    }
+    Ok(out)
+}
+
+/// A `prometheus.WriteRequest` as borrowed slices of its body: every series'
+/// labels and samples in two flat lists, ranges per series.
+#[derive(Default)]
+struct Request<'a> {
+    series: Vec<SeriesRanges>,
+    labels: Vec<(&'a str, &'a str)>,
+    samples: Vec<(f64, i64)>,
+    /// `(metric_family_name, type)` of each `MetricMetadata`.
+    metadata: Vec<(&'a str, i32)>,
+}
+
+struct SeriesRanges {
+    labels: std::ops::Range<usize>,
+    samples: std::ops::Range<usize>,
+}
+
+impl<'a> Request<'a> {
+    /// Walks the whole body (every wire error comes out before anything is
+    /// built, as with prost); `None` when a series carries exemplars or
+    /// histograms.
+    fn walk(raw: &'a [u8]) -> Result<Option<Request<'a>>, WireError> {
+        let mut request = Request::default();
+        let mut fields = Fields::new(raw);
+        while let Some((tag, wire_type)) = fields.next_key()? {
+            match tag {
+                1 => {
+                    wire_type.expect(WireType::LengthDelimited)?;
+                    let series = fields.message()?;
+                    if !request.series(series)? {
+                        return Ok(None);
+                    }
+                }
+                3 => {
+                    wire_type.expect(WireType::LengthDelimited)?;
+                    let metadata = fields.message()?;
+                    request.metadata(metadata)?;
+                }
+                _ => fields.skip(tag, wire_type)?,
+            }
+        }
+        Ok(Some(request))
+    }
+
+    /// One `TimeSeries`; false when it has exemplars or histograms.
+    fn series(&mut self, mut fields: Fields<'a>) -> Result<bool, WireError> {
+        let (labels_from, samples_from) = (self.labels.len(), self.samples.len());
+        while let Some((tag, wire_type)) = fields.next_key()? {
+            match tag {
+                1 => {
+                    wire_type.expect(WireType::LengthDelimited)?;
+                    let mut label = fields.message()?;
+                    let (mut name, mut value) = ("", "");
+                    while let Some((tag, wire_type)) = label.next_key()? {
+                        match tag {
+                            1 => {
+                                wire_type.expect(WireType::LengthDelimited)?;
+                                name = label.str()?;
+                            }
+                            2 => {
+                                wire_type.expect(WireType::LengthDelimited)?;
+                                value = label.str()?;
+                            }
+                            _ => label.skip(tag, wire_type)?,
+                        }
+                    }
+                    self.labels.push((name, value));
+                }
+                2 => {
+                    wire_type.expect(WireType::LengthDelimited)?;
+                    let mut sample = fields.message()?;
+                    let (mut value, mut timestamp) = (0.0, 0);
+                    while let Some((tag, wire_type)) = sample.next_key()? {
+                        match tag {
+                            1 => {
+                                wire_type.expect(WireType::SixtyFourBit)?;
+                                value = f64::from_bits(sample.fixed64()?);
+                            }
+                            2 => {
+                                wire_type.expect(WireType::Varint)?;
+                                timestamp = sample.varint()? as i64;
+                            }
+                            _ => sample.skip(tag, wire_type)?,
+                        }
+                    }
+                    self.samples.push((value, timestamp));
+                }
+                3 | 4 => return Ok(false),
+                _ => fields.skip(tag, wire_type)?,
+            }
+        }
+        self.series
+            .push(SeriesRanges { labels: labels_from..self.labels.len(), samples: samples_from..self.samples.len() });
+        Ok(true)
+    }
+
+    /// One `MetricMetadata`: its type and family name (help and unit are checked, not kept).
+    fn metadata(&mut self, mut fields: Fields<'a>) -> Result<(), WireError> {
+        let (mut kind, mut name) = (0, "");
+        while let Some((tag, wire_type)) = fields.next_key()? {
+            match tag {
+                1 => {
+                    wire_type.expect(WireType::Varint)?;
+                    kind = fields.varint()? as i32;
+                }
+                2 => {
+                    wire_type.expect(WireType::LengthDelimited)?;
+                    name = fields.str()?;
+                }
+                4 | 5 => {
+                    wire_type.expect(WireType::LengthDelimited)?;
+                    fields.str()?;
+                }
+                _ => fields.skip(tag, wire_type)?,
+            }
+        }
+        self.metadata.push((name, kind));
+        Ok(())
+    }
+}
+
+/// Decodes an uncompressed `prometheus.WriteRequest` with the generated
+/// (prost) types: the path for requests with exemplars or histograms, and the
+/// reference the in-place walk is compared with.
+pub fn decode_message_with_prost(
     raw: &[u8],
     now_ms: i64,
     limits: &DecodeLimits,
@@ -50,21 +215,21 @@ pub fn decode_message(
             Err(_) => Default::default(),
         };
         add_series(&mut out, i, labels, series.samples.iter().map(|s| (s.value, s.timestamp)), kind, &checker, || {
-            describe(&series.labels)
+            describe_pairs(&series.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect::<Vec<_>>())
         });
     }
     Ok(out)
 }
 
 /// `{name="value", ...}` of a refused series, shortened.
-fn describe(labels: &[crate::proto::prometheus::Label]) -> String {
+fn describe_pairs(labels: &[(&str, &str)]) -> String {
     let mut s = String::from("{");
-    for (i, l) in labels.iter().take(8).enumerate() {
+    for (i, (name, value)) in labels.iter().take(8).enumerate() {
         if i > 0 {
             s.push_str(", ");
         }
-        let value: String = l.value.chars().take(64).collect();
-        s.push_str(&format!("{}={:?}", l.name.chars().take(64).collect::<String>(), value));
+        let value: String = value.chars().take(64).collect();
+        s.push_str(&format!("{}={:?}", name.chars().take(64).collect::<String>(), value));
     }
     if labels.len() > 8 {
         s.push_str(", …");
@@ -137,6 +302,54 @@ mod tests {
         assert_eq!((d.refused.get(DropReason::InvalidName), d.refused.get(DropReason::TimestampOutOfWindow)), (1, 1));
         assert_eq!((d.histograms, d.exemplars), (1, 2));
         assert!(d.errors[0].contains("series 1") && d.errors[0].contains("__name__"), "{:?}", d.errors);
+    }
+
+    /// The in-place walk and the generated decoder give the same result,
+    /// with exemplars (the generated path), metadata, refusals and fields
+    /// tsrelay does not know (appended raw).
+    #[test]
+    fn walk_agrees_with_prost() {
+        let req = WriteRequest {
+            timeseries: vec![
+                TimeSeries {
+                    labels: vec![label("__name__", "reqs_total"), label("job", "a"), label("empty", "")],
+                    samples: vec![Sample { value: 1.5, timestamp: 1000 }, Sample { value: f64::NAN, timestamp: 2000 }],
+                    ..Default::default()
+                },
+                TimeSeries {
+                    labels: vec![label("job", "nameless")],
+                    samples: vec![Sample { value: 1.0, timestamp: 1 }],
+                    ..Default::default()
+                },
+                TimeSeries {
+                    labels: vec![label("__name__", "old")],
+                    samples: vec![Sample { value: 1.0, timestamp: i64::MIN }],
+                    ..Default::default()
+                },
+            ],
+            metadata: vec![MetricMetadata {
+                r#type: 1,
+                metric_family_name: "reqs".into(),
+                help: "h".into(),
+                unit: "u".into(),
+            }],
+        };
+        let mut with_unknown = req.encode_to_vec();
+        with_unknown.extend_from_slice(b"\x10\x07\x2a\x02hi\x3b\x08\x01\x3c"); // fields 2 (varint), 5 (bytes), group 7
+        let mut with_exemplar = req.clone();
+        with_exemplar.timeseries[0].exemplars = vec![Default::default()];
+        for raw in [req.encode_to_vec(), with_unknown, with_exemplar.encode_to_vec()] {
+            let a = decode_message(&raw, NOW, &limits(), &MetadataCache::new()).expect("walk");
+            let b = decode_message_with_prost(&raw, NOW, &limits(), &MetadataCache::new()).expect("prost");
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+            assert_eq!(a.samples[0].kind, MetricKind::Counter);
+        }
+        // A label value that is not UTF-8 is refused by both.
+        let mut bad = req.encode_to_vec();
+        let at = bad.windows(3).position(|w| w == b"old").expect("value bytes");
+        bad[at] = 0xff;
+        assert!(decode_message(&bad, NOW, &limits(), &MetadataCache::new()).is_err());
+        assert!(decode_message_with_prost(&bad, NOW, &limits(), &MetadataCache::new()).is_err());
     }
 
     #[test]
