@@ -80,6 +80,11 @@ impl<'a> Fields<'a> {
         Fields { rest: bytes, depth: RECURSION_LIMIT }
     }
 
+    /// Whether every byte was read.
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
     /// The next field's number and wire type, or `None` at the end.
     #[inline]
     pub fn next_key(&mut self) -> Result<Option<(u32, WireType)>, WireError> {

@@ -112,6 +112,21 @@ impl Decoded {
         self.refused.total()
     }
 
+    /// Whether two decodings are the same, NaN values compared by their bits
+    /// (how the fuzz targets compare the in-place and the generated decoders).
+    pub fn same_as(&self, other: &Decoded) -> bool {
+        self.samples.len() == other.samples.len()
+            && self.samples.iter().zip(&other.samples).all(|(a, b)| {
+                a.labels == b.labels
+                    && a.value.to_bits() == b.value.to_bits()
+                    && a.timestamp_ms == b.timestamp_ms
+                    && a.kind == b.kind
+            })
+            && self.refused == other.refused
+            && (self.histograms, self.exemplars, self.metadata) == (other.histograms, other.exemplars, other.metadata)
+            && self.errors == other.errors
+    }
+
     fn report(&mut self, series: usize, labels: &str, message: impl std::fmt::Display) {
         if self.errors.len() < MAX_REPORTED_ERRORS {
             self.errors.push(format!("series {series} {labels}: {message}"));

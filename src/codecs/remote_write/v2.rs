@@ -17,6 +17,7 @@
 use prost::Message;
 
 use super::{DecodeError, DecodeLimits, Decoded, MetadataCache, add_series, build_labels, kind_of_metadata_type};
+use crate::codecs::wire::{Fields, WireError, WireType};
 use crate::model::MetricKind;
 use crate::proto::write_v2::Request;
 
@@ -33,76 +34,243 @@ pub fn decode(
     decode_message(&raw, now_ms, limits, metadata)
 }
 
-/// Decodes an uncompressed `io.prometheus.write.v2.Request`.
+/// Decodes an uncompressed `io.prometheus.write.v2.Request`, walking the
+/// bytes in place: symbols are borrowed `&str`, label references go to one
+/// flat list, and labels are packed once per series. A request with exemplars
+/// or native histograms (not kept, only counted) is decoded by the generated
+/// code instead ([`decode_message_with_prost`]); the two accept the same
+/// bodies and give the same result (the `remote_write_v2` fuzz target
+/// compares them).
 pub fn decode_message(
     raw: &[u8],
     now_ms: i64,
     limits: &DecodeLimits,
     metadata: &MetadataCache,
 ) -> Result<Decoded, DecodeError> {
-    let req = Request::decode(raw).map_err(|source| DecodeError::Protobuf { message: MESSAGE, source })?;
-    let count: usize = req.timeseries.iter().map(|s| s.samples.len() + s.histograms.len() + s.exemplars.len()).sum();
-    if count > limits.max_samples() {
-        return Err(DecodeError::TooManySamples { count, max: limits.max_samples() });
+    match Walked::walk(raw).map_err(|source| DecodeError::Wire { message: MESSAGE, source })? {
+        Some(request) => request.decode(now_ms, limits, metadata),
+        None => decode_message_with_prost(raw, now_ms, limits, metadata),
     }
-    let symbols = &req.symbols;
-    // The types this request states, remembered before any series is read.
-    let name_of = |refs: &[u32]| {
-        refs.chunks_exact(2)
-            .find(|p| symbols.get(p[0] as usize).is_some_and(|n| n == "__name__"))
-            .and_then(|p| symbols.get(p[1] as usize))
-            .map(String::as_str)
-    };
-    let stated = req.timeseries.iter().filter_map(|series| {
-        let kind = kind_of_metadata_type(series.metadata.as_ref()?.r#type);
-        Some((name_of(&series.labels_refs)?, kind))
-    });
-    metadata.learn(stated);
-    let types = metadata.reader();
-    let checker = limits.pipeline.checker(now_ms);
-    let mut out = Decoded { samples: Vec::with_capacity(count), ..Default::default() };
-    for (i, series) in req.timeseries.iter().enumerate() {
-        out.histograms += series.histograms.len() as u64;
-        out.exemplars += series.exemplars.len() as u64;
-        let refs = &series.labels_refs;
-        let labels = if refs.len() % 2 != 0 {
-            Err(super::invalid(format!("labels_refs has an odd length ({})", refs.len())))
-        } else if let Some(bad) = refs.iter().find(|&&r| r as usize >= symbols.len()) {
-            Err(super::invalid(format!(
-                "labels_refs points at symbol {bad}, but the table has {} symbols",
-                symbols.len()
-            )))
-        } else if let Some((what, bad)) = series.metadata.as_ref().and_then(|m| {
-            [("help_ref", m.help_ref), ("unit_ref", m.unit_ref)].into_iter().find(|(_, r)| *r as usize >= symbols.len())
-        }) {
-            Err(super::invalid(format!(
-                "metadata {what} points at symbol {bad}, but the table has {} symbols",
-                symbols.len()
-            )))
-        } else {
-            let pairs =
-                refs.chunks_exact(2).map(|p| (symbols[p[0] as usize].as_str(), symbols[p[1] as usize].as_str()));
-            build_labels(pairs, &checker)
-        };
-        let stated = match &series.metadata {
-            Some(m) => {
-                out.metadata += 1;
-                kind_of_metadata_type(m.r#type)
-            }
-            None => MetricKind::Unspecified,
-        };
-        let kind = match (&labels, stated) {
-            (Ok(l), MetricKind::Unspecified) => types.kind_of(l.name().unwrap_or("")),
-            _ => stated,
-        };
-        add_series(&mut out, i, labels, series.samples.iter().map(|s| (s.value, s.timestamp)), kind, &checker, || {
-            describe(refs, symbols)
-        });
-    }
-    Ok(out)
 }
 
-fn describe(refs: &[u32], symbols: &[String]) -> String {
+/// Decodes an uncompressed `io.prometheus.write.v2.Request` with the generated
+/// (prost) types: the path for requests with exemplars or histograms, and the
+/// reference the in-place walk is compared with.
+pub fn decode_message_with_prost(
+    raw: &[u8],
+    now_ms: i64,
+    limits: &DecodeLimits,
+    metadata: &MetadataCache,
+) -> Result<Decoded, DecodeError> {
+    let req = Request::decode(raw).map_err(|source| DecodeError::Protobuf { message: MESSAGE, source })?;
+    Walked::from_generated(&req).decode(now_ms, limits, metadata)
+}
+
+/// A request as borrowed slices of its body: the symbols, and every series'
+/// label references and samples in two flat lists, ranges per series.
+#[derive(Default)]
+struct Walked<'a> {
+    symbols: Vec<&'a str>,
+    series: Vec<SeriesParts>,
+    refs: Vec<u32>,
+    samples: Vec<(f64, i64)>,
+}
+
+#[derive(Default)]
+struct SeriesParts {
+    refs: std::ops::Range<usize>,
+    samples: std::ops::Range<usize>,
+    /// `(type, help_ref, unit_ref)` when the series has metadata.
+    metadata: Option<(i32, u32, u32)>,
+    /// Counted, not kept.
+    histograms: u64,
+    exemplars: u64,
+}
+
+impl<'a> Walked<'a> {
+    /// The same view of a request prost decoded.
+    fn from_generated(req: &'a Request) -> Self {
+        let mut out = Walked { symbols: req.symbols.iter().map(String::as_str).collect(), ..Default::default() };
+        for series in &req.timeseries {
+            let (refs_from, samples_from) = (out.refs.len(), out.samples.len());
+            out.refs.extend_from_slice(&series.labels_refs);
+            out.samples.extend(series.samples.iter().map(|s| (s.value, s.timestamp)));
+            out.series.push(SeriesParts {
+                refs: refs_from..out.refs.len(),
+                samples: samples_from..out.samples.len(),
+                metadata: series.metadata.as_ref().map(|m| (m.r#type, m.help_ref, m.unit_ref)),
+                histograms: series.histograms.len() as u64,
+                exemplars: series.exemplars.len() as u64,
+            });
+        }
+        out
+    }
+
+    /// The samples, refusals and counts of the request.
+    fn decode(&self, now_ms: i64, limits: &DecodeLimits, metadata: &MetadataCache) -> Result<Decoded, DecodeError> {
+        let count =
+            self.samples.len() + self.series.iter().map(|s| (s.histograms + s.exemplars) as usize).sum::<usize>();
+        if count > limits.max_samples() {
+            return Err(DecodeError::TooManySamples { count, max: limits.max_samples() });
+        }
+        let symbols = &self.symbols;
+        // The types this request states, remembered before any series is read.
+        let name_of = |refs: &[u32]| {
+            refs.chunks_exact(2)
+                .find(|p| symbols.get(p[0] as usize).is_some_and(|n| *n == "__name__"))
+                .and_then(|p| symbols.get(p[1] as usize))
+                .copied()
+        };
+        let stated = self.series.iter().filter_map(|series| {
+            let kind = kind_of_metadata_type(series.metadata?.0);
+            Some((name_of(&self.refs[series.refs.clone()])?, kind))
+        });
+        metadata.learn(stated);
+        let types = metadata.reader();
+        let checker = limits.pipeline.checker(now_ms);
+        let mut out = Decoded { samples: Vec::with_capacity(count), ..Default::default() };
+        for (i, series) in self.series.iter().enumerate() {
+            out.histograms += series.histograms;
+            out.exemplars += series.exemplars;
+            let refs = &self.refs[series.refs.clone()];
+            let labels = if refs.len() % 2 != 0 {
+                Err(super::invalid(format!("labels_refs has an odd length ({})", refs.len())))
+            } else if let Some(bad) = refs.iter().find(|&&r| r as usize >= symbols.len()) {
+                Err(super::invalid(format!(
+                    "labels_refs points at symbol {bad}, but the table has {} symbols",
+                    symbols.len()
+                )))
+            } else if let Some((what, bad)) = series.metadata.and_then(|(_, help, unit)| {
+                [("help_ref", help), ("unit_ref", unit)].into_iter().find(|(_, r)| *r as usize >= symbols.len())
+            }) {
+                Err(super::invalid(format!(
+                    "metadata {what} points at symbol {bad}, but the table has {} symbols",
+                    symbols.len()
+                )))
+            } else {
+                let pairs = refs.chunks_exact(2).map(|p| (symbols[p[0] as usize], symbols[p[1] as usize]));
+                build_labels(pairs, &checker)
+            };
+            let stated = match series.metadata {
+                Some((kind, _, _)) => {
+                    out.metadata += 1;
+                    kind_of_metadata_type(kind)
+                }
+                None => MetricKind::Unspecified,
+            };
+            let kind = match (&labels, stated) {
+                (Ok(l), MetricKind::Unspecified) => types.kind_of(l.name().unwrap_or("")),
+                _ => stated,
+            };
+            let samples = &self.samples[series.samples.clone()];
+            add_series(&mut out, i, labels, samples.iter().copied(), kind, &checker, || describe(refs, symbols));
+        }
+        Ok(out)
+    }
+
+    /// Walks the whole body (every wire error comes out before anything is
+    /// built, as with prost); `None` when a series carries exemplars or
+    /// histograms.
+    fn walk(raw: &'a [u8]) -> Result<Option<Walked<'a>>, WireError> {
+        let mut request = Walked::default();
+        let mut fields = Fields::new(raw);
+        while let Some((tag, wire_type)) = fields.next_key()? {
+            match tag {
+                4 => {
+                    wire_type.expect(WireType::LengthDelimited)?;
+                    let symbol = fields.str()?;
+                    request.symbols.push(symbol);
+                }
+                5 => {
+                    wire_type.expect(WireType::LengthDelimited)?;
+                    let series = fields.message()?;
+                    if !request.series(series)? {
+                        return Ok(None);
+                    }
+                }
+                _ => fields.skip(tag, wire_type)?,
+            }
+        }
+        Ok(Some(request))
+    }
+
+    /// One `TimeSeries`; false when it has exemplars or histograms.
+    fn series(&mut self, mut fields: Fields<'a>) -> Result<bool, WireError> {
+        let (refs_from, samples_from) = (self.refs.len(), self.samples.len());
+        let mut metadata = None;
+        while let Some((tag, wire_type)) = fields.next_key()? {
+            match tag {
+                // Repeated `uint32`: packed, or one value per field.
+                1 if wire_type == WireType::LengthDelimited => {
+                    let mut packed = Fields::new(fields.bytes()?);
+                    while !packed.is_empty() {
+                        self.refs.push(packed.varint()? as u32);
+                    }
+                }
+                1 => {
+                    wire_type.expect(WireType::Varint)?;
+                    self.refs.push(fields.varint()? as u32);
+                }
+                2 => {
+                    wire_type.expect(WireType::LengthDelimited)?;
+                    let mut sample = fields.message()?;
+                    let (mut value, mut timestamp) = (0.0, 0);
+                    while let Some((tag, wire_type)) = sample.next_key()? {
+                        match tag {
+                            1 => {
+                                wire_type.expect(WireType::SixtyFourBit)?;
+                                value = f64::from_bits(sample.fixed64()?);
+                            }
+                            2 | 3 => {
+                                wire_type.expect(WireType::Varint)?;
+                                let v = sample.varint()? as i64;
+                                if tag == 2 {
+                                    timestamp = v;
+                                }
+                            }
+                            _ => sample.skip(tag, wire_type)?,
+                        }
+                    }
+                    self.samples.push((value, timestamp));
+                }
+                3 | 4 => return Ok(false),
+                5 => {
+                    wire_type.expect(WireType::LengthDelimited)?;
+                    let mut m = fields.message()?;
+                    // A singular message field met twice is merged, as prost does.
+                    let (kind, help, unit) = metadata.get_or_insert((0, 0, 0));
+                    while let Some((tag, wire_type)) = m.next_key()? {
+                        match tag {
+                            1 => {
+                                wire_type.expect(WireType::Varint)?;
+                                *kind = m.varint()? as i32;
+                            }
+                            3 => {
+                                wire_type.expect(WireType::Varint)?;
+                                *help = m.varint()? as u32;
+                            }
+                            4 => {
+                                wire_type.expect(WireType::Varint)?;
+                                *unit = m.varint()? as u32;
+                            }
+                            _ => m.skip(tag, wire_type)?,
+                        }
+                    }
+                }
+                _ => fields.skip(tag, wire_type)?,
+            }
+        }
+        self.series.push(SeriesParts {
+            refs: refs_from..self.refs.len(),
+            samples: samples_from..self.samples.len(),
+            metadata,
+            ..Default::default()
+        });
+        Ok(true)
+    }
+}
+
+fn describe(refs: &[u32], symbols: &[&str]) -> String {
     let sym = |r: u32| {
         symbols.get(r as usize).map(|s| s.chars().take(64).collect::<String>()).unwrap_or_else(|| format!("#{r}?"))
     };
@@ -158,6 +326,54 @@ mod tests {
         assert_eq!((d.refused.get(crate::telemetry::DropReason::InvalidName), d.exemplars, d.histograms), (2, 1, 1));
         assert!(d.errors.iter().any(|e| e.contains("odd length")), "{:?}", d.errors);
         assert!(d.errors.iter().any(|e| e.contains("symbol 99")), "{:?}", d.errors);
+    }
+
+    /// The in-place walk and the generated decoder give the same result:
+    /// packed and unpacked label references, metadata met twice (merged),
+    /// fields tsrelay does not know, exemplars (the generated path).
+    #[test]
+    fn walk_agrees_with_prost() {
+        let symbols = ["", "__name__", "reqs_total", "job", "a"].map(String::from).to_vec();
+        let req = Request {
+            symbols,
+            timeseries: vec![
+                TimeSeries {
+                    labels_refs: vec![1, 2, 3, 4],
+                    samples: vec![Sample { value: 3.0, timestamp: 10, start_timestamp: 5 }],
+                    metadata: Some(Metadata { r#type: 1, help_ref: 0, unit_ref: 0 }),
+                    ..Default::default()
+                },
+                TimeSeries { labels_refs: vec![1, 2, 3], samples: vec![Default::default()], ..Default::default() },
+            ],
+        };
+        let limits = DecodeLimits::with_body_limit(1 << 20);
+        let check = |raw: &[u8]| {
+            let a = decode_message(raw, 0, &limits, &MetadataCache::new());
+            let b = decode_message_with_prost(raw, 0, &limits, &MetadataCache::new());
+            match (a, b) {
+                (Ok(a), Ok(b)) => {
+                    assert!(a.same_as(&b), "{a:?}\n{b:?}");
+                    a
+                }
+                (a, b) => panic!("{a:?} / {b:?}"),
+            }
+        };
+        let d = check(&req.encode_to_vec());
+        assert_eq!((d.samples.len(), d.samples[0].kind), (1, MetricKind::Counter));
+        // A series with unpacked references (field 1 as varints), its metadata
+        // twice (the second sets only the type: merged, help_ref stays 0), and
+        // an unknown field (9) and group (10).
+        let series: &[u8] = b"\x08\x01\x08\x02\x12\x00\x2a\x02\x08\x01\x2a\x02\x08\x02\x48\x07\x53\x08\x01\x54";
+        let mut raw = req.encode_to_vec();
+        raw.push(0x2a);
+        raw.push(series.len() as u8);
+        raw.extend_from_slice(series);
+        let d = check(&raw);
+        assert_eq!(d.samples.len(), 2);
+        assert_eq!((d.samples[1].name(), d.samples[1].kind), ("reqs_total", MetricKind::Gauge));
+        let mut with_exemplar = req.clone();
+        with_exemplar.timeseries[0].exemplars = vec![Default::default()];
+        assert_eq!(check(&with_exemplar.encode_to_vec()).exemplars, 1);
     }
 
     #[test]
