@@ -133,7 +133,7 @@ impl<'a> Walked<'a> {
             out.histograms += series.histograms;
             out.exemplars += series.exemplars;
             let refs = &self.refs[series.refs.clone()];
-            let labels = if refs.len() % 2 != 0 {
+            let labels = if !refs.len().is_multiple_of(2) {
                 Err(super::invalid(format!("labels_refs has an odd length ({})", refs.len())))
             } else if let Some(bad) = refs.iter().find(|&&r| r as usize >= symbols.len()) {
                 Err(super::invalid(format!(
