@@ -6,7 +6,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=build.rs");
-    tonic_prost_build::configure().compile_protos(&["proto/tsrelay/v1/ingest.proto"], &["proto"])?;
+    // tsrelay's own proto: the messages and the client here; the server is built
+    // apart, taking `WriteRequest` as the bytes it arrived in (the receiver walks
+    // them in place, src/receivers/grpc/raw.rs), the rest from this module.
+    tonic_prost_build::configure()
+        .build_server(false)
+        .compile_protos(&["proto/tsrelay/v1/ingest.proto"], &["proto"])?;
+    let server_out = std::path::Path::new(&std::env::var("OUT_DIR")?).join("ingest_server");
+    std::fs::create_dir_all(&server_out)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .out_dir(&server_out)
+        .extern_path(".tsrelay.v1", "crate::proto::v1")
+        .extern_path(".tsrelay.v1.WriteRequest", "crate::receivers::grpc::RawWriteRequest")
+        .compile_protos(&["proto/tsrelay/v1/ingest.proto"], &["proto"])?;
     // Prometheus remote-write 1.0 (package `prometheus`) and 2.0 (`io.prometheus.write.v2`),
     // vendored from the Prometheus repository; they import each other from `prompb/`.
     tonic_prost_build::configure().build_client(false).build_server(false).compile_protos(

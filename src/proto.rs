@@ -2,6 +2,10 @@
 
 pub mod v1 {
     tonic::include_proto!("tsrelay.v1");
+
+    // `ingest_server`: the `Ingest` server, taking requests as bytes
+    // (`crate::receivers::grpc::RawWriteRequest`, see build.rs).
+    include!(concat!(env!("OUT_DIR"), "/ingest_server/tsrelay.v1.rs"));
 }
 
 /// Prometheus remote-write 1.0 messages (`proto/prometheus/prompb/`, vendored).

@@ -1,17 +1,36 @@
 //! Any gRPC message body: protobuf decoding plus the conversion to samples must not
 //! panic, every sample must be either accepted or counted as rejected, and an accepted
-//! sample carries exactly its series' labels, value and (in-range) timestamp.
+//! sample carries exactly its series' labels, value and (in-range) timestamp. The
+//! in-place walk (what the receivers run, directly and through the gRPC server's
+//! `RawWriteRequest`) must agree with the generated decoder on every input.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use tsrelay::codecs::protobuf::{MAX_REPORTED_ERRORS, decode_request};
+use tsrelay::codecs::limits::DecodeLimits;
+use tsrelay::codecs::protobuf::{MAX_REPORTED_ERRORS, decode_bytes, decode_request};
 use tsrelay::proto::v1::WriteRequest;
+use tsrelay::receivers::grpc::RawWriteRequest;
 
 const NOW_MS: i64 = 1_700_000_000_000;
 
 fuzz_target!(|body: &[u8]| {
-    let Ok(req) = WriteRequest::decode(body) else { return };
+    let limits = DecodeLimits::unlimited();
+    let walked = decode_bytes(body, NOW_MS, &limits);
+    let through_server = RawWriteRequest::decode(body)
+        .map_err(|e| e.to_string())
+        .and_then(|raw| decode_bytes(&raw.series, NOW_MS, &limits).map(|d| (raw.id, d)).map_err(|e| e.to_string()));
+    let Ok(req) = WriteRequest::decode(body) else {
+        assert!(walked.is_err(), "the walk took what prost refused: {walked:?}");
+        assert!(through_server.is_err(), "the server type took what prost refused");
+        return;
+    };
+    let walked = walked.expect("the walk refused what prost took");
+    let (id, served) = through_server.expect("the server type refused what prost took");
+    assert_eq!(id, req.id);
+    let reference = decode_request(req.clone(), NOW_MS);
+    assert!(walked.same_as(&reference), "walk and prost differ:\n{walked:?}\n{reference:?}");
+    assert!(served.samples.len() == walked.samples.len() && served.refused == walked.refused);
     let total: usize = req.series.iter().map(|s| s.samples.len()).sum();
     let expected: Vec<(Vec<(String, String)>, f64)> = req
         .series

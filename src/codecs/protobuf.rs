@@ -1,6 +1,14 @@
 //! `tsrelay.v1.WriteRequest` → samples, refusing what the model cannot hold.
+//!
+//! The gRPC receiver and the Kafka receiver hand over the request's bytes,
+//! walked in place ([`decode_bytes`]): labels are read as borrowed `&str` and
+//! packed once per series, with no `String` per label and no `Series` tree in
+//! between. [`decode_request`] takes a request prost built (tests, the
+//! reference the `grpc_write_request` fuzz target compares the walk with);
+//! both run the same builder.
 
 use super::limits::{Checker, DecodeLimits, LimitError, RefusedSamples};
+use super::wire::{Fields, WireError, WireType};
 use crate::model::{Labels, METRIC_NAME_LABEL, MetricKind, Sample};
 use crate::proto::v1::{MetricType, WriteRequest};
 use crate::telemetry::DropReason;
@@ -13,6 +21,8 @@ const MAX_ABS_TIMESTAMP_MS: i64 = i64::MAX / 1_000_000;
 
 #[derive(Debug, Default)]
 pub struct Decoded {
+    /// The request's `id`, echoed in the answer.
+    pub id: u64,
     pub samples: Vec<Sample>,
     /// Samples refused, per drop reason: series without a usable name (`invalid_name`),
     /// timestamps beyond what the model holds or outside the window
@@ -22,6 +32,9 @@ pub struct Decoded {
     /// The request holds more than `max_samples` samples: nothing was decoded, and the
     /// request is refused whole.
     pub over_sample_limit: bool,
+    /// How many samples the request carries (accepted, refused, or all of them
+    /// refused with the request when `over_sample_limit`).
+    pub total: usize,
 }
 
 impl Decoded {
@@ -30,6 +43,28 @@ impl Decoded {
             self.errors.push(format!("series {series}: {}", message()));
         }
     }
+
+    /// Whether two decodings are the same, NaN values compared by their bits
+    /// (how the fuzz target compares the walk with the generated decoder).
+    pub fn same_as(&self, other: &Decoded) -> bool {
+        self.samples.len() == other.samples.len()
+            && self.samples.iter().zip(&other.samples).all(|(a, b)| {
+                a.labels == b.labels
+                    && a.value.to_bits() == b.value.to_bits()
+                    && a.timestamp_ms == b.timestamp_ms
+                    && a.kind == b.kind
+            })
+            && (self.id, self.total, self.over_sample_limit) == (other.id, other.total, other.over_sample_limit)
+            && self.refused == other.refused
+            && self.errors == other.errors
+    }
+}
+
+/// Decodes one serialized request in place; `now_ms` stands in for timestamp
+/// 0. Bytes that are not a `tsrelay.v1.WriteRequest` are refused with what is
+/// wrong (exactly the bodies prost refuses).
+pub fn decode_bytes(raw: &[u8], now_ms: i64, limits: &DecodeLimits) -> Result<Decoded, WireError> {
+    Ok(Walked::walk(raw)?.decode(now_ms, limits))
 }
 
 /// Decodes one request without limits (see [`decode_request_limited`]).
@@ -37,89 +72,214 @@ pub fn decode_request(req: WriteRequest, now_ms: i64) -> Decoded {
     decode_request_limited(req, now_ms, &DecodeLimits::unlimited())
 }
 
-/// Decodes one request; `now_ms` stands in for timestamp 0. A series over one of
-/// `limits` is refused whole with its reason, before any of its samples is built.
+/// Decodes one request prost built; `now_ms` stands in for timestamp 0. A
+/// series over one of `limits` is refused whole with its reason, before any of
+/// its samples is built.
 pub fn decode_request_limited(req: WriteRequest, now_ms: i64, limits: &DecodeLimits) -> Decoded {
-    let total: usize = req.series.iter().map(|s| s.samples.len()).sum();
-    if total > limits.max_samples {
-        return Decoded { over_sample_limit: true, ..Default::default() };
+    Walked::from_generated(&req).decode(now_ms, limits)
+}
+
+/// A request as borrowed slices: every series' labels and samples in two flat
+/// lists, ranges per series.
+#[derive(Default)]
+struct Walked<'a> {
+    id: u64,
+    series: Vec<SeriesParts>,
+    labels: Vec<(&'a str, &'a str)>,
+    samples: Vec<(f64, i64)>,
+}
+
+#[derive(Default)]
+struct SeriesParts {
+    labels: std::ops::Range<usize>,
+    samples: std::ops::Range<usize>,
+    /// `MetricType` as sent (unknown numbers read as unspecified).
+    kind: i32,
+}
+
+impl<'a> Walked<'a> {
+    fn from_generated(req: &'a WriteRequest) -> Self {
+        let mut out = Walked { id: req.id, ..Default::default() };
+        for series in &req.series {
+            let (labels_from, samples_from) = (out.labels.len(), out.samples.len());
+            out.labels.extend(series.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+            out.samples.extend(series.samples.iter().map(|s| (s.value, s.timestamp)));
+            out.series.push(SeriesParts {
+                labels: labels_from..out.labels.len(),
+                samples: samples_from..out.samples.len(),
+                kind: series.r#type,
+            });
+        }
+        out
     }
-    let checker = limits.checker(now_ms);
-    let mut out = Decoded { samples: Vec::with_capacity(total), ..Default::default() };
-    for (i, series) in req.series.into_iter().enumerate() {
-        let n = series.samples.len() as u64;
-        if let Some(problem) = label_problem(&series.labels) {
-            out.refused.add(DropReason::InvalidName, n);
-            out.reject(i, || problem);
-            continue;
+
+    /// Walks the whole body; every wire error comes out before anything is built.
+    fn walk(raw: &'a [u8]) -> Result<Walked<'a>, WireError> {
+        let mut out = Walked::default();
+        let mut fields = Fields::new(raw);
+        while let Some((tag, wire_type)) = fields.next_key()? {
+            match tag {
+                1 => {
+                    wire_type.expect(WireType::LengthDelimited)?;
+                    let series = fields.message()?;
+                    out.series(series)?;
+                }
+                2 => {
+                    wire_type.expect(WireType::Varint)?;
+                    out.id = fields.varint()?;
+                }
+                _ => fields.skip(tag, wire_type)?,
+            }
         }
-        if let Err(refusal) = check_series(&series.labels, &checker) {
-            out.refused.add(refusal.reason(), n);
-            out.reject(i, || refusal.message());
-            continue;
+        Ok(out)
+    }
+
+    fn series(&mut self, mut fields: Fields<'a>) -> Result<(), WireError> {
+        let (labels_from, samples_from) = (self.labels.len(), self.samples.len());
+        let mut kind = 0;
+        while let Some((tag, wire_type)) = fields.next_key()? {
+            match tag {
+                1 => {
+                    wire_type.expect(WireType::LengthDelimited)?;
+                    let mut label = fields.message()?;
+                    let (mut name, mut value) = ("", "");
+                    while let Some((tag, wire_type)) = label.next_key()? {
+                        match tag {
+                            1 => {
+                                wire_type.expect(WireType::LengthDelimited)?;
+                                name = label.str()?;
+                            }
+                            2 => {
+                                wire_type.expect(WireType::LengthDelimited)?;
+                                value = label.str()?;
+                            }
+                            _ => label.skip(tag, wire_type)?,
+                        }
+                    }
+                    self.labels.push((name, value));
+                }
+                2 => {
+                    wire_type.expect(WireType::LengthDelimited)?;
+                    let mut sample = fields.message()?;
+                    let (mut value, mut timestamp) = (0.0, 0);
+                    while let Some((tag, wire_type)) = sample.next_key()? {
+                        match tag {
+                            1 => {
+                                wire_type.expect(WireType::SixtyFourBit)?;
+                                value = f64::from_bits(sample.fixed64()?);
+                            }
+                            2 => {
+                                wire_type.expect(WireType::Varint)?;
+                                timestamp = sample.varint()? as i64;
+                            }
+                            _ => sample.skip(tag, wire_type)?,
+                        }
+                    }
+                    self.samples.push((value, timestamp));
+                }
+                3 => {
+                    wire_type.expect(WireType::Varint)?;
+                    kind = fields.varint()? as i32;
+                }
+                4 => {
+                    wire_type.expect(WireType::LengthDelimited)?;
+                    fields.str()?;
+                }
+                _ => fields.skip(tag, wire_type)?,
+            }
         }
-        let kind = match MetricType::try_from(series.r#type).unwrap_or(MetricType::Unspecified) {
-            MetricType::Unspecified => MetricKind::Unspecified,
-            MetricType::Counter => MetricKind::Counter,
-            MetricType::Gauge => MetricKind::Gauge,
-            MetricType::Histogram => MetricKind::Histogram,
-            MetricType::Summary => MetricKind::Summary,
-        };
-        let text: usize = series.labels.iter().map(|l| l.name.len() + l.value.len()).sum();
-        let mut labels = Labels::with_capacity(series.labels.len(), text);
-        for l in &series.labels {
-            labels.push(&l.name, &l.value);
+        self.series.push(SeriesParts {
+            labels: labels_from..self.labels.len(),
+            samples: samples_from..self.samples.len(),
+            kind,
+        });
+        Ok(())
+    }
+
+    fn decode(&self, now_ms: i64, limits: &DecodeLimits) -> Decoded {
+        let total = self.samples.len();
+        if total > limits.max_samples {
+            return Decoded { id: self.id, over_sample_limit: true, total, ..Default::default() };
         }
-        // The series' samples share its labels instead of a copy each.
-        let labels = if series.samples.len() > 1 { labels.share() } else { labels };
-        let mut bad_ts = 0u64;
-        let mut first_refusal = None;
-        for s in series.samples {
-            let ts = if s.timestamp == 0 { now_ms } else { s.timestamp };
-            // A range check, not `abs()`: `i64::MIN` has no absolute value.
-            let refusal = if !(-MAX_ABS_TIMESTAMP_MS..=MAX_ABS_TIMESTAMP_MS).contains(&ts) {
-                Some(format!("timestamp {ts} ms is beyond ±{MAX_ABS_TIMESTAMP_MS} ms"))
-            } else {
-                checker.timestamp(ts).err().map(|e| e.message())
-            };
-            if let Some(message) = refusal {
-                bad_ts += 1;
-                first_refusal.get_or_insert(message);
+        let checker = limits.checker(now_ms);
+        let mut out = Decoded { id: self.id, samples: Vec::with_capacity(total), total, ..Default::default() };
+        for (i, series) in self.series.iter().enumerate() {
+            let pairs = &self.labels[series.labels.clone()];
+            let samples = &self.samples[series.samples.clone()];
+            let n = samples.len() as u64;
+            if let Some(problem) = label_problem(pairs) {
+                out.refused.add(DropReason::InvalidName, n);
+                out.reject(i, || problem);
                 continue;
             }
-            out.samples.push(Sample { labels: labels.clone(), value: s.value, timestamp_ms: ts, kind });
+            if let Err(refusal) = check_series(pairs, &checker) {
+                out.refused.add(refusal.reason(), n);
+                out.reject(i, || refusal.message());
+                continue;
+            }
+            let kind = match MetricType::try_from(series.kind).unwrap_or(MetricType::Unspecified) {
+                MetricType::Unspecified => MetricKind::Unspecified,
+                MetricType::Counter => MetricKind::Counter,
+                MetricType::Gauge => MetricKind::Gauge,
+                MetricType::Histogram => MetricKind::Histogram,
+                MetricType::Summary => MetricKind::Summary,
+            };
+            let text: usize = pairs.iter().map(|(name, value)| name.len() + value.len()).sum();
+            let mut labels = Labels::with_capacity(pairs.len(), text);
+            for (name, value) in pairs {
+                labels.push(name, value);
+            }
+            // The series' samples share its labels instead of a copy each.
+            let labels = if samples.len() > 1 { labels.share() } else { labels };
+            let mut bad_ts = 0u64;
+            let mut first_refusal = None;
+            for &(value, timestamp) in samples {
+                let ts = if timestamp == 0 { now_ms } else { timestamp };
+                // A range check, not `abs()`: `i64::MIN` has no absolute value.
+                let refusal = if !(-MAX_ABS_TIMESTAMP_MS..=MAX_ABS_TIMESTAMP_MS).contains(&ts) {
+                    Some(format!("timestamp {ts} ms is beyond ±{MAX_ABS_TIMESTAMP_MS} ms"))
+                } else {
+                    checker.timestamp(ts).err().map(|e| e.message())
+                };
+                if let Some(message) = refusal {
+                    bad_ts += 1;
+                    first_refusal.get_or_insert(message);
+                    continue;
+                }
+                out.samples.push(Sample { labels: labels.clone(), value, timestamp_ms: ts, kind });
+            }
+            if let Some(first) = first_refusal {
+                out.refused.add(DropReason::TimestampOutOfWindow, bad_ts);
+                out.reject(i, || format!("{bad_ts} samples refused (timestamp_out_of_window), the first: {first}"));
+            }
         }
-        if let Some(first) = first_refusal {
-            out.refused.add(DropReason::TimestampOutOfWindow, bad_ts);
-            out.reject(i, || format!("{bad_ts} samples refused (timestamp_out_of_window), the first: {first}"));
-        }
+        out
     }
-    out
 }
 
 /// The limits a series' labels can break.
-fn check_series(labels: &[crate::proto::v1::Label], checker: &Checker<'_>) -> Result<(), LimitError> {
+fn check_series(labels: &[(&str, &str)], checker: &Checker<'_>) -> Result<(), LimitError> {
     // Labels with an empty value are removed by the pipeline: they count for nothing.
-    let others = || labels.iter().filter(|l| l.name != METRIC_NAME_LABEL && !l.value.is_empty());
-    let sent_static = others().filter(|l| checker.is_static(&l.name)).count();
+    let others = || labels.iter().filter(|(name, value)| *name != METRIC_NAME_LABEL && !value.is_empty());
+    let sent_static = others().filter(|(name, _)| checker.is_static(name)).count();
     checker.label_count(others().count(), sent_static)?;
-    for l in labels {
-        if l.name == METRIC_NAME_LABEL {
-            checker.metric_name(&[&l.value])?;
-        } else if !l.value.is_empty() {
-            checker.label(&l.name, &l.value)?;
+    for &(name, value) in labels {
+        if name == METRIC_NAME_LABEL {
+            checker.metric_name(&[value])?;
+        } else if !value.is_empty() {
+            checker.label(name, value)?;
         }
     }
     Ok(())
 }
 
-fn label_problem(labels: &[crate::proto::v1::Label]) -> Option<String> {
-    if labels.iter().any(|l| l.name.is_empty()) {
+fn label_problem(labels: &[(&str, &str)]) -> Option<String> {
+    if labels.iter().any(|(name, _)| name.is_empty()) {
         return Some("a label has an empty name".into());
     }
-    match labels.iter().find(|l| l.name == METRIC_NAME_LABEL) {
+    match labels.iter().find(|(name, _)| *name == METRIC_NAME_LABEL) {
         None => Some(format!("no {METRIC_NAME_LABEL} label")),
-        Some(l) if l.value.is_empty() => Some(format!("empty {METRIC_NAME_LABEL}")),
+        Some((_, "")) => Some(format!("empty {METRIC_NAME_LABEL}")),
         Some(_) => None,
     }
 }

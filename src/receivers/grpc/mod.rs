@@ -3,6 +3,7 @@
 
 mod config;
 mod otlp;
+mod raw;
 
 use std::pin::Pin;
 
@@ -11,14 +12,15 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-pub use crate::codecs::protobuf::{Decoded, decode_request, decode_request_limited};
+pub use crate::codecs::protobuf::{Decoded, decode_bytes, decode_request, decode_request_limited};
 pub use config::GrpcReceiverConfig;
+pub use raw::RawWriteRequest;
 
 use super::submit::{SubmitError, Submitter};
 use crate::auth::{Principal, rate_limited_status};
 use crate::listener::{Admission, ListenerOptions};
+use crate::proto::v1::WriteResponse;
 use crate::proto::v1::ingest_server::{Ingest, IngestServer};
-use crate::proto::v1::{WriteRequest, WriteResponse};
 
 struct IngestService {
     submitter: Submitter,
@@ -27,13 +29,14 @@ struct IngestService {
 impl IngestService {
     async fn handle(
         &self,
-        req: WriteRequest,
+        req: RawWriteRequest,
         blocking: bool,
         key: Option<&Principal>,
     ) -> Result<WriteResponse, Status> {
         let id = req.id;
         let limits = &self.submitter.limits;
-        let decoded = decode_request_limited(req, crate::model::now_ms(), limits);
+        let decoded = decode_bytes(&req.series, crate::model::now_ms(), limits)
+            .map_err(|e| Status::invalid_argument(format!("request {id}: not a tsrelay.v1.WriteRequest: {e}")))?;
         if decoded.over_sample_limit {
             return Err(Status::invalid_argument(format!(
                 "request {id} holds more than {} samples (validate.max_samples_per_request of pipeline {}); \
@@ -90,7 +93,7 @@ type ResponseStream = Pin<Box<dyn Stream<Item = Result<WriteResponse, Status>> +
 
 #[tonic::async_trait]
 impl Ingest for std::sync::Arc<IngestService> {
-    async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteResponse>, Status> {
+    async fn write(&self, request: Request<RawWriteRequest>) -> Result<Response<WriteResponse>, Status> {
         let key = request.extensions().get::<Principal>().cloned();
         self.handle(request.into_inner(), false, key.as_ref()).await.map(Response::new)
     }
@@ -99,7 +102,7 @@ impl Ingest for std::sync::Arc<IngestService> {
 
     async fn write_stream(
         &self,
-        request: Request<Streaming<WriteRequest>>,
+        request: Request<Streaming<RawWriteRequest>>,
     ) -> Result<Response<Self::WriteStreamStream>, Status> {
         let key = request.extensions().get::<Principal>().cloned();
         let mut inbound = request.into_inner();

@@ -1,14 +1,11 @@
 //! One Kafka message → samples, in the configured format.
 
-use prost::Message as _;
-
 use super::config::MessageFormat;
 use crate::codecs::limits::DecodeLimits;
-use crate::codecs::protobuf::decode_request_limited;
+use crate::codecs::protobuf::decode_bytes;
 use crate::codecs::report::DecodeSummary;
 use crate::codecs::{line_protocol, ndjson};
 use crate::model::Sample;
-use crate::proto::v1::WriteRequest;
 use crate::telemetry::DropReason;
 
 /// What a message held: its samples (appended to the caller's batch), what
@@ -47,12 +44,10 @@ pub fn decode_message(
     let mut d = Decoded::default();
     let mut over_sample_limit = false;
     match format {
-        MessageFormat::Protobuf => match WriteRequest::decode(payload) {
-            Ok(req) => {
-                let total: usize = req.series.iter().map(|s| s.samples.len()).sum();
-                let r = decode_request_limited(req, now_ms, limits);
+        MessageFormat::Protobuf => match decode_bytes(payload, now_ms, limits) {
+            Ok(r) => {
                 if r.over_sample_limit {
-                    d.drop(DropReason::ParseError, total as u64);
+                    d.drop(DropReason::ParseError, r.total as u64);
                     over_sample_limit = true;
                 } else {
                     out.extend(r.samples);
@@ -114,7 +109,8 @@ impl Decoded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::v1::{Label, Sample as PbSample, Series};
+    use crate::proto::v1::{Label, Sample as PbSample, Series, WriteRequest};
+    use prost::Message as _;
 
     #[test]
     fn protobuf_message_decodes_and_garbage_is_one_parse_error() {
