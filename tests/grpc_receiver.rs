@@ -94,6 +94,29 @@ async fn nothing_usable_is_invalid_argument() {
     assert!(err.message().contains("empty name"), "{}", err.message());
 }
 
+/// grpcio sends hand-made bytes (its raw-bytes call): a label name that is not
+/// UTF-8 and a label running past its series are INVALID_ARGUMENT naming the
+/// request and the fault, and the connection still takes a good request.
+#[test]
+fn malformed_bytes_are_invalid_argument_naming_the_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let t = Tsrelay::start(dir.path(), &config(port, "[sinks.out]\ntype = \"blackhole\"", ""));
+    let stubs = grpcio::stubs(dir.path());
+    let out = grpcio::run(&stubs, &format!("127.0.0.1:{port}"), "malformed", &[]);
+    let answers = out["answers"].as_array().expect("answers");
+    assert_eq!(answers.len(), 3, "{out}");
+    for (answer, (id, fault)) in answers.iter().zip([(1, "UTF-8"), (2, "buffer underflow")]) {
+        assert_eq!(answer["code"], "INVALID_ARGUMENT", "{out}");
+        let details = answer["details"].as_str().unwrap_or("");
+        assert!(details.contains(&format!("request {id}")) && details.contains(fault), "{details}");
+    }
+    assert_eq!((answers[2]["code"].as_str(), answers[2]["accepted"].as_u64()), (Some("OK"), Some(1)), "{out}");
+    wait_for(Duration::from_secs(10), "the good sample to be received", || {
+        (t.metric_sum("tsrelay_received_samples_total", &["receiver=\"grpc\""]) == 1.0).then_some(())
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_answers_every_request_in_order() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,6 +15,9 @@ Modes:
   steady    unary Writes every --every seconds for --seconds seconds on one
             channel; prints {"ok": N, "failed": [codes...]}
   idle      one Write, waits --seconds, another Write on the same channel
+  malformed unary Writes of hand-made bytes through grpcio's raw-bytes call: a
+            series whose label name is not UTF-8, one whose label runs past the
+            series' end, then a good request; prints every {"code", "details"}
 Options: --tls-ca F [--tls-cert F --tls-key F] for TLS / mutual TLS;
 --key K sends `authorization: Bearer K` as call credentials (TLS) or metadata.
 """
@@ -120,6 +123,26 @@ def main():
         time.sleep(a.seconds)
         second = unary(1, 2)
         print(json.dumps({"first": first["code"], "second": second["code"]}))
+    elif a.mode == "malformed":
+        raw = channel.unary_unary(
+            "/tsrelay.v1.Ingest/Write",
+            request_serializer=lambda b: b,
+            response_deserializer=ingest_pb2.WriteResponse.FromString,
+        )
+        good = request(1, 3).SerializeToString()
+        bodies = [
+            b"\x10\x01" + b"\x0a\x05\x0a\x03\x0a\x01\xff",  # id 1; series { label { name: 0xff } }
+            b"\x10\x02" + b"\x0a\x04\x0a\x09\x0a\x01",  # id 2; a label 9 bytes long in a 4-byte series
+            good,
+        ]
+        answers = []
+        for body in bodies:
+            try:
+                resp = raw(body, timeout=10, metadata=metadata)
+                answers.append({"code": "OK", "accepted": resp.accepted})
+            except grpc.RpcError as e:
+                answers.append({"code": e.code().name, "details": e.details()})
+        print(json.dumps({"answers": answers}))
     else:
         sys.exit("unknown mode " + a.mode)
     channel.close()
