@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use crate::model::{Labels, MetricKind, Sample};
 use crate::pipeline::PipelineConfig;
 use crate::pipeline::stages::{InvalidNames, NormalizeConfig, ValidateConfig};
 use crate::registry::{is_valid_label_name, is_valid_metric_name};
@@ -220,7 +221,57 @@ impl Checker<'_> {
         }
         Ok(())
     }
+
+    /// Appends one series' samples to `out`, sharing `labels`, and refuses
+    /// those whose timestamp is beyond what the model holds or outside the
+    /// window: how many, why the first one was, and the series' labels.
+    pub fn push_series(
+        &self,
+        out: &mut Vec<Sample>,
+        labels: Labels,
+        kind: MetricKind,
+        samples: impl ExactSizeIterator<Item = (f64, i64)>,
+    ) -> Option<RefusedTimestamps> {
+        // The series' samples share its labels instead of a copy each.
+        let labels = if samples.len() > 1 { labels.share() } else { labels };
+        let (mut count, mut first) = (0u64, None);
+        for (value, ts) in samples {
+            // A range check, not `abs()`: `i64::MIN` has no absolute value.
+            let refusal = if !(-MAX_ABS_TIMESTAMP_MS..=MAX_ABS_TIMESTAMP_MS).contains(&ts) {
+                Some(format!("timestamp {ts} ms is beyond ±{MAX_ABS_TIMESTAMP_MS} ms"))
+            } else {
+                self.timestamp(ts).err().map(|e| e.message())
+            };
+            match refusal {
+                None => out.push(Sample { labels: labels.clone(), value, timestamp_ms: ts, kind }),
+                Some(message) => {
+                    count += 1;
+                    first.get_or_insert(message);
+                }
+            }
+        }
+        first.map(|first| RefusedTimestamps { count, first, labels })
+    }
 }
+
+/// The samples of one series refused for their timestamps.
+#[derive(Debug)]
+pub struct RefusedTimestamps {
+    pub count: u64,
+    /// Why the first one was refused.
+    pub first: String,
+    pub labels: Labels,
+}
+
+impl RefusedTimestamps {
+    /// What a sender is told.
+    pub fn message(&self) -> String {
+        format!("{} samples refused (timestamp_out_of_window), the first: {}", self.count, self.first)
+    }
+}
+
+/// The most a timestamp may be in ms and still fit in ns everywhere (year 2262).
+pub const MAX_ABS_TIMESTAMP_MS: i64 = i64::MAX / 1_000_000;
 
 /// Samples refused by a limit, per drop reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

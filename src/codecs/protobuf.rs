@@ -7,6 +7,8 @@
 //! reference the `grpc_write_request` fuzz target compares the walk with);
 //! both run the same builder.
 
+#[cfg(test)]
+use super::limits::MAX_ABS_TIMESTAMP_MS;
 use super::limits::{Checker, DecodeLimits, LimitError, RefusedSamples};
 use super::wire::{Fields, WireError, WireType};
 use crate::model::{Labels, METRIC_NAME_LABEL, MetricKind, Sample};
@@ -15,9 +17,6 @@ use crate::telemetry::DropReason;
 
 /// Errors reported back to the sender; later ones are only counted.
 pub const MAX_REPORTED_ERRORS: usize = 10;
-
-/// The most a timestamp may be in ms and still fit in ns everywhere (year 2262).
-const MAX_ABS_TIMESTAMP_MS: i64 = i64::MAX / 1_000_000;
 
 #[derive(Debug, Default)]
 pub struct Decoded {
@@ -48,12 +47,7 @@ impl Decoded {
     /// (how the fuzz target compares the walk with the generated decoder).
     pub fn same_as(&self, other: &Decoded) -> bool {
         self.samples.len() == other.samples.len()
-            && self.samples.iter().zip(&other.samples).all(|(a, b)| {
-                a.labels == b.labels
-                    && a.value.to_bits() == b.value.to_bits()
-                    && a.timestamp_ms == b.timestamp_ms
-                    && a.kind == b.kind
-            })
+            && self.samples.iter().zip(&other.samples).all(|(a, b)| a.identical(b))
             && (self.id, self.total, self.over_sample_limit) == (other.id, other.total, other.over_sample_limit)
             && self.refused == other.refused
             && self.errors == other.errors
@@ -139,43 +133,8 @@ impl<'a> Walked<'a> {
         let mut kind = 0;
         while let Some((tag, wire_type)) = fields.next_key()? {
             match tag {
-                1 => {
-                    wire_type.expect(WireType::LengthDelimited)?;
-                    let mut label = fields.message()?;
-                    let (mut name, mut value) = ("", "");
-                    while let Some((tag, wire_type)) = label.next_key()? {
-                        match tag {
-                            1 => {
-                                wire_type.expect(WireType::LengthDelimited)?;
-                                name = label.str()?;
-                            }
-                            2 => {
-                                wire_type.expect(WireType::LengthDelimited)?;
-                                value = label.str()?;
-                            }
-                            _ => label.skip(tag, wire_type)?,
-                        }
-                    }
-                    self.labels.push((name, value));
-                }
-                2 => {
-                    wire_type.expect(WireType::LengthDelimited)?;
-                    let mut sample = fields.message()?;
-                    let (mut value, mut timestamp) = (0.0, 0);
-                    while let Some((tag, wire_type)) = sample.next_key()? {
-                        match tag {
-                            1 => {
-                                wire_type.expect(WireType::SixtyFourBit)?;
-                                value = f64::from_bits(sample.fixed64()?);
-                            }
-                            2 => {
-                                wire_type.expect(WireType::Varint)?;
-                                timestamp = sample.varint()? as i64;
-                            }
-                            _ => sample.skip(tag, wire_type)?,
-                        }
-                    }
-                    self.samples.push((value, timestamp));
+                1 | 2 => {
+                    fields.label_or_sample(tag, wire_type, &mut self.labels, &mut self.samples)?;
                 }
                 3 => {
                     wire_type.expect(WireType::Varint)?;
@@ -229,28 +188,10 @@ impl<'a> Walked<'a> {
             for (name, value) in pairs {
                 labels.push(name, value);
             }
-            // The series' samples share its labels instead of a copy each.
-            let labels = if samples.len() > 1 { labels.share() } else { labels };
-            let mut bad_ts = 0u64;
-            let mut first_refusal = None;
-            for &(value, timestamp) in samples {
-                let ts = if timestamp == 0 { now_ms } else { timestamp };
-                // A range check, not `abs()`: `i64::MIN` has no absolute value.
-                let refusal = if !(-MAX_ABS_TIMESTAMP_MS..=MAX_ABS_TIMESTAMP_MS).contains(&ts) {
-                    Some(format!("timestamp {ts} ms is beyond ±{MAX_ABS_TIMESTAMP_MS} ms"))
-                } else {
-                    checker.timestamp(ts).err().map(|e| e.message())
-                };
-                if let Some(message) = refusal {
-                    bad_ts += 1;
-                    first_refusal.get_or_insert(message);
-                    continue;
-                }
-                out.samples.push(Sample { labels: labels.clone(), value, timestamp_ms: ts, kind });
-            }
-            if let Some(first) = first_refusal {
-                out.refused.add(DropReason::TimestampOutOfWindow, bad_ts);
-                out.reject(i, || format!("{bad_ts} samples refused (timestamp_out_of_window), the first: {first}"));
+            let values = samples.iter().map(|&(value, ts)| (value, if ts == 0 { now_ms } else { ts }));
+            if let Some(refused) = checker.push_series(&mut out.samples, labels, kind, values) {
+                out.refused.add(DropReason::TimestampOutOfWindow, refused.count);
+                out.reject(i, || refused.message());
             }
         }
         out

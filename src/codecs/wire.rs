@@ -156,6 +156,76 @@ impl<'a> Fields<'a> {
         Ok(Fields { rest: bytes, depth: self.depth - 1 })
     }
 
+    /// Reads a message of two strings, fields 1 and 2 (`prometheus.Label`,
+    /// `tsrelay.v1.Label`): `("", "")` for absent ones.
+    pub fn name_value(mut self) -> Result<(&'a str, &'a str), WireError> {
+        let (mut name, mut value) = ("", "");
+        while let Some((tag, wire_type)) = self.next_key()? {
+            match tag {
+                1 | 2 => {
+                    wire_type.expect(WireType::LengthDelimited)?;
+                    let text = self.str()?;
+                    if tag == 1 {
+                        name = text;
+                    } else {
+                        value = text;
+                    }
+                }
+                _ => self.skip(tag, wire_type)?,
+            }
+        }
+        Ok((name, value))
+    }
+
+    /// Reads a sample message: `double value = 1`, `int64 timestamp = 2`,
+    /// and the `int64` fields `ignored` (checked, not kept: remote-write 2.0's
+    /// `start_timestamp`).
+    pub fn value_timestamp(mut self, ignored: &[u32]) -> Result<(f64, i64), WireError> {
+        let (mut value, mut timestamp) = (0.0, 0);
+        while let Some((tag, wire_type)) = self.next_key()? {
+            match tag {
+                1 => {
+                    wire_type.expect(WireType::SixtyFourBit)?;
+                    value = f64::from_bits(self.fixed64()?);
+                }
+                2 => {
+                    wire_type.expect(WireType::Varint)?;
+                    timestamp = self.varint()? as i64;
+                }
+                _ if ignored.contains(&tag) => {
+                    wire_type.expect(WireType::Varint)?;
+                    self.varint()?;
+                }
+                _ => self.skip(tag, wire_type)?,
+            }
+        }
+        Ok((value, timestamp))
+    }
+
+    /// Reads field `tag` of a series when it is one of the two fields
+    /// `prometheus.TimeSeries` and `tsrelay.v1.Series` share (1: a label, 2: a
+    /// sample), appending it to `labels` or `samples`; false for another field.
+    pub fn label_or_sample(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        labels: &mut Vec<(&'a str, &'a str)>,
+        samples: &mut Vec<(f64, i64)>,
+    ) -> Result<bool, WireError> {
+        match tag {
+            1 => {
+                wire_type.expect(WireType::LengthDelimited)?;
+                labels.push(self.message()?.name_value()?);
+            }
+            2 => {
+                wire_type.expect(WireType::LengthDelimited)?;
+                samples.push(self.message()?.value_timestamp(&[])?);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
     /// Skips a field this decoder does not read.
     pub fn skip(&mut self, tag: u32, wire_type: WireType) -> Result<(), WireError> {
         self.skip_at(tag, wire_type, self.depth)

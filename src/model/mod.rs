@@ -56,6 +56,14 @@ impl Sample {
     pub fn name(&self) -> &str {
         self.labels.name().unwrap_or("")
     }
+
+    /// Equality with values compared by their bits (a NaN equals the same NaN).
+    pub fn identical(&self, other: &Sample) -> bool {
+        self.labels == other.labels
+            && self.value.to_bits() == other.value.to_bits()
+            && self.timestamp_ms == other.timestamp_ms
+            && self.kind == other.kind
+    }
 }
 
 /// The unit of work on every channel: many samples and, optionally, the

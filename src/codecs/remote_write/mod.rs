@@ -23,9 +23,6 @@ use crate::telemetry::DropReason;
 /// Errors reported back to the sender; later ones are only counted.
 pub const MAX_REPORTED_ERRORS: usize = 10;
 
-/// The most a timestamp may be in ms and still fit in ns everywhere (year 2262).
-const MAX_ABS_TIMESTAMP_MS: i64 = i64::MAX / 1_000_000;
-
 /// Bounds applied while decoding, before anything is allocated per sample, so
 /// memory follows the configuration and not the input: the body size, and the
 /// limits of the pipeline the receiver feeds ([`crate::codecs::limits`]:
@@ -116,12 +113,7 @@ impl Decoded {
     /// (how the fuzz targets compare the in-place and the generated decoders).
     pub fn same_as(&self, other: &Decoded) -> bool {
         self.samples.len() == other.samples.len()
-            && self.samples.iter().zip(&other.samples).all(|(a, b)| {
-                a.labels == b.labels
-                    && a.value.to_bits() == b.value.to_bits()
-                    && a.timestamp_ms == b.timestamp_ms
-                    && a.kind == b.kind
-            })
+            && self.samples.iter().zip(&other.samples).all(|(a, b)| a.identical(b))
             && self.refused == other.refused
             && (self.histograms, self.exemplars, self.metadata) == (other.histograms, other.exemplars, other.metadata)
             && self.errors == other.errors
@@ -205,28 +197,9 @@ fn add_series(
             return;
         }
     };
-    // The series' samples share its labels instead of a copy each.
-    let labels = if n > 1 { labels.share() } else { labels };
-    let mut bad_ts = 0u64;
-    let mut first = None;
-    for (value, ts) in samples {
-        // A range check, not `abs()`: `i64::MIN` has no absolute value.
-        let refusal = if !(-MAX_ABS_TIMESTAMP_MS..=MAX_ABS_TIMESTAMP_MS).contains(&ts) {
-            Some(format!("timestamp {ts} ms is beyond ±{MAX_ABS_TIMESTAMP_MS} ms"))
-        } else {
-            checker.timestamp(ts).err().map(|e| e.message())
-        };
-        if let Some(message) = refusal {
-            bad_ts += 1;
-            first.get_or_insert(message);
-            continue;
-        }
-        out.samples.push(Sample { labels: labels.clone(), value, timestamp_ms: ts, kind });
-    }
-    if let Some(first) = first {
-        out.refused.add(DropReason::TimestampOutOfWindow, bad_ts);
-        let labels = labels.to_string();
-        out.report(index, &labels, format!("{bad_ts} samples refused (timestamp_out_of_window), the first: {first}"));
+    if let Some(refused) = checker.push_series(&mut out.samples, labels, kind, samples) {
+        out.refused.add(DropReason::TimestampOutOfWindow, refused.count);
+        out.report(index, &refused.labels.to_string(), refused.message());
     }
 }
 

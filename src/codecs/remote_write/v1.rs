@@ -154,43 +154,8 @@ impl<'a> Request<'a> {
         let (labels_from, samples_from) = (self.labels.len(), self.samples.len());
         while let Some((tag, wire_type)) = fields.next_key()? {
             match tag {
-                1 => {
-                    wire_type.expect(WireType::LengthDelimited)?;
-                    let mut label = fields.message()?;
-                    let (mut name, mut value) = ("", "");
-                    while let Some((tag, wire_type)) = label.next_key()? {
-                        match tag {
-                            1 => {
-                                wire_type.expect(WireType::LengthDelimited)?;
-                                name = label.str()?;
-                            }
-                            2 => {
-                                wire_type.expect(WireType::LengthDelimited)?;
-                                value = label.str()?;
-                            }
-                            _ => label.skip(tag, wire_type)?,
-                        }
-                    }
-                    self.labels.push((name, value));
-                }
-                2 => {
-                    wire_type.expect(WireType::LengthDelimited)?;
-                    let mut sample = fields.message()?;
-                    let (mut value, mut timestamp) = (0.0, 0);
-                    while let Some((tag, wire_type)) = sample.next_key()? {
-                        match tag {
-                            1 => {
-                                wire_type.expect(WireType::SixtyFourBit)?;
-                                value = f64::from_bits(sample.fixed64()?);
-                            }
-                            2 => {
-                                wire_type.expect(WireType::Varint)?;
-                                timestamp = sample.varint()? as i64;
-                            }
-                            _ => sample.skip(tag, wire_type)?,
-                        }
-                    }
-                    self.samples.push((value, timestamp));
+                1 | 2 => {
+                    fields.label_or_sample(tag, wire_type, &mut self.labels, &mut self.samples)?;
                 }
                 3 | 4 => return Ok(false),
                 _ => fields.skip(tag, wire_type)?,

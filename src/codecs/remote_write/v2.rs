@@ -213,25 +213,9 @@ impl<'a> Walked<'a> {
                 }
                 2 => {
                     wire_type.expect(WireType::LengthDelimited)?;
-                    let mut sample = fields.message()?;
-                    let (mut value, mut timestamp) = (0.0, 0);
-                    while let Some((tag, wire_type)) = sample.next_key()? {
-                        match tag {
-                            1 => {
-                                wire_type.expect(WireType::SixtyFourBit)?;
-                                value = f64::from_bits(sample.fixed64()?);
-                            }
-                            2 | 3 => {
-                                wire_type.expect(WireType::Varint)?;
-                                let v = sample.varint()? as i64;
-                                if tag == 2 {
-                                    timestamp = v;
-                                }
-                            }
-                            _ => sample.skip(tag, wire_type)?,
-                        }
-                    }
-                    self.samples.push((value, timestamp));
+                    // Field 3 is `start_timestamp`, not kept.
+                    let sample = fields.message()?.value_timestamp(&[3])?;
+                    self.samples.push(sample);
                 }
                 3 | 4 => return Ok(false),
                 5 => {
