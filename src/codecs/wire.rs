@@ -106,6 +106,18 @@ impl<'a> Fields<'a> {
     /// A varint (prost: at most ten bytes, the tenth at most 1).
     #[inline]
     pub fn varint(&mut self) -> Result<u64, WireError> {
+        // Keys and the lengths of labels and samples are one byte.
+        if let Some((&byte, rest)) = self.rest.split_first()
+            && byte < 0x80
+        {
+            self.rest = rest;
+            return Ok(u64::from(byte));
+        }
+        self.long_varint()
+    }
+
+    /// A varint of two bytes or more (timestamps, long lengths).
+    fn long_varint(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for (i, &byte) in self.rest.iter().take(10).enumerate() {
             value |= u64::from(byte & 0x7f) << (i * 7);
