@@ -138,16 +138,20 @@ fn the_samples_of_a_grpc_series_share_its_labels() {
     };
     let limits = DecodeLimits::for_pipeline_defaults();
     let label_bytes = tags * ("label_00".len() + value_len + 6);
+    // What the gRPC and Kafka receivers run: the request's bytes walked in place.
+    let body = prost::Message::encode_to_vec(&req);
     let (decoded, bytes, allocations) =
-        measure(|| tsrelay::codecs::protobuf::decode_request_limited(req, now_ms, &limits));
+        measure(|| tsrelay::codecs::protobuf::decode_bytes(&body, now_ms, &limits).expect("a valid request"));
     assert!(decoded.errors.is_empty(), "{:?}", decoded.errors);
     assert_eq!(decoded.samples.len(), n);
     assert_all_share(&decoded.samples, "gRPC");
-    // The samples' vector and the labels once; dropping the request frees, never allocates.
+    // The samples' vector and the labels once, plus the walk's own lists while
+    // it runs (a 16-byte value and timestamp per sample, a pair of slices per label).
     println!("series of {n} samples × {tags} labels: {bytes} bytes in {allocations} allocations");
-    assert!(allocations <= 16, "{allocations} allocations for one series of {n} samples");
+    assert!(allocations <= 24, "{allocations} allocations for one series of {n} samples");
+    let walk = n * 16 * 2;
     assert!(
-        bytes < n * std::mem::size_of::<Sample>() + 4 * label_bytes,
+        bytes < n * std::mem::size_of::<Sample>() + walk + 4 * label_bytes,
         "{bytes} bytes allocated; a copy per sample is {}",
         n * label_bytes
     );
