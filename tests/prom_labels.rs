@@ -232,6 +232,8 @@ fn errors_are_documented_envelopes() {
         (format!("/prom/influx/api/v1/series?{}", sel("up[5m]")), 400, "bad_data", "match[]"),
         (format!("/prom/rrd/api/v1/series?{}", sel("rate(up[5m])")), 400, "bad_data", "match[]"),
         (format!("/prom/influx/api/v1/labels?{}", sel(r#"{job=~".*"}"#)), 400, "bad_data", "match[]"),
+        // A regex over the compile bound (src/model/regex.rs) costs a 400, not seconds of CPU.
+        (format!("/prom/influx/api/v1/series?{}", sel(r#"up{job=~"(\\w{100}){100}"}"#)), 400, "bad_data", "match[]"),
         ("/prom/rrd/api/v1/series".to_string(), 400, "bad_data", "match[]"),
         ("/prom/influx/api/v1/labels?start=yesterday".to_string(), 400, "bad_data", "start"),
         ("/prom/influx/api/v1/series?match[]=up&limit=x".to_string(), 400, "bad_data", "limit"),
@@ -250,6 +252,9 @@ fn errors_are_documented_envelopes() {
             _ => {}
         }
     }
+    let (_, body) =
+        curl(&format!("http://{q}/prom/influx/api/v1/series?{}", sel(r#"up{job=~"(\\w{100}){100}"}"#)), &[]);
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("regex")), "{body}");
     let (got, body) = curl(&format!("http://{q}/prom/influx/api/v1/series"), &["--data-urlencode", "match[]=up{"]);
     assert_eq!((got, body["field"].as_str()), (400, Some("match[]")), "{body}");
     assert_eq!(calls(), before, "a refused request reached a backend");

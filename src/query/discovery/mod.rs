@@ -420,6 +420,8 @@ mod tests {
             ("{job~\"a\"}", "expected =, !=, =~ or !~"),
             ("{job=a}", "quoted"),
             ("{job=~\"(\"}", "invalid regex"),
+            // Over the compile bound of src/model/regex.rs.
+            ("{job=~\"(\\\\w{100}){100}\"}", "size limit"),
             ("{job=\"\"}", "does not match the empty string"),
             ("up extra", "unexpected text"),
             ("{job=\"a}", "unterminated"),
@@ -503,38 +505,48 @@ mod tests {
         let expected = walk().data.len();
         assert!(expected > 1_000, "{expected}");
 
-        // How long the same walk takes when nothing else wants the lock: what
-        // one ingesting batch would wait if the walk held the lock throughout.
-        let started = std::time::Instant::now();
-        assert_eq!(walk().data.len(), expected);
-        let whole_walk = started.elapsed();
-
-        // The walker walks three times; ingestion goes on meanwhile (bounded
-        // in rounds), timing every batch.
-        let walks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let walker = {
-            let (d, walks) = (d.clone(), walks.clone());
-            std::thread::spawn(move || {
-                for _ in 0..3 {
-                    d.series(None, &[selector("if_octets{port=~\"p.*9\"}")], usize::MAX).unwrap();
-                    walks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            })
-        };
-        let mut longest = std::time::Duration::ZERO;
-        let mut rounds = 0;
-        while walks.load(std::sync::atomic::Ordering::Relaxed) < 3 && rounds < 100_000 {
-            let (mut samples, mut hashes) = batch(rounds % 50, 10, 2 + rounds as i64);
+        // A wait is timed on the wall clock, so a loaded machine that preempts
+        // the ingesting thread mid-batch can make one attempt look like a long
+        // hold: up to three attempts, each measured afresh; a walk that really
+        // held the lock throughout fails all of them.
+        let mut attempts = Vec::new();
+        for _ in 0..3 {
+            // How long the same walk takes when nothing else wants the lock: what
+            // one ingesting batch would wait if the walk held the lock throughout.
             let started = std::time::Instant::now();
-            shard.process(&mut samples, &mut hashes, &mut DropTally::default());
-            longest = longest.max(started.elapsed());
-            rounds += 1;
+            assert_eq!(walk().data.len(), expected);
+            let whole_walk = started.elapsed();
+
+            // The walker walks three times; ingestion goes on meanwhile (bounded
+            // in rounds), timing every batch.
+            let walks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let walker = {
+                let (d, walks) = (d.clone(), walks.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..3 {
+                        d.series(None, &[selector("if_octets{port=~\"p.*9\"}")], usize::MAX).unwrap();
+                        walks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                })
+            };
+            let mut longest = std::time::Duration::ZERO;
+            let mut rounds = 0;
+            while walks.load(std::sync::atomic::Ordering::Relaxed) < 3 && rounds < 100_000 {
+                let (mut samples, mut hashes) = batch(rounds % 50, 10, 2 + rounds as i64);
+                let started = std::time::Instant::now();
+                shard.process(&mut samples, &mut hashes, &mut DropTally::default());
+                longest = longest.max(started.elapsed());
+                rounds += 1;
+            }
+            walker.join().unwrap();
+            assert!(rounds > 10, "ingestion ran alongside the walks ({rounds} batches)");
+            attempts.push((longest, whole_walk));
+            if longest * 4 < whole_walk {
+                return;
+            }
         }
-        walker.join().unwrap();
-        assert!(rounds > 10, "ingestion ran alongside the walks ({rounds} batches)");
-        assert!(
-            longest * 4 < whole_walk,
-            "an ingesting batch waited {longest:?}; a walk under one hold would take {whole_walk:?}"
+        panic!(
+            "an ingesting batch waited as long as a quarter of a whole walk in every attempt (longest wait, whole walk): {attempts:?}"
         );
     }
 
