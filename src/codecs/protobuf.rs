@@ -114,12 +114,12 @@ impl<'a> Walked<'a> {
         while let Some((tag, wire_type)) = fields.next_key()? {
             match tag {
                 1 => {
-                    wire_type.expect(WireType::LengthDelimited)?;
+                    wire_type.must_be(WireType::LengthDelimited)?;
                     let series = fields.message()?;
                     out.series(series)?;
                 }
                 2 => {
-                    wire_type.expect(WireType::Varint)?;
+                    wire_type.must_be(WireType::Varint)?;
                     out.id = fields.varint()?;
                 }
                 _ => fields.skip(tag, wire_type)?,
@@ -137,11 +137,11 @@ impl<'a> Walked<'a> {
                     fields.label_or_sample(tag, wire_type, &mut self.labels, &mut self.samples)?;
                 }
                 3 => {
-                    wire_type.expect(WireType::Varint)?;
+                    wire_type.must_be(WireType::Varint)?;
                     kind = fields.varint()? as i32;
                 }
                 4 => {
-                    wire_type.expect(WireType::LengthDelimited)?;
+                    wire_type.must_be(WireType::LengthDelimited)?;
                     fields.str()?;
                 }
                 _ => fields.skip(tag, wire_type)?,

@@ -61,7 +61,7 @@ impl WireType {
     }
 
     /// Fails unless `self` is what a known field of type `expected` needs.
-    pub fn expect(self, expected: WireType) -> Result<(), WireError> {
+    pub fn must_be(self, expected: WireType) -> Result<(), WireError> {
         if self == expected { Ok(()) } else { Err(WireError::WrongWireType { actual: self, expected }) }
     }
 }
@@ -175,7 +175,7 @@ impl<'a> Fields<'a> {
         while let Some((tag, wire_type)) = self.next_key()? {
             match tag {
                 1 | 2 => {
-                    wire_type.expect(WireType::LengthDelimited)?;
+                    wire_type.must_be(WireType::LengthDelimited)?;
                     let text = self.str()?;
                     if tag == 1 {
                         name = text;
@@ -197,15 +197,15 @@ impl<'a> Fields<'a> {
         while let Some((tag, wire_type)) = self.next_key()? {
             match tag {
                 1 => {
-                    wire_type.expect(WireType::SixtyFourBit)?;
+                    wire_type.must_be(WireType::SixtyFourBit)?;
                     value = f64::from_bits(self.fixed64()?);
                 }
                 2 => {
-                    wire_type.expect(WireType::Varint)?;
+                    wire_type.must_be(WireType::Varint)?;
                     timestamp = self.varint()? as i64;
                 }
                 _ if ignored.contains(&tag) => {
-                    wire_type.expect(WireType::Varint)?;
+                    wire_type.must_be(WireType::Varint)?;
                     self.varint()?;
                 }
                 _ => self.skip(tag, wire_type)?,
@@ -226,11 +226,11 @@ impl<'a> Fields<'a> {
     ) -> Result<bool, WireError> {
         match tag {
             1 => {
-                wire_type.expect(WireType::LengthDelimited)?;
+                wire_type.must_be(WireType::LengthDelimited)?;
                 labels.push(self.message()?.name_value()?);
             }
             2 => {
-                wire_type.expect(WireType::LengthDelimited)?;
+                wire_type.must_be(WireType::LengthDelimited)?;
                 samples.push(self.message()?.value_timestamp(&[])?);
             }
             _ => return Ok(false),
@@ -264,10 +264,7 @@ impl<'a> Fields<'a> {
             WireType::StartGroup => loop {
                 // A group ends at its own end tag; running out of bytes first
                 // is the varint error prost reports for a missing key.
-                if self.rest.is_empty() {
-                    return Err(WireError::InvalidVarint);
-                }
-                let Some((inner, inner_type)) = self.next_key()? else { unreachable!("checked non-empty") };
+                let Some((inner, inner_type)) = self.next_key()? else { return Err(WireError::InvalidVarint) };
                 if inner_type == WireType::EndGroup {
                     if inner != tag {
                         return Err(WireError::UnexpectedEndGroup);
@@ -318,11 +315,11 @@ mod tests {
                 while let Some((tag, wire_type)) = fields.next_key()? {
                     match (tag, wire_type) {
                         (1, _) => {
-                            wire_type.expect(WireType::SixtyFourBit)?;
+                            wire_type.must_be(WireType::SixtyFourBit)?;
                             fields.fixed64()?;
                         }
                         (2, _) => {
-                            wire_type.expect(WireType::Varint)?;
+                            wire_type.must_be(WireType::Varint)?;
                             fields.varint()?;
                         }
                         _ => fields.skip(tag, wire_type)?,

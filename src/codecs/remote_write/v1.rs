@@ -132,14 +132,14 @@ impl<'a> Request<'a> {
         while let Some((tag, wire_type)) = fields.next_key()? {
             match tag {
                 1 => {
-                    wire_type.expect(WireType::LengthDelimited)?;
+                    wire_type.must_be(WireType::LengthDelimited)?;
                     let series = fields.message()?;
                     if !request.series(series)? {
                         return Ok(None);
                     }
                 }
                 3 => {
-                    wire_type.expect(WireType::LengthDelimited)?;
+                    wire_type.must_be(WireType::LengthDelimited)?;
                     let metadata = fields.message()?;
                     request.metadata(metadata)?;
                 }
@@ -175,15 +175,15 @@ impl<'a> Request<'a> {
         while let Some((tag, wire_type)) = fields.next_key()? {
             match tag {
                 1 => {
-                    wire_type.expect(WireType::Varint)?;
+                    wire_type.must_be(WireType::Varint)?;
                     kind = fields.varint()? as i32;
                 }
                 2 => {
-                    wire_type.expect(WireType::LengthDelimited)?;
+                    wire_type.must_be(WireType::LengthDelimited)?;
                     name = fields.str()?;
                 }
                 4 | 5 => {
-                    wire_type.expect(WireType::LengthDelimited)?;
+                    wire_type.must_be(WireType::LengthDelimited)?;
                     fields.str()?;
                 }
                 _ => fields.skip(tag, wire_type)?,

@@ -177,12 +177,12 @@ impl<'a> Walked<'a> {
         while let Some((tag, wire_type)) = fields.next_key()? {
             match tag {
                 4 => {
-                    wire_type.expect(WireType::LengthDelimited)?;
+                    wire_type.must_be(WireType::LengthDelimited)?;
                     let symbol = fields.str()?;
                     request.symbols.push(symbol);
                 }
                 5 => {
-                    wire_type.expect(WireType::LengthDelimited)?;
+                    wire_type.must_be(WireType::LengthDelimited)?;
                     let series = fields.message()?;
                     if !request.series(series)? {
                         return Ok(None);
@@ -208,33 +208,33 @@ impl<'a> Walked<'a> {
                     }
                 }
                 1 => {
-                    wire_type.expect(WireType::Varint)?;
+                    wire_type.must_be(WireType::Varint)?;
                     self.refs.push(fields.varint()? as u32);
                 }
                 2 => {
-                    wire_type.expect(WireType::LengthDelimited)?;
+                    wire_type.must_be(WireType::LengthDelimited)?;
                     // Field 3 is `start_timestamp`, not kept.
                     let sample = fields.message()?.value_timestamp(&[3])?;
                     self.samples.push(sample);
                 }
                 3 | 4 => return Ok(false),
                 5 => {
-                    wire_type.expect(WireType::LengthDelimited)?;
+                    wire_type.must_be(WireType::LengthDelimited)?;
                     let mut m = fields.message()?;
                     // A singular message field met twice is merged, as prost does.
                     let (kind, help, unit) = metadata.get_or_insert((0, 0, 0));
                     while let Some((tag, wire_type)) = m.next_key()? {
                         match tag {
                             1 => {
-                                wire_type.expect(WireType::Varint)?;
+                                wire_type.must_be(WireType::Varint)?;
                                 *kind = m.varint()? as i32;
                             }
                             3 => {
-                                wire_type.expect(WireType::Varint)?;
+                                wire_type.must_be(WireType::Varint)?;
                                 *help = m.varint()? as u32;
                             }
                             4 => {
-                                wire_type.expect(WireType::Varint)?;
+                                wire_type.must_be(WireType::Varint)?;
                                 *unit = m.varint()? as u32;
                             }
                             _ => m.skip(tag, wire_type)?,
