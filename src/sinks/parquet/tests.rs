@@ -161,8 +161,11 @@ async fn roll_every_and_max_file_bytes_and_max_open_files() {
     let (queue, ledger) = memory_queue("pq-roll", 100_000);
     let handle = worker("pq-roll", sink, queue.clone());
     queue.push(batch("a", 0..5, T0)).await;
-    wait_for("roll_every to make the file visible", || visible_files(&root) == 1).await;
-    assert_eq!(ledger.queued(), 0);
+    // The file becomes visible a moment before its samples are settled.
+    wait_for("roll_every to make the file visible and settle its samples", || {
+        visible_files(&root) == 1 && ledger.queued() == 0
+    })
+    .await;
     // Three metrics in one batch with at most two open files: one roll inside the batch.
     let mut three = batch("b", 0..2, T0).samples.clone();
     three.extend(batch("c", 0..2, T0).samples.clone());
