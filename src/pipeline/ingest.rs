@@ -148,11 +148,15 @@ impl PipelineInput {
     /// hands its parts to their shards; the slot goes with the parts.
     fn run(&self, mut batch: Batch, slot: OwnedSemaphorePermit) {
         let mut drops = super::DropTally::default();
+        let mut hashed = false;
         for stage in &self.front.stateless {
             if batch.samples.is_empty() {
                 break;
             }
-            stage.process(&mut batch.samples, &mut drops);
+            hashed = stage.process_hashed(&mut batch.samples, &mut batch.hashes, &mut drops);
+        }
+        if !hashed {
+            batch.hashes.clear();
         }
         flush_drops(&self.pipeline, &mut drops, batch.ack.as_ref());
         if batch.samples.is_empty() {

@@ -101,16 +101,21 @@ pub fn spawn(name: &str, config: &PipelineConfig, stages: Stages, sinks: Vec<Arc
 }
 
 /// Sorts each sample's labels, hashes its series and groups by shard,
-/// keeping the order of samples within a series.
+/// keeping the order of samples within a series. Hashes a stage already
+/// worked out (aligned with the samples) are taken as they are.
 fn split_by_series(batch: Batch, shard_count: usize) -> Vec<Option<ShardBatch>> {
-    let Batch { mut samples, ack, received_at, .. } = batch;
-    let hashes: Vec<u64> = samples
-        .iter_mut()
-        .map(|s| {
-            s.labels.sort();
-            s.labels.series_hash()
-        })
-        .collect();
+    let Batch { mut samples, ack, received_at, hashes } = batch;
+    let hashes: Vec<u64> = if hashes.len() == samples.len() {
+        hashes
+    } else {
+        samples
+            .iter_mut()
+            .map(|s| {
+                s.labels.sort();
+                s.labels.series_hash()
+            })
+            .collect()
+    };
     if shard_count == 1 {
         return vec![Some(ShardBatch { samples, hashes, ack, received_at, slot: None })];
     }
