@@ -58,9 +58,13 @@ struct Kept {
     /// (unknown metric, label not allowed), so a sample outside the window
     /// is counted as such first, as without the cache.
     after_window: Option<DropReason>,
-    /// The registry's type for the metric; `None` for a metric outside the
-    /// registry (its type is then the first one seen, checked per sample).
-    registered: Option<MetricKind>,
+    /// The metric's type: the registry's, or for a metric outside the
+    /// registry the first type seen for its name (it never changes once
+    /// seen). `None` while a metric outside the registry has no type yet.
+    kind: Option<MetricKind>,
+    /// [`Validate::typed_epoch`] when `kind` was read: while it is the same,
+    /// no name got a type since, so an untyped sample needs no lookup.
+    typed_epoch: usize,
 }
 
 #[derive(Clone)]
@@ -117,32 +121,45 @@ impl Resolve {
         if let Err(reason) = self.validate.check_labels(&labels) {
             return Verdict::Drop(Stage::Validate, reason);
         }
-        let (after_window, registered) = match self.validate.registered(labels.name().unwrap_or("")) {
+        let typed_epoch = self.validate.typed_epoch();
+        let name = labels.name().unwrap_or("");
+        let (after_window, kind) = match self.validate.registered(name) {
             Some(entry) => (check_allowed_labels(entry, &labels).err(), Some(entry.kind())),
-            None => (self.validate.check_unknown().err(), None),
+            None => (self.validate.check_unknown().err(), self.validate.pinned(name)),
         };
         let hash = labels.series_hash();
         let labels = (labels != *decoded).then(|| labels.share());
-        Verdict::Keep(Kept { labels, hash, after_window, registered })
+        Verdict::Keep(Kept { labels, hash, after_window, kind, typed_epoch })
     }
 
     /// The per-sample checks, in validate's order, after a kept verdict.
+    /// Says whether the name got its type meanwhile (the verdict can then
+    /// carry it).
     fn check_sample<'r>(
         &'r self,
         s: &mut Sample,
         kept: &Kept,
         now: i64,
         memo: &mut NameMemo<'r>,
-    ) -> Result<(), DropReason> {
+    ) -> Result<Option<MetricKind>, DropReason> {
         self.validate.check_window(s.timestamp_ms, now)?;
         if let Some(reason) = kept.after_window {
             return Err(reason);
         }
-        match kept.registered {
+        // A type once seen for a name outside the registry holds like a
+        // registered one: the same three cases.
+        let mut typed = None;
+        match kept.kind {
             Some(kind) => self.validate.check_kind_registered(s, kind)?,
-            None => self.validate.check_kind_unpinned(s, memo)?,
+            None if s.kind == MetricKind::Unspecified && self.validate.typed_epoch() == kept.typed_epoch => {}
+            None => {
+                let outcome = self.validate.check_kind_unpinned(s, memo);
+                typed = self.validate.pinned(s.name());
+                outcome?;
+            }
         }
-        self.validate.check_value(s)
+        self.validate.check_value(s)?;
+        Ok(typed)
     }
 }
 
@@ -201,8 +218,11 @@ impl StatelessStage for Resolve {
                 s.labels = labels.clone();
             }
             match self.check_sample(s, &kept, now, &mut memo) {
-                Ok(()) => {
+                Ok(typed) => {
                     hashes.push(kept.hash);
+                    if let Some(kind) = typed {
+                        self.remember(key, check, Verdict::Keep(Kept { kind: Some(kind), ..kept }));
+                    }
                     true
                 }
                 Err(reason) => {

@@ -260,7 +260,8 @@ impl Validate {
             kind
         });
         if inserted {
-            self.typed_count.fetch_add(1, Ordering::Relaxed);
+            // Release: a reader that sees the new count also sees the type.
+            self.typed_count.fetch_add(1, Ordering::Release);
         }
         held
     }
@@ -323,6 +324,19 @@ impl Validate {
     /// The registry's entry for a metric name, if it has one.
     pub(super) fn registered(&self, name: &str) -> Option<&MetricEntry> {
         self.registry.get(name)
+    }
+
+    /// Counts the types remembered so far: unchanged means no name got a
+    /// type since it was read. Read before [`Self::pinned`], so a type
+    /// remembered in between shows as a change.
+    pub(super) fn typed_epoch(&self) -> usize {
+        self.typed_count.load(Ordering::Acquire)
+    }
+
+    /// The first type seen for a metric outside the registry, once there is one
+    /// (it never changes afterwards).
+    pub(super) fn pinned(&self, name: &str) -> Option<MetricKind> {
+        self.typed.get(name).map(|k| *k)
     }
 
     /// A metric outside the registry, when the registry is closed.
