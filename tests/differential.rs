@@ -2,30 +2,40 @@
 //! behaviour recorded once and compared exactly on every later run.
 //!
 //! One real daemon (`target/debug/tsrelay`) runs one pipeline per case under
-//! `tests/differential/<case>/` (`config.toml`: its sinks and pipeline;
-//! `corpus.txt`: the requests sent to it, the intent checks, see
-//! [`Corpus::parse`]). Every request is sent alone and answered only once its
-//! samples are delivered (`ack = "delivered"`), so series state (types pinned,
-//! cardinality admissions, monotonic clocks) is deterministic. After the
-//! corpus, the counters of /metrics are read, the daemon is stopped (the
-//! aggregate rules flush their open buckets into the sinks) and the sink
-//! files are read. What each case produced is compared with
+//! `tests/differential/<case>/` (`config.toml`: its sinks and pipeline, and
+//! its receivers when they differ from the generated ones, see
+//! [`daemon_config`]; `corpus.txt`: the requests sent to it and the intent
+//! checks, see [`Corpus::parse`]). Every request is sent alone and answered
+//! only once its samples are delivered (`ack = "delivered"`; only the `sinks`
+//! case answers on acceptance, and the test waits for its pipeline), so
+//! series state (types pinned, cardinality admissions, monotonic clocks) is
+//! deterministic. After the corpus, the test waits until every pipeline and
+//! sink has accounted for every sample, reads /metrics, stops the daemon (the
+//! aggregate rules flush their open buckets into the sinks) and reads the
+//! sink files. What each case produced is compared with
 //! `tests/differential/<case>/expected.json`:
 //!
-//! - `responses`: the answer to every request (HTTP status and the accepted /
-//!   rejected counts of a partial write; gRPC accepted / rejected / errors);
+//! - `responses`: the answer to every request: HTTP status and body, gRPC
+//!   accepted / rejected / error messages, with absolute times masked;
 //! - `output`: per sink, per series (the line-protocol series key) the samples
 //!   in file order, as `[ms after the base time, value as written]`. Order
 //!   across series (shards) is not compared; order within a series is;
 //! - `counters`: every `tsrelay_*` series of /metrics that names one of the
-//!   case's pipeline, receivers or sinks, except the timing- and size-dependent
-//!   ones in [`EXCLUDED`].
+//!   case's pipeline, receivers (listeners) or sinks, except the timing- and
+//!   size-dependent ones in [`EXCLUDED`]. A series owned by no case must be
+//!   excluded too (the admin listener's, the process' memory).
+//!
+//! Besides the exact comparison, each case's `=== expect` lines state its
+//! intent (a drop reason really counted, a relabel rule really applied), so a
+//! bad recording cannot pass unnoticed; and the test checks that every
+//! [`DropReason`] is triggered by some case except those in [`NOT_COVERED`],
+//! and that the relabel case uses every relabel action.
 //!
 //! Timestamps in the corpus are written relative to a base time chosen when
-//! the test starts (`{t+1500}`, `{t-2d}`, in ms unless suffixed), because the
-//! validate stage's window is relative to now. The base is the next whole
-//! hour, so a one-hour aggregate bucket holds every `{t+x}` sample and closes
-//! only at shutdown.
+//! the test starts (`{t+1500}`, `{t-2d}`; ms unless suffixed; `{t+1500|ns}`
+//! in ns), because the validate stage's window is relative to now. The base
+//! is the next whole hour, so a one-hour aggregate bucket holds every `{t+x}`
+//! sample and closes only when the daemon stops.
 //!
 //! Recording: `TSRELAY_DIFFERENTIAL_RECORD=1 cargo test --test differential`
 //! rewrites every `expected.json` from the binary under test. Only do that on
@@ -62,6 +72,7 @@ const CASES: &[&str] = &[
     "mono_adjust",
     "aggregate",
     "otlp",
+    "sinks",
 ];
 
 /// Metrics left out of the comparison, by name prefix, and why.
@@ -356,15 +367,20 @@ struct Ports {
     grpc: u16,
 }
 
-/// The daemon's config: every case's receivers (generated, all alike), sinks and pipeline.
+/// The daemon's config: every case's receivers (generated, all alike, unless
+/// the case declares its own `[receivers.<case>_http]`; `{http}` and `{grpc}`
+/// in a case's config are its ports), sinks and pipeline.
 fn daemon_config(ports: &BTreeMap<&str, Ports>) -> String {
     let mut config = String::from(
-        "shutdown_timeout = \"20s\"\n\n[registry]\npath = \"registry.yaml\"\n\n[limits]\nmemory_bytes = 2147483648\n",
+        "shutdown_timeout = \"20s\"\n\n[registry]\npath = \"registry.yaml\"\n\n[limits]\nmemory_bytes = 4294967296\n",
     );
     for case in CASES {
         let p = &ports[case];
-        config.push_str(&format!(
-            r#"
+        let own = std::fs::read_to_string(case_dir(case).join("config.toml")).expect("case config.toml");
+        let own = own.replace("{http}", &p.http.to_string()).replace("{grpc}", &p.grpc.to_string());
+        if !own.contains(&format!("[receivers.{case}_http]")) {
+            config.push_str(&format!(
+                r#"
 [receivers.{case}_http]
 type = "http"
 listen = "127.0.0.1:{http}"
@@ -378,13 +394,41 @@ listen = "127.0.0.1:{grpc}"
 ack = "delivered"
 ack_timeout = "20s"
 "#,
-            http = p.http,
-            grpc = p.grpc
-        ));
-        let own = std::fs::read_to_string(case_dir(case).join("config.toml")).expect("case config.toml");
+                http = p.http,
+                grpc = p.grpc
+            ));
+        }
         config.push_str(&format!("\n# ---- case {case}\n{own}\n"));
     }
     config
+}
+
+/// The `<name>.fifo` paths of the cases' file sinks: the test makes each a
+/// named pipe nobody reads, so the sink is stuck (its queue fills) until the
+/// corpus is sent; then [`drain_fifo`] copies what it gets into `<name>.lp`.
+fn fifo_sinks() -> Vec<String> {
+    CASES
+        .iter()
+        .flat_map(|case| {
+            let own = std::fs::read_to_string(case_dir(case).join("config.toml")).expect("case config.toml");
+            own.lines()
+                .filter_map(|l| l.trim().strip_prefix("path = \"")?.strip_suffix(".fifo\"").map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Reads the named pipe `dir/<name>.fifo` to its end (the daemon closing it), line by line into `dir/<name>.lp`.
+fn drain_fifo(dir: &Path, name: &str) -> std::thread::JoinHandle<()> {
+    let (fifo, out) = (dir.join(format!("{name}.fifo")), dir.join(format!("{name}.lp")));
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        let reader = std::io::BufReader::new(std::fs::File::open(&fifo).expect("open the sink's fifo"));
+        let mut copy = std::fs::File::create(&out).expect("create the fifo's copy");
+        for line in reader.lines() {
+            writeln!(copy, "{}", line.expect("read the sink's fifo")).expect("write the fifo's copy");
+        }
+    })
 }
 
 /// What one request was answered.
@@ -478,6 +522,40 @@ fn read_output(path: &Path, base: i64) -> BTreeMap<String, Vec<Value>> {
     out
 }
 
+/// Every case's pipeline has fanned each sample it received out to its sinks,
+/// or dropped it: received = dropped by its stages + taken in by each sink
+/// (the largest: a rule's own sink gets nothing before the stop).
+fn handed_on(m: &BTreeMap<String, f64>) -> bool {
+    CASES.iter().all(|case| {
+        let owned: BTreeMap<String, f64> =
+            m.iter().filter(|(k, _)| owned_by(k, case)).map(|(k, v)| (k.clone(), *v)).collect();
+        let received = sum_metric(&owned, "tsrelay_received_samples_total", &[]);
+        let dropped = sum_metric(&owned, "tsrelay_dropped_samples_total", &[&format!("pipeline=\"{case}\"")]);
+        let fanned_out = owned
+            .iter()
+            .filter(|(k, _)| k.starts_with("tsrelay_sink_received_samples_total{"))
+            .map(|(_, v)| *v)
+            .fold(0.0, f64::max);
+        received == dropped + fanned_out
+    })
+}
+
+/// Every sink has sent or dropped everything it took in.
+fn balanced(m: &BTreeMap<String, f64>) -> bool {
+    let sinks: BTreeSet<&str> = m
+        .keys()
+        .filter(|k| k.starts_with("tsrelay_sink_received_samples_total{"))
+        .filter_map(|k| k.split("sink=\"").nth(1)?.split('"').next())
+        .collect();
+    sinks.iter().all(|s| {
+        let l = format!("sink=\"{s}\"");
+        let received = sum_metric(m, "tsrelay_sink_received_samples_total", &[&l]);
+        let sent = sum_metric(m, "tsrelay_sink_sent_samples_total", &[&l]);
+        let dropped = sum_metric(m, "tsrelay_dropped_samples_total", &[&l]);
+        received == sent + dropped
+    })
+}
+
 /// Readable differences between two recordings of one case.
 fn differences(case: &str, want: &Value, got: &Value) -> Vec<String> {
     let mut diffs = Vec::new();
@@ -520,10 +598,11 @@ fn differences(case: &str, want: &Value, got: &Value) -> Vec<String> {
 
 /// Drop reasons no case triggers, and why.
 const NOT_COVERED: &[(DropReason, &str)] = &[
-    (DropReason::QueueFull, "sink queue overflow: depends on the sink's pace, not on the pipeline (tests/queues.rs)"),
-    (DropReason::RetryExhausted, "a failing backend retried to the end: timing (tests/fail_closed.rs)"),
-    (DropReason::Shutdown, "counted only while the daemon stops, when /metrics is gone"),
-    (DropReason::Corrupt, "a damaged disk queue segment (tests/durability.rs)"),
+    (
+        DropReason::Shutdown,
+        "counted only while the daemon stops (fanout or a queue closed, flush_on_shutdown = false), when /metrics is gone",
+    ),
+    (DropReason::Corrupt, "a damaged disk queue segment, found on restart (tests/durability.rs covers it)"),
 ];
 
 /// Every relabel action (src/pipeline/stages/relabel.rs, `RelabelAction`).
@@ -553,9 +632,19 @@ fn todays_pipeline_behaves_as_recorded() {
     let base = (now_ms() / HOUR_MS + 1) * HOUR_MS;
     let ports: BTreeMap<&str, Ports> =
         CASES.iter().map(|c| (*c, Ports { http: free_port(), grpc: free_port() })).collect();
-    let mut daemon = Tsrelay::start(dir.path(), &daemon_config(&ports));
+    let fifos = fifo_sinks();
+    for name in &fifos {
+        let path = dir.path().join(format!("{name}.fifo"));
+        let made = std::process::Command::new("mkfifo").arg(&path).status().is_ok_and(|s| s.success());
+        assert!(made, "mkfifo {} failed", path.display());
+    }
+    let config = daemon_config(&ports);
+    let mut daemon = Tsrelay::start(dir.path(), &config);
     for p in ports.values() {
-        for port in [p.http, p.grpc] {
+        // A case with its own receivers may not listen on both.
+        let grpc = format!("listen = \"127.0.0.1:{}\"", p.grpc);
+        let listening = if config.contains(&grpc) { vec![p.http, p.grpc] } else { vec![p.http] };
+        for port in listening {
             wait_for(Duration::from_secs(20), "receivers listening", || {
                 std::net::TcpStream::connect(loopback(port)).ok().map(|_| ())
             });
@@ -579,22 +668,17 @@ fn todays_pipeline_behaves_as_recorded() {
         }
     }
     let sent_in = started.elapsed();
-    // Every sample is settled once answered; wait until every sink's books balance anyway.
+    // Every sample is settled once answered with ack = "delivered"; the
+    // `sinks` case answers on acceptance, so wait until every pipeline has
+    // handed each sample on or dropped it (the stuck sink's queue has decided
+    // on every batch) before its pipe is read, then until every sink's books balance.
+    wait_for(Duration::from_secs(20), "every pipeline's received = dropped + fanned out", || {
+        handed_on(&daemon.metrics()).then_some(())
+    });
+    let drains: Vec<_> = fifos.iter().map(|name| drain_fifo(dir.path(), name)).collect();
     let metrics = wait_for(Duration::from_secs(20), "every sink's received = sent + dropped", || {
         let m = daemon.metrics();
-        let sinks: BTreeSet<String> = m
-            .keys()
-            .filter(|k| k.starts_with("tsrelay_sink_received_samples_total{"))
-            .filter_map(|k| k.split("sink=\"").nth(1)?.split('"').next().map(str::to_string))
-            .collect();
-        let balanced = sinks.iter().all(|s| {
-            let l = format!("sink=\"{s}\"");
-            let received = sum_metric(&m, "tsrelay_sink_received_samples_total", &[&l]);
-            let sent = sum_metric(&m, "tsrelay_sink_sent_samples_total", &[&l]);
-            let dropped = sum_metric(&m, "tsrelay_dropped_samples_total", &[&l]);
-            received == sent + dropped
-        });
-        balanced.then_some(m)
+        (handed_on(&m) && balanced(&m)).then_some(m)
     });
     // Closes the gRPC connections (their tasks live in this runtime), so the
     // daemon's graceful stop does not wait for them.
@@ -602,6 +686,9 @@ fn todays_pipeline_behaves_as_recorded() {
     let stopping = std::time::Instant::now();
     assert!(daemon.process.terminate(Duration::from_secs(30)), "tsrelay did not stop:\n{}", daemon.process.log_tail());
     eprintln!("corpus sent in {:?}, daemon stopped in {:?}", sent_in, stopping.elapsed());
+    for d in drains {
+        d.join().expect("fifo reader");
+    }
 
     let mut failures = Vec::new();
     // Nothing on /metrics escapes the comparison unnoticed: what no case owns is excluded on purpose.
