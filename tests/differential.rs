@@ -55,6 +55,7 @@ use serde_json::{Value, json};
 use tsrelay::proto::prometheus as rw1;
 use tsrelay::proto::v1::ingest_client::IngestClient;
 use tsrelay::proto::v1::{Label, MetricType, Sample, Series, WriteRequest};
+use tsrelay::proto::write_v2 as rw2;
 use tsrelay::telemetry::DropReason;
 
 /// The cases, one pipeline each; a case's pipeline is named like it, its
@@ -165,8 +166,12 @@ enum Request {
     Ndjson(String),
     /// Remote-write 1.0, `POST /api/v1/write` (snappy).
     Rw(rw1::WriteRequest),
+    /// Remote-write 2.0, `POST /api/v1/write` (snappy).
+    Rw2(rw2::Request),
     /// `tsrelay.v1.Ingest/Write`.
     Grpc(WriteRequest),
+    /// `tsrelay.v1.Ingest/WriteStream`: the requests on one stream.
+    GrpcStream(Vec<WriteRequest>),
     /// OTLP/HTTP JSON, `POST /v1/metrics` (the body on one or more lines).
     Otlp(String),
 }
@@ -188,7 +193,7 @@ struct Corpus {
 /// `{"labels": [["__name__","x"],["a","b"]], "type": "counter",
 ///   "samples": [[1.5, "t+1000"], ["NaN", "t+2000"]], "histograms": 1, "exemplars": 1}`.
 /// Values may be numbers or `"NaN"`, `"+Inf"`, `"-Inf"`, `"stale"` (the
-/// Prometheus staleness marker); `type` is only read by gRPC.
+/// Prometheus staleness marker); `type` is read by gRPC and remote-write 2.0.
 struct SeriesSpec {
     labels: Vec<(String, String)>,
     kind: MetricType,
@@ -262,6 +267,46 @@ fn rw_request(specs: &[SeriesSpec]) -> rw1::WriteRequest {
     }
 }
 
+/// A 2.0 request: one symbol table ("" first), labels as pairs of references.
+fn rw2_request(specs: &[SeriesSpec]) -> rw2::Request {
+    let mut symbols: Vec<String> = vec![String::new()];
+    let mut symbol = |s: &str| -> u32 {
+        let at = symbols.iter().position(|x| x == s).unwrap_or_else(|| {
+            symbols.push(s.to_string());
+            symbols.len() - 1
+        });
+        at as u32
+    };
+    let timeseries = specs
+        .iter()
+        .map(|s| {
+            let first_ts = s.samples.first().map_or(0, |p| p.1);
+            rw2::TimeSeries {
+                labels_refs: s.labels.iter().flat_map(|(n, v)| [symbol(n), symbol(v)]).collect(),
+                samples: s
+                    .samples
+                    .iter()
+                    .map(|&(value, timestamp)| rw2::Sample { value, timestamp, ..Default::default() })
+                    .collect(),
+                // The 2.0 metric types: 1 counter, 2 gauge.
+                metadata: Some(rw2::Metadata { r#type: s.kind as i32, help_ref: 0, unit_ref: 0 }),
+                exemplars: (0..s.exemplars)
+                    .map(|_| rw2::Exemplar {
+                        labels_refs: vec![symbol("trace_id"), symbol("abc")],
+                        value: 1.0,
+                        timestamp: first_ts,
+                    })
+                    .collect(),
+                histograms: (0..s.histograms)
+                    .map(|_| rw2::Histogram { sum: 1.0, timestamp: first_ts, ..Default::default() })
+                    .collect(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    rw2::Request { symbols, timeseries }
+}
+
 fn grpc_request(specs: &[SeriesSpec], id: u64) -> WriteRequest {
     WriteRequest {
         id,
@@ -278,9 +323,10 @@ fn grpc_request(specs: &[SeriesSpec], id: u64) -> WriteRequest {
 }
 
 impl Corpus {
-    /// `corpus.txt`: sections opened by `=== lp`, `=== ndjson`, `=== rw`,
-    /// `=== grpc`, `=== otlp` (each one request: its lines the body, or for
-    /// `rw` and `grpc` one series a line, see [`SeriesSpec`])
+    /// `corpus.txt`: sections opened by `=== lp`, `=== ndjson`, `=== otlp`,
+    /// `=== rw`, `=== rw2`, `=== grpc` (each one request: its lines the body,
+    /// or for `rw`, `rw2` and `grpc` one series a line, see [`SeriesSpec`]),
+    /// `=== grpc_stream` (one stream, a request per series line)
     /// and `=== expect` (intent checks, one a line). Lines starting with `#`
     /// outside `lp` bodies are comments; `{t...}` is expanded everywhere.
     fn parse(text: &str, base: i64) -> Corpus {
@@ -309,6 +355,10 @@ impl Corpus {
                 "lp" => requests.push(Request::Lp(body())),
                 "ndjson" => requests.push(Request::Ndjson(body())),
                 "rw" => requests.push(Request::Rw(rw_request(&specs()))),
+                "rw2" => requests.push(Request::Rw2(rw2_request(&specs()))),
+                "grpc_stream" => requests.push(Request::GrpcStream(
+                    specs().chunks(1).enumerate().map(|(i, s)| grpc_request(s, (id * 100 + i) as u64)).collect(),
+                )),
                 "grpc" => requests.push(Request::Grpc(grpc_request(&specs(), id as u64))),
                 "otlp" => requests.push(Request::Otlp(lines.concat())),
                 "expect" => intents.extend(lines.iter().map(|l| Intent::parse(l))),
@@ -451,6 +501,40 @@ fn send(request: &Request, p: &Ports, runtime: &tokio::runtime::Runtime) -> Stri
             let headers = [("Content-Encoding", "snappy"), ("Content-Type", "application/x-protobuf")];
             format!("rw {}", http("/api/v1/write", body, &headers))
         }
+        Request::Rw2(w) => {
+            let body = snap::raw::Encoder::new().compress_vec(&w.encode_to_vec()).expect("snappy");
+            let headers = [
+                ("Content-Encoding", "snappy"),
+                ("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+            ];
+            format!("rw2 {}", http("/api/v1/write", body, &headers))
+        }
+        Request::GrpcStream(ws) => runtime.block_on(async {
+            let mut client = IngestClient::connect(format!("http://127.0.0.1:{}", p.grpc)).await.expect("connect gRPC");
+            let answers = match client.write_stream(futures::stream::iter(ws.clone())).await {
+                Ok(a) => a,
+                Err(status) => return format!("grpc_stream {:?} {}", status.code(), mask_times(status.message())),
+            };
+            let mut answers = answers.into_inner();
+            let mut out = Vec::new();
+            loop {
+                match answers.message().await {
+                    Ok(Some(r)) => out.push(format!(
+                        "id={} accepted={} rejected={} errors: {}",
+                        r.id,
+                        r.accepted,
+                        r.rejected,
+                        mask_times(&r.errors.join(" | "))
+                    )),
+                    Ok(None) => break,
+                    Err(status) => {
+                        out.push(format!("{:?} {}", status.code(), mask_times(status.message())));
+                        break;
+                    }
+                }
+            }
+            format!("grpc_stream [{}]", out.join("; "))
+        }),
         Request::Otlp(body) => {
             format!("otlp {}", http("/v1/metrics", body.clone().into_bytes(), &[("Content-Type", "application/json")]))
         }
