@@ -419,10 +419,13 @@ struct Ports {
 
 /// The daemon's config: every case's receivers (generated, all alike, unless
 /// the case declares its own `[receivers.<case>_http]`; `{http}` and `{grpc}`
-/// in a case's config are its ports), sinks and pipeline.
+/// in a case's config are its ports), sinks and pipeline. The start-up memory
+/// check adds up the worst case of every table and queue of all the cases'
+/// pipelines at their default bounds; 8 GiB keeps it out of the way (a bound
+/// checked, not memory taken).
 fn daemon_config(ports: &BTreeMap<&str, Ports>) -> String {
     let mut config = String::from(
-        "shutdown_timeout = \"20s\"\n\n[registry]\npath = \"registry.yaml\"\n\n[limits]\nmemory_bytes = 4294967296\n",
+        "shutdown_timeout = \"20s\"\n\n[registry]\npath = \"registry.yaml\"\n\n[limits]\nmemory_bytes = 8589934592\n",
     );
     for case in CASES {
         let p = &ports[case];
