@@ -15,10 +15,14 @@ pub struct PipelineConfig {
     #[serde(default)]
     pub shards: usize,
     /// Capacity of the ingest queue, in batches (a request's or a message's
-    /// samples, split into batches of at most 4096).
+    /// samples, split into batches of at most 4096), on top of
+    /// `shard_queue_batches` per shard. A batch holds its slot from admission
+    /// until every shard has finished its part; a receiver waits for a slot
+    /// at most its `max_wait_ms`.
     #[serde(default = "defaults::ingest_queue_batches")]
     pub ingest_queue_batches: usize,
-    /// Capacity of each shard's input channel, in batches.
+    /// Ingest-queue slots added per shard, so the queue grows with the
+    /// shards that drain it.
     #[serde(default = "defaults::shard_queue_batches")]
     pub shard_queue_batches: usize,
     /// Name cleanup, static labels, relabel rules.
@@ -42,6 +46,12 @@ pub struct PipelineConfig {
 impl PipelineConfig {
     pub fn shard_count(&self) -> usize {
         if self.shards > 0 { self.shards } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
+    }
+
+    /// Batches the pipeline holds at once, from admission until every shard
+    /// is done with them: the ingest queue's bound.
+    pub fn ingest_slots(&self) -> usize {
+        self.ingest_queue_batches.saturating_add(self.shard_count().saturating_mul(self.shard_queue_batches))
     }
 
     pub(crate) fn check(&self) -> Result<(), String> {

@@ -1,12 +1,29 @@
-//! The receivers' side of a pipeline's ingest queue.
+//! The receivers' side of a pipeline: admission into its ingest queue, then
+//! the stateless stages and the shard split, run to completion on the task
+//! that received the data (issue #17 item 3).
+//!
+//! The ingest queue is a budget of batches, not a channel: a batch is
+//! admitted when a slot is free, runs through normalize and validate on the
+//! receiving task, and its per-shard parts go straight to the shards. The
+//! slot is freed once every shard has finished its part (fanned out to the
+//! sink queues or dropped). Admission is the only wait a receiver sees: once
+//! admitted, nothing blocks it (the shard channels never hold more than the
+//! budget), so `max_wait_ms` bounds how long a request waits.
+//!
+//! Order: a receiving task hands a request's parts to the shards before it
+//! answers, and the shards take their channels in order, so two requests of
+//! one sender (one connection, stream or partition) reach every series' shard
+//! in the order they were sent; there is no hand-off between tasks left to
+//! reorder them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::SendTimeoutError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use super::{ShardBatch, StatelessStage, flush_drops, split_by_series};
 use crate::model::{Batch, Sample};
+use crate::telemetry::{DropReason, Stage, pipeline_dropped};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -17,47 +34,61 @@ pub enum IngestError {
 }
 
 /// Most samples in one batch on the ingest queue. A larger request is split,
-/// so the queue holds at most `ingest_queue_batches × INGEST_BATCH_MAX_SAMPLES`
-/// samples: a bound the start-up memory check can count on.
+/// so the queue holds at most `slots × INGEST_BATCH_MAX_SAMPLES` samples: a
+/// bound the start-up memory check can count on.
 pub const INGEST_BATCH_MAX_SAMPLES: usize = 4096;
+
+/// What runs between admission and the shards: the stateless stages and the
+/// shards' channels. Shared by every clone of a [`PipelineInput`]; the shards
+/// stop once the last clone is gone.
+pub(super) struct Front {
+    pub(super) stateless: Vec<Box<dyn StatelessStage>>,
+    pub(super) shards: Vec<mpsc::UnboundedSender<ShardBatch>>,
+}
 
 /// A cheap, cloneable handle receivers use to hand batches to a pipeline.
 #[derive(Clone)]
 pub struct PipelineInput {
     pipeline: Arc<str>,
-    tx: mpsc::Sender<Batch>,
+    /// One permit per batch in the pipeline (admitted, not yet finished by
+    /// every shard): the ingest queue's bound.
+    slots: Arc<Semaphore>,
+    front: Arc<Front>,
 }
 
 impl PipelineInput {
-    pub(super) fn new(pipeline: Arc<str>, tx: mpsc::Sender<Batch>) -> Self {
-        PipelineInput { pipeline, tx }
+    pub(super) fn new(pipeline: Arc<str>, slots: usize, front: Front) -> Self {
+        PipelineInput { pipeline, slots: Arc::new(Semaphore::new(slots)), front: Arc::new(front) }
     }
 
     pub fn pipeline(&self) -> &str {
         &self.pipeline
     }
 
-    /// Enqueues, waiting at most `max_wait` for room (HTTP, gRPC unary).
-    /// A large batch is split; it is accepted whole or not at all.
+    /// Admits, waiting at most `max_wait` for room (HTTP, gRPC unary), then
+    /// runs the batch to the shards. A large batch is split; it is accepted
+    /// whole or not at all.
     pub async fn send_within(&self, batch: Batch, max_wait: Duration) -> Result<(), IngestError> {
+        if self.closed() {
+            return Err(IngestError::Closed { pipeline: self.pipeline.clone(), batch });
+        }
         if batch.len() <= INGEST_BATCH_MAX_SAMPLES {
-            return match self.tx.send_timeout(batch, max_wait).await {
-                Ok(()) => Ok(()),
-                Err(SendTimeoutError::Timeout(batch)) => {
-                    Err(IngestError::Full { pipeline: self.pipeline.clone(), waited: max_wait, batch })
+            return match tokio::time::timeout(max_wait, self.slot()).await {
+                Ok(Some(slot)) => {
+                    self.run(batch, slot);
+                    Ok(())
                 }
-                Err(SendTimeoutError::Closed(batch)) => {
-                    Err(IngestError::Closed { pipeline: self.pipeline.clone(), batch })
-                }
+                Ok(None) => Err(IngestError::Closed { pipeline: self.pipeline.clone(), batch }),
+                Err(_) => Err(IngestError::Full { pipeline: self.pipeline.clone(), waited: max_wait, batch }),
             };
         }
         // The first part is admitted within `max_wait` or the whole request
         // is refused; once admitted, the rest follow as the pipeline makes
         // room, so a request is never half accepted.
         let parts = split(batch);
-        let permit = match tokio::time::timeout(max_wait, self.tx.reserve()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(IngestError::Closed { pipeline: self.pipeline.clone(), batch: join(parts) }),
+        let slot = match tokio::time::timeout(max_wait, self.slot()).await {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return Err(IngestError::Closed { pipeline: self.pipeline.clone(), batch: join(parts) }),
             Err(_) => {
                 return Err(IngestError::Full {
                     pipeline: self.pipeline.clone(),
@@ -68,28 +99,31 @@ impl PipelineInput {
         };
         let mut parts = parts.into_iter();
         if let Some(first) = parts.next() {
-            permit.send(first);
+            self.run(first, slot);
         }
         self.send_parts(parts).await
     }
 
-    /// Enqueues, waiting as long as it takes (gRPC streams, Kafka): the
+    /// Admits, waiting as long as it takes (gRPC streams, Kafka): the
     /// caller stops reading its source meanwhile, which is the backpressure.
     pub async fn send(&self, batch: Batch) -> Result<(), IngestError> {
+        if self.closed() {
+            return Err(IngestError::Closed { pipeline: self.pipeline.clone(), batch });
+        }
         if batch.len() <= INGEST_BATCH_MAX_SAMPLES {
-            return self.tx.send(batch).await.map_err(|mpsc::error::SendError(batch)| IngestError::Closed {
-                pipeline: self.pipeline.clone(),
-                batch,
-            });
+            return self.send_parts(std::iter::once(batch)).await;
         }
         self.send_parts(split(batch).into_iter()).await
     }
 
     async fn send_parts(&self, mut parts: impl Iterator<Item = Batch>) -> Result<(), IngestError> {
         while let Some(part) = parts.next() {
-            if let Err(mpsc::error::SendError(part)) = self.tx.send(part).await {
-                let rest = std::iter::once(part).chain(parts).collect();
-                return Err(IngestError::Closed { pipeline: self.pipeline.clone(), batch: join(rest) });
+            match self.slot().await {
+                Some(slot) => self.run(part, slot),
+                None => {
+                    let rest = std::iter::once(part).chain(parts).collect();
+                    return Err(IngestError::Closed { pipeline: self.pipeline.clone(), batch: join(rest) });
+                }
             }
         }
         Ok(())
@@ -97,7 +131,55 @@ impl PipelineInput {
 
     /// Free slots (in batches) in the ingest queue right now.
     pub fn capacity(&self) -> usize {
-        self.tx.capacity()
+        self.slots.available_permits()
+    }
+
+    /// The shards are gone: only while the daemon stops (or after a shard
+    /// task failed, which stops it).
+    fn closed(&self) -> bool {
+        self.front.shards.iter().any(mpsc::UnboundedSender::is_closed)
+    }
+
+    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().acquire_owned().await.ok()
+    }
+
+    /// Runs one admitted batch through the stateless stages on this task and
+    /// hands its parts to their shards; the slot goes with the parts.
+    fn run(&self, mut batch: Batch, slot: OwnedSemaphorePermit) {
+        let mut drops = super::DropTally::default();
+        let mut hashed = false;
+        for stage in &self.front.stateless {
+            if batch.samples.is_empty() {
+                break;
+            }
+            hashed = stage.process_hashed(&mut batch.samples, &mut batch.hashes, &mut drops);
+        }
+        if !hashed {
+            batch.hashes.clear();
+        }
+        flush_drops(&self.pipeline, &mut drops, batch.ack.as_ref());
+        if batch.samples.is_empty() {
+            // Every sample was counted as dropped by a stage: this copy is settled.
+            if let Some(a) = batch.ack.take() {
+                a.settle();
+            }
+            return;
+        }
+        let slot = Arc::new(slot);
+        for (shard, part) in split_by_series(batch, self.front.shards.len()).into_iter().enumerate() {
+            let Some(mut part) = part else { continue };
+            part.slot = Some(slot.clone());
+            if let Err(mpsc::error::SendError(lost)) = self.front.shards[shard].send(part) {
+                // Only during shutdown: the shard is gone.
+                pipeline_dropped(&self.pipeline, Stage::Normalize, DropReason::Shutdown)
+                    .increment(lost.samples.len() as u64);
+                if let Some(a) = lost.ack {
+                    a.mark_dropped();
+                    a.settle();
+                }
+            }
+        }
     }
 }
 
@@ -144,17 +226,22 @@ mod tests {
         (0..n).map(|i| Sample::new([("__name__", "m")].into_iter().collect(), i as f64, 0)).collect()
     }
 
+    /// An input with no stages and one shard whose channel the test reads.
+    fn input(slots: usize) -> (PipelineInput, mpsc::UnboundedReceiver<ShardBatch>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (PipelineInput::new("p".into(), slots, Front { stateless: Vec::new(), shards: vec![tx] }), rx)
+    }
+
     #[tokio::test]
     async fn a_large_request_is_split_and_accepted_whole() {
-        let (tx, mut rx) = mpsc::channel(4);
-        let input = PipelineInput::new("p".into(), tx);
+        let (input, mut rx) = input(4);
         let (ack, done) = Ack::new();
         let n = INGEST_BATCH_MAX_SAMPLES * 3 + 7;
         input.send_within(Batch::with_ack(samples(n), Some(ack)), Duration::from_millis(100)).await.unwrap();
         let mut values = Vec::new();
         for _ in 0..4 {
             let part = rx.recv().await.unwrap();
-            assert!(part.len() <= INGEST_BATCH_MAX_SAMPLES);
+            assert!(part.samples.len() <= INGEST_BATCH_MAX_SAMPLES);
             // Each part owns a buffer of its own size, not the request's.
             assert!(part.samples.capacity() <= INGEST_BATCH_MAX_SAMPLES, "{}", part.samples.capacity());
             values.extend(part.samples.iter().map(|s| s.value));
@@ -165,8 +252,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_refuses_the_whole_request() {
-        let (tx, mut rx) = mpsc::channel(4);
-        let input = PipelineInput::new("p".into(), tx);
+        let (input, mut rx) = input(4);
         for _ in 0..4 {
             input.send_within(Batch::new(samples(10)), Duration::from_millis(10)).await.unwrap();
         }
@@ -175,25 +261,40 @@ mod tests {
             Err(IngestError::Full { batch, .. }) => assert_eq!(batch.len(), n),
             other => panic!("expected Full, got {:?}", other.map(|_| ())),
         }
+        let mut held = Vec::new();
         for _ in 0..4 {
-            assert_eq!(rx.recv().await.unwrap().len(), 10);
+            let part = rx.recv().await.unwrap();
+            assert_eq!(part.samples.len(), 10);
+            held.push(part);
         }
         assert!(rx.try_recv().is_err(), "no part of the refused request entered");
+        assert_eq!(input.capacity(), 0, "admitted batches hold their slots until the shard is done");
+        drop(held);
+        assert_eq!(input.capacity(), 4, "a finished batch frees its slot");
     }
 
     #[tokio::test]
     async fn a_request_larger_than_the_queue_still_gets_in_whole() {
-        let (tx, mut rx) = mpsc::channel(2);
-        let input = PipelineInput::new("p".into(), tx);
+        let (input, mut rx) = input(2);
         let n = INGEST_BATCH_MAX_SAMPLES * 5;
         let consumer = tokio::spawn(async move {
             let mut got = 0;
             while got < n {
-                got += rx.recv().await.unwrap().len();
+                got += rx.recv().await.unwrap().samples.len();
             }
             got
         });
         input.send_within(Batch::new(samples(n)), Duration::from_millis(100)).await.unwrap();
         assert_eq!(consumer.await.unwrap(), n);
+    }
+
+    #[tokio::test]
+    async fn a_closed_pipeline_hands_the_batch_back() {
+        let (input, rx) = input(4);
+        drop(rx);
+        match input.send_within(Batch::new(samples(3)), Duration::from_millis(10)).await {
+            Err(IngestError::Closed { batch, .. }) => assert_eq!(batch.len(), 3),
+            other => panic!("expected Closed, got {:?}", other.map(|_| ())),
+        }
     }
 }

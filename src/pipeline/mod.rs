@@ -1,5 +1,7 @@
-//! A pipeline: ingest queue → stateless stages → shard split by series hash →
-//! stateful stages (one owner per series) → fanout to every sink queue.
+//! A pipeline: admission into the ingest queue → stateless stages and the
+//! shard split by series hash (on the receiving task, see [`ingest`]) →
+//! stateful stages (one task per shard, one owner per series) → fanout to
+//! every sink queue.
 //!
 //! This is the only place that knows the order of stages (DESIGN §2).
 
@@ -10,7 +12,7 @@ pub mod stages;
 
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinSet;
 
 pub use config::PipelineConfig;
@@ -19,7 +21,7 @@ pub use stage::{DropTally, StatefulStage, StatelessStage};
 
 use crate::model::{Ack, Batch, Sample};
 use crate::queue::SinkQueue;
-use crate::telemetry::{DropReason, Stage, pipeline_dropped};
+use crate::telemetry::pipeline_dropped;
 
 /// The stages of one pipeline, in order. Stateful stages are built once per shard.
 pub struct Stages {
@@ -53,6 +55,9 @@ struct ShardBatch {
     hashes: Vec<u64>,
     ack: Option<Ack>,
     received_at: std::time::Instant,
+    /// The ingest-queue slot of the batch this part came from, freed when
+    /// the last of its parts is done.
+    slot: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 /// A running pipeline: its input, and its tasks (finish after the input closes).
@@ -65,9 +70,6 @@ pub struct RunningPipeline {
 /// Starts the pipeline's tasks on the current runtime.
 pub fn spawn(name: &str, config: &PipelineConfig, stages: Stages, sinks: Vec<Arc<SinkQueue>>) -> RunningPipeline {
     let name: Arc<str> = name.into();
-    let (tx, rx) = mpsc::channel::<Batch>(config.ingest_queue_batches);
-    let rx = Arc::new(Mutex::new(SequencedReceiver { rx, next: 0 }));
-    let turn = Arc::new(watch::channel(0u64).0);
     let shard_count = config.shard_count();
     let mut tasks = JoinSet::new();
 
@@ -76,7 +78,9 @@ pub fn spawn(name: &str, config: &PipelineConfig, stages: Stages, sinks: Vec<Arc
     // Each shard holds a sender; the flush task sees every shard gone when it closes.
     let (shards_alive, shards_done) = mpsc::channel::<()>(1);
     for shard in 0..shard_count {
-        let (stx, srx) = mpsc::channel::<ShardBatch>(config.shard_queue_batches);
+        // Unbounded: the ingest queue's slots bound what the shards hold, so an
+        // admitted batch never waits for a shard.
+        let (stx, srx) = mpsc::unbounded_channel::<ShardBatch>();
         shard_txs.push(stx);
         let stateful = (stages.stateful)(shard);
         tasks.spawn(run_shard(name.clone(), srx, stateful, sinks.clone(), shards_alive.clone()));
@@ -92,90 +96,28 @@ pub fn spawn(name: &str, config: &PipelineConfig, stages: Stages, sinks: Vec<Arc
             .collect();
         tasks.spawn(run_aggregate_flush(aggregator, shards_done, routes));
     }
-    let shard_txs: Arc<[mpsc::Sender<ShardBatch>]> = shard_txs.into();
-    let stateless: Arc<[Box<dyn StatelessStage>]> = stages.stateless.into();
-    // As many stateless workers as shards: both scale with cores.
-    for _ in 0..shard_count {
-        tasks.spawn(run_stateless(name.clone(), rx.clone(), turn.clone(), stateless.clone(), shard_txs.clone()));
-    }
-    RunningPipeline { input: PipelineInput::new(name.clone(), tx), name, tasks }
-}
-
-/// The ingest queue with a ticket counter: a worker takes a batch and its
-/// ticket under one lock, so tickets follow arrival order.
-struct SequencedReceiver {
-    rx: mpsc::Receiver<Batch>,
-    next: u64,
-}
-
-/// Stateless workers run in parallel but hand batches to the shards in
-/// ticket order: otherwise two batches carrying the same series could reach
-/// its shard swapped, and the monotonic stage would drop good samples as
-/// `out_of_order`.
-async fn run_stateless(
-    pipeline: Arc<str>,
-    rx: Arc<Mutex<SequencedReceiver>>,
-    turn: Arc<watch::Sender<u64>>,
-    stages: Arc<[Box<dyn StatelessStage>]>,
-    shards: Arc<[mpsc::Sender<ShardBatch>]>,
-) {
-    let mut drops = DropTally::default();
-    let mut my_turn = turn.subscribe();
-    loop {
-        let (mut batch, ticket) = {
-            let mut input = rx.lock().await;
-            let Some(batch) = input.rx.recv().await else { break };
-            input.next += 1;
-            (batch, input.next - 1)
-        };
-        for stage in stages.iter() {
-            if batch.samples.is_empty() {
-                break;
-            }
-            stage.process(&mut batch.samples, &mut drops);
-        }
-        flush_drops(&pipeline, &mut drops, batch.ack.as_ref());
-        let parts = if batch.samples.is_empty() {
-            // Every sample was counted as dropped by a stage: this copy is settled.
-            if let Some(a) = batch.ack.take() {
-                a.settle();
-            }
-            Vec::new()
-        } else {
-            split_by_series(batch, shards.len())
-        };
-        // The sender lives as long as any worker, so waiting cannot fail.
-        let _ = my_turn.wait_for(|&t| t == ticket).await;
-        for (i, part) in parts.into_iter().enumerate() {
-            if let Some(part) = part {
-                let n = part.samples.len();
-                if let Err(mpsc::error::SendError(lost)) = shards[i].send(part).await {
-                    // Only during shutdown: the shard is gone.
-                    pipeline_dropped(&pipeline, Stage::Normalize, DropReason::Shutdown).increment(n as u64);
-                    if let Some(a) = lost.ack {
-                        a.mark_dropped();
-                        a.settle();
-                    }
-                }
-            }
-        }
-        turn.send_modify(|t| *t += 1);
-    }
+    let front = ingest::Front { stateless: stages.stateless, shards: shard_txs };
+    RunningPipeline { input: PipelineInput::new(name.clone(), config.ingest_slots(), front), name, tasks }
 }
 
 /// Sorts each sample's labels, hashes its series and groups by shard,
-/// keeping the order of samples within a series.
+/// keeping the order of samples within a series. Hashes a stage already
+/// worked out (aligned with the samples) are taken as they are.
 fn split_by_series(batch: Batch, shard_count: usize) -> Vec<Option<ShardBatch>> {
-    let Batch { mut samples, ack, received_at, .. } = batch;
-    let hashes: Vec<u64> = samples
-        .iter_mut()
-        .map(|s| {
-            s.labels.sort();
-            s.labels.series_hash()
-        })
-        .collect();
+    let Batch { mut samples, ack, received_at, hashes } = batch;
+    let hashes: Vec<u64> = if hashes.len() == samples.len() {
+        hashes
+    } else {
+        samples
+            .iter_mut()
+            .map(|s| {
+                s.labels.sort();
+                s.labels.series_hash()
+            })
+            .collect()
+    };
     if shard_count == 1 {
-        return vec![Some(ShardBatch { samples, hashes, ack, received_at })];
+        return vec![Some(ShardBatch { samples, hashes, ack, received_at, slot: None })];
     }
     // Each part carries its own clone; the batch's own copy is handed on in them.
     let ack = ack.map(Ack::into_passive);
@@ -187,6 +129,7 @@ fn split_by_series(batch: Batch, shard_count: usize) -> Vec<Option<ShardBatch>> 
             hashes: Vec::with_capacity(per_shard),
             ack: ack.clone(),
             received_at,
+            slot: None,
         });
         part.samples.push(s);
         part.hashes.push(h);
@@ -202,7 +145,7 @@ fn shard_of(hash: u64, shard_count: usize) -> usize {
 
 async fn run_shard(
     pipeline: Arc<str>,
-    mut rx: mpsc::Receiver<ShardBatch>,
+    mut rx: mpsc::UnboundedReceiver<ShardBatch>,
     mut stages: Vec<Box<dyn StatefulStage>>,
     sinks: Arc<[Arc<SinkQueue>]>,
     _alive: mpsc::Sender<()>,
@@ -364,8 +307,8 @@ mod tests {
         assert!(seen.values().collect::<std::collections::HashSet<_>>().len() > 1, "all series on one shard");
     }
 
-    /// Holds each batch for a time that depends on its content, so parallel
-    /// workers finish out of arrival order.
+    /// Holds each batch for a time that depends on its content, so batches
+    /// would finish out of arrival order if anything ran them in parallel.
     struct UnevenDelay;
 
     impl StatelessStage for UnevenDelay {
@@ -376,7 +319,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn parallel_workers_hand_batches_to_shards_in_arrival_order() {
+    async fn batches_reach_the_shards_in_arrival_order() {
         use crate::queue::{Ledger, MemoryQueue, SinkQueue, WhenFull};
         let queue = Arc::new(SinkQueue::Memory(MemoryQueue::new(
             1_000_000,

@@ -10,6 +10,15 @@ use crate::telemetry::{DropReason, Stage};
 /// Runs before the shard split: no per-series state, many run in parallel.
 pub trait StatelessStage: Send + Sync {
     fn process(&self, samples: &mut Vec<Sample>, drops: &mut DropTally);
+
+    /// Like [`process`](Self::process); a stage that also works out each
+    /// kept sample's series hash (of its final, sorted labels) puts them in
+    /// `hashes`, aligned with `samples`, and returns true, so the shard split
+    /// neither sorts nor hashes again.
+    fn process_hashed(&self, samples: &mut Vec<Sample>, _hashes: &mut Vec<u64>, drops: &mut DropTally) -> bool {
+        self.process(samples, drops);
+        false
+    }
 }
 
 /// Runs inside one shard, which owns every series hashed to it; `hashes[i]`

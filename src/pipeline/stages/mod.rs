@@ -8,6 +8,7 @@ mod md5;
 pub mod monotonic;
 pub mod normalize;
 pub mod relabel;
+pub mod resolve;
 pub mod series;
 pub mod validate;
 
@@ -20,6 +21,7 @@ pub use cardinality::{Cardinality, CardinalityAction, CardinalityConfig, Cardina
 pub use monotonic::{CounterReset, Monotonic, MonotonicConfig};
 pub use normalize::{InvalidNames, Normalize, NormalizeConfig};
 pub use relabel::{RelabelAction, RelabelRule};
+pub use resolve::Resolve;
 pub use validate::{NonFinite, UnknownMetrics, Validate, ValidateConfig};
 
 use super::{PipelineConfig, Stages, StatefulStage, StatelessStage};
@@ -31,10 +33,12 @@ use crate::registry::MetricRegistry;
 /// (when the pipeline has `aggregate` rules; their flush task is started by
 /// [`crate::pipeline::spawn`]).
 pub fn build(pipeline_name: &str, config: &PipelineConfig, registry: Arc<MetricRegistry>) -> Stages {
-    let stateless: Vec<Box<dyn StatelessStage>> = vec![
-        Box::new(Normalize::new(&config.normalize)),
-        Box::new(Validate::new(pipeline_name, &config.validate, registry)),
-    ];
+    // Normalize then validate, as one stage that keeps their label-only verdicts per series.
+    let stateless: Vec<Box<dyn StatelessStage>> = vec![Box::new(Resolve::new(
+        Normalize::new(&config.normalize),
+        Validate::new(pipeline_name, &config.validate, registry),
+        config.cardinality.max_series,
+    ))];
     let shared = CardinalityShared::new(pipeline_name, &config.cardinality, config.shard_count());
     let series = shared.clone();
     let pipeline: Arc<str> = pipeline_name.into();
@@ -59,7 +63,8 @@ pub fn build(pipeline_name: &str, config: &PipelineConfig, registry: Arc<MetricR
 
 /// Worst-case bytes of the per-series tables of one pipeline: series state
 /// at `max_series`, interned label pairs at `max_label_pairs`, per-metric
-/// counts at `max_metrics`, the validate type table. For the start-up memory check.
+/// counts at `max_metrics`, the validate type table, the label verdicts
+/// (see [`resolve`]). For the start-up memory check.
 pub fn table_bytes(config: &PipelineConfig) -> u64 {
     let c = &config.cardinality;
     let series = c.max_series * worst_bytes_per_series(config.validate.max_labels);
@@ -68,7 +73,8 @@ pub fn table_bytes(config: &PipelineConfig) -> u64 {
     let pairs = c.max_label_pairs as u64 * (2 * 56 + (17 * 16u64).div_ceil(7));
     // A shared count: an inline name and a u32 in a just-grown table.
     let metrics = c.max_metrics as u64 * (33 * 16u64).div_ceil(7);
-    series + pairs + metrics + config.validate.table_bytes()
+    let verdicts = c.max_series.min(resolve::VERDICT_CACHE_MAX_SERIES) * resolve::VERDICT_BYTES;
+    series + pairs + metrics + config.validate.table_bytes() + verdicts
 }
 
 /// Worst-case bytes of each aggregate rule's state (see [`AggregateRule::state_bytes`]), by rule name.

@@ -169,7 +169,7 @@ fn already_normal<'a>(labels: impl IntoIterator<Item = LabelRef<'a>>) -> Option<
 
 impl Normalize {
     /// Normalizes a sample's labels, rewriting them only when something changes.
-    fn normalize_labels(&self, labels: &mut Labels, scratch: &mut Scratch) -> Result<(), DropReason> {
+    pub(super) fn normalize_labels(&self, labels: &mut Labels, scratch: &mut Scratch) -> Result<(), DropReason> {
         if self.static_labels.is_empty() && self.rules.is_empty() {
             match already_normal(labels.iter()) {
                 Some(true) => return Ok(()),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use serde::Deserialize;
 
-use crate::model::{LabelStr, METRIC_NAME_LABEL, MetricKind, Sample, now_ms};
+use crate::model::{LabelStr, Labels, METRIC_NAME_LABEL, MetricKind, Sample, now_ms};
 use crate::pipeline::{DropTally, StatelessStage};
 use crate::registry::{MetricEntry, MetricRegistry};
 use crate::telemetry::{DropReason, Stage};
@@ -178,7 +178,7 @@ struct Resolved<'r> {
 /// Names resolved during one batch, in a small direct-mapped cache: a
 /// batch holds few distinct names, and the shared type table takes a lock
 /// per lookup. Names are copied into the slots (no allocation per name).
-struct NameMemo<'r> {
+pub(super) struct NameMemo<'r> {
     slots: Vec<MemoSlot<'r>>,
 }
 
@@ -193,7 +193,7 @@ const MEMO_SLOTS: usize = 64;
 const MEMO_NAME_BYTES: usize = 48;
 
 impl<'r> NameMemo<'r> {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let empty = MemoSlot { name: [0; MEMO_NAME_BYTES], len: 0, resolved: None };
         NameMemo { slots: vec![empty; MEMO_SLOTS] }
     }
@@ -267,77 +267,130 @@ impl Validate {
 
     /// Checks one sample (and fills in its type); `Err` says why it must go.
     fn check<'r>(&'r self, s: &mut Sample, now: i64, memo: &mut NameMemo<'r>) -> Result<(), DropReason> {
+        self.check_labels(&s.labels)?;
+        self.check_window(s.timestamp_ms, now)?;
+        let resolved = self.resolve(s.name(), memo);
+        match resolved.entry {
+            Some(entry) => {
+                check_allowed_labels(entry, &s.labels)?;
+                self.check_kind_registered(s, entry.kind())?;
+            }
+            None => {
+                self.check_unknown()?;
+                self.check_kind_unregistered(s, resolved.pinned, memo)?;
+            }
+        }
+        self.check_value(s)
+    }
+
+    /// The checks of the labels alone that come before the timestamp window:
+    /// name lengths, label count, value lengths.
+    pub(super) fn check_labels(&self, labels: &Labels) -> Result<(), DropReason> {
         let c = &self.config;
-        let mut labels = 0;
+        let mut count = 0;
         let mut too_long = false;
-        for l in s.labels.iter() {
+        for l in labels.iter() {
             if l.name == METRIC_NAME_LABEL {
                 if l.value.len() > c.max_name_length {
                     return Err(DropReason::InvalidName);
                 }
                 continue;
             }
-            labels += 1;
+            count += 1;
             if l.name.len() > c.max_name_length {
                 return Err(DropReason::InvalidName);
             }
             // Bytes first: characters are counted only when bytes exceed.
             too_long |= l.value.len() > c.max_label_value_length && l.value.chars().count() > c.max_label_value_length;
         }
-        if labels > c.max_labels {
+        if count > c.max_labels {
             return Err(DropReason::TooManyLabels);
         }
         if too_long {
             return Err(DropReason::LabelValueTooLong);
         }
-        if s.timestamp_ms < now.saturating_sub(self.max_past_ms)
-            || s.timestamp_ms > now.saturating_add(self.max_future_ms)
+        Ok(())
+    }
+
+    pub(super) fn check_window(&self, timestamp_ms: i64, now: i64) -> Result<(), DropReason> {
+        if timestamp_ms < now.saturating_sub(self.max_past_ms) || timestamp_ms > now.saturating_add(self.max_future_ms)
         {
             return Err(DropReason::TimestampOutOfWindow);
         }
+        Ok(())
+    }
 
-        let resolved = self.resolve(s.name(), memo);
-        match resolved.entry {
-            Some(entry) => {
-                if entry.labels.is_some() && !s.labels.iter().all(|l| entry.allows_label(l.name)) {
-                    return Err(DropReason::LabelNotAllowed);
-                }
-                let registered = entry.kind();
-                match s.kind {
-                    MetricKind::Unspecified => s.kind = registered,
-                    k if k != registered => return Err(DropReason::TypeConflict),
-                    _ => {}
-                }
-            }
-            None => {
-                if c.unknown_metrics == UnknownMetrics::Reject {
-                    return Err(DropReason::UnknownMetric);
-                }
-                match (s.kind, resolved.pinned) {
-                    (MetricKind::Unspecified, Some(pinned)) => s.kind = pinned,
-                    (MetricKind::Unspecified, None) => {}
-                    (k, Some(pinned)) if k != pinned => return Err(DropReason::TypeConflict),
-                    (_, Some(_)) => {}
-                    (k, None) => {
-                        let held = self.pin(s.name(), k);
-                        let name = s.labels.name().unwrap_or("");
-                        memo.set(name, Resolved { entry: None, pinned: Some(held) });
-                        if held != k {
-                            return Err(DropReason::TypeConflict);
-                        }
-                    }
+    /// The registry's entry for a metric name, if it has one.
+    pub(super) fn registered(&self, name: &str) -> Option<&MetricEntry> {
+        self.registry.get(name)
+    }
+
+    /// A metric outside the registry, when the registry is closed.
+    pub(super) fn check_unknown(&self) -> Result<(), DropReason> {
+        if self.config.unknown_metrics == UnknownMetrics::Reject {
+            return Err(DropReason::UnknownMetric);
+        }
+        Ok(())
+    }
+
+    /// The sample's type against its registered one (filled in when unspecified).
+    pub(super) fn check_kind_registered(&self, s: &mut Sample, registered: MetricKind) -> Result<(), DropReason> {
+        match s.kind {
+            MetricKind::Unspecified => s.kind = registered,
+            k if k != registered => return Err(DropReason::TypeConflict),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The sample's type against the first type seen for its name outside the registry.
+    fn check_kind_unregistered<'r>(
+        &'r self,
+        s: &mut Sample,
+        pinned: Option<MetricKind>,
+        memo: &mut NameMemo<'r>,
+    ) -> Result<(), DropReason> {
+        match (s.kind, pinned) {
+            (MetricKind::Unspecified, Some(pinned)) => s.kind = pinned,
+            (MetricKind::Unspecified, None) => {}
+            (k, Some(pinned)) if k != pinned => return Err(DropReason::TypeConflict),
+            (_, Some(_)) => {}
+            (k, None) => {
+                let held = self.pin(s.name(), k);
+                let name = s.labels.name().unwrap_or("");
+                memo.set(name, Resolved { entry: None, pinned: Some(held) });
+                if held != k {
+                    return Err(DropReason::TypeConflict);
                 }
             }
         }
+        Ok(())
+    }
 
+    /// [`Self::check_kind_unregistered`] with the name's pinned type looked up.
+    pub(super) fn check_kind_unpinned<'r>(&'r self, s: &mut Sample, memo: &mut NameMemo<'r>) -> Result<(), DropReason> {
+        let pinned = self.resolve(s.name(), memo).pinned;
+        self.check_kind_unregistered(s, pinned, memo)
+    }
+
+    /// Non-finite values, after the type is known.
+    pub(super) fn check_value(&self, s: &Sample) -> Result<(), DropReason> {
         if !s.value.is_finite()
             && s.value.to_bits() != STALE_NAN_BITS
-            && (c.non_finite == NonFinite::Drop || s.kind == MetricKind::Counter)
+            && (self.config.non_finite == NonFinite::Drop || s.kind == MetricKind::Counter)
         {
             return Err(DropReason::NonNumeric);
         }
         Ok(())
     }
+}
+
+/// A registered metric whose entry lists its labels allows only those.
+pub(super) fn check_allowed_labels(entry: &MetricEntry, labels: &Labels) -> Result<(), DropReason> {
+    if entry.labels.is_some() && !labels.iter().all(|l| entry.allows_label(l.name)) {
+        return Err(DropReason::LabelNotAllowed);
+    }
+    Ok(())
 }
 
 impl StatelessStage for Validate {

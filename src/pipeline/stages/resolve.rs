@@ -1,0 +1,376 @@
+//! Normalize and validate as one stateless stage, with the verdict of their
+//! label-only checks kept per series (issue #17 item 1).
+//!
+//! Most of what the two stages decide depends on a sample's labels alone:
+//! the cleaned, sorted, relabeled label set (or a drop), the label limits,
+//! the registry entry, whether the registry allows the labels. A series
+//! repeats its labels in every sample, so that verdict is worked out once per
+//! series and looked up afterwards, keyed by a 128-bit digest of the labels
+//! as the receiver decoded them. What depends on the sample stays per sample,
+//! in the same order as in [`Validate`]: the timestamp window, the type
+//! (against the registry or the first type seen for the name) and
+//! non-finite values. Drops are counted per sample under the same stage and
+//! reason as without the cache; the cache changes nothing a sender or a
+//! counter can see. Cardinality decisions are never cached (they live in the
+//! shards).
+//!
+//! The stage also hands on each kept sample's series hash (the digest of
+//! its final, sorted labels), so the shard split neither sorts nor hashes.
+//!
+//! The cache is bounded: at most [`VERDICT_CACHE_MAX_SERIES`] (or the
+//! pipeline's `cardinality.max_series`, if lower) series, in
+//! [`CACHE_SHARDS`] parts; a full part is emptied and fills again from the
+//! samples that follow (they are then worked out once more).
+
+use parking_lot::RwLock;
+
+use super::relabel::Scratch;
+use super::validate::{NameMemo, check_allowed_labels};
+use super::{Normalize, SeriesMap, Validate};
+use crate::model::{Labels, MetricKind, Sample, now_ms};
+use crate::pipeline::{DropTally, StatelessStage};
+use crate::telemetry::{DropReason, Stage};
+
+/// Most series whose verdicts one pipeline keeps.
+pub const VERDICT_CACHE_MAX_SERIES: u64 = 1 << 18;
+/// Independently locked parts of the cache.
+const CACHE_SHARDS: usize = 32;
+/// Worst-case bytes of one cached verdict: its slot in a just-grown table
+/// (7 of 16 buckets in use; 8 key bytes, 64 value bytes, one control byte).
+pub const VERDICT_BYTES: u64 = (73 * 16u64).div_ceil(7);
+
+/// What the label-only checks decided for one series.
+#[derive(Clone)]
+enum Verdict {
+    /// Every sample of the series goes, for this reason.
+    Drop(Stage, DropReason),
+    Keep(Kept),
+}
+
+#[derive(Clone)]
+struct Kept {
+    /// The final labels when normalize changed them (shared, so a copy is a
+    /// reference count); `None` when the decoded labels are already final.
+    labels: Option<Labels>,
+    /// Series hash of the final labels.
+    hash: u64,
+    /// A label-only drop that validate applies after the timestamp window
+    /// (unknown metric, label not allowed), so a sample outside the window
+    /// is counted as such first, as without the cache.
+    after_window: Option<DropReason>,
+    /// The registry's type for the metric; `None` for a metric outside the
+    /// registry (its type is then the first one seen, checked per sample).
+    registered: Option<MetricKind>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    /// The digest's other half: a key collision is detected, not trusted.
+    check: u64,
+    verdict: Verdict,
+}
+
+/// Normalize → validate, with per-series verdicts (see the module docs).
+pub struct Resolve {
+    normalize: Normalize,
+    validate: Validate,
+    shards: Box<[RwLock<SeriesMap<Cached>>]>,
+    per_shard: usize,
+}
+
+impl Resolve {
+    pub fn new(normalize: Normalize, validate: Validate, max_series: u64) -> Self {
+        let capacity = max_series.clamp(1, VERDICT_CACHE_MAX_SERIES) as usize;
+        Resolve {
+            normalize,
+            validate,
+            shards: (0..CACHE_SHARDS).map(|_| RwLock::new(SeriesMap::default())).collect(),
+            per_shard: capacity.div_ceil(CACHE_SHARDS),
+        }
+    }
+
+    fn shard(&self, key: u64) -> &RwLock<SeriesMap<Cached>> {
+        &self.shards[(key >> 59) as usize % CACHE_SHARDS]
+    }
+
+    fn lookup(&self, key: u64, check: u64) -> Option<Verdict> {
+        let shard = self.shard(key).read();
+        shard.get(&key).filter(|c| c.check == check).map(|c| c.verdict.clone())
+    }
+
+    fn remember(&self, key: u64, check: u64, verdict: Verdict) {
+        let mut shard = self.shard(key).write();
+        if shard.len() >= self.per_shard && !shard.contains_key(&key) {
+            shard.clear();
+        }
+        shard.insert(key, Cached { check, verdict });
+    }
+
+    /// Works out the verdict of the label-only checks for one label set.
+    fn decide(&self, decoded: &Labels, scratch: &mut Scratch) -> Verdict {
+        let mut labels = decoded.clone();
+        if let Err(reason) = self.normalize.normalize_labels(&mut labels, scratch) {
+            let reason = if reason == DropReason::Relabel { reason } else { DropReason::InvalidName };
+            return Verdict::Drop(Stage::Normalize, reason);
+        }
+        labels.sort();
+        if let Err(reason) = self.validate.check_labels(&labels) {
+            return Verdict::Drop(Stage::Validate, reason);
+        }
+        let (after_window, registered) = match self.validate.registered(labels.name().unwrap_or("")) {
+            Some(entry) => (check_allowed_labels(entry, &labels).err(), Some(entry.kind())),
+            None => (self.validate.check_unknown().err(), None),
+        };
+        let hash = labels.series_hash();
+        let labels = (labels != *decoded).then(|| labels.share());
+        Verdict::Keep(Kept { labels, hash, after_window, registered })
+    }
+
+    /// The per-sample checks, in validate's order, after a kept verdict.
+    fn check_sample<'r>(
+        &'r self,
+        s: &mut Sample,
+        kept: &Kept,
+        now: i64,
+        memo: &mut NameMemo<'r>,
+    ) -> Result<(), DropReason> {
+        self.validate.check_window(s.timestamp_ms, now)?;
+        if let Some(reason) = kept.after_window {
+            return Err(reason);
+        }
+        match kept.registered {
+            Some(kind) => self.validate.check_kind_registered(s, kind)?,
+            None => self.validate.check_kind_unpinned(s, memo)?,
+        }
+        self.validate.check_value(s)
+    }
+}
+
+/// 128 bits of xxh3 over the labels as decoded: the low half keys the
+/// cache, the high half checks the entry.
+fn digest(labels: &Labels) -> (u64, u64) {
+    let d = match labels.packed_parts() {
+        [own, []] => xxhash_rust::xxh3::xxh3_128(own),
+        [[], shared] => xxhash_rust::xxh3::xxh3_128(shared),
+        [own, shared] => {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            h.update(own);
+            h.update(shared);
+            h.digest128()
+        }
+    };
+    (d as u64, (d >> 64) as u64)
+}
+
+impl StatelessStage for Resolve {
+    fn process(&self, samples: &mut Vec<Sample>, drops: &mut DropTally) {
+        let mut hashes = Vec::new();
+        self.process_hashed(samples, &mut hashes, drops);
+    }
+
+    fn process_hashed(&self, samples: &mut Vec<Sample>, hashes: &mut Vec<u64>, drops: &mut DropTally) -> bool {
+        let now = now_ms();
+        let mut memo = NameMemo::new();
+        let mut scratch = Scratch::default();
+        let mut normalize_drops = [0u64; DropReason::ALL.len()];
+        let mut validate_drops = [0u64; DropReason::ALL.len()];
+        hashes.clear();
+        hashes.reserve(samples.len());
+        samples.retain_mut(|s| {
+            let (key, check) = digest(&s.labels);
+            let verdict = match self.lookup(key, check) {
+                Some(v) => v,
+                None => {
+                    let v = self.decide(&s.labels, &mut scratch);
+                    self.remember(key, check, v.clone());
+                    v
+                }
+            };
+            let kept = match verdict {
+                Verdict::Drop(Stage::Normalize, reason) => {
+                    normalize_drops[reason as usize] += 1;
+                    return false;
+                }
+                Verdict::Drop(_, reason) => {
+                    validate_drops[reason as usize] += 1;
+                    return false;
+                }
+                Verdict::Keep(kept) => kept,
+            };
+            if let Some(labels) = &kept.labels {
+                s.labels = labels.clone();
+            }
+            match self.check_sample(s, &kept, now, &mut memo) {
+                Ok(()) => {
+                    hashes.push(kept.hash);
+                    true
+                }
+                Err(reason) => {
+                    validate_drops[reason as usize] += 1;
+                    false
+                }
+            }
+        });
+        for reason in DropReason::ALL {
+            drops.add(Stage::Normalize, reason, normalize_drops[reason as usize]);
+        }
+        for reason in DropReason::ALL {
+            drops.add(Stage::Validate, reason, validate_drops[reason as usize]);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use figment::providers::Format;
+
+    use super::*;
+    use crate::registry::MetricRegistry;
+
+    const REGISTRY: &str = r#"
+metrics:
+  - key: port.in
+    name: port_in_octets_total
+    type: counter
+    unit: bytes
+    labels: [device, port, dc]
+  - key: load
+    name: load1
+    type: gauge
+"#;
+
+    fn stages(normalize: &str, validate: &str) -> (Normalize, Validate) {
+        let n: crate::pipeline::stages::NormalizeConfig =
+            figment::Figment::from(figment::providers::Toml::string(normalize)).extract().expect("normalize config");
+        let v: crate::pipeline::stages::ValidateConfig =
+            figment::Figment::from(figment::providers::Toml::string(validate)).extract().expect("validate config");
+        let registry = Arc::new(MetricRegistry::parse(REGISTRY, Path::new("test.yaml")).expect("registry"));
+        (Normalize::new(&n), Validate::new("p", &v, registry))
+    }
+
+    /// Label sets and samples that reach every outcome of both stages:
+    /// invalid and unsorted names, repeated names, empty values, long values,
+    /// too many labels, registered and unknown metrics, labels the registry
+    /// does not allow, type conflicts, timestamps outside the window, NaN.
+    fn corpus(now: i64) -> Vec<Sample> {
+        let label_sets: Vec<Vec<(&str, &str)>> = vec![
+            vec![("__name__", "cpu"), ("host", "a")],
+            vec![("host", "b"), ("__name__", "cpu")],
+            vec![("__name__", "cpu.usage"), ("host-name", "c")],
+            vec![("__name__", "cpu"), ("host", "a"), ("host", "b")],
+            vec![("__name__", "cpu"), ("empty", ""), ("host", "d")],
+            vec![("__name__", "cpu"), ("host", &"x"[..])],
+            vec![("__name__", "cpu"), ("long", "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv")],
+            vec![("__name__", "cpu"), ("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")],
+            vec![("__name__", "port_in_octets_total"), ("device", "r1"), ("port", "1")],
+            vec![("__name__", "port_in_octets_total"), ("device", "r1"), ("vlan", "9")],
+            vec![("__name__", "load1"), ("host", "a")],
+            vec![("__name__", "unknown_thing"), ("host", "a")],
+            vec![("host", "nameless")],
+            vec![("__name__", "9starts_with_digit"), ("drop_me", "yes")],
+            vec![("__name__", "relabel_target"), ("env", "dev")],
+            vec![("__name__", "relabel_target"), ("env", "prod")],
+        ];
+        let kinds = [MetricKind::Unspecified, MetricKind::Counter, MetricKind::Gauge];
+        let mut out = Vec::new();
+        for round in 0..3i64 {
+            for (i, pairs) in label_sets.iter().enumerate() {
+                for (k, kind) in kinds.iter().enumerate() {
+                    let labels: Labels = pairs.iter().copied().collect();
+                    let ts = match (i + k) % 7 {
+                        0 => now - 10 * 86_400_000,
+                        1 => now + 10 * 86_400_000,
+                        _ => now - round * 1000 - k as i64,
+                    };
+                    let value = match (i + k + round as usize) % 5 {
+                        0 => f64::NAN,
+                        1 => f64::INFINITY,
+                        _ => (i * 10 + k) as f64,
+                    };
+                    let mut s = Sample::new(labels, value, ts);
+                    s.kind = *kind;
+                    out.push(s);
+                }
+            }
+        }
+        out
+    }
+
+    fn tally(drops: &mut DropTally) -> Vec<(Stage, DropReason, u64)> {
+        let mut v: Vec<_> = drops.drain().collect();
+        v.sort_by_key(|(s, r, _)| (*s as usize, *r as usize));
+        v
+    }
+
+    /// The cached stage decides exactly what normalize → validate → the
+    /// shard split's sort and hash decide, on first sight and from the cache.
+    #[test]
+    fn same_samples_hashes_and_drops_as_normalize_then_validate() {
+        let configs = [
+            ("", ""),
+            ("invalid_names = \"reject\"", "max_labels = 3\nmax_label_value_length = 20\nunknown_metrics = \"reject\""),
+            (
+                "static_labels = { dc = \"east\", host = \"static\" }\nstatic_labels_override = true\n\
+                 [[relabel]]\naction = \"drop\"\nsource_labels = [\"env\"]\nregex = \"dev\"\n\
+                 [[relabel]]\naction = \"labeldrop\"\nregex = \"drop_me\"\n\
+                 [[relabel]]\naction = \"replace\"\nsource_labels = [\"env\"]\ntarget_label = \"stage\"\nregex = \"(.*)\"\nreplacement = \"s-$1\"",
+                "non_finite = \"drop\"",
+            ),
+        ];
+        for (normalize, validate) in configs {
+            let (n, v) = stages(normalize, validate);
+            let (n2, v2) = stages(normalize, validate);
+            let resolve = Resolve::new(n2, v2, 1_000_000);
+            for pass in 0..2 {
+                let now = now_ms();
+                let mut expected = corpus(now);
+                let mut expected_drops = DropTally::default();
+                n.process(&mut expected, &mut expected_drops);
+                v.process(&mut expected, &mut expected_drops);
+                let expected_hashes: Vec<u64> = expected
+                    .iter_mut()
+                    .map(|s| {
+                        s.labels.sort();
+                        s.labels.series_hash()
+                    })
+                    .collect();
+
+                let mut got = corpus(now);
+                let mut got_drops = DropTally::default();
+                let mut hashes = Vec::new();
+                assert!(resolve.process_hashed(&mut got, &mut hashes, &mut got_drops));
+                let context = format!("config ({normalize:?}, {validate:?}), pass {pass}");
+                assert_eq!(got.len(), expected.len(), "{context}");
+                for (g, e) in got.iter().zip(&expected) {
+                    assert!(g.identical(e), "{context}: {g:?} != {e:?}");
+                }
+                assert_eq!(hashes, expected_hashes, "{context}");
+                let (e, g) = (tally(&mut expected_drops), tally(&mut got_drops));
+                assert_eq!(g, e, "{context}");
+                assert!(e.len() >= 3, "{context}: the corpus should trigger several reasons: {e:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_cache_part_is_emptied_and_still_decides_right() {
+        let (n, v) = stages("", "");
+        let resolve = Resolve::new(n, v, 64);
+        let now = now_ms();
+        let mut samples: Vec<Sample> = (0..1000)
+            .map(|i| Sample::new([("__name__", "m"), ("i", &*i.to_string())].into_iter().collect(), 1.0, now))
+            .collect();
+        let mut hashes = Vec::new();
+        let mut drops = DropTally::default();
+        resolve.process_hashed(&mut samples, &mut hashes, &mut drops);
+        assert_eq!(samples.len(), 1000);
+        assert!(drops.is_empty());
+        let held: usize = resolve.shards.iter().map(|s| s.read().len()).sum();
+        assert!(held <= 64 + CACHE_SHARDS, "{held} verdicts held over a bound of 64");
+        assert!(samples.iter().zip(&hashes).all(|(s, h)| s.labels.series_hash() == *h));
+    }
+}
