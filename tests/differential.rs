@@ -300,7 +300,6 @@ fn rw2_request(specs: &[SeriesSpec]) -> rw2::Request {
                 histograms: (0..s.histograms)
                     .map(|_| rw2::Histogram { sum: 1.0, timestamp: first_ts, ..Default::default() })
                     .collect(),
-                ..Default::default()
             }
         })
         .collect();
