@@ -74,6 +74,7 @@ const CASES: &[&str] = &[
     "aggregate",
     "otlp",
     "sinks",
+    "auth",
 ];
 
 /// Metrics left out of the comparison, by name prefix, and why.
@@ -185,7 +186,8 @@ enum Intent {
 }
 
 struct Corpus {
-    requests: Vec<Request>,
+    /// Each request, with the API key it is sent with (`=== lp key=...`).
+    requests: Vec<(Request, Option<String>)>,
     intents: Vec<Intent>,
 }
 
@@ -347,21 +349,32 @@ impl Corpus {
             }
             lines.push(expand_times(line, base));
         }
-        for (id, (kind, lines)) in sections.into_iter().enumerate() {
+        for (id, (header, lines)) in sections.into_iter().enumerate() {
+            let mut words = header.split_whitespace();
+            let kind = words.next().unwrap_or("").to_string();
+            let key = words.find_map(|w| w.strip_prefix("key=")).map(str::to_string);
+            let at = requests.len();
             let body = || lines.iter().map(|l| format!("{l}\n")).collect::<String>();
             let specs = || lines.iter().map(|l| series_spec(l, base)).collect::<Vec<_>>();
             match kind.as_str() {
-                "lp" => requests.push(Request::Lp(body())),
-                "ndjson" => requests.push(Request::Ndjson(body())),
-                "rw" => requests.push(Request::Rw(rw_request(&specs()))),
-                "rw2" => requests.push(Request::Rw2(rw2_request(&specs()))),
-                "grpc_stream" => requests.push(Request::GrpcStream(
-                    specs().chunks(1).enumerate().map(|(i, s)| grpc_request(s, (id * 100 + i) as u64)).collect(),
+                "lp" => requests.push((Request::Lp(body()), None)),
+                "ndjson" => requests.push((Request::Ndjson(body()), None)),
+                "rw" => requests.push((Request::Rw(rw_request(&specs())), None)),
+                "rw2" => requests.push((Request::Rw2(rw2_request(&specs())), None)),
+                "grpc_stream" => requests.push((
+                    Request::GrpcStream(
+                        specs().chunks(1).enumerate().map(|(i, s)| grpc_request(s, (id * 100 + i) as u64)).collect(),
+                    ),
+                    None,
                 )),
-                "grpc" => requests.push(Request::Grpc(grpc_request(&specs(), id as u64))),
-                "otlp" => requests.push(Request::Otlp(lines.concat())),
+                "grpc" => requests.push((Request::Grpc(grpc_request(&specs(), id as u64)), None)),
+                "otlp" => requests.push((Request::Otlp(lines.concat()), None)),
                 "expect" => intents.extend(lines.iter().map(|l| Intent::parse(l))),
                 k => panic!("unknown section {k:?}"),
+            }
+            if let Some(k) = key {
+                assert!(requests.len() > at, "key= on a section that is no request");
+                requests[at].1 = Some(k);
             }
         }
         Corpus { requests, intents }
@@ -424,7 +437,8 @@ struct Ports {
 /// checked, not memory taken).
 fn daemon_config(ports: &BTreeMap<&str, Ports>) -> String {
     let mut config = String::from(
-        "shutdown_timeout = \"20s\"\n\n[registry]\npath = \"registry.yaml\"\n\n[limits]\nmemory_bytes = 8589934592\n",
+        "shutdown_timeout = \"20s\"\n\n[registry]\npath = \"registry.yaml\"\n\n[limits]\nmemory_bytes = 8589934592\n\n\
+         [auth]\nkeys_file = \"keys.yaml\"\n\n[admin]\nlisten = \"{admin}\"\nauth = \"none\"\n",
     );
     for case in CASES {
         let p = &ports[case];
@@ -439,12 +453,14 @@ listen = "127.0.0.1:{http}"
 max_body_bytes = 1048576
 ack = "delivered"
 ack_timeout = "20s"
+auth = "none"
 
 [receivers.{case}_grpc]
 type = "grpc"
 listen = "127.0.0.1:{grpc}"
 ack = "delivered"
 ack_timeout = "20s"
+auth = "none"
 "#,
                 http = p.http,
                 grpc = p.grpc
@@ -483,10 +499,23 @@ fn drain_fifo(dir: &Path, name: &str) -> std::thread::JoinHandle<()> {
     })
 }
 
+/// A gRPC request with `authorization: Bearer <key>` when there is a key.
+fn with_key<T>(message: T, bearer: Option<&str>) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    if let Some(b) = bearer {
+        r.metadata_mut().insert("authorization", b.parse().expect("a key fit for a header"));
+    }
+    r
+}
+
 /// What one request was answered.
-fn send(request: &Request, p: &Ports, runtime: &tokio::runtime::Runtime) -> String {
+fn send(request: &Request, key: Option<&str>, p: &Ports, runtime: &tokio::runtime::Runtime) -> String {
+    let bearer = key.map(|k| format!("Bearer {k}"));
     let http = |path: &str, body: Vec<u8>, headers: &[(&str, &str)]| {
         let mut r = common::http().post(format!("http://127.0.0.1:{}{path}", p.http)).body(body);
+        if let Some(b) = &bearer {
+            r = r.header("Authorization", b);
+        }
         for (k, v) in headers {
             r = r.header(*k, *v);
         }
@@ -513,10 +542,11 @@ fn send(request: &Request, p: &Ports, runtime: &tokio::runtime::Runtime) -> Stri
         }
         Request::GrpcStream(ws) => runtime.block_on(async {
             let mut client = IngestClient::connect(format!("http://127.0.0.1:{}", p.grpc)).await.expect("connect gRPC");
-            let answers = match client.write_stream(futures::stream::iter(ws.clone())).await {
-                Ok(a) => a,
-                Err(status) => return format!("grpc_stream {:?} {}", status.code(), mask_times(status.message())),
-            };
+            let answers =
+                match client.write_stream(with_key(futures::stream::iter(ws.clone()), bearer.as_deref())).await {
+                    Ok(a) => a,
+                    Err(status) => return format!("grpc_stream {:?} {}", status.code(), mask_times(status.message())),
+                };
             let mut answers = answers.into_inner();
             let mut out = Vec::new();
             loop {
@@ -542,7 +572,7 @@ fn send(request: &Request, p: &Ports, runtime: &tokio::runtime::Runtime) -> Stri
         }
         Request::Grpc(w) => runtime.block_on(async {
             let mut client = IngestClient::connect(format!("http://127.0.0.1:{}", p.grpc)).await.expect("connect gRPC");
-            match client.write(w.clone()).await {
+            match client.write(with_key(w.clone(), bearer.as_deref())).await {
                 Ok(r) => {
                     let r = r.into_inner();
                     let errors = mask_times(&r.errors.join(" | "));
@@ -554,8 +584,10 @@ fn send(request: &Request, p: &Ports, runtime: &tokio::runtime::Runtime) -> Stri
     }
 }
 
-/// An answer with its absolute times (runs of 12 or more digits: ms or ns
-/// since the epoch, which move with the base time) replaced by `<time>`.
+/// An answer with what moves from run to run masked: absolute times (runs of
+/// 12 or more digits: ms or ns since the epoch, which move with the base
+/// time) become `<time>`, and the wait a rate limit asks for (`retry in
+/// 9.99s`, the bucket's refill since the last request) `retry in <wait>`.
 fn mask_times(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut digits = String::new();
@@ -569,12 +601,27 @@ fn mask_times(text: &str) -> String {
         out.push(c);
     }
     out.pop();
-    out
+    const RETRY: &str = "retry in ";
+    let mut masked = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(at) = rest.find(RETRY) {
+        let after = &rest[at + RETRY.len()..];
+        let wait =
+            after.find(|c: char| !(c.is_ascii_digit() || c == '.' || c.is_ascii_alphabetic())).unwrap_or(after.len());
+        masked.push_str(&rest[..at + RETRY.len()]);
+        masked.push_str("<wait>");
+        rest = &after[wait..];
+    }
+    masked.push_str(rest);
+    masked
 }
 
 /// Whether a /metrics series belongs to `case`: one of its label values is
 /// the case's pipeline or one of its receivers or sinks.
 fn owned_by(series: &str, case: &str) -> bool {
+    if let Some((_, owner)) = DAEMON_WIDE.iter().find(|(prefix, _)| series.starts_with(prefix)) {
+        return *owner == case;
+    }
     let Some((_, labels)) = series.split_once('{') else { return false };
     let prefix = format!("{case}_");
     labels.trim_end_matches('}').split("\",").any(|kv| {
@@ -584,8 +631,12 @@ fn owned_by(series: &str, case: &str) -> bool {
     })
 }
 
-/// The labels that name a pipeline, receiver (listener) or sink.
-const OWNER_LABELS: &[&str] = &["pipeline", "receiver", "listener", "sink"];
+/// Daemon-wide series (no pipeline, receiver or sink label), by name prefix,
+/// and the case whose recording holds them.
+const DAEMON_WIDE: &[(&str, &str)] = &[("tsrelay_auth_keys", "auth"), ("tsrelay_auth_reloads_total", "auth")];
+
+/// The labels that name a pipeline, receiver (listener), sink or API key.
+const OWNER_LABELS: &[&str] = &["pipeline", "receiver", "listener", "sink", "key"];
 
 fn excluded(series: &str) -> Option<&'static str> {
     EXCLUDED.iter().find(|(prefix, _)| series.starts_with(prefix)).map(|(_, why)| *why)
@@ -710,11 +761,13 @@ const RELABEL_ACTIONS: &[&str] = &[
 fn todays_pipeline_behaves_as_recorded() {
     let record = std::env::var_os(RECORD_ENV).is_some_and(|v| v == "1");
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/differential/registry.yaml"),
-        dir.path().join("registry.yaml"),
-    )
-    .expect("copy registry.yaml");
+    for file in ["registry.yaml", "keys.yaml"] {
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/differential").join(file),
+            dir.path().join(file),
+        )
+        .unwrap_or_else(|e| panic!("copy {file}: {e}"));
+    }
     let base = (now_ms() / HOUR_MS + 1) * HOUR_MS;
     let ports: BTreeMap<&str, Ports> =
         CASES.iter().map(|c| (*c, Ports { http: free_port(), grpc: free_port() })).collect();
@@ -748,8 +801,8 @@ fn todays_pipeline_behaves_as_recorded() {
     let mut responses: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let started = std::time::Instant::now();
     for case in CASES {
-        for request in &corpora[case].requests {
-            let answer = send(request, &ports[case], &runtime);
+        for (request, key) in &corpora[case].requests {
+            let answer = send(request, key.as_deref(), &ports[case], &runtime);
             responses.entry(case).or_default().push(answer);
         }
     }
