@@ -283,7 +283,7 @@ metrics:
             vec![("__name__", "cpu.usage"), ("host-name", "c")],
             vec![("__name__", "cpu"), ("host", "a"), ("host", "b")],
             vec![("__name__", "cpu"), ("empty", ""), ("host", "d")],
-            vec![("__name__", "cpu"), ("host", &"x"[..])],
+            vec![("__name__", "cpu"), ("host", "x")],
             vec![("__name__", "cpu"), ("long", "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv")],
             vec![("__name__", "cpu"), ("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")],
             vec![("__name__", "port_in_octets_total"), ("device", "r1"), ("port", "1")],
