@@ -4,6 +4,7 @@
 //! allocator (bytes and allocations made while decoding) and by pointer identity of the
 //! shared part, before and after the normalize stage.
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tsrelay::codecs::limits::DecodeLimits;
@@ -17,18 +18,30 @@ struct Counting;
 static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
+thread_local! {
+    /// Set only on the thread inside `measure`: the test harness's own threads (output
+    /// capture, the other test starting) allocate at the same time, more so on a slow
+    /// 2-core machine, and must not be counted.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count(bytes: usize) {
+    if COUNTING.with(Cell::get) {
+        ALLOCATED.fetch_add(bytes, Ordering::Relaxed);
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count(layout.size());
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATED.fetch_add(new_size, Ordering::Relaxed);
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count(new_size);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -37,13 +50,15 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 /// Held by each test for its whole run: the counters are global, so the tests of this
-/// binary run one at a time.
+/// binary measure one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Bytes and allocations `f` makes.
 fn measure<T>(f: impl FnOnce() -> T) -> (T, usize, usize) {
     let (bytes, count) = (ALLOCATED.load(Ordering::Relaxed), ALLOCATIONS.load(Ordering::Relaxed));
+    COUNTING.with(|c| c.set(true));
     let out = f();
+    COUNTING.with(|c| c.set(false));
     (out, ALLOCATED.load(Ordering::Relaxed) - bytes, ALLOCATIONS.load(Ordering::Relaxed) - count)
 }
 
