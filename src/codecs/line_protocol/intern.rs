@@ -26,7 +26,7 @@
 //! checking.
 
 use std::hash::BuildHasher;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
 
@@ -37,17 +37,19 @@ use crate::model::SeriesMap;
 pub const INTERN_MAX_SERIES: usize = 1 << 18;
 /// Most bytes the table holds, entries and labels (for the whole process);
 /// in the start-up memory budget when a receiver takes line protocol.
-pub const INTERN_MAX_BYTES: u64 = 64 << 20;
+pub const INTERN_MAX_BYTES: u64 = 40 << 20;
 /// Independently locked parts.
 const INTERN_SHARDS: usize = 32;
-/// Bytes an entry costs besides its labels' bytes: its slot in a just-grown
-/// table (8 key bytes, 8 check bytes, 32 bytes of `Labels`, a control byte;
-/// 7 of 16 buckets in use) and the shared labels' header and allocation.
-const ENTRY_OVERHEAD: usize = (49 * 16usize).div_ceil(7) + 48;
+/// Bytes an entry costs besides its labels' bytes, at most: its slot in a
+/// just-grown table (8 key bytes, 8 check bytes, a pointer, a control byte;
+/// 7 of 16 buckets in use) and the shared buffer's header (two counts and a
+/// vector, in a 48-byte allocation).
+const ENTRY_OVERHEAD: usize = (25 * 16usize).div_ceil(7) + 48;
 
 struct Entry {
     check: u64,
-    labels: Labels,
+    /// The labels, packed (see [`Labels::shared_whole`]).
+    labels: Arc<Vec<u8>>,
 }
 
 struct Shard {
@@ -109,23 +111,28 @@ impl SeriesInterner {
     #[inline]
     pub fn get(&self, key: InternKey) -> Option<Labels> {
         let shard = self.shard(key.key).read();
-        shard.entries.get(&key.key).filter(|e| e.check == key.check).map(|e| e.labels.clone())
+        shard
+            .entries
+            .get(&key.key)
+            .filter(|e| e.check == key.check)
+            .map(|e| Labels::from_shared_whole(e.labels.clone()))
     }
 
     /// Stores `labels` under `key` and returns them shared (clones are
     /// references to the stored copy).
     pub fn insert(&self, key: InternKey, labels: Labels) -> Labels {
         let labels = labels.share();
-        let cost = ENTRY_OVERHEAD + labels.packed_len();
+        let Some(packed) = labels.shared_whole().cloned() else { return labels };
+        let cost = ENTRY_OVERHEAD + packed.capacity();
         let mut shard = self.shard(key.key).write();
         let shard = &mut *shard;
         if shard.entries.len() >= self.max_entries || shard.bytes + cost > self.max_bytes {
             shard.entries.clear();
             shard.bytes = 0;
         }
-        let entry = Entry { check: key.check, labels: labels.clone() };
+        let entry = Entry { check: key.check, labels: packed };
         match shard.entries.insert(key.key, entry) {
-            Some(old) => shard.bytes = shard.bytes + cost - (ENTRY_OVERHEAD + old.labels.packed_len()),
+            Some(old) => shard.bytes = shard.bytes + cost - (ENTRY_OVERHEAD + old.labels.capacity()),
             None => shard.bytes += cost,
         }
         labels
