@@ -80,7 +80,28 @@ pub struct Labels {
     own: Vec<u8>,
     /// Labels after `own`, packed the same way and shared with other sets
     /// (a thin pointer, so a `Sample` stays small). Never empty when `Some`.
-    shared: Option<Arc<Vec<u8>>>,
+    shared: Option<Arc<SharedPart>>,
+}
+
+/// The shared part of a [`Labels`] set: packed labels, never written once
+/// shared, with their 128-bit digest worked out once (see
+/// [`Labels::digest128`]): a series' samples share its labels, so the digest
+/// of a set that is all shared costs nothing per sample.
+pub struct SharedPart {
+    bytes: Vec<u8>,
+    digest: u128,
+}
+
+impl SharedPart {
+    fn new(bytes: Vec<u8>) -> Arc<SharedPart> {
+        let digest = xxhash_rust::xxh3::xxh3_128(&bytes);
+        Arc::new(SharedPart { bytes, digest })
+    }
+
+    /// Bytes of heap the part holds (its buffer and its header).
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.capacity() + std::mem::size_of::<SharedPart>() + 16
+    }
 }
 
 fn varint_len(v: usize) -> usize {
@@ -206,7 +227,7 @@ impl Labels {
     }
 
     pub fn iter(&self) -> Iter<'_> {
-        Iter { rest: &self.own, next: self.shared.as_deref().map_or(&[], |s| s.as_slice()) }
+        Iter { rest: &self.own, next: self.shared.as_deref().map_or(&[], |s| s.bytes.as_slice()) }
     }
 
     /// The number of labels.
@@ -223,19 +244,19 @@ impl Labels {
     /// empty, see [`Labels`]).
     #[inline]
     pub fn packed_parts(&self) -> [&[u8]; 2] {
-        [&self.own, self.shared.as_deref().map_or(&[], |s| s.as_slice())]
+        [&self.own, self.shared.as_deref().map_or(&[], |s| s.bytes.as_slice())]
     }
 
     /// Length of the packed form (both parts of [`Labels::packed_parts`]).
     #[inline]
     pub fn packed_len(&self) -> usize {
-        self.own.len() + self.shared.as_ref().map_or(0, |s| s.len())
+        self.own.len() + self.shared.as_ref().map_or(0, |s| s.bytes.len())
     }
 
     /// Bytes of heap this set holds: its own, plus its share of the shared
     /// part (divided among the sets that hold it).
     pub fn heap_bytes(&self) -> usize {
-        let shared = self.shared.as_ref().map_or(0, |s| s.capacity() / Arc::strong_count(s));
+        let shared = self.shared.as_ref().map_or(0, |s| s.bytes.capacity() / Arc::strong_count(s));
         self.own.capacity() + shared
     }
 
@@ -253,21 +274,21 @@ impl Labels {
             return self;
         }
         if let Some(shared) = self.shared.take() {
-            self.own.extend_from_slice(&shared);
+            self.own.extend_from_slice(&shared.bytes);
         }
-        Labels { own: Vec::new(), shared: Some(Arc::new(self.own)) }
+        Labels { own: Vec::new(), shared: Some(SharedPart::new(self.own)) }
     }
 
     /// The shared part when it holds the whole set (see [`Labels::share`]):
     /// what a table of shared sets keeps.
-    pub fn shared_whole(&self) -> Option<&Arc<Vec<u8>>> {
+    pub fn shared_whole(&self) -> Option<&Arc<SharedPart>> {
         self.shared.as_ref().filter(|_| self.own.is_empty())
     }
 
     /// The set whose labels are all in `shared`, a part taken from
     /// [`Labels::shared_whole`] (a reference, not a copy).
-    pub fn from_shared_whole(shared: Arc<Vec<u8>>) -> Labels {
-        if shared.is_empty() {
+    pub fn from_shared_whole(shared: Arc<SharedPart>) -> Labels {
+        if shared.bytes.is_empty() {
             return Labels::new();
         }
         Labels { own: Vec::new(), shared: Some(shared) }
@@ -300,7 +321,7 @@ impl Labels {
     #[cold]
     fn unshare(&mut self) {
         if let Some(shared) = self.shared.take() {
-            self.own.extend_from_slice(&shared);
+            self.own.extend_from_slice(&shared.bytes);
         }
     }
 
@@ -344,13 +365,30 @@ impl Labels {
     pub fn series_hash(&self) -> u64 {
         match &self.shared {
             None => xxhash_rust::xxh3::xxh3_64(&self.own),
-            Some(shared) if self.own.is_empty() => xxhash_rust::xxh3::xxh3_64(shared),
+            Some(shared) if self.own.is_empty() => xxhash_rust::xxh3::xxh3_64(&shared.bytes),
             // The streaming form gives the one-shot digest of the concatenation.
             Some(shared) => {
                 let mut h = xxhash_rust::xxh3::Xxh3::new();
                 h.update(&self.own);
-                h.update(shared);
+                h.update(&shared.bytes);
                 h.digest()
+            }
+        }
+    }
+
+    /// 128 bits of xxh3 over the packed form (both parts, in order), for
+    /// tables keyed by the labels as they are (not sorted first). Worked out
+    /// once for a set that is all shared (see [`SharedPart`]).
+    #[inline]
+    pub fn digest128(&self) -> u128 {
+        match (&self.shared, self.own.is_empty()) {
+            (None, _) => xxhash_rust::xxh3::xxh3_128(&self.own),
+            (Some(shared), true) => shared.digest,
+            (Some(shared), false) => {
+                let mut h = xxhash_rust::xxh3::Xxh3::new();
+                h.update(&self.own);
+                h.update(&shared.bytes);
+                h.digest128()
             }
         }
     }

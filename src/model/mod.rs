@@ -13,7 +13,7 @@ pub mod selector;
 mod series_map;
 
 pub use ack::{Ack, AckOutcome, AckReceiver};
-pub use labels::{Label, LabelRef, LabelStr, Labels, METRIC_NAME_LABEL, copy_bytes, name_before};
+pub use labels::{Label, LabelRef, LabelStr, Labels, METRIC_NAME_LABEL, SharedPart, copy_bytes, name_before};
 pub use series_map::{SeriesHasher, SeriesMap};
 
 /// The kind of metric a sample belongs to, as far as the sender told us.

@@ -30,8 +30,8 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
 
-use crate::model::Labels;
 use crate::model::SeriesMap;
+use crate::model::{Labels, SharedPart};
 
 /// Most series keys the table holds (for the whole process).
 pub const INTERN_MAX_SERIES: usize = 1 << 18;
@@ -40,16 +40,15 @@ pub const INTERN_MAX_SERIES: usize = 1 << 18;
 pub const INTERN_MAX_BYTES: u64 = 40 << 20;
 /// Independently locked parts.
 const INTERN_SHARDS: usize = 32;
-/// Bytes an entry costs besides its labels' bytes, at most: its slot in a
-/// just-grown table (8 key bytes, 8 check bytes, a pointer, a control byte;
-/// 7 of 16 buckets in use) and the shared buffer's header (two counts and a
-/// vector, in a 48-byte allocation).
-const ENTRY_OVERHEAD: usize = (25 * 16usize).div_ceil(7) + 48;
+/// Bytes an entry's slot costs at most, besides its shared labels (see
+/// [`SharedPart::heap_bytes`]): 8 key bytes, 8 check bytes, a pointer and a
+/// control byte, in a just-grown table (7 of 16 buckets in use).
+const ENTRY_OVERHEAD: usize = (25 * 16usize).div_ceil(7);
 
 struct Entry {
     check: u64,
     /// The labels, packed (see [`Labels::shared_whole`]).
-    labels: Arc<Vec<u8>>,
+    labels: Arc<SharedPart>,
 }
 
 struct Shard {
@@ -123,7 +122,7 @@ impl SeriesInterner {
     pub fn insert(&self, key: InternKey, labels: Labels) -> Labels {
         let labels = labels.share();
         let Some(packed) = labels.shared_whole().cloned() else { return labels };
-        let cost = ENTRY_OVERHEAD + packed.capacity();
+        let cost = ENTRY_OVERHEAD + packed.heap_bytes();
         let mut shard = self.shard(key.key).write();
         let shard = &mut *shard;
         if shard.entries.len() >= self.max_entries || shard.bytes + cost > self.max_bytes {
@@ -132,7 +131,7 @@ impl SeriesInterner {
         }
         let entry = Entry { check: key.check, labels: packed };
         match shard.entries.insert(key.key, entry) {
-            Some(old) => shard.bytes = shard.bytes + cost - (ENTRY_OVERHEAD + old.labels.capacity()),
+            Some(old) => shard.bytes = shard.bytes + cost - (ENTRY_OVERHEAD + old.labels.heap_bytes()),
             None => shard.bytes += cost,
         }
         labels

@@ -163,19 +163,11 @@ impl Resolve {
     }
 }
 
-/// 128 bits of xxh3 over the labels as decoded: the low half keys the
-/// cache, the high half checks the entry.
+/// 128 bits of xxh3 over the labels as decoded (see [`Labels::digest128`]:
+/// free for labels a decoder shared): the low half keys the cache, the high
+/// half checks the entry.
 fn digest(labels: &Labels) -> (u64, u64) {
-    let d = match labels.packed_parts() {
-        [own, []] => xxhash_rust::xxh3::xxh3_128(own),
-        [[], shared] => xxhash_rust::xxh3::xxh3_128(shared),
-        [own, shared] => {
-            let mut h = xxhash_rust::xxh3::Xxh3::new();
-            h.update(own);
-            h.update(shared);
-            h.digest128()
-        }
-    };
+    let d = labels.digest128();
     (d as u64, (d >> 64) as u64)
 }
 
