@@ -25,11 +25,14 @@ pub(super) struct Stops {
     mask: u64,
     /// One past the last stop taken: the window holds every stop from here on.
     taken_to: usize,
+    /// Whether the CPU has AVX2 (32 bytes per step instead of 16).
+    wide: bool,
 }
 
 impl Stops {
     pub(super) fn new(bytes: &[u8]) -> Self {
-        Stops { base: 0, mask: window(bytes, 0), taken_to: 0 }
+        let wide = has_avx2();
+        Stops { base: 0, mask: window(bytes, 0, wide), taken_to: 0, wide }
     }
 
     /// Positions the scanner at `from`: [`Self::take`] then returns the stops from there on.
@@ -41,43 +44,85 @@ impl Stops {
             // Outside the window (ahead of it, or behind it after the general parser ran),
             // or before stops already taken.
             self.base = from & !63;
-            self.mask = window(bytes, self.base);
+            self.mask = window(bytes, self.base, self.wide);
         }
         // `from - base` is below 64 now.
         self.mask &= u64::MAX << (from - self.base);
         self.taken_to = from;
     }
 
-    /// Takes the next stop: its offset, or `bytes.len()` when there is none.
+    /// Takes the next stop: its offset and byte, or `(bytes.len(), 0)` when there is none.
     #[inline(always)]
-    pub(super) fn take(&mut self, bytes: &[u8]) -> usize {
+    pub(super) fn take(&mut self, bytes: &[u8]) -> (usize, u8) {
         while self.mask == 0 {
             self.base += 64;
             if self.base >= bytes.len() {
                 // Stay on the last window (empty), so that a later seek sees it as passed.
                 self.base -= 64;
                 self.taken_to = bytes.len();
-                return bytes.len();
+                return (bytes.len(), 0);
             }
-            self.mask = window(bytes, self.base);
+            self.mask = window(bytes, self.base, self.wide);
         }
         let at = self.base + self.mask.trailing_zeros() as usize;
         self.mask &= self.mask - 1;
         self.taken_to = at + 1;
-        at
+        (at, bytes.get(at).copied().unwrap_or(0))
     }
 }
 
 /// The stop mask of the 64 bytes from `base` (fewer at the end of the body).
 #[inline(never)]
-fn window(bytes: &[u8], base: usize) -> u64 {
+fn window(bytes: &[u8], base: usize, wide: bool) -> u64 {
     match bytes.get(base..).and_then(|rest| rest.first_chunk::<64>()) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `wide` is only set when the CPU has AVX2 (see `has_avx2`).
+        Some(chunk) if wide => unsafe { chunk_mask_avx2(chunk) },
         Some(chunk) => chunk_mask(chunk),
         None => {
             let rest = bytes.get(base..).unwrap_or_default();
             rest.iter().enumerate().fold(0, |mask, (i, &c)| mask | (u64::from(is_stop(c)) << i))
         }
     }
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The stop mask of 64 bytes: two 32-byte AVX2 tests.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn chunk_mask_avx2(chunk: &[u8; 64]) -> u64 {
+    use std::arch::x86_64::*;
+    let mut mask = 0u64;
+    for (i, part) in chunk.chunks_exact(32).enumerate() {
+        // SAFETY: the caller guarantees AVX2; the load reads the 32 bytes of `part`
+        // (unaligned).
+        let bits = unsafe {
+            let x = _mm256_loadu_si256(part.as_ptr().cast());
+            let equal = |c: u8| _mm256_cmpeq_epi8(x, _mm256_set1_epi8(c as i8));
+            // Control bytes and space: x ≤ 0x20, unsigned.
+            let low = _mm256_cmpeq_epi8(_mm256_min_epu8(x, _mm256_set1_epi8(0x20)), x);
+            let stops = _mm256_or_si256(
+                _mm256_or_si256(low, equal(b',')),
+                _mm256_or_si256(equal(b'='), _mm256_or_si256(equal(b'\\'), equal(0x7f))),
+            );
+            _mm256_movemask_epi8(stops) as u32 as u64
+        };
+        mask |= bits << (32 * i);
+    }
+    mask
 }
 
 /// The stop mask of 64 bytes: four 16-byte SSE2 tests.
@@ -155,6 +200,12 @@ mod tests {
                     let mut chunk = [filler; 64];
                     chunk[at] = c;
                     assert_eq!(chunk_mask(&chunk), scalar_mask(&chunk), "{c:#x} at {at} in {filler:#x}");
+                    #[cfg(target_arch = "x86_64")]
+                    if has_avx2() {
+                        // SAFETY: the CPU has AVX2.
+                        let wide = unsafe { chunk_mask_avx2(&chunk) };
+                        assert_eq!(wide, scalar_mask(&chunk), "{c:#x} at {at} in {filler:#x}");
+                    }
                     let word = &chunk[at / 8 * 8..at / 8 * 8 + 8];
                     let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
                     assert_eq!(word_mask(word), scalar_mask(&chunk[at / 8 * 8..at / 8 * 8 + 8]), "{c:#x} at {at}");
@@ -187,17 +238,18 @@ mod tests {
             // and forward, as after the general parser ran).
             let mut from = 0;
             while from < len {
-                let at = stops.take(&body);
+                let (at, byte) = stops.take(&body);
                 assert_eq!(at, expected(from), "{body:?} from {from}");
+                assert_eq!(byte, body.get(at).copied().unwrap_or(0));
                 from = at + 1;
             }
-            assert_eq!(stops.take(&body), len);
+            assert_eq!(stops.take(&body), (len, 0));
             for _ in 0..20 {
                 let from = (next() as usize) % (len + 1);
                 stops.seek(&body, from);
                 let mut expect_from = from;
                 for _ in 0..((next() % 5) as usize) {
-                    let at = stops.take(&body);
+                    let (at, _) = stops.take(&body);
                     assert_eq!(at, expected(expect_from), "{body:?} from {from}");
                     expect_from = (at + 1).min(len);
                 }

@@ -29,7 +29,7 @@ impl<'a> LineParser<'a> {
     #[inline(always)]
     fn fast_entry_with(&mut self, stops: &mut Stops, point: &mut Point<'a>) -> bool {
         let Some(text) = self.text else { return false };
-        let bytes = self.bytes;
+        let bytes = text.as_bytes();
         let start = self.pos;
         if !text.is_char_boundary(start) {
             return false;
@@ -37,98 +37,94 @@ impl<'a> LineParser<'a> {
         // SAFETY (every `token` below): `text` is the whole body, and each range starts at
         // `start` (a character boundary, checked above) or one past a stop, and ends at a stop
         // or the end of the body. Stops are ASCII bytes, so both ends are character boundaries
-        // and the range is in bounds (`start ≤ end ≤ len`, as stops are found in order).
-        let token = |from: usize, to: usize| -> &'a str { unsafe { text.get_unchecked(from..to) } };
+        // and the range is in bounds (`start ≤ end ≤ len`, as stops are taken in order).
+        let token = |from: usize, to: usize| -> Cow<'a, str> { Cow::Borrowed(unsafe { text.get_unchecked(from..to) }) };
 
         // Measurement: up to ',' or ' ' ('=' is allowed in it).
         stops.seek(bytes, start);
-        let mut at = stops.take(bytes);
-        while bytes.get(at) == Some(&b'=') {
-            at = stops.take(bytes);
+        let (mut at, mut stop) = stops.take(bytes);
+        while stop == b'=' {
+            (at, stop) = stops.take(bytes);
         }
         if at == start {
             return false;
         }
-        point.measurement = Cow::Borrowed(token(start, at));
-        match bytes.get(at) {
-            Some(b',') => {
-                // One bit per tag key (a hash of its length and first byte): only when two
-                // keys share a bit are the keys compared.
-                let mut seen = 0u64;
-                let mut maybe_duplicate = false;
-                loop {
-                    let key = at + 1;
-                    at = stops.take(bytes);
-                    if at == key || bytes.get(at) != Some(&b'=') {
-                        return false;
-                    }
-                    let equals = at;
-                    let value = at + 1;
-                    at = stops.take(bytes);
-                    if at == value {
-                        return false;
-                    }
-                    let bit = key_bit(equals - key, bytes[key]);
-                    maybe_duplicate |= seen & bit != 0;
-                    seen |= bit;
-                    point.tags.push(Tag { key: Cow::Borrowed(token(key, equals)), value: Cow::Borrowed(token(value, at)) });
-                    match bytes.get(at) {
-                        Some(b',') => {}
-                        Some(b' ') => break,
-                        _ => return false,
-                    }
-                }
-                if maybe_duplicate && duplicate_tag_key(&point.tags).is_some() {
+        point.measurement = token(start, at);
+        if stop == b',' {
+            // One bit per tag key (a hash of its length and first byte): only when two keys
+            // share a bit are the keys compared.
+            let mut seen = 0u64;
+            let mut maybe_duplicate = false;
+            loop {
+                let key = at + 1;
+                (at, stop) = stops.take(bytes);
+                if at == key || stop != b'=' {
                     return false;
                 }
+                let equals = at;
+                (at, stop) = stops.take(bytes);
+                if at == equals + 1 {
+                    return false;
+                }
+                let bit = key_bit(equals - key, bytes[key]);
+                maybe_duplicate |= seen & bit != 0;
+                seen |= bit;
+                point.tags.push(Tag { key: token(key, equals), value: token(equals + 1, at) });
+                match stop {
+                    b',' => {}
+                    b' ' => break,
+                    _ => return false,
+                }
             }
-            Some(b' ') => {}
-            _ => return false,
+            if maybe_duplicate && duplicate_tag_key(&point.tags).is_some() {
+                return false;
+            }
+        } else if stop != b' ' {
+            return false;
         }
 
         // Fields, after exactly one space.
         loop {
             let key = at + 1;
-            at = stops.take(bytes);
-            if at == key || bytes.get(at) != Some(&b'=') {
+            (at, stop) = stops.take(bytes);
+            if at == key || stop != b'=' {
                 return false;
             }
             let equals = at;
-            let value = at + 1;
-            at = stops.take(bytes);
-            let Some(parsed) = field_value(bytes, value, at) else { return false };
-            point.fields.push(Field { key: Cow::Borrowed(token(key, equals)), value: parsed });
-            match bytes.get(at) {
-                Some(b',') => {}
-                Some(b' ') => break,
-                _ => return self.end_line(at),
+            (at, stop) = stops.take(bytes);
+            let Some(value) = field_value(bytes, equals + 1, at) else { return false };
+            point.fields.push(Field { key: token(key, equals), value });
+            match stop {
+                b',' => {}
+                b' ' => break,
+                _ => return self.end_line(at, stop),
             }
         }
 
         // Timestamp, after exactly one space, then the line end.
         let digits = at + 1;
-        at = stops.take(bytes);
-        let Some(timestamp) = timestamp(bytes, digits, at) else { return false };
+        (at, stop) = stops.take(bytes);
+        let Some(timestamp) = integer(bytes, digits, at) else { return false };
         let Some(nanos) = self.precision.to_nanos(timestamp) else { return false };
-        if !self.end_line(at) {
+        if !self.end_line(at, stop) {
             return false;
         }
         point.timestamp_ns = Some(nanos);
         true
     }
 
-    /// Consumes the line end at `at` (LF, CR LF, or the end of the body) and returns true;
-    /// false, consuming nothing, when something else is there.
+    /// Consumes the line end at `at`, where the stop byte `stop` is (LF, CR LF, or the end of
+    /// the body) and returns true; false, consuming nothing, when something else is there.
     #[inline(always)]
-    fn end_line(&mut self, at: usize) -> bool {
-        let next = match self.bytes.get(at) {
-            None => {
+    fn end_line(&mut self, at: usize, stop: u8) -> bool {
+        let next = match stop {
+            b'\n' => at + 1,
+            0 if at == self.bytes.len() => {
                 self.pos = at;
                 return true;
             }
-            Some(b'\n') => at + 1,
-            Some(b'\r') if self.bytes.get(at + 1) == Some(&b'\n') => at + 2,
-            Some(_) => return false,
+            b'\r' if self.bytes.get(at + 1) == Some(&b'\n') => at + 2,
+            _ => return false,
         };
         self.pos = next;
         self.new_line_at(next);
@@ -178,10 +174,4 @@ fn integer(bytes: &[u8], start: usize, end: usize) -> Option<i64> {
         }
         _ => parse_i64(bytes.get(start..end)?).ok(),
     }
-}
-
-/// The timestamp `bytes[start..end]`, as the general parser reads it.
-#[inline(always)]
-fn timestamp(bytes: &[u8], start: usize, end: usize) -> Option<i64> {
-    integer(bytes, start, end)
 }

@@ -36,7 +36,9 @@ pub fn first_difference(body: &[u8], precision: Precision) -> Option<String> {
                     match (new_result, old_result) {
                         (Ok(()), Ok(())) => point_difference(&new_point, &old_point),
                         (Err(new_error), Err(old_error)) => error_difference(&new_error, &old_error),
-                        (new_result, old_result) => Some(format!("{new_result:?} {new_point:?}, reference {old_result:?} {old_point:?}")),
+                        (new_result, old_result) => {
+                            Some(format!("{new_result:?} {new_point:?}, reference {old_result:?} {old_point:?}"))
+                        }
                     }
                 }
             }
@@ -59,11 +61,13 @@ pub fn first_difference(body: &[u8], precision: Precision) -> Option<String> {
 }
 
 fn error_difference(new: &LineError, old: &LineError) -> Option<String> {
-    (new != old || new.to_string() != old.to_string()).then(|| format!("error {new} ({new:?}), reference {old} ({old:?})"))
+    (new != old || new.to_string() != old.to_string())
+        .then(|| format!("error {new} ({new:?}), reference {old} ({old:?})"))
 }
 
 fn point_difference(new: &Point<'_>, old: &Point<'_>) -> Option<String> {
-    let same_str = |a: &Cow<'_, str>, b: &Cow<'_, str>| a == b && matches!(a, Cow::Borrowed(_)) == matches!(b, Cow::Borrowed(_));
+    let same_str =
+        |a: &Cow<'_, str>, b: &Cow<'_, str>| a == b && matches!(a, Cow::Borrowed(_)) == matches!(b, Cow::Borrowed(_));
     let same_value = |a: &FieldValue<'_>, b: &FieldValue<'_>| match (a, b) {
         (FieldValue::Float(x), FieldValue::Float(y)) => x.to_bits() == y.to_bits(),
         (FieldValue::String(x), FieldValue::String(y)) => same_str(x, y),
