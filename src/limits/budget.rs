@@ -153,6 +153,24 @@ impl MemoryBudget {
                 });
             }
         }
+        let takes_line_protocol = config.receivers.values().any(|r| match r {
+            crate::receivers::ReceiverConfig::Http(_)
+            | crate::receivers::ReceiverConfig::InfluxTcp(_)
+            | crate::receivers::ReceiverConfig::InfluxUdp(_) => true,
+            crate::receivers::ReceiverConfig::Kafka(k) => {
+                k.format == crate::receivers::kafka::KafkaFormat::LineProtocol
+            }
+            crate::receivers::ReceiverConfig::Grpc(_) => false,
+        });
+        if takes_line_protocol {
+            use crate::codecs::line_protocol::{INTERN_MAX_BYTES, INTERN_MAX_SERIES};
+            items.push(BudgetItem {
+                what: format!(
+                    "line-protocol series keys, decoded once (at most {INTERN_MAX_SERIES} series, whole process)"
+                ),
+                bytes: INTERN_MAX_BYTES,
+            });
+        }
         for (name, p) in &config.pipelines {
             items.extend(pipeline_items(name, p, per_sample));
         }

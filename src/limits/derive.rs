@@ -104,7 +104,10 @@ pub fn derive_defaults(config: &mut Config, explicit: &Explicit) {
             let Some(p) = config.pipelines.get_mut(n) else { continue };
             // Aggregate rules with `increase` / `rate` keep a counter value per series too.
             let counters = p.aggregate.iter().filter(|r| r.needs_counters()).count() as u64;
+            // The label verdicts are capped at far fewer series than a table holds;
+            // counted per series, they are never under-counted.
             let per_series = (crate::pipeline::stages::worst_bytes_per_series(p.validate.max_labels)
+                + crate::pipeline::stages::resolve::VERDICT_BYTES
                 + counters * crate::pipeline::stages::aggregate::BYTES_PER_COUNTER_SERIES)
                 .max(1);
             let series = (each / per_series)

@@ -258,6 +258,21 @@ impl Labels {
         Labels { own: Vec::new(), shared: Some(Arc::new(self.own)) }
     }
 
+    /// The shared part when it holds the whole set (see [`Labels::share`]):
+    /// what a table of shared sets keeps.
+    pub fn shared_whole(&self) -> Option<&Arc<Vec<u8>>> {
+        self.shared.as_ref().filter(|_| self.own.is_empty())
+    }
+
+    /// The set whose labels are all in `shared`, a part taken from
+    /// [`Labels::shared_whole`] (a reference, not a copy).
+    pub fn from_shared_whole(shared: Arc<Vec<u8>>) -> Labels {
+        if shared.is_empty() {
+            return Labels::new();
+        }
+        Labels { own: Vec::new(), shared: Some(shared) }
+    }
+
     /// This set followed by the labels of `rest`, sharing them when `rest`
     /// holds only shared labels (see [`Labels::share`]) and this set none;
     /// copying them otherwise.

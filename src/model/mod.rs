@@ -10,9 +10,11 @@ mod ack;
 mod labels;
 pub mod regex;
 pub mod selector;
+mod series_map;
 
 pub use ack::{Ack, AckOutcome, AckReceiver};
 pub use labels::{Label, LabelRef, LabelStr, Labels, METRIC_NAME_LABEL, copy_bytes, name_before};
+pub use series_map::{SeriesHasher, SeriesMap};
 
 /// The kind of metric a sample belongs to, as far as the sender told us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]

@@ -12,6 +12,7 @@
 
 mod classes;
 mod error;
+mod intern;
 mod number;
 mod parser;
 mod point;
@@ -26,6 +27,7 @@ mod stops;
 mod tests;
 
 pub use error::{Found, LineError, Part, Position, Problem, ValueType};
+pub use intern::{INTERN_MAX_BYTES, INTERN_MAX_SERIES, InternKey, SeriesInterner};
 pub use parser::{LineParser, parse_line};
 pub use point::{Field, FieldValue, Point, Tag};
 pub use precision::{Precision, UnknownPrecision};

@@ -1,8 +1,11 @@
 //! Points → samples: one sample per numeric field, named `<measurement>_<field>`.
 
+use std::borrow::Cow;
+
 use super::error::{LineError, Position, Problem};
+use super::intern::SeriesInterner;
 use super::parser::LineParser;
-use super::point::Point;
+use super::point::{Point, Tag};
 use super::precision::Precision;
 use crate::codecs::limits::{Checker, DecodeLimits, LimitError};
 use crate::codecs::report::{DecodeSummary, LineErrors};
@@ -48,6 +51,7 @@ pub fn decode_body_limited(
     let default_ns = precision.truncate(default_time_ns);
     let checker = limits.checker(default_time_ns.div_euclid(1_000_000));
     let mut parser = LineParser::new(body, precision);
+    let interner = SeriesInterner::global();
     let mut point = Point::default();
     let mut summary = DecodeSummary::default();
     let mut estimated = false;
@@ -79,16 +83,32 @@ pub fn decode_body_limited(
         }
         summary.accepted_lines += 1;
         summary.non_numeric += point.fields.len() as u64 - numeric;
-        // Several samples from one line share its tags: encoded once, each sample owning
-        // only its name.
-        let tags = (numeric > 1 && !point.tags.is_empty()).then(|| tag_labels(&point).share());
-        for field in &point.fields {
-            let Some(value) = field.value.as_f64() else { continue };
-            let labels = match &tags {
-                Some(tags) => name_label(&point, &field.key).then_shared(tags),
-                None => labels_for(&point, &field.key),
+        let raw_key = raw_series_key(body, &point);
+        if numeric > 1 && !point.tags.is_empty() {
+            // Several samples from one line share its tags: encoded once (or found in
+            // the table), each sample owning only its name.
+            let tags = match raw_key.map(|raw| interner.key(raw, None)) {
+                Some(key) => interner.get(key).unwrap_or_else(|| interner.insert(key, tag_labels(&point))),
+                None => tag_labels(&point).share(),
             };
-            out.push(Sample { labels, value, timestamp_ms, kind: MetricKind::Unspecified });
+            for field in &point.fields {
+                let Some(value) = field.value.as_f64() else { continue };
+                let labels = name_label(&point, &field.key).then_shared(&tags);
+                out.push(Sample { labels, value, timestamp_ms, kind: MetricKind::Unspecified });
+            }
+        } else {
+            for field in &point.fields {
+                let Some(value) = field.value.as_f64() else { continue };
+                // A line of several fields without tags: each label set is just a name.
+                let raw_key = raw_key.filter(|_| numeric == 1);
+                let labels = match raw_key.map(|raw| interner.key(raw, Some(&field.key))) {
+                    Some(key) => {
+                        interner.get(key).unwrap_or_else(|| interner.insert(key, labels_for(&point, &field.key)))
+                    }
+                    None => labels_for(&point, &field.key),
+                };
+                out.push(Sample { labels, value, timestamp_ms, kind: MetricKind::Unspecified });
+            }
         }
         summary.accepted_samples += numeric;
         if !estimated && summary.accepted_samples >= PROBE_SAMPLES {
@@ -104,6 +124,23 @@ pub fn decode_body_limited(
         }
     }
     summary
+}
+
+/// The raw bytes of a line's series key, from its measurement to the end of its last tag,
+/// escapes included: what its labels are decoded from (see [`SeriesInterner`]). `None`
+/// when the measurement or the last tag value had escapes (they are then not slices of
+/// the body) or the point does not come from `body`.
+fn raw_series_key<'b>(body: &'b [u8], point: &Point<'_>) -> Option<&'b [u8]> {
+    let Cow::Borrowed(measurement) = &point.measurement else { return None };
+    let end = match point.tags.last() {
+        None => measurement.as_bytes().as_ptr_range().end,
+        Some(Tag { value: Cow::Borrowed(value), .. }) => value.as_bytes().as_ptr_range().end,
+        Some(_) => return None,
+    };
+    let base = body.as_ptr() as usize;
+    let start = (measurement.as_ptr() as usize).checked_sub(base)?;
+    let end = (end as usize).checked_sub(base)?;
+    body.get(start..end)
 }
 
 /// The limits that one line can break, checked on the parsed point (nothing copied yet).

@@ -12,8 +12,6 @@ pub mod resolve;
 pub mod series;
 pub mod validate;
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 pub use aggregate::{Aggregate, AggregateRule, AggregateShared};
@@ -92,33 +90,7 @@ pub fn worst_bytes_per_series(max_labels: usize) -> u64 {
     bucket + set
 }
 
-/// Per-series tables are keyed by the series hash, which is already an
-/// xxh3 digest: the hasher only spreads it, it does not hash again.
-#[derive(Default, Clone, Copy)]
-pub struct SeriesHasher(u64);
-
-impl Hasher for SeriesHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys are ever hashed; stay correct for anything else.
-        for &b in bytes {
-            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    fn finish(&self) -> u64 {
-        // The shard split used the high bits, so within a shard they are
-        // nearly constant; an odd multiply mixes every bit into the high ones
-        // the table uses for its tag bytes, and keeps it a bijection.
-        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-    }
-}
-
-/// A table keyed by series hash.
-pub type SeriesMap<V> = HashMap<u64, V, BuildHasherDefault<SeriesHasher>>;
+pub use crate::model::{SeriesHasher, SeriesMap};
 
 /// Gives back memory after many series were forgotten, so a burst of
 /// series does not pin its peak for ever.
@@ -154,6 +126,7 @@ fn retain_aligned(
 mod tests {
     use super::*;
     use crate::model::Labels;
+    use std::hash::Hasher;
 
     #[test]
     fn retain_aligned_keeps_pairs_together() {

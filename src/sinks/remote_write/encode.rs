@@ -12,14 +12,13 @@
 //! - values bit for bit, so stale markers (NaN `0x7ff0000000000002`) survive.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use compact_str::CompactString;
 
-use crate::model::{LabelRef, Labels, MetricKind, Sample, copy_bytes, name_before};
+use crate::model::{LabelRef, Labels, MetricKind, Sample, SeriesMap, copy_bytes, name_before};
 use crate::sinks::common::{Encode, Encoded};
 use crate::sinks::{SinkBatch, prefetch, prefetch_labels};
 
@@ -78,27 +77,7 @@ fn metadata_type(kind: MetricKind) -> u64 {
     }
 }
 
-/// Series hashes are already uniform (xxh3): hashing them again is waste.
-#[derive(Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type SeriesIndex = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
+type SeriesIndex = SeriesMap<u32>;
 
 /// Past this many remembered families the memory is cleared (metadata is
 /// then simply sent again), so the table stays bounded.
