@@ -1,12 +1,16 @@
 //! The fast path: an entry in the common shape, parsed from the stop scanner's boundaries
-//! with no per-byte work. Anything else (escapes, string fields, control bytes, CR without
-//! LF, repeated spaces, duplicate tags, invalid or out-of-range values, a body that is not
-//! UTF-8) makes it give up, and the general parser decides the entry from its start: so
-//! what it accepts is exactly what the general parser accepts, and every error comes from
-//! the general parser.
+//! with no per-byte work. Anything else (control bytes, CR without LF, repeated spaces,
+//! duplicate tags, invalid or out-of-range values, strings with escapes or line feeds, a body
+//! that is not UTF-8) makes it give up, and the general parser decides the entry from its
+//! start: so what it accepts is exactly what the general parser accepts, and every error
+//! comes from the general parser.
 
 use std::borrow::Cow;
 
+use memchr::memchr3;
+
+use super::super::classes::{KEY_ESCAPABLE, MEASUREMENT_ESCAPABLE, is};
+use super::super::error::Part;
 use super::super::number::{digits_before, parse_bool, parse_f64, parse_i64, parse_u64, plain_f64_before};
 use super::super::point::{Field, FieldValue, Point, Tag};
 use super::super::stops::Stops;
@@ -15,8 +19,9 @@ use super::{LineParser, duplicate_tag_key};
 impl<'a> LineParser<'a> {
     /// Parses the entry at `pos` into `point` (which must be empty) if it has the common
     /// shape: `measurement[,key=value…] key=value[,key=value…][ timestamp]` and a line end,
-    /// single separators, tokens without escapes, quotes or control bytes, numeric or boolean
-    /// field values. On success the line is consumed; on `false` only `point` has changed.
+    /// single separators, tokens without control bytes, numeric or boolean field values or
+    /// strings without escapes on one line. On success the line is consumed; on `false` only
+    /// `point` has changed.
     #[inline(always)]
     pub(super) fn fast_entry(&mut self, point: &mut Point<'a>) -> bool {
         // The scanner is worked on as a local (kept in registers) and stored back once.
@@ -35,41 +40,58 @@ impl<'a> LineParser<'a> {
             return false;
         }
         // SAFETY (every `token` below): `text` is the whole body, and each range starts at
-        // `start` (a character boundary, checked above) or one past a stop, and ends at a stop
-        // or the end of the body. Stops are ASCII bytes, so both ends are character boundaries
-        // and the range is in bounds (`start ≤ end ≤ len`, as stops are taken in order).
+        // `start` (a character boundary, checked above) or one past a stop or a quote, and ends
+        // at a stop, a quote or the end of the body. Stops and quotes are ASCII bytes, so both
+        // ends are character boundaries, and the range is in bounds (`start ≤ end ≤ len`: stops
+        // are taken in order, and a string's closing quote is found after its opening one).
         let token = |from: usize, to: usize| -> Cow<'a, str> { Cow::Borrowed(unsafe { text.get_unchecked(from..to) }) };
 
         // Measurement: up to ',' or ' ' ('=' is allowed in it).
         stops.seek(bytes, start);
-        let (mut at, mut stop) = stops.take(bytes);
-        while stop == b'=' {
-            (at, stop) = stops.take(bytes);
-        }
+        let (mut at, mut stop, escaped) = token_end(stops, bytes, MEASUREMENT_ESCAPABLE, false);
         if at == start {
             return false;
         }
-        point.measurement = token(start, at);
+        point.measurement = if escaped {
+            match self.unescaped_token(start, at, true, MEASUREMENT_ESCAPABLE, Part::Measurement) {
+                Ok(measurement) => measurement,
+                Err(_) => return false,
+            }
+        } else {
+            token(start, at)
+        };
         if stop == b',' {
             // One bit per tag key (a hash of its length and first byte): only when two keys
-            // share a bit are the keys compared.
+            // share a bit (or one has escapes) are the keys compared.
             let mut seen = 0u64;
             let mut maybe_duplicate = false;
             loop {
                 let key = at + 1;
-                (at, stop) = stops.take(bytes);
+                let key_escaped;
+                (at, stop, key_escaped) = token_end(stops, bytes, KEY_ESCAPABLE, true);
                 if at == key || stop != b'=' {
                     return false;
                 }
                 let equals = at;
-                (at, stop) = stops.take(bytes);
+                let value_escaped;
+                (at, stop, value_escaped) = token_end(stops, bytes, KEY_ESCAPABLE, true);
                 if at == equals + 1 {
                     return false;
                 }
                 let bit = key_bit(equals - key, bytes[key]);
-                maybe_duplicate |= seen & bit != 0;
+                maybe_duplicate |= seen & bit != 0 || key_escaped;
                 seen |= bit;
-                point.tags.push(Tag { key: token(key, equals), value: token(equals + 1, at) });
+                let tag = if key_escaped || value_escaped {
+                    let key = self.token(key, equals, key_escaped, KEY_ESCAPABLE, Part::TagKey);
+                    let value = self.token(equals + 1, at, value_escaped, KEY_ESCAPABLE, Part::TagValue);
+                    match (key, value) {
+                        (Ok(key), Ok(value)) => Tag { key, value },
+                        _ => return false,
+                    }
+                } else {
+                    Tag { key: token(key, equals), value: token(equals + 1, at) }
+                };
+                point.tags.push(tag);
                 match stop {
                     b',' => {}
                     b' ' => break,
@@ -86,14 +108,45 @@ impl<'a> LineParser<'a> {
         // Fields, after exactly one space.
         loop {
             let key = at + 1;
-            (at, stop) = stops.take(bytes);
+            let key_escaped;
+            (at, stop, key_escaped) = token_end(stops, bytes, KEY_ESCAPABLE, true);
             if at == key || stop != b'=' {
                 return false;
             }
             let equals = at;
-            (at, stop) = stops.take(bytes);
-            let Some(value) = field_value(bytes, equals + 1, at) else { return false };
-            point.fields.push(Field { key: token(key, equals), value });
+            let value = if bytes.get(equals + 1) == Some(&b'"') {
+                // A string up to the next quote, without escapes or line feeds; the scanner
+                // resumes after it.
+                let content = equals + 2;
+                let Some(close) = bytes.get(content..).and_then(|rest| memchr3(b'"', b'\\', b'\n', rest)) else {
+                    return false;
+                };
+                let close = content + close;
+                if bytes[close] != b'"' {
+                    return false;
+                }
+                stops.seek(bytes, close + 1);
+                (at, stop) = stops.take(bytes);
+                if at != close + 1 {
+                    return false;
+                }
+                FieldValue::String(token(content, close))
+            } else {
+                (at, stop) = stops.take(bytes);
+                match field_value(bytes, equals + 1, at) {
+                    Some(value) => value,
+                    None => return false,
+                }
+            };
+            let key = if key_escaped {
+                match self.unescaped_token(key, equals, true, KEY_ESCAPABLE, Part::FieldKey) {
+                    Ok(key) => key,
+                    Err(_) => return false,
+                }
+            } else {
+                token(key, equals)
+            };
+            point.fields.push(Field { key, value });
             match stop {
                 b',' => {}
                 b' ' => break,
@@ -132,6 +185,29 @@ impl<'a> LineParser<'a> {
     }
 }
 
+/// Takes stops up to the end of a token (the first stop that is not part of it), stepping
+/// over escapes as the general parser does: a backslash before a byte in `escapable` makes
+/// that byte part of the token (and the token "escaped"), any other backslash stands for
+/// itself. `equals_ends`: whether '=' ends the token (not in a measurement name).
+#[inline(always)]
+fn token_end(stops: &mut Stops, bytes: &[u8], escapable: u8, equals_ends: bool) -> (usize, u8, bool) {
+    let mut escaped = false;
+    loop {
+        let (at, stop) = stops.take(bytes);
+        match stop {
+            b'\\' => {
+                if bytes.get(at + 1).is_some_and(|&c| is(escapable, c)) {
+                    // The escaped byte (space, comma or '=') is a stop itself: taken with it.
+                    stops.take(bytes);
+                    escaped = true;
+                }
+            }
+            b'=' if !equals_ends => {}
+            _ => return (at, stop, escaped),
+        }
+    }
+}
+
 /// One of 64 bits for a tag key of `len` bytes starting with `first`: equal keys get the
 /// same bit.
 #[inline(always)]
@@ -162,16 +238,16 @@ fn field_value<'a>(bytes: &[u8], start: usize, end: usize) -> Option<FieldValue<
     }
 }
 
-/// [`parse_i64`] of `bytes[start..end]`, a word at a time for short digit runs.
+/// [`parse_i64`] of `bytes[start..end]`, a word at a time for digit runs of up to 19.
 #[inline(always)]
 fn integer(bytes: &[u8], start: usize, end: usize) -> Option<i64> {
     let negative = bytes.get(start) == Some(&b'-');
-    // Up to 18 digits are below 2^63.
     match digits_before(bytes, start + usize::from(negative), end) {
-        Some(magnitude) if end - start <= 18 + usize::from(negative) => {
-            let magnitude = magnitude as i64;
-            Some(if negative { magnitude.wrapping_neg() } else { magnitude })
+        Some(magnitude) if negative => {
+            // Down to -2^63.
+            (magnitude <= i64::MAX as u64 + 1).then(|| (magnitude as i64).wrapping_neg())
         }
-        _ => parse_i64(bytes.get(start..end)?).ok(),
+        Some(magnitude) => i64::try_from(magnitude).ok(),
+        None => parse_i64(bytes.get(start..end)?).ok(),
     }
 }

@@ -92,6 +92,9 @@ const TEMPLATES: &[&str] = &[
     "m f=9007199254740993,g=123456789012345678901234,h=0.1234567890123456789 0",
     "m,a=1,b=2,a=3 f=1 1",
     "é,ü=ß ñ=1 2",
+    "m\\ x\\,y\\=z,t\\=k=v\\,w\\ x,u=a\\b f\\ k=\"x\\\\\\\"y\",g=\"multi\nline\" 1",
+    "m s=\"\",t=\"a,b c=d\",u=\"x\"y 1",
+    "m\\,a\\,=1,b\\=\\ =2 c\\=\\,=3i",
 ];
 
 /// Bytes the mutations insert: every separator, escape, quote and line end, control bytes,
