@@ -52,14 +52,14 @@ impl<'a> LineParser<'a> {
         if at == start {
             return false;
         }
-        point.measurement = if escaped {
+        if escaped {
             match self.unescaped_token(start, at, true, MEASUREMENT_ESCAPABLE, Part::Measurement) {
-                Ok(measurement) => measurement,
+                Ok(measurement) => point.measurement = measurement,
                 Err(_) => return false,
             }
         } else {
-            token(start, at)
-        };
+            point.measurement = token(start, at);
+        }
         if stop == b',' {
             // One bit per tag key (a hash of its length and first byte): only when two keys
             // share a bit (or one has escapes) are the keys compared.
@@ -81,17 +81,13 @@ impl<'a> LineParser<'a> {
                 let bit = key_bit(equals - key, bytes[key]);
                 maybe_duplicate |= seen & bit != 0 || key_escaped;
                 seen |= bit;
-                let tag = if key_escaped || value_escaped {
-                    let key = self.token(key, equals, key_escaped, KEY_ESCAPABLE, Part::TagKey);
-                    let value = self.token(equals + 1, at, value_escaped, KEY_ESCAPABLE, Part::TagValue);
-                    match (key, value) {
-                        (Ok(key), Ok(value)) => Tag { key, value },
-                        _ => return false,
+                if key_escaped || value_escaped {
+                    if !self.push_escaped_tag(point, [key, equals, at], key_escaped, value_escaped) {
+                        return false;
                     }
                 } else {
-                    Tag { key: token(key, equals), value: token(equals + 1, at) }
-                };
-                point.tags.push(tag);
+                    point.tags.push(Tag { key: token(key, equals), value: token(equals + 1, at) });
+                }
                 match stop {
                     b',' => {}
                     b' ' => break,
@@ -138,15 +134,14 @@ impl<'a> LineParser<'a> {
                     None => return false,
                 }
             };
-            let key = if key_escaped {
+            if key_escaped {
                 match self.unescaped_token(key, equals, true, KEY_ESCAPABLE, Part::FieldKey) {
-                    Ok(key) => key,
+                    Ok(key) => point.fields.push(Field { key, value }),
                     Err(_) => return false,
                 }
             } else {
-                token(key, equals)
-            };
-            point.fields.push(Field { key, value });
+                point.fields.push(Field { key: token(key, equals), value });
+            }
             match stop {
                 b',' => {}
                 b' ' => break,
@@ -164,6 +159,29 @@ impl<'a> LineParser<'a> {
         }
         point.timestamp_ns = Some(nanos);
         true
+    }
+
+    /// Pushes the tag `key=value` of `[key, equals, end]` (offsets of its key, its '=' and
+    /// the stop after its value) where the key or the value has escapes; false when it is not
+    /// valid UTF-8 once unescaped.
+    #[cold]
+    #[inline(never)]
+    fn push_escaped_tag(
+        &self,
+        point: &mut Point<'a>,
+        [key, equals, end]: [usize; 3],
+        key_escaped: bool,
+        value_escaped: bool,
+    ) -> bool {
+        let key = self.token(key, equals, key_escaped, KEY_ESCAPABLE, Part::TagKey);
+        let value = self.token(equals + 1, end, value_escaped, KEY_ESCAPABLE, Part::TagValue);
+        match (key, value) {
+            (Ok(key), Ok(value)) => {
+                point.tags.push(Tag { key, value });
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Consumes the line end at `at`, where the stop byte `stop` is (LF, CR LF, or the end of
