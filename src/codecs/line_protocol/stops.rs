@@ -23,7 +23,8 @@ pub(super) struct Stops {
     /// Bit `i` set when the byte at `base + i` is a stop not yet taken; bits past the
     /// body's end are clear.
     mask: u64,
-    /// One past the last stop taken: the window holds every stop from here on.
+    /// The window holds every stop from here on: one past the last stop taken, or later
+    /// (see [`Self::taken_to`]).
     taken_to: usize,
     /// Whether the CPU has AVX2 (32 bytes per step instead of 16).
     wide: bool,
@@ -57,17 +58,22 @@ impl Stops {
         while self.mask == 0 {
             self.base += 64;
             if self.base >= bytes.len() {
-                // Stay on the last window (empty), so that a later seek sees it as passed.
+                // Stay on the last window (empty).
                 self.base -= 64;
-                self.taken_to = bytes.len();
                 return (bytes.len(), 0);
             }
             self.mask = window(bytes, self.base, self.wide);
         }
         let at = self.base + self.mask.trailing_zeros() as usize;
         self.mask &= self.mask - 1;
-        self.taken_to = at + 1;
         (at, bytes.get(at).copied().unwrap_or(0))
+    }
+
+    /// Records where the stops taken since the last [`Self::seek`] end: `to` must be past
+    /// every one of them (`None`: unknown, the next seek reclassifies its window).
+    #[inline(always)]
+    pub(super) fn taken_to(&mut self, to: Option<usize>) {
+        self.taken_to = to.unwrap_or(usize::MAX);
     }
 }
 
@@ -244,6 +250,7 @@ mod tests {
                 from = at + 1;
             }
             assert_eq!(stops.take(&body), (len, 0));
+            stops.taken_to(Some(len));
             for _ in 0..20 {
                 let from = (next() as usize) % (len + 1);
                 stops.seek(&body, from);
@@ -253,6 +260,7 @@ mod tests {
                     assert_eq!(at, expected(expect_from), "{body:?} from {from}");
                     expect_from = (at + 1).min(len);
                 }
+                stops.taken_to(if next() % 2 == 0 { Some(expect_from) } else { None });
             }
         }
     }

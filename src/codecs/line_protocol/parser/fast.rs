@@ -27,6 +27,9 @@ impl<'a> LineParser<'a> {
         // The scanner is worked on as a local (kept in registers) and stored back once.
         let mut stops = self.stops;
         let parsed = self.fast_entry_with(&mut stops, point);
+        // Every stop taken is before the next entry; after a failure the general parser
+        // decides where that is.
+        stops.taken_to(parsed.then_some(self.pos));
         self.stops = stops;
         parsed
     }
