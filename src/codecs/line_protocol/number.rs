@@ -161,6 +161,8 @@ pub(super) fn parse_f64(text: &[u8]) -> Result<f64, NumberError> {
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
+/// Eight ASCII '0's.
+const ZEROS: u64 = ONES * b'0' as u64;
 
 /// 10^0 to 10^19 (every power of ten a u64 holds).
 const POWERS_OF_TEN_U64: [u64; 20] = {
@@ -205,7 +207,7 @@ fn up_to_eight_before(bytes: &[u8], end: usize, len: usize) -> Option<u32> {
     let word = bytes.get(end.checked_sub(8)?..end)?.first_chunk::<8>()?;
     // The digits are the top `len` bytes of the little-endian word.
     let keep = u64::MAX << (8 * (8 - len));
-    let word = (u64::from_le_bytes(*word) & keep) | (ONES * u64::from(b'0') & !keep);
+    let word = (u64::from_le_bytes(*word) & keep) | (ZEROS & !keep);
     eight_digits_word(word).ok()
 }
 
@@ -228,7 +230,7 @@ pub(super) fn plain_f64_before(bytes: &[u8], start: usize, end: usize) -> Option
         // Exact zero-byte test: top bit set in the bytes equal to '.'.
         let dots = !(((dots & (ONES * 0x7f)) + ONES * 0x7f) | dots) & keep & (ONES * 0x80);
         if dots == 0 {
-            let word = number | (ONES * u64::from(b'0') & !keep);
+            let word = number | (ZEROS & !keep);
             (u64::from(eight_digits_word(word).ok()?), 0)
         } else if len == 1 {
             // A dot alone: no digit.
@@ -240,7 +242,7 @@ pub(super) fn plain_f64_before(bytes: &[u8], start: usize, end: usize) -> Option
             // Above the dot stays, below it moves up over the dot, and a '0' comes in.
             let joined = (number & above) | ((number & below & keep) << 8);
             let keep = keep << 8;
-            let word = joined | (ONES * u64::from(b'0') & !keep);
+            let word = joined | (ZEROS & !keep);
             (u64::from(eight_digits_word(word).ok()?), 7 - dot as usize)
         }
     } else {
