@@ -2,10 +2,12 @@
 //! reports, must point its errors inside the body, must agree with itself between its
 //! entry points, and what it accepts must survive the sinks' line-protocol encoder
 //! (decode → encode → decode gives the same samples: a Kafka or file relay loses nothing).
+//! And it must decide every entry exactly as the parser before its fast path did (the
+//! `reference` module): same points, same errors and messages, same positions.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tsrelay::codecs::line_protocol::{LineErrors, LineParser, Precision, decode_body, parse_line};
+use tsrelay::codecs::line_protocol::{LineErrors, LineParser, Precision, decode_body, parse_line, reference};
 use tsrelay::sinks::line_protocol::encode_sample;
 
 const NOW_NS: i64 = 1_700_000_000_000_000_000;
@@ -19,6 +21,9 @@ fuzz_target!(|body: &[u8]| {
         Some(4) => Precision::Minute,
         _ => Precision::Hour,
     };
+    if let Some(why) = reference::first_difference(body, precision) {
+        panic!("differs from the reference parser at {precision:?}: {why}");
+    }
     let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
 
     let mut valid_lines = 0u64;

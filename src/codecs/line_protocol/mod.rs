@@ -17,7 +17,12 @@ mod number;
 mod parser;
 mod point;
 mod precision;
+/// Today's parser before issue #17 item 4, as a differential oracle (tests and fuzzing only).
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod reference;
 mod samples;
+mod stops;
 #[cfg(test)]
 mod tests;
 

@@ -46,8 +46,12 @@ pub(super) fn parse_u64(digits: &[u8]) -> Result<u64, NumberError> {
 /// The value of eight ASCII digits, checked and combined in a few word operations.
 #[inline(always)]
 pub(super) fn eight_digits(chunk: [u8; 8]) -> Result<u32, NumberError> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    let word = u64::from_le_bytes(chunk);
+    eight_digits_word(u64::from_le_bytes(chunk))
+}
+
+/// [`eight_digits`] of the bytes of a little-endian word.
+#[inline(always)]
+fn eight_digits_word(word: u64) -> Result<u32, NumberError> {
     // A byte below '0' sets its top bit when '0' is subtracted; a byte above '9' sets it when
     // 0x46 is added (0x3a + 0x46 = 0x80); bytes ≥ 0x80 set it in the sum as well.
     let below = word.wrapping_sub(ONES * u64::from(b'0'));
@@ -154,6 +158,123 @@ pub(super) fn parse_f64(text: &[u8]) -> Result<f64, NumberError> {
     let ascii = std::str::from_utf8(text).map_err(|_| NumberError::Syntax)?;
     let v: f64 = ascii.parse().map_err(|_| NumberError::Syntax)?;
     if v.is_finite() { Ok(v) } else { Err(NumberError::Range) }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+/// Eight ASCII '0's.
+const ZEROS: u64 = ONES * b'0' as u64;
+
+/// 10^0 to 10^19 (every power of ten a u64 holds).
+const POWERS_OF_TEN_U64: [u64; 20] = {
+    let mut table = [1u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
+
+/// The value of the ASCII digits `bytes[start..end]` (1 to 19 of them), read a word at a
+/// time from words that end at `end` (the bytes before `start` are read but ignored, so
+/// `end` must be at least 8 and, past 16 digits, `end - 16` too). `None` when the run is
+/// empty, longer, holds a non-digit, or is too close to the start of `bytes`: then
+/// [`parse_u64`] decides (over the same digits, it gives the same value).
+#[inline(always)]
+pub(super) fn digits_before(bytes: &[u8], start: usize, end: usize) -> Option<u64> {
+    let len = end.checked_sub(start)?;
+    match len {
+        1..=8 => up_to_eight_before(bytes, end, len).map(u64::from),
+        9..=16 => {
+            let high = up_to_eight_before(bytes, end - 8, len - 8)?;
+            let low = up_to_eight_before(bytes, end, 8)?;
+            Some(u64::from(high) * 100_000_000 + u64::from(low))
+        }
+        17..=19 => {
+            let high = up_to_eight_before(bytes, end - 16, len - 16)?;
+            let middle = up_to_eight_before(bytes, end - 8, 8)?;
+            let low = up_to_eight_before(bytes, end, 8)?;
+            Some(u64::from(high) * 10_000_000_000_000_000 + u64::from(middle) * 100_000_000 + u64::from(low))
+        }
+        _ => None,
+    }
+}
+
+/// The value of the `len` (1 to 8) digits just before `end`: the word ending at `end` with
+/// the bytes before the digits read as '0'.
+#[inline(always)]
+fn up_to_eight_before(bytes: &[u8], end: usize, len: usize) -> Option<u32> {
+    let word = bytes.get(end.checked_sub(8)?..end)?.first_chunk::<8>()?;
+    // The digits are the top `len` bytes of the little-endian word.
+    let keep = u64::MAX << (8 * (8 - len));
+    let word = (u64::from_le_bytes(*word) & keep) | (ZEROS & !keep);
+    eight_digits_word(word).ok()
+}
+
+/// [`parse_f64`] of `bytes[start..end]` when it has the common shape `-?digits(.digits)?`
+/// with at most 19 digits in all and a mantissa of at most 2^53, read as by
+/// [`digits_before`]: the same one correctly rounded operation as [`parse_f64`], so the same
+/// bits. `None` for anything else (then [`parse_f64`] decides).
+#[inline(always)]
+pub(super) fn plain_f64_before(bytes: &[u8], start: usize, end: usize) -> Option<f64> {
+    let negative = bytes.get(start) == Some(&b'-');
+    let start = start + usize::from(negative);
+    let len = end.checked_sub(start)?;
+    let (mantissa, fraction) = if (1..=8).contains(&len) {
+        // One word: the number's bytes are its top `len` bytes. A dot is taken out by moving
+        // the bytes below it up one place; the bytes below the number read as '0'.
+        let word = u64::from_le_bytes(*bytes.get(end.checked_sub(8)?..end)?.first_chunk::<8>()?);
+        let keep = u64::MAX << (8 * (8 - len));
+        let number = word & keep;
+        let dots = number ^ (ONES * u64::from(b'.'));
+        // Exact zero-byte test: top bit set in the bytes equal to '.'.
+        let dots = !(((dots & (ONES * 0x7f)) + ONES * 0x7f) | dots) & keep & (ONES * 0x80);
+        if dots == 0 {
+            let word = number | (ZEROS & !keep);
+            (u64::from(eight_digits_word(word).ok()?), 0)
+        } else if len == 1 {
+            // A dot alone: no digit.
+            return None;
+        } else {
+            let dot = dots.trailing_zeros() / 8;
+            let below = (1u64 << (8 * dot)) - 1;
+            let above = !below << 8;
+            // Above the dot stays, below it moves up over the dot, and a '0' comes in.
+            let joined = (number & above) | ((number & below & keep) << 8);
+            let keep = keep << 8;
+            let word = joined | (ZEROS & !keep);
+            (u64::from(eight_digits_word(word).ok()?), 7 - dot as usize)
+        }
+    } else {
+        let number = bytes.get(start..end)?;
+        match number.iter().position(|&c| c == b'.') {
+            None => {
+                if number.len() > 19 {
+                    return None;
+                }
+                (digits_before(bytes, start, end)?, 0)
+            }
+            Some(dot) => {
+                let dot = start + dot;
+                let (whole, fraction) = (dot - start, end - dot - 1);
+                if whole + fraction > 19 {
+                    return None;
+                }
+                let whole = if whole == 0 { 0 } else { digits_before(bytes, start, dot)? };
+                let tail = if fraction == 0 { 0 } else { digits_before(bytes, dot + 1, end)? };
+                (whole * POWERS_OF_TEN_U64[fraction] + tail, fraction)
+            }
+        }
+    };
+    if mantissa > 1 << 53 {
+        return None;
+    }
+    let v = if fraction == 0 {
+        mantissa as f64 * EXACT_POWERS_OF_TEN[0]
+    } else {
+        mantissa as f64 / EXACT_POWERS_OF_TEN[fraction]
+    };
+    Some(if negative { -v } else { v })
 }
 
 pub(super) fn parse_bool(text: &[u8]) -> Option<bool> {

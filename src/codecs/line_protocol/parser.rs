@@ -10,6 +10,9 @@ use super::error::{Found, LineError, Part, Position, Problem, ValueType, excerpt
 use super::number::{NumberError, parse_bool, parse_f64, parse_i64, parse_u64};
 use super::point::{Field, FieldValue, Point, Tag};
 use super::precision::Precision;
+use super::stops::Stops;
+
+mod fast;
 
 /// Parses the entries of a body one after the other. After a bad entry it resumes at the next
 /// line, so one call site sees every line's outcome.
@@ -28,11 +31,21 @@ pub struct LineParser<'a> {
     line: usize,
     /// Offset of the first byte of the line `pos` is on.
     line_start: usize,
+    /// Where the fast path's token boundaries are (see [`Self::fast_entry`]).
+    stops: Stops,
 }
 
 impl<'a> LineParser<'a> {
     pub fn new(body: &'a [u8], precision: Precision) -> Self {
-        LineParser { bytes: body, text: std::str::from_utf8(body).ok(), precision, pos: 0, line: 1, line_start: 0 }
+        LineParser {
+            bytes: body,
+            text: std::str::from_utf8(body).ok(),
+            precision,
+            pos: 0,
+            line: 1,
+            line_start: 0,
+            stops: Stops::new(body),
+        }
     }
 
     /// Parses the next entry into `point`. Returns `None` when the body is exhausted, else
@@ -49,6 +62,11 @@ impl<'a> LineParser<'a> {
             }
         }
         let line = self.line;
+        if self.fast_entry(point) {
+            return Some((line, Ok(())));
+        }
+        // Not in the common shape: the general parser decides it, from the entry's start.
+        point.clear();
         match self.parse_entry(point) {
             Ok(()) => Some((line, Ok(()))),
             Err(error) => {
