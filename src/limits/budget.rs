@@ -163,12 +163,10 @@ impl MemoryBudget {
             crate::receivers::ReceiverConfig::Grpc(_) => false,
         });
         if takes_line_protocol {
-            use crate::codecs::line_protocol::{INTERN_MAX_BYTES, INTERN_MAX_SERIES};
+            let (series, bytes) = crate::codecs::line_protocol::intern_bounds(config.limits.memory_bytes);
             items.push(BudgetItem {
-                what: format!(
-                    "line-protocol series keys, decoded once (at most {INTERN_MAX_SERIES} series, whole process)"
-                ),
-                bytes: INTERN_MAX_BYTES,
+                what: format!("line-protocol series keys, decoded once (at most {series} series, whole process)"),
+                bytes,
             });
         }
         for (name, p) in &config.pipelines {

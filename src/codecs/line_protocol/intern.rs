@@ -33,11 +33,25 @@ use parking_lot::RwLock;
 use crate::model::SeriesMap;
 use crate::model::{Labels, SharedPart};
 
-/// Most series keys the table holds (for the whole process).
+/// Most series keys the table holds (for the whole process), at [`INTERN_MAX_BYTES`].
 pub const INTERN_MAX_SERIES: usize = 1 << 18;
-/// Most bytes the table holds, entries and labels (for the whole process);
-/// in the start-up memory budget when a receiver takes line protocol.
+/// Most bytes the table holds, entries and labels (for the whole process), however large
+/// `limits.memory_bytes` is; in the start-up memory budget when a receiver takes line protocol.
 pub const INTERN_MAX_BYTES: u64 = 40 << 20;
+/// The table takes at most this fraction (1/N) of `limits.memory_bytes`, so a small
+/// budget that fitted before the table existed still fits (256 MiB → 16 MiB).
+pub const INTERN_MEMORY_SHARE: u64 = 16;
+
+/// The table's bounds under `limits.memory_bytes = memory_bytes`: (series, bytes).
+pub fn intern_bounds(memory_bytes: u64) -> (usize, u64) {
+    let bytes = INTERN_MAX_BYTES.min(memory_bytes / INTERN_MEMORY_SHARE);
+    let series = (INTERN_MAX_SERIES as u64).saturating_mul(bytes) / INTERN_MAX_BYTES;
+    (series as usize, bytes)
+}
+
+/// The `limits.memory_bytes` the global table is sized from (set once at start-up,
+/// before the first line is decoded; [`INTERN_MAX_BYTES`] when never set).
+static SIZED_FROM: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
 /// Independently locked parts.
 const INTERN_SHARDS: usize = 32;
 /// Bytes an entry's slot costs at most, besides its shared labels (see
@@ -87,7 +101,22 @@ impl SeriesInterner {
     /// The one table every line-protocol decoder of the process uses.
     pub fn global() -> &'static SeriesInterner {
         static TABLE: OnceLock<SeriesInterner> = OnceLock::new();
-        TABLE.get_or_init(|| SeriesInterner::new(INTERN_MAX_SERIES, INTERN_MAX_BYTES as usize))
+        TABLE.get_or_init(|| {
+            let (series, bytes) = intern_bounds(SIZED_FROM.load(std::sync::atomic::Ordering::Relaxed));
+            SeriesInterner::new(series, bytes as usize)
+        })
+    }
+
+    /// Sizes the global table from `limits.memory_bytes` (see [`intern_bounds`]). Only the
+    /// first call before the table's first use counts: a reloaded configuration keeps the
+    /// size the process started with.
+    pub fn size_global_from(memory_bytes: u64) {
+        let _ = SIZED_FROM.compare_exchange(
+            u64::MAX,
+            memory_bytes,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// The key of a line's tags (`field` `None`, for a line with several
