@@ -180,6 +180,14 @@ mod tests {
     }
 
     #[test]
+    fn the_table_takes_a_sixteenth_of_the_memory_limit_up_to_its_cap() {
+        assert_eq!(intern_bounds(256 << 20), (104_857, 16 << 20));
+        assert_eq!(intern_bounds(1 << 30), (INTERN_MAX_SERIES, INTERN_MAX_BYTES));
+        assert_eq!(intern_bounds(u64::MAX), (INTERN_MAX_SERIES, INTERN_MAX_BYTES));
+        assert_eq!(intern_bounds(0), (0, 0));
+    }
+
+    #[test]
     fn a_stored_key_returns_its_labels_shared() {
         let table = SeriesInterner::new(1024, 1 << 20);
         let key = table.key(b"cpu,host=a", Some("usage"));
