@@ -8,6 +8,7 @@
 //! copy of the one before; prints the numeric fields parsed.
 
 mod lp;
+mod telegraf_body;
 
 use std::hint::black_box;
 use std::io::Write;
@@ -28,53 +29,6 @@ fn bench_body(lines: usize) -> Vec<u8> {
             1_733_380_000_000u64 + i as u64
         );
         writeln!(body, "{line}").expect("writing to a Vec cannot fail");
-    }
-    body
-}
-
-/// The criterion bench's Telegraf-like body (benches/line_protocol.rs), nanosecond stamps.
-fn telegraf_body(lines: usize) -> Vec<u8> {
-    let mut body = Vec::new();
-    let ts = 1_700_000_000_000_000_000i64;
-    for i in 0..lines {
-        let host = i % 500;
-        let t = ts + (i as i64) * 10_000_000;
-        let written = match i % 5 {
-            0 => writeln!(
-                body,
-                "cpu,host=server-{host:04},region=eu-west-1,cpu=cpu{} usage_user={}.{},usage_system=3.25,usage_idle=84.125,usage_iowait=0i {t}",
-                i % 8,
-                i % 100,
-                i % 7
-            ),
-            1 => writeln!(
-                body,
-                "mem,host=server-{host:04},region=eu-west-1 used={}i,free=8123456789i,cached=123456i,used_percent=42.{} {t}",
-                1_000_000 + i,
-                i % 1000
-            ),
-            2 => writeln!(
-                body,
-                "disk,host=server-{host:04},path=/var/lib/data\\ {},fstype=ext4 used_percent=71.{},inodes_free={}u {t}",
-                i % 3,
-                i % 10,
-                900_000 + i
-            ),
-            3 => writeln!(
-                body,
-                "net,host=server-{host:04},interface=eth{} bytes_recv={}i,bytes_sent={}i,err_in=0i,drop_in=0i {t}",
-                i % 2,
-                i * 1500,
-                i * 900
-            ),
-            _ => writeln!(
-                body,
-                "system,host=server-{host:04} load1={}.{},load5=0.52,n_users=3i,uptime_format=\"3 days\" {t}",
-                i % 4,
-                i % 100
-            ),
-        };
-        written.expect("writing to a Vec cannot fail");
     }
     body
 }
@@ -110,7 +64,7 @@ fn main() {
     let which = args.get(1).map(String::as_str).unwrap_or("new");
     let rounds: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(10);
     let (body, precision) = match args.get(3).map(String::as_str) {
-        Some("telegraf") => (telegraf_body(10_000), Precision::Nanosecond),
+        Some("telegraf") => (telegraf_body::telegraf_like_body(10_000), Precision::Nanosecond),
         _ => (bench_body(10_000), Precision::Millisecond),
     };
     let mut fields = 0;
