@@ -1,7 +1,8 @@
 //! Any body: the line-protocol decoder must not panic, must account for every line it
 //! reports, must point its errors inside the body, must agree with itself between its
 //! entry points, and what it accepts must survive the sinks' line-protocol encoder
-//! (decode → encode → decode gives the same samples: a Kafka or file relay loses nothing).
+//! (decode → encode → decode gives the same samples: a Kafka or file relay loses nothing),
+//! and decoding it again, once its series keys are known, must give exactly the same.
 //! And it must decide every entry exactly as the parser before its fast path did (the
 //! `reference` module): same points, same errors and messages, same positions.
 #![no_main]
@@ -67,6 +68,20 @@ fuzz_target!(|body: &[u8]| {
     assert_eq!(errors.rejected(), summary.rejected_lines);
     assert!(errors.reported().iter().all(|e| (1..=lines.len()).contains(&e.line)));
     assert!(samples.iter().all(|s| s.value.is_finite()));
+
+    // Decoded again, the body's series keys are known (only fields and timestamps are parsed
+    // then): the outcome must be exactly the same.
+    let mut again = Vec::new();
+    let mut again_errors = LineErrors::new();
+    let again_summary = decode_body(body, precision, NOW_NS, &mut again, &mut again_errors);
+    assert_eq!(again_summary, summary, "summary differs once the keys are known");
+    assert_eq!(again_errors.reported(), errors.reported(), "errors differ once the keys are known");
+    assert_eq!(again.len(), samples.len());
+    for (a, s) in again.iter().zip(&samples) {
+        assert_eq!(a.labels, s.labels);
+        assert_eq!(a.value.to_bits(), s.value.to_bits());
+        assert_eq!(a.timestamp_ms, s.timestamp_ms);
+    }
 
     // A body that is one valid entry parses the same through parse_line.
     if valid_lines == 1 && bad_lines == 0 && reserved_name_lines == 0 {

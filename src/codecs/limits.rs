@@ -90,6 +90,19 @@ impl DecodeLimits {
         }
     }
 
+    /// A digest of the limits a series key is checked against on its own — label count,
+    /// static labels, name and value lengths, name syntax — so that lines with the same key,
+    /// decoded under limits with the same fingerprint, pass or fail those checks alike.
+    pub fn key_checks_fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        // A fixed-key hasher: the same limits give the same fingerprint in every call.
+        let mut h = std::hash::DefaultHasher::new();
+        (self.max_labels, self.max_name_length, self.max_label_value_length).hash(&mut h);
+        self.reject_invalid_names.hash(&mut h);
+        self.static_labels.hash(&mut h);
+        h.finish()
+    }
+
     /// The checks for one request decoded at `now_ms`.
     pub fn checker(&self, now_ms: i64) -> Checker<'_> {
         // `i64::MAX` stands for "no bound" (see `unlimited`).

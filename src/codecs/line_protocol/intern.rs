@@ -22,8 +22,14 @@
 //! The table is bounded in entries and bytes ([`INTERN_MAX_SERIES`],
 //! [`INTERN_MAX_BYTES`]), in [`INTERN_SHARDS`] independently locked parts;
 //! a full part is emptied and fills again from the lines that follow.
-//! Limits are still checked on every line: the table saves building, not
-//! checking.
+//!
+//! A key is stored only after its line parsed whole and passed every check,
+//! and the digest also covers the limits the key alone is checked against
+//! (label count, names and values, static labels: their fingerprint). So a
+//! later line whose key is in the table needs neither its tags parsed nor
+//! those checks repeated: the decoder then parses only its fields and
+//! timestamp, and checks only what depends on them (field count, metric
+//! names, timestamp window).
 
 use std::hash::BuildHasher;
 use std::sync::{Arc, OnceLock};
@@ -120,12 +126,17 @@ impl SeriesInterner {
     }
 
     /// The key of a line's tags (`field` `None`, for a line with several
-    /// numeric fields) or of one field's whole label set.
+    /// numeric fields) or of one field's whole label set, decoded under limits
+    /// whose [`DecodeLimits::key_checks_fingerprint`] is `checks`: an entry
+    /// stands for labels that passed those limits' checks (see the module docs).
+    ///
+    /// [`DecodeLimits::key_checks_fingerprint`]: crate::codecs::limits::DecodeLimits::key_checks_fingerprint
     #[inline]
-    pub fn key(&self, raw_series_key: &[u8], field: Option<&str>) -> InternKey {
+    pub fn key(&self, raw_series_key: &[u8], field: Option<&str>, checks: u64) -> InternKey {
+        let seed = self.seed ^ checks;
         let seed = match field {
-            None => self.seed,
-            Some(field) => self.seed ^ xxhash_rust::xxh3::xxh3_64(field.as_bytes()).rotate_left(1) ^ 1,
+            None => seed,
+            Some(field) => seed ^ xxhash_rust::xxh3::xxh3_64(field.as_bytes()).rotate_left(1) ^ 1,
         };
         let d = xxhash_rust::xxh3::xxh3_128_with_seed(raw_series_key, seed);
         InternKey { key: d as u64, check: (d >> 64) as u64 }
@@ -190,7 +201,7 @@ mod tests {
     #[test]
     fn a_stored_key_returns_its_labels_shared() {
         let table = SeriesInterner::new(1024, 1 << 20);
-        let key = table.key(b"cpu,host=a", Some("usage"));
+        let key = table.key(b"cpu,host=a", Some("usage"), 0);
         assert_eq!(table.get(key), None);
         let stored = table.insert(key, labels(&[("__name__", "cpu_usage"), ("host", "a")]));
         let again = table.get(key).expect("stored");
@@ -201,12 +212,14 @@ mod tests {
     #[test]
     fn the_field_and_the_tags_keys_differ() {
         let table = SeriesInterner::new(1024, 1 << 20);
-        let tags = table.key(b"cpu,host=a", None);
-        assert_ne!(tags, table.key(b"cpu,host=a", Some("usage")));
-        assert_ne!(table.key(b"cpu,host=a", Some("a")), table.key(b"cpu,host=a", Some("b")));
-        assert_ne!(tags, table.key(b"cpu,host=b", None));
+        let tags = table.key(b"cpu,host=a", None, 0);
+        assert_ne!(tags, table.key(b"cpu,host=a", Some("usage"), 0));
+        assert_ne!(table.key(b"cpu,host=a", Some("a"), 0), table.key(b"cpu,host=a", Some("b"), 0));
+        assert_ne!(tags, table.key(b"cpu,host=b", None, 0));
+        // Other limits key the same bytes differently.
+        assert_ne!(tags, table.key(b"cpu,host=a", None, 1));
         // Another process (another seed) keys the same bytes differently.
-        assert_ne!(tags, SeriesInterner::new(1024, 1 << 20).key(b"cpu,host=a", None));
+        assert_ne!(tags, SeriesInterner::new(1024, 1 << 20).key(b"cpu,host=a", None, 0));
     }
 
     #[test]
@@ -214,7 +227,7 @@ mod tests {
         let (entries, bytes) = (INTERN_SHARDS * 4, INTERN_SHARDS * 8 * (ENTRY_OVERHEAD + 40));
         let table = SeriesInterner::new(entries, bytes);
         for i in 0..10_000 {
-            let key = table.key(format!("m,i={i}").as_bytes(), None);
+            let key = table.key(format!("m,i={i}").as_bytes(), None, 0);
             table.insert(key, labels(&[("i", &i.to_string())]));
             assert_eq!(table.get(key).as_ref().and_then(|l| l.get("i")), Some(i.to_string().as_str()));
         }

@@ -28,7 +28,7 @@ mod tests;
 
 pub use error::{Found, LineError, Part, Position, Problem, ValueType};
 pub use intern::{INTERN_MAX_BYTES, INTERN_MAX_SERIES, INTERN_MEMORY_SHARE, InternKey, SeriesInterner, intern_bounds};
-pub use parser::{LineParser, parse_line};
+pub use parser::{LineParser, Parsed, parse_line};
 pub use point::{Field, FieldValue, Point, Tag};
 pub use precision::{Precision, UnknownPrecision};
 pub use samples::{decode_body, decode_body_limited, metric_name};

@@ -33,6 +33,28 @@ pub struct LineParser<'a> {
     line_start: usize,
     /// Where the fast path's token boundaries are (see [`Self::fast_entry`]).
     stops: Stops,
+    /// Where the entry [`Self::next_keyed`] returned last starts, for [`Self::reparse`].
+    entry: Entry,
+}
+
+/// A position in the body: the parser's, at the start of an entry.
+#[derive(Clone, Copy, Default)]
+struct Entry {
+    pos: usize,
+    line: usize,
+    line_start: usize,
+}
+
+/// How much of an entry [`LineParser::next_keyed`] parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// All of it, into the point.
+    Whole,
+    /// Its fields and timestamp only (the point's measurement and tags are empty). Its series
+    /// key — measurement and tags, as sent — is `body[key]`, the measurement
+    /// `body[key.start..measurement_end]`; the key holds no escapes, control bytes or spaces,
+    /// and has not been checked.
+    Keyed { key: std::ops::Range<usize>, measurement_end: usize },
 }
 
 impl<'a> LineParser<'a> {
@@ -45,6 +67,7 @@ impl<'a> LineParser<'a> {
             line: 1,
             line_start: 0,
             stops: Stops::new(body),
+            entry: Entry::default(),
         }
     }
 
@@ -74,6 +97,51 @@ impl<'a> LineParser<'a> {
                 Some((line, Err(error)))
             }
         }
+    }
+
+    /// Like [`Self::next_into`], but an entry whose series key has no escapes, control bytes
+    /// or spaces and whose fields and timestamp have the common shape is parsed only from its
+    /// fields on ([`Parsed::Keyed`]): for a caller that knows most keys already and keeps
+    /// what it needs per key. For a key it does not know, it calls [`Self::reparse`] before
+    /// the next entry.
+    #[inline]
+    pub fn next_keyed(&mut self, point: &mut Point<'a>) -> Option<(usize, Result<Parsed, LineError>)> {
+        point.clear();
+        match self.skip_blank_lines() {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(error) => {
+                self.skip_rest_of_line();
+                return Some((error.line(), Err(error)));
+            }
+        }
+        let line = self.line;
+        self.entry = Entry { pos: self.pos, line, line_start: self.line_start };
+        if let Some((key, measurement_end)) = self.fast_keyed_entry(point) {
+            return Some((line, Ok(Parsed::Keyed { key, measurement_end })));
+        }
+        point.clear();
+        Some((line, self.whole_entry(point).map(|()| Parsed::Whole)))
+    }
+
+    /// Parses the entry [`Self::next_keyed`] returned last as [`Parsed::Keyed`] again, whole,
+    /// into `point`: the same outcome [`Self::next_into`] would have had for it.
+    pub fn reparse(&mut self, point: &mut Point<'a>) -> Result<(), LineError> {
+        let Entry { pos, line, line_start } = self.entry;
+        (self.pos, self.line, self.line_start) = (pos, line, line_start);
+        point.clear();
+        self.whole_entry(point)
+    }
+
+    /// The entry at `pos` (past any blank lines), whole: the fast path, else the general
+    /// parser, which decides every error; after one, it resumes at the next line.
+    #[inline(always)]
+    fn whole_entry(&mut self, point: &mut Point<'a>) -> Result<(), LineError> {
+        if self.fast_entry(point) {
+            return Ok(());
+        }
+        point.clear();
+        self.parse_entry(point).inspect_err(|_| self.skip_rest_of_line())
     }
 
     /// Bytes of the body consumed so far.

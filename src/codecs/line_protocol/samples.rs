@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use super::error::{LineError, Position, Problem};
 use super::intern::SeriesInterner;
-use super::parser::LineParser;
+use super::parser::{LineParser, Parsed};
 use super::point::{Point, Tag};
 use super::precision::Precision;
 use crate::codecs::limits::{Checker, DecodeLimits, LimitError};
@@ -55,7 +55,27 @@ pub fn decode_body_limited(
     let mut point = Point::default();
     let mut summary = DecodeSummary::default();
     let mut estimated = false;
-    while let Some((line, result)) = parser.next_into(&mut point) {
+    let salt = limits.key_checks_fingerprint();
+    while let Some((line, parsed)) = parser.next_keyed(&mut point) {
+        let result = match parsed {
+            Ok(Parsed::Keyed { key, measurement_end }) => {
+                let known = KnownLine { raw_key: &body[key.clone()], measurement: &body[key.start..measurement_end] };
+                match known.decode(&point, salt, default_ns, &checker, limits, &mut summary, out) {
+                    Some(Ok(())) => {
+                        reserve_estimate(&mut estimated, &parser, body.len(), limits, &summary, out);
+                        continue;
+                    }
+                    Some(Err(Stop::OverSampleLimit)) => break,
+                    Some(Err(Stop::Refused(refusal))) => {
+                        errors.record(line, || format!("line {line}: {}", refusal.message()));
+                        continue;
+                    }
+                    None => parser.reparse(&mut point),
+                }
+            }
+            Ok(Parsed::Whole) => Ok(()),
+            Err(error) => Err(error),
+        };
         let outcome = result.and_then(|()| {
             if let Some(tag) = point.tags.iter().find(|t| t.key == METRIC_NAME_LABEL) {
                 let problem = Problem::ReservedTagKey(tag.key.to_string());
@@ -87,13 +107,13 @@ pub fn decode_body_limited(
         if numeric > 1 && !point.tags.is_empty() {
             // Several samples from one line share its tags: encoded once (or found in
             // the table), each sample owning only its name.
-            let tags = match raw_key.map(|raw| interner.key(raw, None)) {
+            let tags = match raw_key.map(|raw| interner.key(raw, None, salt)) {
                 Some(key) => interner.get(key).unwrap_or_else(|| interner.insert(key, tag_labels(&point))),
                 None => tag_labels(&point).share(),
             };
             for field in &point.fields {
                 let Some(value) = field.value.as_f64() else { continue };
-                let labels = name_label(&point, &field.key).then_shared(&tags);
+                let labels = name_label(&point.measurement, &field.key).then_shared(&tags);
                 out.push(Sample { labels, value, timestamp_ms, kind: MetricKind::Unspecified });
             }
         } else {
@@ -101,7 +121,7 @@ pub fn decode_body_limited(
                 let Some(value) = field.value.as_f64() else { continue };
                 // A line of several fields without tags: each label set is just a name.
                 let raw_key = raw_key.filter(|_| numeric == 1);
-                let labels = match raw_key.map(|raw| interner.key(raw, Some(&field.key))) {
+                let labels = match raw_key.map(|raw| interner.key(raw, Some(&field.key), salt)) {
                     Some(key) => {
                         interner.get(key).unwrap_or_else(|| interner.insert(key, labels_for(&point, &field.key)))
                     }
@@ -111,19 +131,117 @@ pub fn decode_body_limited(
             }
         }
         summary.accepted_samples += numeric;
-        if !estimated && summary.accepted_samples >= PROBE_SAMPLES {
-            // Grown once from an estimate instead of doubling (every doubling copies the
-            // samples and faults in fresh pages) and instead of one slot per newline up
-            // front (a body of blank lines would reserve for samples it never holds).
-            estimated = true;
-            let consumed = parser.offset().max(1) as u128;
-            let rest = (body.len() as u128).saturating_sub(consumed);
-            let expected = rest * u128::from(summary.accepted_samples) / consumed;
-            let room = (limits.max_samples as u64).saturating_sub(summary.accepted_samples);
-            out.reserve((expected + expected / 16).min(u128::from(room)) as usize);
-        }
+        reserve_estimate(&mut estimated, &parser, body.len(), limits, &summary, out);
     }
     summary
+}
+
+/// Once [`PROBE_SAMPLES`] are decoded, grows `out` once for the rest of the body, estimated
+/// from the bytes they took: instead of doubling (every doubling copies the samples and
+/// faults in fresh pages) and instead of one slot per newline up front (a body of blank
+/// lines would reserve for samples it never holds).
+#[inline]
+fn reserve_estimate(
+    estimated: &mut bool,
+    parser: &LineParser<'_>,
+    body_len: usize,
+    limits: &DecodeLimits,
+    summary: &DecodeSummary,
+    out: &mut Vec<Sample>,
+) {
+    if *estimated || summary.accepted_samples < PROBE_SAMPLES {
+        return;
+    }
+    *estimated = true;
+    let consumed = parser.offset().max(1) as u128;
+    let rest = (body_len as u128).saturating_sub(consumed);
+    let expected = rest * u128::from(summary.accepted_samples) / consumed;
+    let room = (limits.max_samples as u64).saturating_sub(summary.accepted_samples);
+    out.reserve((expected + expected / 16).min(u128::from(room)) as usize);
+}
+
+/// Why a line of a known series key was not accepted.
+enum Stop {
+    /// The body holds more samples than the request may: decoding stops.
+    OverSampleLimit,
+    /// The line breaks a limit (already counted in the summary).
+    Refused(LimitError),
+}
+
+/// A line parsed only from its fields on ([`Parsed::Keyed`]), whose series key the table
+/// may know (issue #17 item 1: on a hit, only values and the timestamp are parsed).
+///
+/// The table holds a key only after a line with it parsed whole and passed every check,
+/// under limits with the same [`DecodeLimits::key_checks_fingerprint`] (it is part of the
+/// key). What those checks decided from the key alone — that it parses, has no `__name__`
+/// tag, and its tags are within the label limits — therefore holds for every line with the
+/// key; what depends on the rest of the line is checked here, in `check_point`'s order.
+struct KnownLine<'b> {
+    raw_key: &'b [u8],
+    measurement: &'b [u8],
+}
+
+impl KnownLine<'_> {
+    /// Appends the line's samples (counted in `summary`) built from the stored labels;
+    /// `None`, with nothing changed, when the table does not know the key (the caller parses
+    /// the line whole).
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn decode(
+        &self,
+        point: &Point<'_>,
+        salt: u64,
+        default_ns: i64,
+        checker: &Checker<'_>,
+        limits: &DecodeLimits,
+        summary: &mut DecodeSummary,
+        out: &mut Vec<Sample>,
+    ) -> Option<Result<(), Stop>> {
+        let interner = SeriesInterner::global();
+        let numeric = point.fields.iter().filter(|f| f.value.as_f64().is_some()).count() as u64;
+        let tagged = self.measurement.len() < self.raw_key.len();
+        // The table holds whole label sets of one-field lines and the shared tags of tagged
+        // lines with several; any other line is built whole, as `decode_body_limited` does.
+        let stored = match numeric {
+            1 => {
+                let field = point.fields.iter().find(|f| f.value.as_f64().is_some())?;
+                interner.get(interner.key(self.raw_key, Some(&field.key), salt))?
+            }
+            2.. if tagged => interner.get(interner.key(self.raw_key, None, salt))?,
+            _ => return None,
+        };
+        // The key holds no escapes and the body is UTF-8 (the keyed path needs both), and a
+        // measurement ends at an ASCII byte: this cannot fail.
+        let measurement = std::str::from_utf8(self.measurement).ok()?;
+        let timestamp_ms = point.timestamp_ns.unwrap_or(default_ns).div_euclid(1_000_000);
+        if let Err(refusal) = check_fields(measurement, point, timestamp_ms, checker) {
+            summary.rejected_lines += 1;
+            summary.refused_lines += 1;
+            summary.refused.add(refusal.reason(), numeric);
+            return Some(Err(Stop::Refused(refusal)));
+        }
+        if summary.accepted_samples + numeric > limits.max_samples as u64 {
+            summary.over_sample_limit = true;
+            return Some(Err(Stop::OverSampleLimit));
+        }
+        summary.accepted_lines += 1;
+        summary.non_numeric += point.fields.len() as u64 - numeric;
+        summary.accepted_samples += numeric;
+        #[cfg(test)]
+        tests::KNOWN_LINES.with(|n| n.set(n.get() + 1));
+        let numeric_fields = point.fields.iter().filter_map(|f| Some((&f.key, f.value.as_f64()?)));
+        if numeric == 1 {
+            for (_, value) in numeric_fields {
+                out.push(Sample { labels: stored.clone(), value, timestamp_ms, kind: MetricKind::Unspecified });
+            }
+        } else {
+            for (field, value) in numeric_fields {
+                let labels = name_label(measurement, field).then_shared(&stored);
+                out.push(Sample { labels, value, timestamp_ms, kind: MetricKind::Unspecified });
+            }
+        }
+        Some(Ok(()))
+    }
 }
 
 /// The raw bytes of a line's series key, from its measurement to the end of its last tag,
@@ -151,15 +269,39 @@ fn check_point(point: &Point<'_>, timestamp_ms: i64, checker: &Checker<'_>) -> R
     for tag in &point.tags {
         checker.label(&tag.key, &tag.value)?;
     }
+    check_names_and_time(&point.measurement, point, timestamp_ms, checker)
+}
+
+/// [`check_point`] for a line of a known series key: the checks of the key alone are not
+/// repeated (see [`KnownLine`]).
+#[inline]
+fn check_fields(
+    measurement: &str,
+    point: &Point<'_>,
+    timestamp_ms: i64,
+    checker: &Checker<'_>,
+) -> Result<(), LimitError> {
+    checker.field_count(point.fields.len())?;
+    check_names_and_time(measurement, point, timestamp_ms, checker)
+}
+
+/// The metric names a line's numeric fields make, then its timestamp.
+#[inline]
+fn check_names_and_time(
+    measurement: &str,
+    point: &Point<'_>,
+    timestamp_ms: i64,
+    checker: &Checker<'_>,
+) -> Result<(), LimitError> {
     // Each numeric field's name is checked, unless even the longest one possible
     // (`<measurement>_<longest key>`) is within the length limit and names are not validated.
     let limits = checker.limits();
     let longest_key = point.fields.iter().map(|f| f.key.len()).max().unwrap_or(0);
-    let longest_name = point.measurement.len().saturating_add(1).saturating_add(longest_key);
+    let longest_name = measurement.len().saturating_add(1).saturating_add(longest_key);
     if limits.reject_invalid_names || longest_name > limits.max_name_length {
         for field in &point.fields {
             if field.value.as_f64().is_some() {
-                checker.metric_name(&metric_name_parts(&point.measurement, &field.key))?;
+                checker.metric_name(&metric_name_parts(measurement, &field.key))?;
             }
         }
     }
@@ -191,8 +333,8 @@ fn labels_for(point: &Point<'_>, field: &str) -> Labels {
 }
 
 /// The `__name__` label alone (see [`metric_name`]), for a line whose tags are shared.
-fn name_label(point: &Point<'_>, field: &str) -> Labels {
-    let name = metric_name_parts(&point.measurement, field);
+fn name_label(measurement: &str, field: &str) -> Labels {
+    let name = metric_name_parts(measurement, field);
     let name_len: usize = name.iter().map(|p| p.len()).sum();
     let mut labels = Labels::with_capacity(1, METRIC_NAME_LABEL.len() + name_len);
     labels.push_with(METRIC_NAME_LABEL, &name);
@@ -433,5 +575,85 @@ mod tests {
         let mut out = Vec::new();
         decode_body(b"m f=1", Precision::Second, i64::MIN, &mut out, &mut LineErrors::new());
         assert_eq!(out.len(), 1);
+    }
+
+    thread_local! {
+        /// Lines this thread decoded from a known series key.
+        pub(super) static KNOWN_LINES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Every sample, summary and error of a body, in a form two decodes can be compared by.
+    fn outcome(body: &str, limits: &DecodeLimits) -> (Vec<String>, DecodeSummary, Vec<String>) {
+        let (samples, summary, errors) = decode_limited(body, limits);
+        let samples = samples
+            .iter()
+            .map(|s| format!("{:?} {:x} {} {:?}", s.labels, s.value.to_bits(), s.timestamp_ms, s.kind))
+            .collect();
+        let errors = errors.reported().iter().map(|e| format!("{} {}", e.line, e.message)).collect();
+        (samples, summary, errors)
+    }
+
+    /// The second time a series key is seen only its fields and timestamp are parsed
+    /// (issue #17 item 1): the outcome must be exactly the first time's, under every limit.
+    #[test]
+    fn a_known_series_key_decodes_exactly_as_the_first_time() {
+        let now_ns = NOW_NS.to_string();
+        let body = "known,a=1,b=2 f=1 NOW\n\
+                    known,a=1,b=2 f=1,g=2i,s=\"x\" NOW\n\
+                    known,a=1,b=2 s=\"only a string\" NOW\n\
+                    known,a=1,b=2 f=1,g=2,h=3,i=4 NOW\n\
+                    known,a=1,b=2 f=1 1\n\
+                    known,a=1,b=2 value=7u\n\
+                    known,a=1,b=2 f_is_a_long_field=1 NOW\n\
+                    known,a=1,b=2 f=oops NOW\n\
+                    known,a=1,b=2  f=1 NOW\n\
+                    known,a=12345 f=1 NOW\n\
+                    known,a=1,b=2,c=3 f=1 NOW\n\
+                    known,__name__=x f=1 NOW\n\
+                    known,a=1,a=2 f=1 NOW\n\
+                    known,a=1, f=1 NOW\n\
+                    known,a=\\ b f=1 NOW\n\
+                    known f=1,g=2 NOW\n\
+                    known f=3 NOW\n\
+                    kn=own,a=1 f=1 NOW\n\
+                    known,a=1,b=2 f=T,g=-1.5e3 NOW\r\n"
+            .replace("NOW", &now_ns);
+        let limits = [
+            DecodeLimits::unlimited(),
+            strict(),
+            DecodeLimits { static_labels: vec!["b".to_string()].into(), ..strict() },
+            DecodeLimits { reject_invalid_names: true, ..strict() },
+            DecodeLimits { max_samples: 6, ..strict() },
+        ];
+        // Each set of limits after the others: keys the table holds from one must not let a
+        // line past the next one's checks.
+        for round in 0..2 {
+            for l in &limits {
+                let first = outcome(&body, l);
+                let known_before = KNOWN_LINES.with(|n| n.get());
+                let again = outcome(&body, l);
+                let known = KNOWN_LINES.with(|n| n.get()) - known_before;
+                assert_eq!(first, again, "round {round}, limits {l:?}");
+                assert!(known >= 3, "round {round}, limits {l:?}: only {known} lines decoded from a known key");
+                assert!(first.0.len() >= 3, "{first:?}");
+            }
+        }
+        let strict_outcome = outcome(&body, &strict());
+        assert!(strict_outcome.1.refused_lines >= 3, "{strict_outcome:?}");
+        // The same body line by line (nothing known within one body) decides the same.
+        let unlimited = DecodeLimits::unlimited();
+        let mut by_line = (Vec::new(), DecodeSummary::default());
+        for line in body.split_inclusive('\n') {
+            let (samples, summary, _) = outcome(line, &unlimited);
+            by_line.0.extend(samples);
+            by_line.1.accepted_samples += summary.accepted_samples;
+            by_line.1.rejected_lines += summary.rejected_lines;
+        }
+        let whole = outcome(&body, &unlimited);
+        assert_eq!(by_line.0, whole.0);
+        assert_eq!(
+            (by_line.1.accepted_samples, by_line.1.rejected_lines),
+            (whole.1.accepted_samples, whole.1.rejected_lines)
+        );
     }
 }

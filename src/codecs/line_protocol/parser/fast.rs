@@ -34,6 +34,42 @@ impl<'a> LineParser<'a> {
         parsed
     }
 
+    /// Like [`Self::fast_entry`], but the series key (measurement and tags) is only found,
+    /// not parsed: the entry at `pos` must have a key without escapes, control bytes or
+    /// spaces, then the common shape's fields and timestamp, which are parsed into `point`
+    /// (its measurement and tags stay empty). Returns the key's range and where its
+    /// measurement ends; the line is consumed. The key is not checked at all: the caller
+    /// must know it from a line that parsed whole, or parse this one again whole
+    /// ([`LineParser::reparse`]). On `None` nothing is consumed and only `point` changed.
+    #[inline(always)]
+    pub(super) fn fast_keyed_entry(&mut self, point: &mut Point<'a>) -> Option<(std::ops::Range<usize>, usize)> {
+        let mut stops = self.stops;
+        let start = self.pos;
+        let keyed = self.text.is_some_and(|text| text.is_char_boundary(start)).then(|| {
+            let bytes = self.bytes;
+            stops.seek(bytes, start);
+            let mut measurement_end = None;
+            let key_end = loop {
+                let (at, stop) = stops.take(bytes);
+                match stop {
+                    b',' => _ = *measurement_end.get_or_insert(at),
+                    b'=' => {}
+                    b' ' => break at,
+                    _ => return None,
+                }
+            };
+            if key_end == start {
+                return None;
+            }
+            let measurement_end = measurement_end.unwrap_or(key_end);
+            self.fast_fields_with(&mut stops, key_end, point).then_some((start..key_end, measurement_end))
+        });
+        let keyed = keyed.flatten();
+        stops.taken_to(keyed.is_some().then_some(self.pos));
+        self.stops = stops;
+        keyed
+    }
+
     #[inline(always)]
     fn fast_entry_with(&mut self, stops: &mut Stops, point: &mut Point<'a>) -> bool {
         let Some(text) = self.text else { return false };
@@ -103,6 +139,19 @@ impl<'a> LineParser<'a> {
         } else if stop != b' ' {
             return false;
         }
+        self.fast_fields_with(stops, at, point)
+    }
+
+    /// The fields and timestamp of a common-shape entry whose series key ends with the space
+    /// at `at` (the stop last taken), into `point`; the line is consumed on success.
+    #[inline(always)]
+    fn fast_fields_with(&mut self, stops: &mut Stops, mut at: usize, point: &mut Point<'a>) -> bool {
+        let Some(text) = self.text else { return false };
+        let bytes = text.as_bytes();
+        // SAFETY: as in `fast_entry_with` (ranges from one past a stop or a quote to a stop,
+        // a quote or the end of the body).
+        let token = |from: usize, to: usize| -> Cow<'a, str> { Cow::Borrowed(unsafe { text.get_unchecked(from..to) }) };
+        let mut stop;
 
         // Fields, after exactly one space.
         loop {
