@@ -32,7 +32,7 @@
 //! names, timestamp window).
 
 use std::hash::BuildHasher;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use parking_lot::RwLock;
 
@@ -68,7 +68,7 @@ const ENTRY_OVERHEAD: usize = (25 * 16usize).div_ceil(7);
 struct Entry {
     check: u64,
     /// The labels, packed (see [`Labels::shared_whole`]).
-    labels: Arc<SharedPart>,
+    labels: SharedPart,
 }
 
 struct Shard {
