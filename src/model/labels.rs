@@ -267,6 +267,14 @@ impl Labels {
         [&self.own, self.shared.as_ref().map_or(&[], |s| s.bytes())]
     }
 
+    /// Where this set's bytes are, found without reading the shared part (for
+    /// prefetching it): the own part, and the start of the shared part's
+    /// allocation (its header, then its bytes).
+    #[inline(always)]
+    pub fn storage(&self) -> (&[u8], Option<*const u8>) {
+        (&self.own, self.shared.as_ref().map(|s| s.0.ptr().cast::<u8>()))
+    }
+
     /// Length of the packed form (both parts of [`Labels::packed_parts`]).
     #[inline]
     pub fn packed_len(&self) -> usize {

@@ -247,8 +247,8 @@ impl RemoteWriteEncoder {
     /// should have arrived by now.
     #[inline]
     fn prefetch_ahead(&self, g: usize, groups: usize, samples: &[&Sample]) {
-        const SAMPLE_DISTANCE: usize = 8;
-        const LABELS_DISTANCE: usize = 4;
+        const SAMPLE_DISTANCE: usize = 16;
+        const LABELS_DISTANCE: usize = 8;
         if g + SAMPLE_DISTANCE < groups {
             let ahead = samples[self.order[self.group_start[g + SAMPLE_DISTANCE] as usize] as usize];
             prefetch(std::ptr::from_ref(ahead).cast());
