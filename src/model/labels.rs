@@ -92,12 +92,27 @@ pub struct Labels {
 /// away, not two (reference count, then a separate buffer), which is what a
 /// table of 200,000 series or an encoder walking them pays for.
 #[derive(Clone)]
-pub struct SharedPart(triomphe::ThinArc<[u64; 2], u8>);
+pub struct SharedPart(triomphe::ThinArc<SharedHeader, u8>);
+
+/// What a shared part keeps besides its bytes (see [`SharedPart`]).
+struct SharedHeader {
+    /// The 128-bit digest of the bytes, low half first.
+    digest: [u64; 2],
+    /// [`Labels::series_hash`] of the bytes.
+    series_hash: u64,
+    /// See [`SharedPart::note`].
+    note: std::sync::atomic::AtomicU64,
+}
 
 impl SharedPart {
     fn new(bytes: &[u8]) -> SharedPart {
         let digest = xxhash_rust::xxh3::xxh3_128(bytes);
-        SharedPart(triomphe::ThinArc::from_header_and_slice([digest as u64, (digest >> 64) as u64], bytes))
+        let header = SharedHeader {
+            digest: [digest as u64, (digest >> 64) as u64],
+            series_hash: xxhash_rust::xxh3::xxh3_64(bytes),
+            note: std::sync::atomic::AtomicU64::new(0),
+        };
+        SharedPart(triomphe::ThinArc::from_header_and_slice(header, bytes))
     }
 
     #[inline(always)]
@@ -107,8 +122,29 @@ impl SharedPart {
 
     #[inline(always)]
     fn digest(&self) -> u128 {
-        let [low, high] = self.0.header.header;
+        let [low, high] = self.0.header.header.digest;
         u128::from(low) | (u128::from(high) << 64)
+    }
+
+    /// A word a pipeline stage may keep with the series these labels are
+    /// (0 until one is set): it sits in the cache line the stage reads anyway,
+    /// where a table of its own would cost a cache miss per sample. Its
+    /// meaning is the writer's; a writer must tell its words from another's.
+    #[inline(always)]
+    pub fn note(&self) -> u64 {
+        self.0.header.header.note.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// [`Labels::series_hash`] of a set that is all this part.
+    #[inline(always)]
+    pub fn series_hash(&self) -> u64 {
+        self.0.header.header.series_hash
+    }
+
+    /// Sets [`Self::note`].
+    #[inline]
+    pub fn set_note(&self, note: u64) {
+        self.0.header.header.note.store(note, std::sync::atomic::Ordering::Release);
     }
 
     /// Whether `a` and `b` are the same part (not copies).
@@ -118,9 +154,9 @@ impl SharedPart {
     }
 
     /// Bytes of heap the part holds: its bytes and its header (reference count,
-    /// digest, length).
+    /// digest, series hash, note, length).
     pub fn heap_bytes(&self) -> usize {
-        self.0.slice.len() + 32
+        self.0.slice.len() + 48
     }
 }
 
@@ -393,7 +429,7 @@ impl Labels {
     pub fn series_hash(&self) -> u64 {
         match &self.shared {
             None => xxhash_rust::xxh3::xxh3_64(&self.own),
-            Some(shared) if self.own.is_empty() => xxhash_rust::xxh3::xxh3_64(shared.bytes()),
+            Some(shared) if self.own.is_empty() => shared.0.header.header.series_hash,
             // The streaming form gives the one-shot digest of the concatenation.
             Some(shared) => {
                 let mut h = xxhash_rust::xxh3::Xxh3::new();
