@@ -14,7 +14,7 @@ mod series_map;
 
 pub use ack::{Ack, AckOutcome, AckReceiver};
 pub use labels::{Label, LabelRef, LabelStr, Labels, METRIC_NAME_LABEL, SharedPart, copy_bytes, name_before};
-pub use series_map::{SeriesHasher, SeriesMap};
+pub use series_map::{SeriesHasher, SeriesMap, prefetch};
 
 /// The kind of metric a sample belongs to, as far as the sender told us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]

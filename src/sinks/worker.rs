@@ -88,18 +88,7 @@ pub fn estimated_sample_bytes(s: &Sample) -> usize {
     24 + s.labels.packed_len()
 }
 
-/// A hint to load `address` into the cache; no effect where unsupported.
-#[inline(always)]
-pub fn prefetch(address: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint: it never faults and never reads into
-    // the program, whatever the address (SSE is part of every x86_64 CPU).
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = address;
-}
+pub use crate::model::prefetch;
 
 /// Cache lines of a shared label part asked for ahead of use: its header and
 /// labels of up to ~200 bytes (the rest is read in order and streams in).

@@ -33,10 +33,10 @@
 
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 
-use crate::model::SeriesMap;
 use crate::model::{Labels, SharedPart};
 
 /// Most series keys the table holds (for the whole process), at [`INTERN_MAX_BYTES`].
@@ -61,27 +61,48 @@ static SIZED_FROM: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 /// Independently locked parts.
 const INTERN_SHARDS: usize = 32;
 /// Bytes an entry's slot costs at most, besides its shared labels (see
-/// [`SharedPart::heap_bytes`]): 8 key bytes, 8 check bytes, a pointer and a
-/// control byte, in a just-grown table (7 of 16 buckets in use).
-const ENTRY_OVERHEAD: usize = (25 * 16usize).div_ceil(7);
+/// [`SharedPart::heap_bytes`]): two slots of 24 bytes (key, check, pointer),
+/// since at most half the slots hold an entry.
+const ENTRY_OVERHEAD: usize = SLOTS_PER_ENTRY * std::mem::size_of::<Slot>();
+/// Slots per entry a part has: at most half are in use, so a lookup mostly
+/// reads its home slot and the next, in one cache line.
+const SLOTS_PER_ENTRY: usize = 2;
+/// Slots a lookup or an insert looks at from the home slot on; an insert
+/// that finds none free takes the home slot over (the entry there is then
+/// decoded again when its series comes back).
+const MAX_PROBE: usize = 8;
 
-struct Entry {
+/// One place in a part: open addressing with linear probing, the entry
+/// inline, so a lookup costs one cache miss, not two (control bytes, then
+/// the entry), and its address is known from the key alone (see
+/// [`SeriesInterner::prefetch`]).
+#[derive(Default)]
+struct Slot {
+    key: u64,
     check: u64,
-    /// The labels, packed (see [`Labels::shared_whole`]).
-    labels: SharedPart,
+    /// The labels, packed (see [`Labels::shared_whole`]); `None`: free.
+    labels: Option<SharedPart>,
 }
 
 struct Shard {
-    entries: SeriesMap<Entry>,
+    /// Allocated at the first insert, never resized (so its address can be
+    /// published for prefetching); emptied whole when the part is full.
+    slots: Box<[Slot]>,
+    len: usize,
     bytes: usize,
 }
 
 /// The process's table of decoded series keys (see the module docs).
 pub struct SeriesInterner {
     shards: Box<[RwLock<Shard>]>,
+    /// Each part's slots' address once allocated (0 before), read without the lock to
+    /// prefetch a slot (a prefetch never faults; a stale address only wastes the hint).
+    bases: Box<[AtomicUsize]>,
     seed: u64,
     max_entries: usize,
     max_bytes: usize,
+    /// Slots of a part: [`SLOTS_PER_ENTRY`] per entry.
+    slots_per_shard: usize,
 }
 
 /// Where in the table a line's labels are: the digest of its raw series key
@@ -94,13 +115,16 @@ pub struct InternKey {
 
 impl SeriesInterner {
     fn new(max_entries: usize, max_bytes: usize) -> Self {
+        let max_entries = max_entries.div_ceil(INTERN_SHARDS);
         SeriesInterner {
             shards: (0..INTERN_SHARDS)
-                .map(|_| RwLock::new(Shard { entries: SeriesMap::default(), bytes: 0 }))
+                .map(|_| RwLock::new(Shard { slots: Box::default(), len: 0, bytes: 0 }))
                 .collect(),
+            bases: (0..INTERN_SHARDS).map(|_| AtomicUsize::new(0)).collect(),
             seed: std::collections::hash_map::RandomState::new().hash_one(0x7473_7265_6c61_7931u64),
-            max_entries: max_entries.div_ceil(INTERN_SHARDS),
+            max_entries,
             max_bytes: max_bytes.div_ceil(INTERN_SHARDS),
+            slots_per_shard: max_entries * SLOTS_PER_ENTRY,
         }
     }
 
@@ -132,29 +156,56 @@ impl SeriesInterner {
     ///
     /// [`DecodeLimits::key_checks_fingerprint`]: crate::codecs::limits::DecodeLimits::key_checks_fingerprint
     #[inline]
-    pub fn key(&self, raw_series_key: &[u8], field: Option<&str>, checks: u64) -> InternKey {
+    pub fn key(&self, raw_series_key: &[u8], field: Option<&[u8]>, checks: u64) -> InternKey {
         let seed = self.seed ^ checks;
         let seed = match field {
             None => seed,
-            Some(field) => seed ^ xxhash_rust::xxh3::xxh3_64(field.as_bytes()).rotate_left(1) ^ 1,
+            Some(field) => seed ^ xxhash_rust::xxh3::xxh3_64(field).rotate_left(1) ^ 1,
         };
         let d = xxhash_rust::xxh3::xxh3_128_with_seed(raw_series_key, seed);
         InternKey { key: d as u64, check: (d >> 64) as u64 }
     }
 
-    fn shard(&self, key: u64) -> &RwLock<Shard> {
-        &self.shards[(key >> 59) as usize % INTERN_SHARDS]
+    fn shard_index(key: u64) -> usize {
+        (key >> 59) as usize % INTERN_SHARDS
+    }
+
+    /// The home slot of `key` among `slots` slots (multiply-shift: any count works).
+    #[inline(always)]
+    fn home(key: u64, slots: usize) -> usize {
+        ((u128::from(key) * slots as u128) >> 64) as usize
+    }
+
+    /// Asks for the slot of `key` ahead of [`Self::get`], without the lock.
+    #[inline]
+    pub fn prefetch(&self, key: InternKey) {
+        let base = self.bases[Self::shard_index(key.key)].load(Ordering::Relaxed);
+        if base != 0 {
+            let at = base.wrapping_add(Self::home(key.key, self.slots_per_shard) * std::mem::size_of::<Slot>());
+            crate::model::prefetch(at as *const u8);
+        }
     }
 
     /// The stored labels of `key` (a reference, no copy).
     #[inline]
     pub fn get(&self, key: InternKey) -> Option<Labels> {
-        let shard = self.shard(key.key).read();
-        shard
-            .entries
-            .get(&key.key)
-            .filter(|e| e.check == key.check)
-            .map(|e| Labels::from_shared_whole(e.labels.clone()))
+        let shard = self.shards[Self::shard_index(key.key)].read();
+        let slots = &shard.slots;
+        if slots.is_empty() {
+            return None;
+        }
+        let mut at = Self::home(key.key, slots.len());
+        for _ in 0..MAX_PROBE.min(slots.len()) {
+            let slot = &slots[at];
+            match &slot.labels {
+                None => return None,
+                Some(labels) if slot.key == key.key && slot.check == key.check => {
+                    return Some(Labels::from_shared_whole(labels.clone()));
+                }
+                Some(_) => at = if at + 1 == slots.len() { 0 } else { at + 1 },
+            }
+        }
+        None
     }
 
     /// Stores `labels` under `key` and returns them shared (clones are
@@ -162,18 +213,41 @@ impl SeriesInterner {
     pub fn insert(&self, key: InternKey, labels: Labels) -> Labels {
         let labels = labels.share();
         let Some(packed) = labels.shared_whole().cloned() else { return labels };
+        if self.slots_per_shard == 0 {
+            return labels;
+        }
         let cost = ENTRY_OVERHEAD + packed.heap_bytes();
-        let mut shard = self.shard(key.key).write();
+        let index = Self::shard_index(key.key);
+        let mut shard = self.shards[index].write();
         let shard = &mut *shard;
-        if shard.entries.len() >= self.max_entries || shard.bytes + cost > self.max_bytes {
-            shard.entries.clear();
+        if shard.slots.is_empty() {
+            shard.slots = (0..self.slots_per_shard).map(|_| Slot::default()).collect();
+            self.bases[index].store(shard.slots.as_ptr() as usize, Ordering::Relaxed);
+        }
+        if shard.len >= self.max_entries || shard.bytes + cost > self.max_bytes {
+            shard.slots.iter_mut().for_each(|slot| *slot = Slot::default());
+            shard.len = 0;
             shard.bytes = 0;
         }
-        let entry = Entry { check: key.check, labels: packed };
-        match shard.entries.insert(key.key, entry) {
-            Some(old) => shard.bytes = shard.bytes + cost - (ENTRY_OVERHEAD + old.labels.heap_bytes()),
-            None => shard.bytes += cost,
+        let len = shard.slots.len();
+        let home = Self::home(key.key, len);
+        // The first free slot or the key's own; else the home slot is taken over.
+        let at = (0..MAX_PROBE.min(len))
+            .map(|step| (home + step) % len)
+            .find(|&at| {
+                let slot = &shard.slots[at];
+                slot.labels.is_none() || (slot.key == key.key && slot.check == key.check)
+            })
+            .unwrap_or(home);
+        let slot = &mut shard.slots[at];
+        match slot.labels.take() {
+            Some(old) => shard.bytes = shard.bytes + cost - (ENTRY_OVERHEAD + old.heap_bytes()),
+            None => {
+                shard.len += 1;
+                shard.bytes += cost;
+            }
         }
+        *slot = Slot { key: key.key, check: key.check, labels: Some(packed) };
         labels
     }
 }
@@ -201,7 +275,7 @@ mod tests {
     #[test]
     fn a_stored_key_returns_its_labels_shared() {
         let table = SeriesInterner::new(1024, 1 << 20);
-        let key = table.key(b"cpu,host=a", Some("usage"), 0);
+        let key = table.key(b"cpu,host=a", Some(b"usage".as_slice()), 0);
         assert_eq!(table.get(key), None);
         let stored = table.insert(key, labels(&[("__name__", "cpu_usage"), ("host", "a")]));
         let again = table.get(key).expect("stored");
@@ -213,13 +287,37 @@ mod tests {
     fn the_field_and_the_tags_keys_differ() {
         let table = SeriesInterner::new(1024, 1 << 20);
         let tags = table.key(b"cpu,host=a", None, 0);
-        assert_ne!(tags, table.key(b"cpu,host=a", Some("usage"), 0));
-        assert_ne!(table.key(b"cpu,host=a", Some("a"), 0), table.key(b"cpu,host=a", Some("b"), 0));
+        assert_ne!(tags, table.key(b"cpu,host=a", Some(b"usage".as_slice()), 0));
+        assert_ne!(
+            table.key(b"cpu,host=a", Some(b"a".as_slice()), 0),
+            table.key(b"cpu,host=a", Some(b"b".as_slice()), 0)
+        );
         assert_ne!(tags, table.key(b"cpu,host=b", None, 0));
         // Other limits key the same bytes differently.
         assert_ne!(tags, table.key(b"cpu,host=a", None, 1));
         // Another process (another seed) keys the same bytes differently.
         assert_ne!(tags, SeriesInterner::new(1024, 1 << 20).key(b"cpu,host=a", None, 0));
+    }
+
+    /// Many keys on few slots (long probe runs, homes taken over): a lookup finds a
+    /// key's own labels or nothing, never another key's.
+    #[test]
+    fn a_crowded_table_returns_a_keys_own_labels_or_none() {
+        let table = SeriesInterner::new(INTERN_SHARDS * 16, 1 << 30);
+        let keys: Vec<InternKey> = (0..5_000).map(|i| table.key(format!("m,i={i}").as_bytes(), None, 0)).collect();
+        for (i, key) in keys.iter().enumerate() {
+            table.insert(*key, labels(&[("i", &i.to_string())]));
+        }
+        let mut found = 0;
+        for (i, key) in keys.iter().enumerate() {
+            if let Some(l) = table.get(*key) {
+                assert_eq!(l.get("i"), Some(i.to_string().as_str()));
+                found += 1;
+            }
+        }
+        assert!(found > 0 && found <= INTERN_SHARDS * 16, "{found} found");
+        // The last key inserted is always there.
+        assert!(table.get(keys[keys.len() - 1]).is_some());
     }
 
     #[test]
@@ -233,7 +331,9 @@ mod tests {
         }
         for shard in table.shards.iter() {
             let shard = shard.read();
-            assert!(shard.entries.len() <= 4, "{} entries in a part", shard.entries.len());
+            let held = shard.slots.iter().filter(|s| s.labels.is_some()).count();
+            assert_eq!(held, shard.len);
+            assert!(shard.len <= 4, "{} entries in a part", shard.len);
             assert!(shard.bytes <= bytes / INTERN_SHARDS);
         }
     }

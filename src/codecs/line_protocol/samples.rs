@@ -56,7 +56,10 @@ pub fn decode_body_limited(
     let mut summary = DecodeSummary::default();
     let mut estimated = false;
     let salt = limits.key_checks_fingerprint();
-    while let Some((line, parsed)) = parser.next_keyed(&mut point) {
+    let mut ahead = Lookahead { next_line: 0 };
+    loop {
+        ahead.prefetch_to(body, parser.offset().saturating_add(LOOKAHEAD_BYTES), interner, salt);
+        let Some((line, parsed)) = parser.next_keyed(&mut point) else { break };
         let result = match parsed {
             Ok(Parsed::Keyed { key, measurement_end }) => {
                 let known = KnownLine { raw_key: &body[key.clone()], measurement: &body[key.start..measurement_end] };
@@ -121,7 +124,7 @@ pub fn decode_body_limited(
                 let Some(value) = field.value.as_f64() else { continue };
                 // A line of several fields without tags: each label set is just a name.
                 let raw_key = raw_key.filter(|_| numeric == 1);
-                let labels = match raw_key.map(|raw| interner.key(raw, Some(&field.key), salt)) {
+                let labels = match raw_key.map(|raw| interner.key(raw, Some(field.key.as_bytes()), salt)) {
                     Some(key) => {
                         interner.get(key).unwrap_or_else(|| interner.insert(key, labels_for(&point, &field.key)))
                     }
@@ -158,6 +161,47 @@ fn reserve_estimate(
     let expected = rest * u128::from(summary.accepted_samples) / consumed;
     let room = (limits.max_samples as u64).saturating_sub(summary.accepted_samples);
     out.reserve((expected + expected / 16).min(u128::from(room)) as usize);
+}
+
+/// How far ahead of the parser the table slots of lines are asked for: about 25 of the
+/// usual lines, time enough for a slot to arrive from memory before its line needs it.
+const LOOKAHEAD_BYTES: usize = 2048;
+
+/// Asks for the table slots of the lines ahead of the parser (see
+/// [`SeriesInterner::prefetch`]). At 200,000 series the table is out of cache and a
+/// lookup that waits for its slot costs a miss per line; asked for ahead, the misses of
+/// several lines overlap. Only a hint: the key of a line is guessed from its first spaces
+/// (a line with escapes or strings may be guessed wrong, which only wastes the hint).
+struct Lookahead {
+    /// Start of the first line not yet looked at.
+    next_line: usize,
+}
+
+impl Lookahead {
+    #[inline]
+    fn prefetch_to(&mut self, body: &[u8], until: usize, interner: &SeriesInterner, salt: u64) {
+        let until = until.min(body.len());
+        while self.next_line < until {
+            let rest = &body[self.next_line..];
+            let line = match memchr::memchr(b'\n', rest) {
+                Some(end) => &rest[..end],
+                None => rest,
+            };
+            self.next_line += line.len() + 1;
+            let Some(space) = memchr::memchr(b' ', line) else { continue };
+            let (raw, fields) = (&line[..space], &line[space + 1..]);
+            let fields = memchr::memchr(b' ', fields).map_or(fields, |end| &fields[..end]);
+            let key = match memchr::memchr(b',', fields) {
+                None => match memchr::memchr(b'=', fields) {
+                    Some(equals) => interner.key(raw, Some(&fields[..equals]), salt),
+                    None => continue,
+                },
+                Some(_) if memchr::memchr(b',', raw).is_some() => interner.key(raw, None, salt),
+                Some(_) => continue,
+            };
+            interner.prefetch(key);
+        }
+    }
 }
 
 /// Why a line of a known series key was not accepted.
@@ -205,7 +249,7 @@ impl KnownLine<'_> {
         let stored = match numeric {
             1 => {
                 let field = point.fields.iter().find(|f| f.value.as_f64().is_some())?;
-                interner.get(interner.key(self.raw_key, Some(&field.key), salt))?
+                interner.get(interner.key(self.raw_key, Some(field.key.as_bytes()), salt))?
             }
             2.. if tagged => interner.get(interner.key(self.raw_key, None, salt))?,
             _ => return None,
