@@ -166,14 +166,16 @@ impl SeriesInterner {
         InternKey { key: d as u64, check: (d >> 64) as u64 }
     }
 
+    /// The part of `key`: its high bits (see [`Self::home`]).
     fn shard_index(key: u64) -> usize {
         (key >> 59) as usize % INTERN_SHARDS
     }
 
-    /// The home slot of `key` among `slots` slots (multiply-shift: any count works).
+    /// The home slot of `key` among `slots` slots: multiply-shift (any count works) of the
+    /// key's low half, since its high bits pick the part and so are alike within one.
     #[inline(always)]
     fn home(key: u64, slots: usize) -> usize {
-        ((u128::from(key) * slots as u128) >> 64) as usize
+        ((u64::from(key as u32) * slots as u64) >> 32) as usize
     }
 
     /// Asks for the slot of `key` ahead of [`Self::get`], without the lock.
@@ -318,6 +320,13 @@ mod tests {
         assert!(found > 0 && found <= INTERN_SHARDS * 16, "{found} found");
         // The last key inserted is always there.
         assert!(table.get(keys[keys.len() - 1]).is_some());
+        // Keys spread over a part's slots: a table with room for every key holds every key.
+        let roomy = SeriesInterner::new(INTERN_SHARDS * 1024, 1 << 30);
+        for (i, key) in keys.iter().enumerate() {
+            roomy.insert(*key, labels(&[("i", &i.to_string())]));
+        }
+        let held = keys.iter().filter(|k| roomy.get(**k).is_some()).count();
+        assert!(held >= keys.len() * 99 / 100, "{held} of {} held", keys.len());
     }
 
     #[test]
