@@ -60,9 +60,10 @@ pub fn intern_bounds(memory_bytes: u64) -> (usize, u64) {
 static SIZED_FROM: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
 /// Independently locked parts.
 const INTERN_SHARDS: usize = 32;
-/// Bytes an entry's slot costs at most, besides its shared labels (see
-/// [`SharedPart::heap_bytes`]): two slots of 24 bytes (key, check, pointer),
-/// since at most half the slots hold an entry.
+/// Bytes of slots per entry the table can hold: two slots of 24 bytes (key,
+/// check, pointer), since at most half the slots hold an entry. A part's slots
+/// are allocated whole, so they count against its byte bound from the start;
+/// the labels it holds (see [`SharedPart::heap_bytes`]) get the rest.
 const ENTRY_OVERHEAD: usize = SLOTS_PER_ENTRY * std::mem::size_of::<Slot>();
 /// Slots per entry a part has: at most half are in use, so a lookup mostly
 /// reads its home slot and the next, in one cache line.
@@ -123,7 +124,8 @@ impl SeriesInterner {
             bases: (0..INTERN_SHARDS).map(|_| AtomicUsize::new(0)).collect(),
             seed: std::collections::hash_map::RandomState::new().hash_one(0x7473_7265_6c61_7931u64),
             max_entries,
-            max_bytes: max_bytes.div_ceil(INTERN_SHARDS),
+            // What the labels of a part may take: its bound less its slots.
+            max_bytes: max_bytes.div_ceil(INTERN_SHARDS).saturating_sub(max_entries * ENTRY_OVERHEAD),
             slots_per_shard: max_entries * SLOTS_PER_ENTRY,
         }
     }
@@ -218,7 +220,7 @@ impl SeriesInterner {
         if self.slots_per_shard == 0 {
             return labels;
         }
-        let cost = ENTRY_OVERHEAD + packed.heap_bytes();
+        let cost = packed.heap_bytes();
         let index = Self::shard_index(key.key);
         let mut shard = self.shards[index].write();
         let shard = &mut *shard;
@@ -243,7 +245,7 @@ impl SeriesInterner {
             .unwrap_or(home);
         let slot = &mut shard.slots[at];
         match slot.labels.take() {
-            Some(old) => shard.bytes = shard.bytes + cost - (ENTRY_OVERHEAD + old.heap_bytes()),
+            Some(old) => shard.bytes = shard.bytes + cost - old.heap_bytes(),
             None => {
                 shard.len += 1;
                 shard.bytes += cost;
