@@ -1,12 +1,15 @@
 //! Points → samples: one sample per numeric field, named `<measurement>_<field>`.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::ops::Range;
 
 use super::error::{LineError, Position, Problem};
-use super::intern::SeriesInterner;
+use super::intern::{InternKey, SeriesInterner};
 use super::parser::{LineParser, Parsed};
 use super::point::{Point, Tag};
 use super::precision::Precision;
+use super::stops::Stops;
 use crate::codecs::limits::{Checker, DecodeLimits, LimitError};
 use crate::codecs::report::{DecodeSummary, LineErrors};
 use crate::model::{LabelStr, Labels, METRIC_NAME_LABEL, MetricKind, Sample};
@@ -56,14 +59,14 @@ pub fn decode_body_limited(
     let mut summary = DecodeSummary::default();
     let mut estimated = false;
     let salt = limits.key_checks_fingerprint();
-    let mut ahead = Lookahead { next_line: 0 };
+    let mut ahead = Lookahead::new(body);
     loop {
         ahead.prefetch_to(body, parser.offset().saturating_add(LOOKAHEAD_BYTES), interner, salt);
         let Some((line, parsed)) = parser.next_keyed(&mut point) else { break };
         let result = match parsed {
             Ok(Parsed::Keyed { key, measurement_end }) => {
-                let known = KnownLine { raw_key: &body[key.clone()], measurement: &body[key.start..measurement_end] };
-                match known.decode(&point, salt, default_ns, &checker, limits, &mut summary, out) {
+                let known = KnownLine { body, raw_key: key.clone(), measurement: &body[key.start..measurement_end] };
+                match known.decode(&point, &mut ahead, salt, default_ns, &checker, limits, &mut summary, out) {
                     Some(Ok(())) => {
                         reserve_estimate(&mut estimated, &parser, body.len(), limits, &summary, out);
                         continue;
@@ -170,37 +173,98 @@ const LOOKAHEAD_BYTES: usize = 2048;
 /// Asks for the table slots of the lines ahead of the parser (see
 /// [`SeriesInterner::prefetch`]). At 200,000 series the table is out of cache and a
 /// lookup that waits for its slot costs a miss per line; asked for ahead, the misses of
-/// several lines overlap. Only a hint: the key of a line is guessed from its first spaces
-/// (a line with escapes or strings may be guessed wrong, which only wastes the hint).
+/// several lines overlap. The key of a line is guessed from its first separators (a line
+/// with escapes or strings may be guessed wrong, which only wastes the hint) and kept, so
+/// the parser, once there, takes it instead of hashing again if it is the key it needs:
+/// the same raw series key and field key, compared byte for byte.
 struct Lookahead {
+    /// The lookahead's own walk over the body's separators (see [`Stops`]).
+    stops: Stops,
     /// Start of the first line not yet looked at.
     next_line: usize,
+    /// Keys of the lines looked at and not yet reached by the parser, in order.
+    keys: VecDeque<GuessedKey>,
+}
+
+struct GuessedKey {
+    /// The raw series key's range in the body.
+    raw: Range<usize>,
+    /// The field key's range, for a line that looked like one field.
+    field: Option<Range<usize>>,
+    key: InternKey,
 }
 
 impl Lookahead {
+    fn new(body: &[u8]) -> Self {
+        Lookahead { stops: Stops::new(body), next_line: 0, keys: VecDeque::new() }
+    }
+
+    /// Looks at the lines that start before `until`.
     #[inline]
     fn prefetch_to(&mut self, body: &[u8], until: usize, interner: &SeriesInterner, salt: u64) {
         let until = until.min(body.len());
         while self.next_line < until {
-            let rest = &body[self.next_line..];
-            let line = match memchr::memchr(b'\n', rest) {
-                Some(end) => &rest[..end],
-                None => rest,
+            let start = self.next_line;
+            // The series key: up to the first space.
+            let mut tagged = false;
+            let (mut at, mut stop) = loop {
+                match self.stops.take(body) {
+                    (_, b',') => tagged = true,
+                    (_, b'=') => {}
+                    other => break other,
+                }
             };
-            self.next_line += line.len() + 1;
-            let Some(space) = memchr::memchr(b' ', line) else { continue };
-            let (raw, fields) = (&line[..space], &line[space + 1..]);
-            let fields = memchr::memchr(b' ', fields).map_or(fields, |end| &fields[..end]);
-            let key = match memchr::memchr(b',', fields) {
-                None => match memchr::memchr(b'=', fields) {
-                    Some(equals) => interner.key(raw, Some(&fields[..equals]), salt),
-                    None => continue,
-                },
-                Some(_) if memchr::memchr(b',', raw).is_some() => interner.key(raw, None, salt),
-                Some(_) => continue,
-            };
-            interner.prefetch(key);
+            let mut guess = None;
+            if stop == b' ' && at > start {
+                let raw = start..at;
+                // The first field's key, and whether another field follows its value.
+                let (equals, after_key) = self.stops.take(body);
+                (at, stop) = (equals, after_key);
+                if after_key == b'=' {
+                    (at, stop) = self.stops.take(body);
+                    guess = match stop {
+                        b',' if tagged => Some((raw, None)),
+                        b',' => None,
+                        _ => Some((raw.clone(), Some(raw.end + 1..equals))),
+                    };
+                }
+            }
+            // On to the end of the line.
+            while stop != b'\n' && at < body.len() {
+                (at, stop) = self.stops.take(body);
+            }
+            self.next_line = at + 1;
+            if let Some((raw, field)) = guess {
+                let key = interner.key(&body[raw.clone()], field.clone().map(|f| &body[f]), salt);
+                interner.prefetch(key);
+                self.keys.push_back(GuessedKey { raw, field, key });
+            }
         }
+    }
+
+    /// The table key of the raw series key `body[raw]` with `field`: the one worked out
+    /// ahead if it was guessed right, else worked out now.
+    #[inline]
+    fn key(
+        &mut self,
+        body: &[u8],
+        raw: Range<usize>,
+        field: Option<&[u8]>,
+        interner: &SeriesInterner,
+        salt: u64,
+    ) -> InternKey {
+        while self.keys.front().is_some_and(|k| k.raw.start < raw.start) {
+            self.keys.pop_front();
+        }
+        if let Some(guessed) = self.keys.front()
+            && guessed.raw == raw
+            && guessed.field.clone().map(|f| &body[f]) == field
+        {
+            let key = guessed.key;
+            self.keys.pop_front();
+            return key;
+        }
+        interner.key(&body[raw], field, salt)
     }
 }
 
@@ -221,7 +285,9 @@ enum Stop {
 /// tag, and its tags are within the label limits — therefore holds for every line with the
 /// key; what depends on the rest of the line is checked here, in `check_point`'s order.
 struct KnownLine<'b> {
-    raw_key: &'b [u8],
+    body: &'b [u8],
+    /// The series key's range in `body`.
+    raw_key: Range<usize>,
     measurement: &'b [u8],
 }
 
@@ -234,6 +300,7 @@ impl KnownLine<'_> {
     fn decode(
         &self,
         point: &Point<'_>,
+        ahead: &mut Lookahead,
         salt: u64,
         default_ns: i64,
         checker: &Checker<'_>,
@@ -244,14 +311,15 @@ impl KnownLine<'_> {
         let interner = SeriesInterner::global();
         let numeric = point.fields.iter().filter(|f| f.value.as_f64().is_some()).count() as u64;
         let tagged = self.measurement.len() < self.raw_key.len();
+        let raw = self.raw_key.clone();
         // The table holds whole label sets of one-field lines and the shared tags of tagged
         // lines with several; any other line is built whole, as `decode_body_limited` does.
         let stored = match numeric {
             1 => {
                 let field = point.fields.iter().find(|f| f.value.as_f64().is_some())?;
-                interner.get(interner.key(self.raw_key, Some(field.key.as_bytes()), salt))?
+                interner.get(ahead.key(self.body, raw, Some(field.key.as_bytes()), interner, salt))?
             }
-            2.. if tagged => interner.get(interner.key(self.raw_key, None, salt))?,
+            2.. if tagged => interner.get(ahead.key(self.body, raw, None, interner, salt))?,
             _ => return None,
         };
         // The key holds no escapes and the body is UTF-8 (the keyed path needs both), and a
@@ -635,6 +703,25 @@ mod tests {
             .collect();
         let errors = errors.reported().iter().map(|e| format!("{} {}", e.line, e.message)).collect();
         (samples, summary, errors)
+    }
+
+    /// The lookahead guesses a line's key from its first separators; a string with a space
+    /// makes it guess the wrong field. The key it hands on must then not be taken: the
+    /// sample keeps its own name.
+    #[test]
+    fn a_wrongly_guessed_key_is_not_taken() {
+        let body = "guess,a=1 s=1\nguess,a=1 s=\"x y\",f=2\nguess,a=1 s=\"x,y\",f=3\n";
+        for _ in 0..3 {
+            let (samples, summary, errors) = decode_limited(body, &DecodeLimits::unlimited());
+            assert!(errors.is_empty(), "{:?}", errors.reported());
+            assert_eq!(summary.accepted_samples, 3);
+            let named: Vec<(String, f64)> =
+                samples.iter().map(|s| (s.labels.name().unwrap_or("").to_string(), s.value)).collect();
+            assert_eq!(
+                named,
+                [("guess_s".to_string(), 1.0), ("guess_f".to_string(), 2.0), ("guess_f".to_string(), 3.0)]
+            );
+        }
     }
 
     /// The second time a series key is seen only its fields and timestamp are parsed
