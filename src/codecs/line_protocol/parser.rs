@@ -144,6 +144,13 @@ impl<'a> LineParser<'a> {
         self.parse_entry(point).inspect_err(|_| self.skip_rest_of_line())
     }
 
+    /// The body's bytes in `range` as text, if the body is UTF-8 and the range is on
+    /// character boundaries (tokens of a [`Parsed::Keyed`] entry are).
+    #[inline]
+    pub fn text(&self, range: std::ops::Range<usize>) -> Option<&'a str> {
+        self.text?.get(range)
+    }
+
     /// Bytes of the body consumed so far.
     pub fn offset(&self) -> usize {
         self.pos

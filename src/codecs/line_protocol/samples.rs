@@ -65,8 +65,17 @@ pub fn decode_body_limited(
         let Some((line, parsed)) = parser.next_keyed(&mut point) else { break };
         let result = match parsed {
             Ok(Parsed::Keyed { key, measurement_end }) => {
-                let known = KnownLine { body, raw_key: key.clone(), measurement: &body[key.start..measurement_end] };
-                match known.decode(&point, &mut ahead, salt, default_ns, &checker, limits, &mut summary, out) {
+                // The keyed path only runs on a UTF-8 body, and a measurement ends at an ASCII
+                // byte: the text is always there (without it, the line is parsed whole).
+                let known = parser.text(key.start..measurement_end).map(|measurement| KnownLine {
+                    body,
+                    raw_key: key.clone(),
+                    measurement,
+                });
+                let decoded = known.and_then(|known| {
+                    known.decode(&point, &mut ahead, salt, default_ns, &checker, limits, &mut summary, out)
+                });
+                match decoded {
                     Some(Ok(())) => {
                         reserve_estimate(&mut estimated, &parser, body.len(), limits, &summary, out);
                         continue;
@@ -288,7 +297,7 @@ struct KnownLine<'b> {
     body: &'b [u8],
     /// The series key's range in `body`.
     raw_key: Range<usize>,
-    measurement: &'b [u8],
+    measurement: &'b str,
 }
 
 impl KnownLine<'_> {
@@ -322,9 +331,7 @@ impl KnownLine<'_> {
             2.. if tagged => interner.get(ahead.key(self.body, raw, None, interner, salt))?,
             _ => return None,
         };
-        // The key holds no escapes and the body is UTF-8 (the keyed path needs both), and a
-        // measurement ends at an ASCII byte: this cannot fail.
-        let measurement = std::str::from_utf8(self.measurement).ok()?;
+        let measurement = self.measurement;
         let timestamp_ms = point.timestamp_ns.unwrap_or(default_ns).div_euclid(1_000_000);
         if let Err(refusal) = check_fields(measurement, point, timestamp_ms, checker) {
             summary.rejected_lines += 1;
