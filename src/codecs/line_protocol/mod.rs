@@ -13,6 +13,7 @@
 mod classes;
 mod error;
 mod intern;
+mod known;
 mod number;
 mod parser;
 mod point;
