@@ -75,28 +75,11 @@ impl<'a> LineParser<'a> {
     /// the 1-based line the entry starts on and whether it was valid (on error, `point`
     /// holds whatever had been parsed and must not be used).
     pub fn next_into(&mut self, point: &mut Point<'a>) -> Option<(usize, Result<(), LineError>)> {
-        point.clear();
-        match self.skip_blank_lines() {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(error) => {
-                self.skip_rest_of_line();
-                return Some((error.line(), Err(error)));
-            }
-        }
-        let line = self.line;
-        if self.fast_entry(point) {
-            return Some((line, Ok(())));
-        }
-        // Not in the common shape: the general parser decides it, from the entry's start.
-        point.clear();
-        match self.parse_entry(point) {
-            Ok(()) => Some((line, Ok(()))),
-            Err(error) => {
-                self.skip_rest_of_line();
-                Some((line, Err(error)))
-            }
-        }
+        let line = match self.next_entry(point)? {
+            Ok(line) => line,
+            Err(error) => return Some((error.line(), Err(error))),
+        };
+        Some((line, self.whole_entry(point)))
     }
 
     /// Like [`Self::next_into`], but an entry whose series key has no escapes, control bytes
@@ -106,22 +89,31 @@ impl<'a> LineParser<'a> {
     /// the next entry.
     #[inline]
     pub fn next_keyed(&mut self, point: &mut Point<'a>) -> Option<(usize, Result<Parsed, LineError>)> {
-        point.clear();
-        match self.skip_blank_lines() {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(error) => {
-                self.skip_rest_of_line();
-                return Some((error.line(), Err(error)));
-            }
-        }
-        let line = self.line;
+        let line = match self.next_entry(point)? {
+            Ok(line) => line,
+            Err(error) => return Some((error.line(), Err(error))),
+        };
         self.entry = Entry { pos: self.pos, line, line_start: self.line_start };
         if let Some((key, measurement_end)) = self.fast_keyed_entry(point) {
             return Some((line, Ok(Parsed::Keyed { key, measurement_end })));
         }
         point.clear();
         Some((line, self.whole_entry(point).map(|()| Parsed::Whole)))
+    }
+
+    /// Empties `point` and moves past blank lines and comments: the line the next entry
+    /// starts on, the error of a bad line on the way (skipped), or `None` at the end.
+    #[inline(always)]
+    fn next_entry(&mut self, point: &mut Point<'a>) -> Option<Result<usize, LineError>> {
+        point.clear();
+        match self.skip_blank_lines() {
+            Ok(true) => Some(Ok(self.line)),
+            Ok(false) => None,
+            Err(error) => {
+                self.skip_rest_of_line();
+                Some(Err(error))
+            }
+        }
     }
 
     /// Parses the entry [`Self::next_keyed`] returned last as [`Parsed::Keyed`] again, whole,

@@ -424,6 +424,22 @@ metrics:
         out
     }
 
+    /// What normalize → validate → the shard split's sort and hash decide, without a cache:
+    /// the samples kept, their series hashes and the drops.
+    fn uncached(n: &Normalize, v: &Validate, mut samples: Vec<Sample>) -> (Vec<Sample>, Vec<u64>, DropTally) {
+        let mut drops = DropTally::default();
+        n.process(&mut samples, &mut drops);
+        v.process(&mut samples, &mut drops);
+        let hashes = samples
+            .iter_mut()
+            .map(|s| {
+                s.labels.sort();
+                s.labels.series_hash()
+            })
+            .collect();
+        (samples, hashes, drops)
+    }
+
     fn tally(drops: &mut DropTally) -> Vec<(Stage, DropReason, u64)> {
         let mut v: Vec<_> = drops.drain().collect();
         v.sort_by_key(|(s, r, _)| (*s as usize, *r as usize));
@@ -451,17 +467,7 @@ metrics:
             let resolve = Resolve::new(n2, v2, 1_000_000);
             for pass in 0..2 {
                 let now = now_ms();
-                let mut expected = corpus(now);
-                let mut expected_drops = DropTally::default();
-                n.process(&mut expected, &mut expected_drops);
-                v.process(&mut expected, &mut expected_drops);
-                let expected_hashes: Vec<u64> = expected
-                    .iter_mut()
-                    .map(|s| {
-                        s.labels.sort();
-                        s.labels.series_hash()
-                    })
-                    .collect();
+                let (expected, expected_hashes, mut expected_drops) = uncached(&n, &v, corpus(now));
 
                 let mut got = corpus(now);
                 let mut got_drops = DropTally::default();
@@ -507,17 +513,7 @@ metrics:
                     let mut theirs = shared.clone();
                     later.process_hashed(&mut theirs, &mut Vec::new(), &mut DropTally::default());
                 }
-                let mut expected = shared.clone();
-                let mut expected_drops = DropTally::default();
-                n.process(&mut expected, &mut expected_drops);
-                v.process(&mut expected, &mut expected_drops);
-                let expected_hashes: Vec<u64> = expected
-                    .iter_mut()
-                    .map(|s| {
-                        s.labels.sort();
-                        s.labels.series_hash()
-                    })
-                    .collect();
+                let (expected, expected_hashes, mut expected_drops) = uncached(&n, &v, shared.clone());
                 let mut got = shared.clone();
                 let mut got_drops = DropTally::default();
                 let mut hashes = Vec::new();
