@@ -20,8 +20,11 @@
 //! the tags the line's samples share (each sample still owns its name).
 //!
 //! The table is bounded in entries and bytes ([`INTERN_MAX_SERIES`],
-//! [`INTERN_MAX_BYTES`]), in [`INTERN_SHARDS`] independently locked parts;
-//! a full part is emptied and fills again from the lines that follow.
+//! [`INTERN_MAX_BYTES`]), in [`INTERN_SHARDS`] independently locked parts.
+//! A full part makes room for a new key by evicting the entry near its home
+//! slot that was looked up least recently (a series that stopped), so under
+//! series churn the live series keep their entries: emptying the whole part
+//! instead would make every live series of it new again at once.
 //!
 //! A key is stored only after its line parsed whole and passed every check,
 //! and the digest also covers the limits the key alone is checked against
@@ -33,7 +36,7 @@
 
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 
@@ -69,9 +72,22 @@ const ENTRY_OVERHEAD: usize = SLOTS_PER_ENTRY * std::mem::size_of::<Slot>();
 /// reads its home slot and the next, in one cache line.
 const SLOTS_PER_ENTRY: usize = 2;
 /// Slots a lookup or an insert looks at from the home slot on; an insert
-/// that finds none free takes the home slot over (the entry there is then
-/// decoded again when its series comes back).
+/// that finds none free (or a full part) evicts the least recently seen
+/// entry among them (decoded again if its series comes back).
 const MAX_PROBE: usize = 8;
+/// A part's generation (its clock for "least recently seen") advances every
+/// 1/N of its entries inserted: a lookup stamps its entry with the current
+/// one, so an entry that nobody looked up for several generations belongs to
+/// a series that stopped. Without inserts the clock stands still, and so does
+/// every stamp (a lookup writes only when the generation moved on).
+const GENERATIONS_PER_FILL: usize = 8;
+/// An entry not looked up for this many generations is taken for a stopped
+/// series and evicted first (a new entry starts one generation old, so a
+/// series seen once goes before one seen again).
+const STALE_GENERATIONS: u32 = 2;
+/// Slots a full part's clock hand passes over at most to find a stale entry
+/// to evict; when none of them is, the stalest of them goes.
+const SWEEP: usize = 64;
 
 /// One place in a part: open addressing with linear probing, the entry
 /// inline, so a lookup costs one cache miss, not two (control bytes, then
@@ -79,18 +95,98 @@ const MAX_PROBE: usize = 8;
 /// [`SeriesInterner::prefetch`]).
 #[derive(Default)]
 struct Slot {
-    key: u64,
+    /// The key's high half (its low half chose the home slot); with `check`,
+    /// 96 bits of the digest are compared.
+    key_high: u32,
+    /// The part's generation when the entry was last stored or looked up.
+    seen: AtomicU32,
     check: u64,
     /// The labels, packed (see [`Labels::shared_whole`]); `None`: free.
     labels: Option<SharedPart>,
 }
 
+impl Slot {
+    #[inline(always)]
+    fn holds(&self, key: InternKey) -> bool {
+        self.key_high == (key.key >> 32) as u32 && self.check == key.check && self.labels.is_some()
+    }
+}
+
 struct Shard {
     /// Allocated at the first insert, never resized (so its address can be
-    /// published for prefetching); emptied whole when the part is full.
+    /// published for prefetching).
     slots: Box<[Slot]>,
     len: usize,
     bytes: usize,
+    /// See [`GENERATIONS_PER_FILL`].
+    generation: u32,
+    /// Inserts since the generation last advanced.
+    inserts: usize,
+    /// The clock hand: the slot the next eviction to make room starts at.
+    hand: usize,
+}
+
+impl Shard {
+    /// The slots a key with home slot `home` may be in, in probe order.
+    fn window(&self, home: usize) -> impl Iterator<Item = usize> + use<> {
+        let len = self.slots.len();
+        (0..MAX_PROBE.min(len)).map(move |step| (home + step) % len)
+    }
+
+    /// The occupied slot of the window from `home` seen least recently.
+    fn stalest(&self, home: usize) -> Option<usize> {
+        self.window(home)
+            .filter(|&at| self.slots[at].labels.is_some())
+            .max_by_key(|&at| self.generation.wrapping_sub(self.slots[at].seen.load(Ordering::Relaxed)))
+    }
+
+    /// Evicts a stale entry from the clock hand on (see [`SWEEP`]); `false` when the part
+    /// holds none to evict.
+    fn evict_stale(&mut self) -> bool {
+        let len = self.slots.len();
+        let mut stalest: Option<(u32, usize)> = None;
+        for _ in 0..SWEEP.min(len) {
+            let at = self.hand;
+            self.hand = if at + 1 == len { 0 } else { at + 1 };
+            if self.slots[at].labels.is_none() {
+                continue;
+            }
+            let age = self.generation.wrapping_sub(self.slots[at].seen.load(Ordering::Relaxed));
+            if age >= STALE_GENERATIONS {
+                self.evict(at);
+                return true;
+            }
+            if stalest.is_none_or(|(oldest, _)| age > oldest) {
+                stalest = Some((age, at));
+            }
+        }
+        match stalest {
+            Some((_, at)) => self.evict(at),
+            None if self.len > 0 => return self.evict_any(),
+            None => return false,
+        }
+        true
+    }
+
+    /// Evicts the first entry from the hand on (a part whose entries are far apart).
+    fn evict_any(&mut self) -> bool {
+        let len = self.slots.len();
+        match (0..len).map(|step| (self.hand + step) % len).find(|&at| self.slots[at].labels.is_some()) {
+            Some(at) => {
+                self.evict(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Frees slot `at` (its labels live on in the samples that hold them).
+    fn evict(&mut self, at: usize) {
+        if let Some(old) = std::mem::take(&mut self.slots[at]).labels {
+            self.len -= 1;
+            self.bytes -= old.heap_bytes();
+        }
+    }
 }
 
 /// The process's table of decoded series keys (see the module docs).
@@ -119,7 +215,7 @@ impl SeriesInterner {
         let max_entries = max_entries.div_ceil(INTERN_SHARDS);
         SeriesInterner {
             shards: (0..INTERN_SHARDS)
-                .map(|_| RwLock::new(Shard { slots: Box::default(), len: 0, bytes: 0 }))
+                .map(|_| RwLock::new(Shard { slots: Box::default(), len: 0, bytes: 0, generation: 0, inserts: 0, hand: 0 }))
                 .collect(),
             bases: (0..INTERN_SHARDS).map(|_| AtomicUsize::new(0)).collect(),
             seed: std::collections::hash_map::RandomState::new().hash_one(0x7473_7265_6c61_7931u64),
@@ -198,16 +294,18 @@ impl SeriesInterner {
         if slots.is_empty() {
             return None;
         }
+        // Every slot of the window is looked at: an eviction may have freed one before the
+        // key's own.
         let mut at = Self::home(key.key, slots.len());
         for _ in 0..MAX_PROBE.min(slots.len()) {
             let slot = &slots[at];
-            match &slot.labels {
-                None => return None,
-                Some(labels) if slot.key == key.key && slot.check == key.check => {
-                    return Some(Labels::from_shared_whole(labels.clone()));
+            if slot.holds(key) {
+                if slot.seen.load(Ordering::Relaxed) != shard.generation {
+                    slot.seen.store(shard.generation, Ordering::Relaxed);
                 }
-                Some(_) => at = if at + 1 == slots.len() { 0 } else { at + 1 },
+                return slot.labels.clone().map(Labels::from_shared_whole);
             }
+            at = if at + 1 == slots.len() { 0 } else { at + 1 };
         }
         None
     }
@@ -228,30 +326,43 @@ impl SeriesInterner {
             shard.slots = (0..self.slots_per_shard).map(|_| Slot::default()).collect();
             self.bases[index].store(shard.slots.as_ptr() as usize, Ordering::Relaxed);
         }
-        if shard.len >= self.max_entries || shard.bytes + cost > self.max_bytes {
-            shard.slots.iter_mut().for_each(|slot| *slot = Slot::default());
-            shard.len = 0;
-            shard.bytes = 0;
+        let home = Self::home(key.key, shard.slots.len());
+        // The key's own entry is replaced (another line of the same key decoded meanwhile).
+        if let Some(at) = shard.window(home).find(|&at| shard.slots[at].holds(key)) {
+            shard.evict(at);
         }
-        let len = shard.slots.len();
-        let home = Self::home(key.key, len);
-        // The first free slot or the key's own; else the home slot is taken over.
-        let at = (0..MAX_PROBE.min(len))
-            .map(|step| (home + step) % len)
-            .find(|&at| {
-                let slot = &shard.slots[at];
-                slot.labels.is_none() || (slot.key == key.key && slot.check == key.check)
-            })
-            .unwrap_or(home);
-        let slot = &mut shard.slots[at];
-        match slot.labels.take() {
-            Some(old) => shard.bytes = shard.bytes + cost - old.heap_bytes(),
-            None => {
-                shard.len += 1;
-                shard.bytes += cost;
+        if cost > self.max_bytes {
+            return labels;
+        }
+        // Room within the bounds, from stale entries anywhere in the part.
+        while shard.len >= self.max_entries || shard.bytes + cost > self.max_bytes {
+            if !shard.evict_stale() {
+                return labels;
             }
         }
-        *slot = Slot { key: key.key, check: key.check, labels: Some(packed) };
+        let at = match shard.window(home).find(|&at| shard.slots[at].labels.is_none()) {
+            Some(at) => at,
+            None => {
+                let at = shard.stalest(home).unwrap_or(home);
+                shard.evict(at);
+                at
+            }
+        };
+        shard.slots[at] = Slot {
+            key_high: (key.key >> 32) as u32,
+            // A new entry starts a generation old: a series seen once ranks below one seen
+            // again since the generation began.
+            seen: AtomicU32::new(shard.generation.wrapping_sub(1)),
+            check: key.check,
+            labels: Some(packed),
+        };
+        shard.len += 1;
+        shard.bytes += cost;
+        shard.inserts += 1;
+        if shard.inserts >= (self.max_entries / GENERATIONS_PER_FILL).max(1) {
+            shard.inserts = 0;
+            shard.generation = shard.generation.wrapping_add(1);
+        }
         labels
     }
 }
@@ -332,7 +443,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_part_is_emptied_and_the_table_stays_bounded() {
+    fn a_full_part_evicts_and_the_table_stays_bounded() {
         let (entries, bytes) = (INTERN_SHARDS * 4, INTERN_SHARDS * 8 * (ENTRY_OVERHEAD + 40));
         let table = SeriesInterner::new(entries, bytes);
         for i in 0..10_000 {
@@ -347,5 +458,42 @@ mod tests {
             assert!(shard.len <= 4, "{} entries in a part", shard.len);
             assert!(shard.bytes <= bytes / INTERN_SHARDS);
         }
+    }
+
+    /// Series churn: live series looked up in every round keep their entries while series
+    /// seen once come and go through a full table (a part emptied whole would make every
+    /// live series of it new again).
+    #[test]
+    fn under_churn_the_live_series_keep_their_entries() {
+        let per_part = 256;
+        let table = SeriesInterner::new(INTERN_SHARDS * per_part, 1 << 30);
+        let key = |name: String| table.key(name.as_bytes(), None, 0);
+        let live: Vec<InternKey> = (0..INTERN_SHARDS * per_part / 2).map(|i| key(format!("live,i={i}"))).collect();
+        for (i, k) in live.iter().enumerate() {
+            table.insert(*k, labels(&[("i", &i.to_string())]));
+        }
+        let mut gone = 0;
+        for round in 0..100 {
+            // A 40th of the table's capacity in new series per round: it turns over 2.5 times.
+            for j in 0..INTERN_SHARDS * per_part / 40 {
+                let k = key(format!("churn,r={round},j={j}"));
+                table.insert(k, labels(&[("j", &j.to_string())]));
+            }
+            gone = 0;
+            for (i, k) in live.iter().enumerate() {
+                match table.get(*k) {
+                    Some(l) => assert_eq!(l.get("i"), Some(i.to_string().as_str())),
+                    None => {
+                        gone += 1;
+                        table.insert(*k, labels(&[("i", &i.to_string())]));
+                    }
+                }
+            }
+            for shard in table.shards.iter() {
+                let shard = shard.read();
+                assert!(shard.len <= per_part, "{} entries in a part", shard.len);
+            }
+        }
+        assert!(gone == 0, "{gone} of {} live series lost their entry in the last round", live.len());
     }
 }
