@@ -247,8 +247,10 @@ fn metric_name_parts<'a>(measurement: &'a str, field: &'a str) -> [&'a str; 3] {
     if field == "value" { [measurement, "", ""] } else { [measurement, "_", field] }
 }
 
-/// `__name__` (see [`metric_name`]) first, then the tags in their order;
-/// sized exactly, so a sample's labels are one allocation.
+/// `__name__` (see [`metric_name`]) and the tags, sorted as the normalize stage sorts
+/// them, so a series whose tags come in another order is still final as decoded (its
+/// verdict can be noted, see `pipeline::stages::resolve`); sized exactly, so a sample's
+/// labels are one allocation (two when the tags came unsorted, once per series key).
 fn labels_for(point: &Point<'_>, field: &str) -> Labels {
     let name = metric_name_parts(&point.measurement, field);
     let name_len: usize = name.iter().map(|p| p.len()).sum();
@@ -258,6 +260,7 @@ fn labels_for(point: &Point<'_>, field: &str) -> Labels {
     for tag in &point.tags {
         labels.push(&*tag.key, &*tag.value);
     }
+    labels.sort();
     labels
 }
 
