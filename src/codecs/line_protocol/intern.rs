@@ -77,16 +77,18 @@ const SLOTS_PER_ENTRY: usize = 2;
 const MAX_PROBE: usize = 8;
 /// A part's generation (its clock for "least recently seen") advances every
 /// 1/N of its entries inserted: a lookup stamps its entry with the current
-/// one, so an entry that nobody looked up for several generations belongs to
-/// a series that stopped. Without inserts the clock stands still, and so does
+/// one, so an entry that nobody looked up for many generations belongs to a
+/// series that stopped. Without inserts the clock stands still, and so does
 /// every stamp (a lookup writes only when the generation moved on).
-const GENERATIONS_PER_FILL: usize = 8;
-/// An entry not looked up for this many generations is taken for a stopped
-/// series and evicted first (a new entry starts one generation old, so a
-/// series seen once goes before one seen again).
-const STALE_GENERATIONS: u32 = 2;
-/// Slots a full part's clock hand passes over at most to find a stale entry
-/// to evict; when none of them is, the stalest of them goes.
+const GENERATIONS_PER_FILL: usize = 32;
+/// An entry not looked up for this many generations (a quarter of the part
+/// inserted since) is taken for a stopped series and evicted at once; else
+/// the stalest of the slots swept goes. A new entry starts one generation
+/// old, so a series seen once goes before one seen again.
+const STALE_GENERATIONS: u32 = 8;
+/// Slots a full part's clock hand passes over to find the entry to evict:
+/// about 32 entries, so the stalest of them is almost always a stopped series
+/// while any is left in the part.
 const SWEEP: usize = 64;
 
 /// One place in a part: open addressing with linear probing, the entry
@@ -140,8 +142,8 @@ impl Shard {
             .max_by_key(|&at| self.generation.wrapping_sub(self.slots[at].seen.load(Ordering::Relaxed)))
     }
 
-    /// Evicts a stale entry from the clock hand on (see [`SWEEP`]); `false` when the part
-    /// holds none to evict.
+    /// Evicts the stalest entry of the [`SWEEP`] slots from the clock hand on (the first
+    /// one [`STALE_GENERATIONS`] old, if any); `false` when the part holds none to evict.
     fn evict_stale(&mut self) -> bool {
         let len = self.slots.len();
         let mut stalest: Option<(u32, usize)> = None;
