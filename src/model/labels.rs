@@ -147,6 +147,34 @@ impl SharedPart {
         self.0.header.header.note.store(note, std::sync::atomic::Ordering::Release);
     }
 
+    /// The part as a pointer that keeps its reference (for a table that stores parts in
+    /// atomic words); [`Self::from_raw`] takes the reference back.
+    #[inline]
+    pub fn into_raw(self) -> *const std::ffi::c_void {
+        triomphe::ThinArc::into_raw(self.0)
+    }
+
+    /// The part [`Self::into_raw`] turned into `ptr`, its reference taken back.
+    ///
+    /// # Safety
+    /// `ptr` came from [`Self::into_raw`], and its reference was not taken back yet.
+    #[inline]
+    pub unsafe fn from_raw(ptr: *const std::ffi::c_void) -> SharedPart {
+        // SAFETY: the caller's contract is `ThinArc::from_raw`'s.
+        SharedPart(unsafe { triomphe::ThinArc::from_raw(ptr) })
+    }
+
+    /// A new reference to the part at `ptr`, which keeps its own.
+    ///
+    /// # Safety
+    /// `ptr` came from [`Self::into_raw`], and its reference is held for the whole call.
+    #[inline]
+    pub unsafe fn clone_raw(ptr: *const std::ffi::c_void) -> SharedPart {
+        // SAFETY: the reference `ptr` holds keeps the part alive; it is not taken back
+        // (ManuallyDrop), only cloned.
+        SharedPart::clone(&std::mem::ManuallyDrop::new(unsafe { Self::from_raw(ptr) }))
+    }
+
     /// Whether `a` and `b` are the same part (not copies).
     #[inline]
     pub fn ptr_eq(a: &SharedPart, b: &SharedPart) -> bool {

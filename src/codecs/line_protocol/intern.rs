@@ -36,7 +36,8 @@
 
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 
@@ -94,30 +95,73 @@ const SWEEP: usize = 64;
 /// One place in a part: open addressing with linear probing, the entry
 /// inline, so a lookup costs one cache miss, not two (control bytes, then
 /// the entry), and its address is known from the key alone (see
-/// [`SeriesInterner::prefetch`]).
+/// [`SeriesInterner::prefetch`]). Its words are atomic, written only under the
+/// part's write lock, so that [`SeriesInterner::prefetch_labels`] may read
+/// them without the lock: what it reads there is only a hint.
 #[derive(Default)]
 struct Slot {
     /// The key's high half (its low half chose the home slot); with `check`,
     /// 96 bits of the digest are compared.
-    key_high: u32,
+    key_high: AtomicU32,
     /// The part's generation when the entry was last stored or looked up.
     seen: AtomicU32,
-    check: u64,
-    /// The labels, packed (see [`Labels::shared_whole`]); `None`: free.
-    labels: Option<SharedPart>,
+    check: AtomicU64,
+    /// The labels, packed ([`SharedPart::into_raw`]: the slot holds a
+    /// reference); null: free.
+    labels: AtomicPtr<c_void>,
 }
 
 impl Slot {
     #[inline(always)]
     fn holds(&self, key: InternKey) -> bool {
-        self.key_high == (key.key >> 32) as u32 && self.check == key.check && self.labels.is_some()
+        self.key_high.load(Ordering::Relaxed) == (key.key >> 32) as u32
+            && self.check.load(Ordering::Relaxed) == key.check
+            && !self.is_free()
+    }
+
+    #[inline(always)]
+    fn is_free(&self) -> bool {
+        self.labels.load(Ordering::Relaxed).is_null()
+    }
+
+    /// A new reference to the slot's labels. Only under the part's lock (read or
+    /// write), which keeps the slot's own reference from being dropped meanwhile.
+    #[inline(always)]
+    fn labels(&self) -> Option<SharedPart> {
+        let ptr = self.labels.load(Ordering::Relaxed);
+        // SAFETY: a non-null pointer came from `SharedPart::into_raw` and the slot holds its
+        // reference until `take` under the write lock, which the caller's lock excludes.
+        (!ptr.is_null()).then(|| unsafe { SharedPart::clone_raw(ptr) })
+    }
+
+    /// Empties the slot, handing back its reference. Only under the part's write lock.
+    fn take(&self) -> Option<SharedPart> {
+        let ptr = self.labels.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        // SAFETY: as in `labels`; the reference moves out of the slot.
+        (!ptr.is_null()).then(|| unsafe { SharedPart::from_raw(ptr) })
+    }
+
+    /// Stores an entry in the free slot. Only under the part's write lock.
+    fn fill(&self, key: InternKey, seen: u32, labels: SharedPart) {
+        self.key_high.store((key.key >> 32) as u32, Ordering::Relaxed);
+        self.seen.store(seen, Ordering::Relaxed);
+        self.check.store(key.check, Ordering::Relaxed);
+        let old = self.labels.swap(labels.into_raw().cast_mut(), Ordering::Relaxed);
+        debug_assert!(old.is_null(), "a slot is filled only when free");
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        drop(self.take());
     }
 }
 
 struct Shard {
-    /// Allocated at the first insert, never resized (so its address can be
-    /// published for prefetching).
-    slots: Box<[Slot]>,
+    /// Allocated at the first insert, never resized or freed while the table
+    /// lives, so its address can be published for reading without the lock
+    /// (only ever shared, never borrowed mutably: see [`Slot`]).
+    slots: std::sync::Arc<[Slot]>,
     len: usize,
     bytes: usize,
     /// See [`GENERATIONS_PER_FILL`].
@@ -138,7 +182,7 @@ impl Shard {
     /// The occupied slot of the window from `home` seen least recently.
     fn stalest(&self, home: usize) -> Option<usize> {
         self.window(home)
-            .filter(|&at| self.slots[at].labels.is_some())
+            .filter(|&at| !self.slots[at].is_free())
             .max_by_key(|&at| self.generation.wrapping_sub(self.slots[at].seen.load(Ordering::Relaxed)))
     }
 
@@ -150,7 +194,7 @@ impl Shard {
         for _ in 0..SWEEP.min(len) {
             let at = self.hand;
             self.hand = if at + 1 == len { 0 } else { at + 1 };
-            if self.slots[at].labels.is_none() {
+            if self.slots[at].is_free() {
                 continue;
             }
             let age = self.generation.wrapping_sub(self.slots[at].seen.load(Ordering::Relaxed));
@@ -173,7 +217,7 @@ impl Shard {
     /// Evicts the first entry from the hand on (a part whose entries are far apart).
     fn evict_any(&mut self) -> bool {
         let len = self.slots.len();
-        match (0..len).map(|step| (self.hand + step) % len).find(|&at| self.slots[at].labels.is_some()) {
+        match (0..len).map(|step| (self.hand + step) % len).find(|&at| !self.slots[at].is_free()) {
             Some(at) => {
                 self.evict(at);
                 true
@@ -184,7 +228,7 @@ impl Shard {
 
     /// Frees slot `at` (its labels live on in the samples that hold them).
     fn evict(&mut self, at: usize) {
-        if let Some(old) = std::mem::take(&mut self.slots[at]).labels {
+        if let Some(old) = self.slots[at].take() {
             self.len -= 1;
             self.bytes -= old.heap_bytes();
         }
@@ -217,7 +261,7 @@ impl SeriesInterner {
         let max_entries = max_entries.div_ceil(INTERN_SHARDS);
         SeriesInterner {
             shards: (0..INTERN_SHARDS)
-                .map(|_| RwLock::new(Shard { slots: Box::default(), len: 0, bytes: 0, generation: 0, inserts: 0, hand: 0 }))
+                .map(|_| RwLock::new(Shard { slots: std::sync::Arc::default(), len: 0, bytes: 0, generation: 0, inserts: 0, hand: 0 }))
                 .collect(),
             bases: (0..INTERN_SHARDS).map(|_| AtomicUsize::new(0)).collect(),
             seed: std::collections::hash_map::RandomState::new().hash_one(0x7473_7265_6c61_7931u64),
@@ -288,6 +332,32 @@ impl SeriesInterner {
         }
     }
 
+    /// Asks for the labels of `key` ahead of [`Self::get`], without the lock, once its slot
+    /// is in cache (some time after [`Self::prefetch`]): the labels are a cache line of
+    /// their own, and [`Self::get`] writes to it (a new reference), so it would wait for it.
+    #[inline]
+    pub fn prefetch_labels(&self, key: InternKey) {
+        let base = self.bases[Self::shard_index(key.key)].load(Ordering::Relaxed) as *const Slot;
+        if base.is_null() {
+            return;
+        }
+        let len = self.slots_per_shard;
+        let mut at = Self::home(key.key, len);
+        for _ in 0..2.min(len) {
+            // SAFETY: `base` is the address of a part's slots, `len` of them, published once
+            // they were allocated; they are never freed or moved while the table lives (and
+            // `&self` keeps it alive), and only ever accessed through shared references.
+            let slot = unsafe { &*base.add(at) };
+            // Read without the lock, the words may be torn across an insert: a wrong
+            // address only wastes the hint (a prefetch never faults).
+            if slot.key_high.load(Ordering::Relaxed) == (key.key >> 32) as u32 {
+                crate::model::prefetch(slot.labels.load(Ordering::Relaxed) as *const u8);
+                return;
+            }
+            at = if at + 1 == len { 0 } else { at + 1 };
+        }
+    }
+
     /// The stored labels of `key` (a reference, no copy).
     #[inline]
     pub fn get(&self, key: InternKey) -> Option<Labels> {
@@ -305,7 +375,7 @@ impl SeriesInterner {
                 if slot.seen.load(Ordering::Relaxed) != shard.generation {
                     slot.seen.store(shard.generation, Ordering::Relaxed);
                 }
-                return slot.labels.clone().map(Labels::from_shared_whole);
+                return slot.labels().map(Labels::from_shared_whole);
             }
             at = if at + 1 == slots.len() { 0 } else { at + 1 };
         }
@@ -342,7 +412,7 @@ impl SeriesInterner {
                 return labels;
             }
         }
-        let at = match shard.window(home).find(|&at| shard.slots[at].labels.is_none()) {
+        let at = match shard.window(home).find(|&at| shard.slots[at].is_free()) {
             Some(at) => at,
             None => {
                 let at = shard.stalest(home).unwrap_or(home);
@@ -350,14 +420,9 @@ impl SeriesInterner {
                 at
             }
         };
-        shard.slots[at] = Slot {
-            key_high: (key.key >> 32) as u32,
-            // A new entry starts a generation old: a series seen once ranks below one seen
-            // again since the generation began.
-            seen: AtomicU32::new(shard.generation.wrapping_sub(1)),
-            check: key.check,
-            labels: Some(packed),
-        };
+        // A new entry starts a generation old: a series seen once ranks below one seen
+        // again since the generation began.
+        shard.slots[at].fill(key, shard.generation.wrapping_sub(1), packed);
         shard.len += 1;
         shard.bytes += cost;
         shard.inserts += 1;
@@ -455,7 +520,7 @@ mod tests {
         }
         for shard in table.shards.iter() {
             let shard = shard.read();
-            let held = shard.slots.iter().filter(|s| s.labels.is_some()).count();
+            let held = shard.slots.iter().filter(|s| !s.is_free()).count();
             assert_eq!(held, shard.len);
             assert!(shard.len <= 4, "{} entries in a part", shard.len);
             assert!(shard.bytes <= bytes / INTERN_SHARDS);

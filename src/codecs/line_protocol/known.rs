@@ -22,6 +22,9 @@ thread_local! {
 /// How far ahead of the parser the table slots of lines are asked for: about 25 of the
 /// usual lines, time enough for a slot to arrive from memory before its line needs it.
 pub(super) const LOOKAHEAD_BYTES: usize = 2048;
+/// How far ahead of the parser the labels of a line whose slot was asked for are asked
+/// for in turn: by then the slot is in cache, and it says where they are.
+pub(super) const LABELS_LOOKAHEAD_BYTES: usize = 1024;
 
 /// Asks for the table slots of the lines ahead of the parser (see
 /// [`SeriesInterner::prefetch`]). At 200,000 series the table is out of cache and a
@@ -37,6 +40,8 @@ pub(super) struct Lookahead {
     next_line: usize,
     /// Keys of the lines looked at and not yet reached by the parser, in order.
     keys: VecDeque<GuessedKey>,
+    /// How many of `keys`, from the front, had their labels asked for too.
+    labels_asked: usize,
 }
 
 struct GuessedKey {
@@ -49,13 +54,22 @@ struct GuessedKey {
 
 impl Lookahead {
     pub(super) fn new(body: &[u8]) -> Self {
-        Lookahead { stops: Stops::new(body), next_line: 0, keys: VecDeque::new() }
+        Lookahead { stops: Stops::new(body), next_line: 0, keys: VecDeque::new(), labels_asked: 0 }
     }
 
-    /// Looks at the lines that start before `until`.
+    /// Asks for the table slots of the lines that start before `parsed +`
+    /// [`LOOKAHEAD_BYTES`], and for the labels of those before `parsed +`
+    /// [`LABELS_LOOKAHEAD_BYTES`].
     #[inline]
-    pub(super) fn prefetch_to(&mut self, body: &[u8], until: usize, interner: &SeriesInterner, salt: u64) {
-        let until = until.min(body.len());
+    pub(super) fn prefetch_from(&mut self, body: &[u8], parsed: usize, interner: &SeriesInterner, salt: u64) {
+        let labels_until = parsed.saturating_add(LABELS_LOOKAHEAD_BYTES);
+        while let Some(guessed) = self.keys.get(self.labels_asked)
+            && guessed.raw.start < labels_until
+        {
+            interner.prefetch_labels(guessed.key);
+            self.labels_asked += 1;
+        }
+        let until = parsed.saturating_add(LOOKAHEAD_BYTES).min(body.len());
         while self.next_line < until {
             let start = self.next_line;
             // The series key: up to the first space.
@@ -108,6 +122,7 @@ impl Lookahead {
     ) -> InternKey {
         while self.keys.front().is_some_and(|k| k.raw.start < raw.start) {
             self.keys.pop_front();
+            self.labels_asked = self.labels_asked.saturating_sub(1);
         }
         if let Some(guessed) = self.keys.front()
             && guessed.raw == raw
@@ -115,6 +130,7 @@ impl Lookahead {
         {
             let key = guessed.key;
             self.keys.pop_front();
+            self.labels_asked = self.labels_asked.saturating_sub(1);
             return key;
         }
         interner.key(&body[raw], field, salt)

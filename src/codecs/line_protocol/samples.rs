@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use super::error::{LineError, Position, Problem};
 use super::intern::SeriesInterner;
-use super::known::{KnownLine, LOOKAHEAD_BYTES, Lookahead, Stop};
+use super::known::{KnownLine, Lookahead, Stop};
 use super::parser::{LineParser, Parsed};
 use super::point::{Point, Tag};
 use super::precision::Precision;
@@ -59,7 +59,7 @@ pub fn decode_body_limited(
     let salt = limits.key_checks_fingerprint();
     let mut ahead = Lookahead::new(body);
     loop {
-        ahead.prefetch_to(body, parser.offset().saturating_add(LOOKAHEAD_BYTES), interner, salt);
+        ahead.prefetch_from(body, parser.offset(), interner, salt);
         let Some((line, parsed)) = parser.next_keyed(&mut point) else { break };
         let result = match parsed {
             Ok(Parsed::Keyed { key, measurement_end }) => {
