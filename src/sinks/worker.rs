@@ -91,10 +91,8 @@ pub fn estimated_sample_bytes(s: &Sample) -> usize {
 pub use crate::model::prefetch;
 
 /// Cache lines of a shared label part asked for ahead of use: its header and
-/// labels of up to ~80 bytes (the rest is read in order and streams in). Each
-/// hint holds one of the core's few outstanding-miss slots until its line
-/// arrives, so hints past the end of the usual part cost more than they save.
-const SHARED_LINES_PREFETCHED: usize = 2;
+/// labels of up to ~200 bytes (the rest is read in order and streams in).
+const SHARED_LINES_PREFETCHED: usize = 4;
 
 /// Asks for a sample's labels (separate allocations, usually out of cache
 /// by the time a sink reads them) ahead of use. Only the sample itself is
