@@ -17,7 +17,7 @@ use dashmap::mapref::entry::Entry;
 use parking_lot::Mutex;
 use serde::Deserialize;
 
-use super::retain_aligned_hinted;
+use super::retain_aligned;
 use super::series::{ShardSeries, SharedShard};
 use crate::model::{LabelStr, METRIC_NAME_LABEL, Sample};
 use crate::pipeline::{DropTally, StatefulStage};
@@ -479,15 +479,7 @@ impl Cardinality {
             CardinalityAction::DropSample => None,
         };
         let current = self.owner.map(|owner| SeenMark::of(owner, now));
-        // The mark is in the first cache line of the sample's shared labels: ask for it ahead.
-        let hint = |ahead: &Sample| {
-            if current.is_some()
-                && let (_, Some(shared)) = ahead.labels.storage()
-            {
-                crate::model::prefetch(shared);
-            }
-        };
-        retain_aligned_hinted(samples, hashes, hint, |sample, hash| {
+        retain_aligned(samples, hashes, |sample, hash| {
             if current.is_some() && sample.labels.shared_whole().map(|part| part.mark()) == current {
                 #[cfg(test)]
                 MARKED_PASSES.with(|n| n.set(n.get() + 1));

@@ -105,29 +105,11 @@ fn shrink_if_sparse<V>(map: &mut SeriesMap<V>) {
 fn retain_aligned(
     samples: &mut Vec<Sample>,
     hashes: &mut Vec<u64>,
-    keep: impl FnMut(&mut Sample, &mut u64) -> bool,
-) {
-    retain_aligned_hinted(samples, hashes, |_| {}, keep);
-}
-
-/// How many samples ahead [`retain_aligned_hinted`] calls its hint: time enough for a
-/// line asked for from memory to arrive before its sample is reached.
-const HINT_DISTANCE: usize = 16;
-
-/// [`retain_aligned`], calling `hint` on the sample [`HINT_DISTANCE`] ahead of the one
-/// `keep` sees (to ask for what `keep` will read of it, out of cache at 200,000 series).
-fn retain_aligned_hinted(
-    samples: &mut Vec<Sample>,
-    hashes: &mut Vec<u64>,
-    hint: impl Fn(&Sample),
     mut keep: impl FnMut(&mut Sample, &mut u64) -> bool,
 ) {
     let n = samples.len().min(hashes.len());
     let mut kept = 0;
     for i in 0..n {
-        if let Some(ahead) = samples.get(i + HINT_DISTANCE) {
-            hint(ahead);
-        }
         if keep(&mut samples[i], &mut hashes[i]) {
             if kept != i {
                 samples.swap(kept, i);
