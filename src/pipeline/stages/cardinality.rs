@@ -372,7 +372,7 @@ static INSTANCES: AtomicU64 = AtomicU64::new(0);
 struct SeenMark;
 
 impl SeenMark {
-    fn of(owner: u64, now: u32) -> u64 {
+    fn new(owner: u64, now: u32) -> u64 {
         owner << 32 | u64::from(now)
     }
 }
@@ -391,7 +391,7 @@ impl Cardinality {
     fn mark_seen(&self, sample: &Sample, now: u32) {
         let (Some(owner), Some(part)) = (self.owner, sample.labels.shared_whole()) else { return };
         if part.mark() >> 32 <= owner {
-            part.set_mark(SeenMark::of(owner, now));
+            part.set_mark(SeenMark::new(owner, now));
         }
     }
 
@@ -478,7 +478,7 @@ impl Cardinality {
             CardinalityAction::DropLabel(l) => Some(l.clone()),
             CardinalityAction::DropSample => None,
         };
-        let current = self.owner.map(|owner| SeenMark::of(owner, now));
+        let current = self.owner.map(|owner| SeenMark::new(owner, now));
         retain_aligned(samples, hashes, |sample, hash| {
             if current.is_some() && sample.labels.shared_whole().map(|part| part.mark()) == current {
                 #[cfg(test)]
