@@ -102,8 +102,6 @@ struct SharedHeader {
     series_hash: u64,
     /// See [`SharedPart::note`].
     note: std::sync::atomic::AtomicU64,
-    /// See [`SharedPart::mark`].
-    mark: std::sync::atomic::AtomicU64,
 }
 
 impl SharedPart {
@@ -113,7 +111,6 @@ impl SharedPart {
             digest: [digest as u64, (digest >> 64) as u64],
             series_hash: xxhash_rust::xxh3::xxh3_64(bytes),
             note: std::sync::atomic::AtomicU64::new(0),
-            mark: std::sync::atomic::AtomicU64::new(0),
         };
         SharedPart(triomphe::ThinArc::from_header_and_slice(header, bytes))
     }
@@ -136,19 +133,6 @@ impl SharedPart {
     #[inline(always)]
     pub fn note(&self) -> u64 {
         self.0.header.header.note.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// A second word like [`Self::note`], for another stage (the cardinality
-    /// stage keeps when it last counted the series as seen).
-    #[inline(always)]
-    pub fn mark(&self) -> u64 {
-        self.0.header.header.mark.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Sets [`Self::mark`].
-    #[inline]
-    pub fn set_mark(&self, mark: u64) {
-        self.0.header.header.mark.store(mark, std::sync::atomic::Ordering::Release);
     }
 
     /// [`Labels::series_hash`] of a set that is all this part.
@@ -198,9 +182,9 @@ impl SharedPart {
     }
 
     /// Bytes of heap the part holds: its bytes and its header (reference count,
-    /// digest, series hash, note, mark, length).
+    /// digest, series hash, note, length).
     pub fn heap_bytes(&self) -> usize {
-        self.0.slice.len() + 56
+        self.0.slice.len() + 48
     }
 }
 

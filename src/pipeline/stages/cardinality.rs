@@ -346,53 +346,13 @@ pub struct Cardinality {
     /// (metric, label) hashes this shard already reported; bounded like the shared set.
     reported: HashSet<u64, ahash::RandomState>,
     last_sweep: u32,
-    /// This instance's number in the marks it writes (see [`SeenMark`]); `None` once the
-    /// process has built more instances than a mark can number.
-    owner: Option<u64>,
-}
-
-#[cfg(test)]
-thread_local! {
-    /// Samples this thread passed on their seen mark alone (the tests check the path ran).
-    static MARKED_PASSES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-/// Cardinality stages built so far in the process (every shard, pipeline and reload).
-static INSTANCES: AtomicU64 = AtomicU64::new(0);
-
-/// "This series was counted as seen in second `now`", kept in the mark of its shared
-/// labels ([`crate::model::SharedPart::mark`]): the high half is the writer's
-/// [`Cardinality::owner`], the low half `now`. A sample whose labels carry the current mark
-/// of this instance needs no lookup in the series table: its entry exists and says `now`
-/// already (a sweep only forgets entries at least a second old), and a known series always
-/// passes. At 200,000 series that lookup is a cache miss per sample; the mark sits in the
-/// cache line the sample's labels bring in anyway. As with the resolve stage's notes, the
-/// later-built instance owns the marks of labels two pipelines share, and the other leaves
-/// them alone and looks its series up.
-struct SeenMark;
-
-impl SeenMark {
-    fn new(owner: u64, now: u32) -> u64 {
-        owner << 32 | u64::from(now)
-    }
 }
 
 impl Cardinality {
     /// The stage of one shard; `shard` is that shard's series table (see
     /// [`CardinalityShared::new_shard`]), shared with its monotonic stage.
     pub fn new(shared: Arc<CardinalityShared>, shard: SharedShard) -> Self {
-        let owner = Some(INSTANCES.fetch_add(1, Ordering::Relaxed) + 1).filter(|&n| n < 1 << 32);
-        Cardinality { shared, shard, reported: HashSet::default(), last_sweep: 0, owner }
-    }
-
-    /// Marks `sample`'s shared labels as seen by this instance in second `now`, unless a
-    /// later instance owns their mark.
-    #[inline]
-    fn mark_seen(&self, sample: &Sample, now: u32) {
-        let (Some(owner), Some(part)) = (self.owner, sample.labels.shared_whole()) else { return };
-        if part.mark() >> 32 <= owner {
-            part.set_mark(SeenMark::new(owner, now));
-        }
+        Cardinality { shared, shard, reported: HashSet::default(), last_sweep: 0 }
     }
 
     /// Series tracked by this shard.
@@ -478,20 +438,12 @@ impl Cardinality {
             CardinalityAction::DropLabel(l) => Some(l.clone()),
             CardinalityAction::DropSample => None,
         };
-        let current = self.owner.map(|owner| SeenMark::new(owner, now));
         retain_aligned(samples, hashes, |sample, hash| {
-            if current.is_some() && sample.labels.shared_whole().map(|part| part.mark()) == current {
-                #[cfg(test)]
-                MARKED_PASSES.with(|n| n.set(n.get() + 1));
-                return true;
-            }
             if let Some(s) = series.get_mut(*hash) {
                 s.seen = now;
-                self.mark_seen(sample, now);
                 return true;
             }
             if self.admit(&mut series, sample, *hash, now, true) {
-                self.mark_seen(sample, now);
                 return true;
             }
             if let Some(label) = &drop_label
@@ -720,53 +672,5 @@ mod tests {
         for not_id in ["web-1", "200", "GET", "/api/v1/write", "123456789", "deadbeef", "eu-west-1a"] {
             assert!(looks_like_id(not_id).is_none(), "{not_id}");
         }
-    }
-
-    /// Samples whose labels are shared (as decoders hand them on) skip the series table
-    /// when marked as seen this second: the outcome — kept samples, series counts, series
-    /// forgotten and admitted again — is the same as for unshared labels, also when two
-    /// pipelines' stages mark the same labels.
-    #[test]
-    fn seen_marks_change_nothing_but_the_lookups() {
-        let toml = "max_series_per_metric = 3\nforget_after = \"16s\"";
-        let shared_hosts: Vec<Labels> = hosts("m", 0..5).into_iter().map(|s| s.labels.share()).collect();
-        let batch = |range: std::ops::Range<usize>, shared: bool| -> Vec<Sample> {
-            range
-                .map(|i| {
-                    let labels = if shared { shared_hosts[i].clone() } else { Labels::from(shared_hosts[i].to_vec()) };
-                    assert_eq!(labels.shared_whole().is_some(), shared);
-                    Sample::new(labels, 1.0, 1)
-                })
-                .collect()
-        };
-        // (second, hosts sent): h0..h2 admitted, h3 and h4 refused; h0 stays busy, the
-        // others go idle and are forgotten at 20 s; then h1 and h2 are admitted again, and
-        // h3 and h4 are still over the limit.
-        let schedule = [(0, 0..5), (0, 0..5), (0, 0..2), (4, 0..1), (8, 0..1), (12, 0..1), (12, 0..1), (20, 0..5), (20, 1..4)];
-        let outcome = |shared: bool| {
-            let (one, other) = (
-                CardinalityShared::new(&format!("marks-{shared}-1"), &config(toml), 1),
-                CardinalityShared::new(&format!("marks-{shared}-2"), &config(toml), 1),
-            );
-            let (mut a, mut b) = (stage(&one), stage(&other));
-            let mut seen = Vec::new();
-            for (now, hosts) in schedule.clone() {
-                for (stage, cardinality) in [(&mut a, &one), (&mut b, &other)] {
-                    let (kept, _, refused) = run(stage, now, batch(hosts.clone(), shared));
-                    let names: Vec<String> = kept.iter().map(|s| s.labels.to_string()).collect();
-                    seen.push((now, names, refused, cardinality.series(), cardinality.series_of("m")));
-                }
-            }
-            seen
-        };
-        let passes = || MARKED_PASSES.with(|n| n.get());
-        let before = passes();
-        let unshared = outcome(false);
-        assert_eq!(passes(), before, "unshared labels carry no mark");
-        assert_eq!(outcome(true), unshared);
-        assert!(passes() > before, "no sample passed on its mark");
-        // The schedule did what it says: h1 and h2 were forgotten, then admitted again.
-        assert_eq!(unshared[unshared.len() - 4].2, 2);
-        assert_eq!(unshared.last().map(|o| (o.1.len(), o.2, o.3)), Some((2, 1, 3)));
     }
 }
