@@ -247,21 +247,34 @@ fn metric_name_parts<'a>(measurement: &'a str, field: &'a str) -> [&'a str; 3] {
     if field == "value" { [measurement, "", ""] } else { [measurement, "_", field] }
 }
 
-/// `__name__` (see [`metric_name`]) and the tags, sorted as the normalize stage sorts
-/// them, so a series whose tags come in another order is still final as decoded (its
-/// verdict can be noted, see `pipeline::stages::resolve`); sized exactly, so a sample's
-/// labels are one allocation (two when the tags came unsorted, once per series key).
+/// `__name__` (see [`metric_name`]) first, then the tags sorted (see [`sorted_tags`]);
+/// sized exactly, so a sample's labels are one allocation.
 fn labels_for(point: &Point<'_>, field: &str) -> Labels {
     let name = metric_name_parts(&point.measurement, field);
     let name_len: usize = name.iter().map(|p| p.len()).sum();
     let tag_bytes: usize = point.tags.iter().map(|t| t.key.len() + t.value.len()).sum();
     let mut labels = Labels::with_capacity(point.tags.len() + 1, METRIC_NAME_LABEL.len() + name_len + tag_bytes);
     labels.push_with(METRIC_NAME_LABEL, &name);
-    for tag in &point.tags {
+    for tag in sorted_tags(point).iter() {
         labels.push(&*tag.key, &*tag.value);
     }
-    labels.sort();
     labels
+}
+
+/// The line's tags by name (then value), as sent when they already are (the usual case).
+/// Decoded in that order, the labels of a sender that orders its tags otherwise are
+/// still final as decoded whenever `__name__` sorts first (tag names from `a` on), so
+/// the resolve stage can note their verdict instead of looking it up per sample (see
+/// `pipeline::stages::resolve`). The order within a set is only its form: every stage
+/// after the decoder sorts.
+fn sorted_tags<'p, 'b>(point: &'p Point<'b>) -> Cow<'p, [Tag<'b>]> {
+    let in_order = |a: &Tag<'_>, b: &Tag<'_>| (&*a.key, &*a.value) <= (&*b.key, &*b.value);
+    if point.tags.is_sorted_by(in_order) {
+        return Cow::Borrowed(&point.tags);
+    }
+    let mut tags = point.tags.clone();
+    tags.sort_by(|a, b| (&*a.key, &*a.value).cmp(&(&*b.key, &*b.value)));
+    Cow::Owned(tags)
 }
 
 /// The `__name__` label alone (see [`metric_name`]), for a line whose tags are shared.
@@ -273,11 +286,11 @@ pub(super) fn name_label(measurement: &str, field: &str) -> Labels {
     labels
 }
 
-/// The tags of a line, in their order, without `__name__`.
+/// The tags of a line, sorted (see [`sorted_tags`]), without `__name__`.
 fn tag_labels(point: &Point<'_>) -> Labels {
     let tag_bytes: usize = point.tags.iter().map(|t| t.key.len() + t.value.len()).sum();
     let mut labels = Labels::with_capacity(point.tags.len(), tag_bytes);
-    for tag in &point.tags {
+    for tag in sorted_tags(point).iter() {
         labels.push(&*tag.key, &*tag.value);
     }
     labels
@@ -339,6 +352,21 @@ mod tests {
         );
         assert!(samples.iter().all(|s| s.kind == MetricKind::Unspecified));
         assert_eq!(samples[0].labels.get(METRIC_NAME_LABEL), Some("cpu"));
+    }
+
+    #[test]
+    fn tags_are_decoded_sorted_after_the_name_on_every_path() {
+        let body = "m,z=1,b=2,a=3 f=1\nm,z=1,b=2,a=3 f=1,g=2\nm,z=1,b=2,a=3 f=1\nm,z=1,b=2,a=3 f=1,g=2\n";
+        let (samples, summary, errors) = decode(body, 0);
+        assert!(errors.is_empty());
+        assert_eq!(summary.accepted_samples, 6);
+        for s in &samples {
+            let names: Vec<&str> = s.labels.iter().map(|l| l.name).collect();
+            assert_eq!(names, ["__name__", "a", "b", "z"], "{}", s.labels);
+        }
+        // The second time, each key is known and its stored labels are taken as they are.
+        assert_eq!(samples[3].labels, samples[0].labels);
+        assert_eq!((&samples[4].labels, &samples[5].labels), (&samples[1].labels, &samples[2].labels));
     }
 
     #[test]
