@@ -34,9 +34,9 @@
 //! timestamp, and checks only what depends on them (field count, metric
 //! names, timestamp window).
 
+use std::ffi::c_void;
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
-use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
@@ -261,7 +261,16 @@ impl SeriesInterner {
         let max_entries = max_entries.div_ceil(INTERN_SHARDS);
         SeriesInterner {
             shards: (0..INTERN_SHARDS)
-                .map(|_| RwLock::new(Shard { slots: std::sync::Arc::default(), len: 0, bytes: 0, generation: 0, inserts: 0, hand: 0 }))
+                .map(|_| {
+                    RwLock::new(Shard {
+                        slots: std::sync::Arc::default(),
+                        len: 0,
+                        bytes: 0,
+                        generation: 0,
+                        inserts: 0,
+                        hand: 0,
+                    })
+                })
                 .collect(),
             bases: (0..INTERN_SHARDS).map(|_| AtomicUsize::new(0)).collect(),
             seed: std::collections::hash_map::RandomState::new().hash_one(0x7473_7265_6c61_7931u64),
