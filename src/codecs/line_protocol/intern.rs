@@ -344,11 +344,14 @@ impl SeriesInterner {
     /// Asks for the labels of `key` ahead of [`Self::get`], without the lock, once its slot
     /// is in cache (some time after [`Self::prefetch`]): the labels are a cache line of
     /// their own, and [`Self::get`] writes to it (a new reference), so it would wait for it.
+    /// Says whether the key looked present: only a guess (the slots are read without the
+    /// lock, and only the first two of the window), for a caller choosing between two
+    /// ways to the same outcome.
     #[inline]
-    pub fn prefetch_labels(&self, key: InternKey) {
+    pub fn prefetch_labels(&self, key: InternKey) -> bool {
         let base = self.bases[Self::shard_index(key.key)].load(Ordering::Relaxed) as *const Slot;
         if base.is_null() {
-            return;
+            return false;
         }
         let len = self.slots_per_shard;
         let mut at = Self::home(key.key, len);
@@ -361,10 +364,11 @@ impl SeriesInterner {
             // address only wastes the hint (a prefetch never faults).
             if slot.key_high.load(Ordering::Relaxed) == (key.key >> 32) as u32 {
                 crate::model::prefetch(slot.labels.load(Ordering::Relaxed) as *const u8);
-                return;
+                return true;
             }
             at = if at + 1 == len { 0 } else { at + 1 };
         }
+        false
     }
 
     /// The stored labels of `key` (a reference, no copy).

@@ -45,6 +45,9 @@ pub(super) struct Lookahead {
 }
 
 struct GuessedKey {
+    /// Whether the table seemed not to hold the key when its labels were asked for
+    /// (see [`Lookahead::looks_new`]).
+    absent: bool,
     /// The raw series key's range in the body.
     raw: Range<usize>,
     /// The field key's range, for a line that looked like one field.
@@ -63,10 +66,10 @@ impl Lookahead {
     #[inline]
     pub(super) fn prefetch_from(&mut self, body: &[u8], parsed: usize, interner: &SeriesInterner, salt: u64) {
         let labels_until = parsed.saturating_add(LABELS_LOOKAHEAD_BYTES);
-        while let Some(guessed) = self.keys.get(self.labels_asked)
+        while let Some(guessed) = self.keys.get_mut(self.labels_asked)
             && guessed.raw.start < labels_until
         {
-            interner.prefetch_labels(guessed.key);
+            guessed.absent = !interner.prefetch_labels(guessed.key);
             self.labels_asked += 1;
         }
         let until = parsed.saturating_add(LOOKAHEAD_BYTES).min(body.len());
@@ -104,9 +107,22 @@ impl Lookahead {
             if let Some((raw, field)) = guess {
                 let key = interner.key(&body[raw.clone()], field.clone().map(|f| &body[f]), salt);
                 interner.prefetch(key);
-                self.keys.push_back(GuessedKey { raw, field, key });
+                self.keys.push_back(GuessedKey { absent: false, raw, field, key });
             }
         }
+    }
+
+    /// Whether the line starting at `at` looks like one of a series key the table does not
+    /// hold (its slot, read ahead, held another key): such a line is better parsed whole at
+    /// once than parsed from its fields on, looked up, and parsed again. Only a guess; both
+    /// ways decode a line the same.
+    #[inline]
+    pub(super) fn looks_new(&mut self, at: usize) -> bool {
+        while self.keys.front().is_some_and(|k| k.raw.start < at) {
+            self.keys.pop_front();
+            self.labels_asked = self.labels_asked.saturating_sub(1);
+        }
+        self.keys.front().is_some_and(|k| k.raw.start == at && k.absent)
     }
 
     /// The table key of the raw series key `body[raw]` with `field`: the one worked out

@@ -60,7 +60,12 @@ pub fn decode_body_limited(
     let mut ahead = Lookahead::new(body);
     loop {
         ahead.prefetch_from(body, parser.offset(), interner, salt);
-        let Some((line, parsed)) = parser.next_keyed(&mut point) else { break };
+        let next = if ahead.looks_new(parser.offset()) {
+            parser.next_into(&mut point).map(|(line, parsed)| (line, parsed.map(|()| Parsed::Whole)))
+        } else {
+            parser.next_keyed(&mut point)
+        };
+        let Some((line, parsed)) = next else { break };
         let result = match parsed {
             Ok(Parsed::Keyed { key, measurement_end }) => {
                 // The keyed path only runs on a UTF-8 body, and a measurement ends at an ASCII
