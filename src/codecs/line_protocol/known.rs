@@ -118,11 +118,22 @@ impl Lookahead {
     /// ways decode a line the same.
     #[inline]
     pub(super) fn looks_new(&mut self, at: usize) -> bool {
-        while self.keys.front().is_some_and(|k| k.raw.start < at) {
-            self.keys.pop_front();
-            self.labels_asked = self.labels_asked.saturating_sub(1);
-        }
+        self.pass_lines_before(at);
         self.keys.front().is_some_and(|k| k.raw.start == at && k.absent)
+    }
+
+    /// Forgets the keys of lines that start before `at` (the parser is past them).
+    #[inline]
+    fn pass_lines_before(&mut self, at: usize) {
+        while self.keys.front().is_some_and(|k| k.raw.start < at) {
+            self.forget_front();
+        }
+    }
+
+    #[inline]
+    fn forget_front(&mut self) {
+        self.keys.pop_front();
+        self.labels_asked = self.labels_asked.saturating_sub(1);
     }
 
     /// The table key of the raw series key `body[raw]` with `field`: the one worked out
@@ -136,17 +147,13 @@ impl Lookahead {
         interner: &SeriesInterner,
         salt: u64,
     ) -> InternKey {
-        while self.keys.front().is_some_and(|k| k.raw.start < raw.start) {
-            self.keys.pop_front();
-            self.labels_asked = self.labels_asked.saturating_sub(1);
-        }
+        self.pass_lines_before(raw.start);
         if let Some(guessed) = self.keys.front()
             && guessed.raw == raw
             && guessed.field.clone().map(|f| &body[f]) == field
         {
             let key = guessed.key;
-            self.keys.pop_front();
-            self.labels_asked = self.labels_asked.saturating_sub(1);
+            self.forget_front();
             return key;
         }
         interner.key(&body[raw], field, salt)
