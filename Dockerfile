@@ -54,10 +54,5 @@ EXPOSE 8186 4317 9188
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["/usr/local/bin/tsrelay-healthcheck"]
 
-# mimalloc commits its arenas as they are used instead of up front: a quarter
-# less peak RSS under full load at the same CPU (BENCHMARKS.md). Read by the
-# allocator when the process starts, so it can only be set from outside.
-ENV MIMALLOC_ARENA_EAGER_COMMIT=0
-
 ENTRYPOINT ["/usr/local/bin/tsrelay"]
 CMD ["run", "--config", "/etc/tsrelay/tsrelay.toml"]

@@ -28,11 +28,6 @@ use tsrelay::registry::MetricRegistry;
 use tsrelay::sinks::line_protocol::encode_sample;
 use tsrelay::telemetry::SinkMetrics;
 
-// The daemon's allocator (src/main.rs): the skeleton is allocation-heavy,
-// so the allocator decides part of what the stages add.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const SERIES: usize = 1_000_000;
 const PER_REQUEST: usize = 1000;
 

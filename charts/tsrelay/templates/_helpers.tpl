@@ -234,12 +234,6 @@ JSON list of {name, port}.
 {{- end -}}
 {{- end -}}
 {{- end -}}
-{{- $names := list -}}
-{{- range .Values.env }}{{ $names = append $names .name }}{{ end -}}
-{{- if not (has "MIMALLOC_ARENA_EAGER_COMMIT" $names) }}
-- name: MIMALLOC_ARENA_EAGER_COMMIT
-  value: "0"
-{{- end }}
 {{- with .Values.env }}
 {{ toYaml . }}
 {{- end -}}
