@@ -132,7 +132,25 @@ impl SharedPart {
     /// meaning is the writer's; a writer must tell its words from another's.
     #[inline(always)]
     pub fn note(&self) -> u64 {
-        self.0.header.header.note.load(std::sync::atomic::Ordering::Acquire)
+        self.0.header.header.note.load(std::sync::atomic::Ordering::Acquire) & !Self::KEPT
+    }
+
+    /// The note word's top bit: [`Self::mark_kept`]. Not part of a note.
+    const KEPT: u64 = 1 << 63;
+
+    /// Marks the part as held by a table that hands the same part out again
+    /// for the same series (a decoder's series-key table): a note written
+    /// into it is then seen by the series' later samples, so a stage need
+    /// not keep the same verdict in a table of its own.
+    #[inline]
+    pub fn mark_kept(&self) {
+        self.0.header.header.note.fetch_or(Self::KEPT, std::sync::atomic::Ordering::Release);
+    }
+
+    /// See [`Self::mark_kept`].
+    #[inline(always)]
+    pub fn is_kept(&self) -> bool {
+        self.0.header.header.note.load(std::sync::atomic::Ordering::Relaxed) & Self::KEPT != 0
     }
 
     /// [`Labels::series_hash`] of a set that is all this part.
@@ -144,7 +162,10 @@ impl SharedPart {
     /// Sets [`Self::note`].
     #[inline]
     pub fn set_note(&self, note: u64) {
-        self.0.header.header.note.store(note, std::sync::atomic::Ordering::Release);
+        let word = &self.0.header.header.note;
+        // The kept mark is set before the part is handed out, so it is never lost here.
+        let kept = word.load(std::sync::atomic::Ordering::Relaxed) & Self::KEPT;
+        word.store(note & !Self::KEPT | kept, std::sync::atomic::Ordering::Release);
     }
 
     /// The part as a pointer that keeps its reference (for a table that stores parts in

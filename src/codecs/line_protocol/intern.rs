@@ -435,6 +435,7 @@ impl SeriesInterner {
         };
         // A new entry starts a generation old: a series seen once ranks below one seen
         // again since the generation began.
+        packed.mark_kept();
         shard.slots[at].fill(key, shard.generation.wrapping_sub(1), packed);
         shard.len += 1;
         shard.bytes += cost;
@@ -476,6 +477,8 @@ mod tests {
         let again = table.get(key).expect("stored");
         assert_eq!(again, stored);
         assert!(again.shares_storage_with(&stored));
+        // Marked as kept: a stage may note its verdict there instead of in a table of its own.
+        assert!(stored.shared_whole().is_some_and(crate::model::SharedPart::is_kept));
     }
 
     #[test]

@@ -171,18 +171,34 @@ impl Resolve {
         Note::decode(note, part)
     }
 
-    /// Notes `kept` in `part`, unless a later instance owns its note.
+    /// Notes `kept` in `part`, unless a later instance owns its note or the
+    /// verdict cannot be a note. Says whether the part now carries it.
     #[inline]
-    fn write_note(&self, part: &SharedPart, kept: &Kept) {
-        let Some(owner) = self.owner else { return };
+    fn write_note(&self, part: &SharedPart, kept: &Kept) -> bool {
+        let Some(owner) = self.owner else { return false };
         let current = part.note();
         if current >> 32 > owner {
-            return;
+            return false;
         }
-        if let Some(note) = Note::encode(owner, kept)
-            && note != current
-        {
+        let Some(note) = Note::encode(owner, kept) else { return false };
+        if note != current {
             part.set_note(note);
+        }
+        true
+    }
+
+    /// Notes a kept verdict in the labels' part, and keeps the verdict in the
+    /// cache only where the note will not be seen again: a part a decoder's
+    /// table hands out for every later sample of the series
+    /// ([`SharedPart::is_kept`]) carries it for them, so caching it too would
+    /// only hold a second copy (about 60 bytes per series).
+    fn settle(&self, labels: &Labels, key: u64, check: u64, verdict: &Verdict) {
+        let noted = match (verdict, labels.shared_whole()) {
+            (Verdict::Keep(kept), Some(part)) => self.write_note(part, kept) && part.is_kept(),
+            _ => false,
+        };
+        if !noted {
+            self.remember(key, check, verdict.clone());
         }
     }
 
@@ -287,18 +303,19 @@ impl StatelessStage for Resolve {
                 None => {
                     let (key, check) = digest(&s.labels);
                     cached_at = Some((key, check));
-                    let verdict = match self.lookup(key, check) {
-                        Some(v) => v,
-                        None => {
-                            let v = self.decide(&s.labels, &mut scratch);
-                            self.remember(key, check, v.clone());
-                            v
+                    match self.lookup(key, check) {
+                        Some(verdict) => {
+                            if let (Verdict::Keep(kept), Some(part)) = (&verdict, s.labels.shared_whole()) {
+                                self.write_note(part, kept);
+                            }
+                            verdict
                         }
-                    };
-                    if let (Verdict::Keep(kept), Some(part)) = (&verdict, s.labels.shared_whole()) {
-                        self.write_note(part, kept);
+                        None => {
+                            let verdict = self.decide(&s.labels, &mut scratch);
+                            self.settle(&s.labels, key, check, &verdict);
+                            verdict
+                        }
                     }
-                    verdict
                 }
             };
             let kept = match verdict {
@@ -319,12 +336,14 @@ impl StatelessStage for Resolve {
                 Ok(typed) => {
                     hashes.push(kept.hash);
                     if let Some(kind) = typed {
-                        let kept = Kept { kind: Some(kind), ..kept };
-                        if let Some(part) = s.labels.shared_whole() {
-                            self.write_note(part, &kept);
-                        }
-                        if let Some((key, check)) = cached_at {
-                            self.remember(key, check, Verdict::Keep(kept));
+                        let verdict = Verdict::Keep(Kept { kind: Some(kind), ..kept });
+                        match cached_at {
+                            Some((key, check)) => self.settle(&s.labels, key, check, &verdict),
+                            None => {
+                                if let (Verdict::Keep(kept), Some(part)) = (&verdict, s.labels.shared_whole()) {
+                                    self.write_note(part, kept);
+                                }
+                            }
                         }
                     }
                     true
@@ -505,8 +524,14 @@ metrics:
             let later = Resolve::new(n3, v3, 1_000_000);
             let now = now_ms();
             let mut shared = corpus(now);
-            for s in &mut shared {
+            for (i, s) in shared.iter_mut().enumerate() {
                 s.labels = s.labels.clone().share();
+                // Half as a decoder's series table hands them out (notes only, no cache).
+                if i % 2 == 0
+                    && let Some(part) = s.labels.shared_whole()
+                {
+                    part.mark_kept();
+                }
             }
             for pass in 0..4 {
                 if pass == 2 {
@@ -536,6 +561,39 @@ metrics:
                 }
             }
         }
+    }
+
+    /// A verdict noted in a part a decoder's table keeps is not also cached;
+    /// one noted in a part nothing keeps (or not noted at all) is.
+    #[test]
+    fn verdicts_noted_in_kept_parts_are_not_cached_too() {
+        let (n, v) = stages("", "");
+        let resolve = Resolve::new(n, v, 1_000_000);
+        let now = now_ms();
+        let sample = |i: usize| {
+            let labels: Labels = [("__name__", "m"), ("i", &*i.to_string())].into_iter().collect();
+            Sample::new(labels.share(), 1.0, now)
+        };
+        let mut samples: Vec<Sample> = (0..100).map(sample).collect();
+        for s in samples.iter().take(60) {
+            s.labels.shared_whole().expect("shared").mark_kept();
+        }
+        let mut hashes = Vec::new();
+        let mut drops = DropTally::default();
+        resolve.process_hashed(&mut samples, &mut hashes, &mut drops);
+        assert_eq!(samples.len(), 100);
+        let held: usize = resolve.shards.iter().map(|s| s.read().len()).sum();
+        assert_eq!(held, 40, "only the verdicts of parts nothing keeps are cached");
+        let owner = resolve.owner.expect("an owner");
+        assert!(samples.iter().all(|s| s.labels.shared_whole().is_some_and(|p| p.note() >> 32 == owner)));
+        assert!(samples.iter().take(60).all(|s| s.labels.shared_whole().is_some_and(SharedPart::is_kept)));
+        assert!(!samples[60].labels.shared_whole().is_some_and(SharedPart::is_kept), "a note keeps no mark");
+        // The same series again, in fresh parts (a table evicted them): decided again, right.
+        let mut again: Vec<Sample> = (0..100).map(sample).collect();
+        resolve.process_hashed(&mut again, &mut hashes, &mut drops);
+        assert_eq!(again.len(), 100);
+        assert!(drops.is_empty());
+        assert!(again.iter().zip(&hashes).all(|(s, h)| s.labels.series_hash() == *h));
     }
 
     #[test]
