@@ -2,6 +2,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 
 use compact_str::CompactString;
+use thin_vec::ThinVec;
 
 /// The label that carries the metric name.
 pub const METRIC_NAME_LABEL: &str = "__name__";
@@ -76,7 +77,7 @@ pub struct Labels {
     /// Only ever extended by [`Labels::push`] (whole `&str`s with their
     /// framing), so every name and value in it is valid UTF-8 and every
     /// length is right.
-    own: Vec<u8>,
+    own: ThinVec<u8>,
     /// Labels after `own`, packed the same way and shared with other sets
     /// (a thin pointer, so a `Sample` stays small). Never empty when `Some`.
     shared: Option<SharedPart>,
@@ -213,8 +214,12 @@ fn varint_len(v: usize) -> usize {
     prost::encoding::encoded_len_varint(v as u64)
 }
 
-fn put_varint(out: &mut Vec<u8>, v: usize) {
-    prost::encoding::encode_varint(v as u64, out);
+fn put_varint(out: &mut ThinVec<u8>, mut v: usize) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 /// Reads a varint at `*at` of a buffer [`Labels::push`] wrote.
@@ -246,13 +251,13 @@ fn label_message_len(name: usize, value: usize) -> usize {
 
 impl Labels {
     pub fn new() -> Self {
-        Labels { own: Vec::new(), shared: None }
+        Labels { own: ThinVec::new(), shared: None }
     }
 
     /// Room for `bytes` of label text (names plus values, without framing)
     /// in `count` labels, so that building the set allocates once.
     pub fn with_capacity(count: usize, bytes: usize) -> Self {
-        Labels { own: Vec::with_capacity(bytes + 6 * count), shared: None }
+        Labels { own: ThinVec::with_capacity(bytes + 6 * count), shared: None }
     }
 
     /// Builds a set from labels in the given order.
@@ -389,7 +394,7 @@ impl Labels {
         if let Some(shared) = self.shared.take() {
             self.own.extend_from_slice(shared.bytes());
         }
-        Labels { own: Vec::new(), shared: Some(SharedPart::new(&self.own)) }
+        Labels { own: ThinVec::new(), shared: Some(SharedPart::new(&self.own)) }
     }
 
     /// The shared part when it holds the whole set (see [`Labels::share`]):
@@ -404,7 +409,7 @@ impl Labels {
         if shared.bytes().is_empty() {
             return Labels::new();
         }
-        Labels { own: Vec::new(), shared: Some(shared) }
+        Labels { own: ThinVec::new(), shared: Some(shared) }
     }
 
     /// This set followed by the labels of `rest`, sharing them when `rest`
@@ -424,7 +429,7 @@ impl Labels {
     /// The own part, to write to; the shared part is copied into it first
     /// (copy on write).
     #[inline]
-    fn own_mut(&mut self) -> &mut Vec<u8> {
+    fn own_mut(&mut self) -> &mut ThinVec<u8> {
         if self.shared.is_some() {
             self.unshare();
         }
