@@ -84,12 +84,14 @@ pub struct Labels {
 }
 
 /// The shared part of a [`Labels`] set: packed labels, never written once
-/// shared, with their 128-bit digest worked out once (see
-/// [`Labels::digest128`]): a series' samples share its labels, so the digest
-/// of a set that is all shared costs nothing per sample.
+/// shared, with their series hash worked out once (see
+/// [`Labels::series_hash`]): a series' samples share its labels, so the hash
+/// of a set that is all shared costs nothing per sample. (The 128-bit
+/// [`Labels::digest128`] is not kept: only a stage's first look at a series
+/// needs it, and 16 bytes per series is a tenth of a series' memory.)
 ///
-/// One allocation holds the reference count, the digest, the length and the
-/// bytes, behind a thin pointer: a sample's labels are then one cache miss
+/// One allocation holds the reference count, the series hash, a note, the
+/// length and the bytes, behind a thin pointer: a sample's labels are then one cache miss
 /// away, not two (reference count, then a separate buffer), which is what a
 /// table of 200,000 series or an encoder walking them pays for.
 #[derive(Clone)]
@@ -97,8 +99,6 @@ pub struct SharedPart(triomphe::ThinArc<SharedHeader, u8>);
 
 /// What a shared part keeps besides its bytes (see [`SharedPart`]).
 struct SharedHeader {
-    /// The 128-bit digest of the bytes, low half first.
-    digest: [u64; 2],
     /// [`Labels::series_hash`] of the bytes.
     series_hash: u64,
     /// See [`SharedPart::note`].
@@ -107,24 +107,14 @@ struct SharedHeader {
 
 impl SharedPart {
     fn new(bytes: &[u8]) -> SharedPart {
-        let digest = xxhash_rust::xxh3::xxh3_128(bytes);
-        let header = SharedHeader {
-            digest: [digest as u64, (digest >> 64) as u64],
-            series_hash: xxhash_rust::xxh3::xxh3_64(bytes),
-            note: std::sync::atomic::AtomicU64::new(0),
-        };
+        let header =
+            SharedHeader { series_hash: xxhash_rust::xxh3::xxh3_64(bytes), note: std::sync::atomic::AtomicU64::new(0) };
         SharedPart(triomphe::ThinArc::from_header_and_slice(header, bytes))
     }
 
     #[inline(always)]
     pub fn bytes(&self) -> &[u8] {
         &self.0.slice
-    }
-
-    #[inline(always)]
-    fn digest(&self) -> u128 {
-        let [low, high] = self.0.header.header.digest;
-        u128::from(low) | (u128::from(high) << 64)
     }
 
     /// A word a pipeline stage may keep with the series these labels are
@@ -204,9 +194,9 @@ impl SharedPart {
     }
 
     /// Bytes of heap the part holds: its bytes and its header (reference count,
-    /// digest, series hash, note, length).
+    /// series hash, note, length).
     pub fn heap_bytes(&self) -> usize {
-        self.0.slice.len() + 48
+        self.0.slice.len() + 32
     }
 }
 
@@ -496,12 +486,12 @@ impl Labels {
 
     /// 128 bits of xxh3 over the packed form (both parts, in order), for
     /// tables keyed by the labels as they are (not sorted first). Worked out
-    /// once for a set that is all shared (see [`SharedPart`]).
+    /// on each call (see [`SharedPart`]).
     #[inline]
     pub fn digest128(&self) -> u128 {
         match (&self.shared, self.own.is_empty()) {
             (None, _) => xxhash_rust::xxh3::xxh3_128(&self.own),
-            (Some(shared), true) => shared.digest(),
+            (Some(shared), true) => xxhash_rust::xxh3::xxh3_128(shared.bytes()),
             (Some(shared), false) => {
                 let mut h = xxhash_rust::xxh3::Xxh3::new();
                 h.update(&self.own);

@@ -121,18 +121,31 @@ fn split_by_series(batch: Batch, shard_count: usize) -> Vec<Option<ShardBatch>> 
     }
     // Each part carries its own clone; the batch's own copy is handed on in them.
     let ack = ack.map(Ack::into_passive);
-    let mut parts: Vec<Option<ShardBatch>> = (0..shard_count).map(|_| None).collect();
-    let per_shard = samples.len() / shard_count + 1;
+    // Each part is allocated at its exact size: these buffers are what the ingest
+    // slots and the sink queues hold, and a part grown by doubling held up to
+    // twice its samples.
+    let mut sizes = vec![0usize; shard_count];
+    for &h in &hashes {
+        sizes[shard_of(h, shard_count)] += 1;
+    }
+    let mut parts: Vec<Option<ShardBatch>> = sizes
+        .iter()
+        .map(|&n| {
+            (n > 0).then(|| ShardBatch {
+                samples: Vec::with_capacity(n),
+                hashes: Vec::with_capacity(n),
+                ack: ack.clone(),
+                received_at,
+                slot: None,
+            })
+        })
+        .collect();
     for (s, h) in samples.into_iter().zip(hashes) {
-        let part = parts[shard_of(h, shard_count)].get_or_insert_with(|| ShardBatch {
-            samples: Vec::with_capacity(per_shard),
-            hashes: Vec::with_capacity(per_shard),
-            ack: ack.clone(),
-            received_at,
-            slot: None,
-        });
-        part.samples.push(s);
-        part.hashes.push(h);
+        // Always a part: every shard a hash picks was counted above.
+        if let Some(part) = &mut parts[shard_of(h, shard_count)] {
+            part.samples.push(s);
+            part.hashes.push(h);
+        }
     }
     parts
 }
@@ -291,6 +304,7 @@ mod tests {
         for (i, p) in parts.into_iter().enumerate() {
             let Some(p) = p else { continue };
             assert_eq!(p.samples.len(), p.hashes.len());
+            assert_eq!(p.samples.capacity(), p.samples.len(), "a part is allocated at its size");
             for (s, h) in p.samples.iter().zip(&p.hashes) {
                 total += 1;
                 let host = s.labels.get("host").unwrap().to_string();

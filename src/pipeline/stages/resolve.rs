@@ -272,9 +272,9 @@ impl Resolve {
     }
 }
 
-/// 128 bits of xxh3 over the labels as decoded (see [`Labels::digest128`]:
-/// free for labels a decoder shared): the low half keys the cache, the high
-/// half checks the entry.
+/// 128 bits of xxh3 over the labels as decoded (see [`Labels::digest128`];
+/// only worked out for a sample whose verdict is not noted): the low half
+/// keys the cache, the high half checks the entry.
 fn digest(labels: &Labels) -> (u64, u64) {
     let d = labels.digest128();
     (d as u64, (d >> 64) as u64)
