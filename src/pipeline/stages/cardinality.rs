@@ -17,7 +17,7 @@ use dashmap::mapref::entry::Entry;
 use parking_lot::Mutex;
 use serde::Deserialize;
 
-use super::retain_aligned;
+use super::retain_aligned_ahead;
 use super::series::{ShardSeries, SharedShard};
 use crate::model::{LabelStr, METRIC_NAME_LABEL, Sample};
 use crate::pipeline::{DropTally, StatefulStage};
@@ -438,7 +438,12 @@ impl Cardinality {
             CardinalityAction::DropLabel(l) => Some(l.clone()),
             CardinalityAction::DropSample => None,
         };
-        retain_aligned(samples, hashes, |sample, hash| {
+        // The table is far larger than the caches at many series: each lookup is
+        // asked for a few samples ahead.
+        retain_aligned_ahead(samples, hashes, |sample, hash, ahead| {
+            if let Some(ahead) = ahead {
+                series.prefetch(ahead);
+            }
             if let Some(s) = series.get_mut(*hash) {
                 s.seen = now;
                 return true;

@@ -10,6 +10,7 @@ pub mod normalize;
 pub mod relabel;
 pub mod resolve;
 pub mod series;
+mod series_table;
 pub mod validate;
 
 use std::sync::Arc;
@@ -81,11 +82,11 @@ pub fn aggregate_bytes(config: &PipelineConfig) -> Vec<(String, u64)> {
 }
 
 /// Bytes one tracked series costs at most, with up to `max_labels` labels
-/// besides `__name__`: its bucket in a just-grown series table (7 of 16
+/// besides `__name__`: its bucket in a just-grown series table (8 of 15
 /// buckets in use) and its label set (4 bytes a label plus a length) in an
 /// array that grows by a quarter and keeps under a quarter of garbage.
 pub fn worst_bytes_per_series(max_labels: usize) -> u64 {
-    let bucket = ((series::SLOT_SIZE as u64 + 1) * 16).div_ceil(7);
+    let bucket = series_table::worst_bytes_per_entry(series::SLOT_SIZE);
     let set = (4 * (max_labels as u64 + 2) * 5).div_ceil(3);
     bucket + set
 }
@@ -107,10 +108,25 @@ fn retain_aligned(
     hashes: &mut Vec<u64>,
     mut keep: impl FnMut(&mut Sample, &mut u64) -> bool,
 ) {
+    retain_aligned_ahead(samples, hashes, |s, h, _| keep(s, h));
+}
+
+/// How many samples ahead [`retain_aligned_ahead`] hands on a hash: about the
+/// misses a core keeps in flight, so a lookup asked for then is in by its turn.
+const HASHES_AHEAD: usize = 12;
+
+/// [`retain_aligned`], also handing `keep` the hash [`HASHES_AHEAD`] samples
+/// further on (if any), for the caller to ask for its table entry ahead.
+fn retain_aligned_ahead(
+    samples: &mut Vec<Sample>,
+    hashes: &mut Vec<u64>,
+    mut keep: impl FnMut(&mut Sample, &mut u64, Option<u64>) -> bool,
+) {
     let n = samples.len().min(hashes.len());
     let mut kept = 0;
     for i in 0..n {
-        if keep(&mut samples[i], &mut hashes[i]) {
+        let ahead = hashes.get(i + HASHES_AHEAD).copied().filter(|_| i + HASHES_AHEAD < n);
+        if keep(&mut samples[i], &mut hashes[i], ahead) {
             if kept != i {
                 samples.swap(kept, i);
                 hashes[kept] = hashes[i];

@@ -59,9 +59,9 @@ impl StatefulStage for Monotonic {
         let policy = self.policy;
         let (mut out_of_order, mut duplicate, mut reset_dropped, mut resets) = (0u64, 0u64, 0u64, 0u64);
         retain_aligned(samples, hashes, |s, hash| {
-            let Some(clock) = series.get_mut(*hash) else { return true };
-            if s.timestamp_ms <= clock.last_ts {
-                if s.timestamp_ms == clock.last_ts {
+            let Some(mut clock) = series.clock(*hash) else { return true };
+            if s.timestamp_ms <= clock.state.last_ts {
+                if s.timestamp_ms == clock.state.last_ts {
                     duplicate += 1;
                 } else {
                     out_of_order += 1;
@@ -71,7 +71,7 @@ impl StatefulStage for Monotonic {
             // NaN (staleness markers included) neither resets nor moves the baseline.
             if s.kind == MetricKind::Counter && !s.value.is_nan() {
                 let raw = s.value;
-                if raw < clock.last_raw {
+                if raw < clock.state.last_raw {
                     resets += 1;
                     match policy {
                         CounterReset::Pass => {}
@@ -79,15 +79,18 @@ impl StatefulStage for Monotonic {
                             reset_dropped += 1;
                             return false;
                         }
-                        CounterReset::Adjust => clock.offset += clock.last_raw,
+                        CounterReset::Adjust => {
+                            let before = clock.state.last_raw;
+                            clock.add_offset(before);
+                        }
                     }
                 }
-                clock.last_raw = raw;
+                clock.state.last_raw = raw;
                 if policy == CounterReset::Adjust {
-                    s.value = raw + clock.offset;
+                    s.value = raw + clock.offset();
                 }
             }
-            clock.last_ts = s.timestamp_ms;
+            clock.state.last_ts = s.timestamp_ms;
             true
         });
         drop(series);

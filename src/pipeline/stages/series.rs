@@ -1,10 +1,12 @@
 //! The series one shard tracks, shared by the stateful stages of that shard
 //! and read by the discovery API ([`crate::query::discovery`]).
 //!
-//! One table keyed by series hash holds everything per series (32 bytes):
-//! when it was last seen and its label set id (cardinality), and its clock
-//! (monotonic). One table instead of one per stage halves the cache misses
-//! on a large series set and stores the key once.
+//! One table keyed by series hash ([`SeriesTable`]) holds everything per
+//! series in one 32-byte bucket: the hash, when it was last seen and its
+//! label set id (cardinality), and its clock (monotonic). One table instead
+//! of one per stage halves the cache misses on a large series set and stores
+//! the key once. The offset `counter_reset = "adjust"` adds after a reset is
+//! kept aside, for the few series that ever reset, and flagged in the bucket.
 //!
 //! Label sets are kept for discovery as lists of interned `(name, value)`
 //! pair ids, packed in one array per shard (no allocation per series, which
@@ -20,6 +22,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::series_table::SeriesTable;
 use super::{SeriesHasher, SeriesMap};
 use crate::model::{LabelStr, Labels, METRIC_NAME_LABEL};
 
@@ -27,44 +30,84 @@ use crate::model::{LabelStr, Labels, METRIC_NAME_LABEL};
 pub type SharedShard = Arc<Mutex<ShardSeries>>;
 
 /// What one tracked series holds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct SeriesState {
     /// Seconds since the pipeline started when its last sample arrived.
     pub seen: u32,
-    /// Where its label set starts in the shard's index; the top bit marks a partial set.
+    /// Where its label set starts in the shard's index; the top bits are
+    /// [`PARTIAL`] and [`OFFSET`].
     set: u32,
     /// Last timestamp passed on; `i64::MIN` before the first.
     pub last_ts: i64,
     /// Last counter value as received; NaN until one is seen.
     pub last_raw: f64,
-    /// Sum of the counter values before each reset (`counter_reset = "adjust"`).
-    pub offset: f64,
 }
 
-/// Bytes of one bucket's key and value in the series table.
+/// Bytes of one bucket (key and value) in the series table.
 pub const SLOT_SIZE: usize = std::mem::size_of::<(u64, SeriesState)>();
+const _: () = assert!(SLOT_SIZE == 32);
 
+/// The series' label set is partial (see the module docs).
 const PARTIAL: u32 = 1 << 31;
+/// The series has an offset in [`ShardSeries::offsets`].
+const OFFSET: u32 = 1 << 30;
+const FLAGS: u32 = PARTIAL | OFFSET;
 
 impl SeriesState {
     fn set_id(&self) -> usize {
-        (self.set & !PARTIAL) as usize
+        (self.set & !FLAGS) as usize
+    }
+}
+
+/// A series' clock for the monotonic stage: its state, and its offset.
+pub struct Clock<'a> {
+    pub state: &'a mut SeriesState,
+    offsets: &'a mut SeriesMap<f64>,
+    hash: u64,
+}
+
+impl Clock<'_> {
+    /// Sum of the counter values before each reset (`counter_reset = "adjust"`).
+    #[inline]
+    pub fn offset(&self) -> f64 {
+        if self.state.set & OFFSET == 0 { 0.0 } else { self.offsets.get(&self.hash).copied().unwrap_or(0.0) }
+    }
+
+    pub fn add_offset(&mut self, by: f64) {
+        *self.offsets.entry(self.hash).or_insert(0.0) += by;
+        self.state.set |= OFFSET;
     }
 }
 
 /// The series of one shard and their label sets.
 #[derive(Default)]
 pub struct ShardSeries {
-    table: SeriesMap<SeriesState>,
+    table: SeriesTable<SeriesState>,
+    /// Offsets of the series flagged [`OFFSET`], by series hash.
+    offsets: SeriesMap<f64>,
     index: LabelIndex,
 }
 
 impl ShardSeries {
     pub fn new(max_label_pairs: usize) -> Self {
         ShardSeries {
-            table: SeriesMap::default(),
+            table: SeriesTable::default(),
+            offsets: SeriesMap::default(),
             index: LabelIndex { max_pairs: max_label_pairs, ..Default::default() },
         }
+    }
+
+    /// Asks for the cache line of series `hash` (see [`SeriesTable::prefetch`]).
+    #[inline(always)]
+    pub fn prefetch(&self, hash: u64) {
+        self.table.prefetch(hash);
+    }
+
+    /// The clock of series `hash`, if it is tracked.
+    #[inline]
+    pub fn clock(&mut self, hash: u64) -> Option<Clock<'_>> {
+        let state = self.table.get_mut(hash)?;
+        Some(Clock { state, offsets: &mut self.offsets, hash })
     }
 
     pub fn len(&self) -> usize {
@@ -76,16 +119,17 @@ impl ShardSeries {
     }
 
     pub fn get_mut(&mut self, hash: u64) -> Option<&mut SeriesState> {
-        self.table.get_mut(&hash)
+        self.table.get_mut(hash)
     }
 
     /// Starts tracking a series (the caller checked limits and that it is new).
     pub fn insert(&mut self, hash: u64, labels: &Labels, now: u32) {
         let set = self.index.insert(labels);
-        let state = SeriesState { seen: now, set, last_ts: i64::MIN, last_raw: f64::NAN, offset: 0.0 };
+        let state = SeriesState { seen: now, set, last_ts: i64::MIN, last_raw: f64::NAN };
         if let Some(old) = self.table.insert(hash, state) {
             // Only if the caller broke its promise; keep the index consistent.
-            self.index.remove(old.set);
+            self.index.remove(old.set & !OFFSET);
+            self.offsets.remove(&hash);
         }
     }
 
@@ -93,10 +137,14 @@ impl ShardSeries {
     pub fn sweep(&mut self, now: u32, idle: u32) -> Vec<(LabelStr, u32)> {
         let mut forgotten: HashMap<u32, u32, BuildHasherDefault<SeriesHasher>> = HashMap::default();
         let mut released = Vec::new();
-        self.table.retain(|_, s| {
+        let offsets = &mut self.offsets;
+        self.table.retain(|hash, s| {
             let keep = now.saturating_sub(s.seen) < idle;
             if !keep {
-                released.push(s.set);
+                released.push(s.set & !OFFSET);
+                if s.set & OFFSET != 0 {
+                    offsets.remove(&hash);
+                }
             }
             keep
         });
@@ -113,7 +161,8 @@ impl ShardSeries {
         }
         self.index.forget_names();
         self.index.compact(&mut self.table);
-        super::shrink_if_sparse(&mut self.table);
+        self.table.shrink_if_sparse();
+        super::shrink_if_sparse(&mut self.offsets);
         out
     }
 
@@ -133,13 +182,13 @@ impl ShardSeries {
     /// Appends the hash of every tracked series to `out` (a snapshot a
     /// reader can walk in short locked steps with [`Self::visit`]).
     pub fn hashes(&self, out: &mut Vec<u64>) {
-        out.extend(self.table.keys().copied());
+        out.extend(self.table.keys());
     }
 
     /// Calls `f` with the labels of series `hash` (and whether the set is
     /// partial), if it is still tracked.
     pub fn visit<R>(&self, hash: u64, f: impl FnOnce(&[(&str, &str)], bool) -> R) -> Option<R> {
-        let state = self.table.get(&hash)?;
+        let state = self.table.get(hash)?;
         let labels: Vec<(&str, &str)> = self.index.labels(state.set_id()).collect();
         Some(f(&labels, state.set & PARTIAL != 0))
     }
@@ -339,7 +388,7 @@ impl LabelIndex {
 
     /// Rewrites the sets without garbage once it is a quarter of them,
     /// updating where each series finds its set.
-    fn compact(&mut self, table: &mut SeriesMap<SeriesState>) {
+    fn compact(&mut self, table: &mut SeriesTable<SeriesState>) {
         if self.garbage == 0 || self.garbage * 4 < self.sets.len() {
             return;
         }
@@ -348,7 +397,7 @@ impl LabelIndex {
             let at = state.set_id();
             let new_at = packed.len() as u32;
             packed.extend_from_slice(&self.sets[at..at + 1 + self.sets[at] as usize]);
-            state.set = new_at | (state.set & PARTIAL);
+            state.set = new_at | (state.set & FLAGS);
         }
         self.sets = packed;
         self.garbage = 0;
@@ -445,6 +494,34 @@ mod tests {
         s.insert(4, &labels(&[("__name__", "up"), ("job", "c")]), 10);
         assert_eq!(s.index.pairs.len(), 4);
         assert_eq!(all_series(&s).len(), 2);
+    }
+
+    /// An adjusted counter's offset lives beside the table: flagged in its
+    /// bucket, kept through compaction, and forgotten with the series.
+    #[test]
+    fn offsets_follow_their_series() {
+        let mut s = ShardSeries::new(100);
+        for h in 1..=40u64 {
+            s.insert(h, &labels(&[("__name__", "c"), ("i", &h.to_string())]), (h % 2) as u32 * 10);
+        }
+        for h in [2u64, 3, 4] {
+            let mut clock = s.clock(h).expect("tracked");
+            assert_eq!(clock.offset(), 0.0);
+            clock.add_offset(5.0);
+            clock.add_offset(h as f64);
+        }
+        assert_eq!(s.clock(4).expect("tracked").offset(), 9.0);
+        assert_eq!(s.clock(5).expect("tracked").offset(), 0.0);
+        // The even series were last seen at 0: forgotten (with 2's and 4's offsets), and
+        // the label sets compacted under the odd ones.
+        s.sweep(20, 15);
+        assert_eq!(s.len(), 20);
+        assert_eq!(s.offsets.len(), 1, "only series 3 keeps an offset");
+        assert_eq!(s.clock(3).expect("tracked").offset(), 8.0);
+        let got = s.visit(3, |l, partial| (l.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>(), partial));
+        assert_eq!(got, Some((vec!["__name__=c".to_string(), "i=3".into()], false)), "the flag is not in the set id");
+        s.insert(2, &labels(&[("__name__", "c"), ("i", "2")]), 20);
+        assert_eq!(s.clock(2).expect("tracked").offset(), 0.0, "a series that comes back starts afresh");
     }
 
     #[test]
