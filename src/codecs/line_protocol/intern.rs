@@ -11,8 +11,8 @@
 //! The key is a 128-bit xxh3 digest of the line's raw series key (the bytes
 //! from the measurement to the end of the last tag, escapes included, since
 //! they decide the decoded labels) seeded per process at random, so a
-//! sender cannot aim for another series' entry; the low half picks the
-//! entry and the high half checks it. A line whose measurement or last tag
+//! sender cannot aim for another series' entry; its top bits pick the part,
+//! its low 32 bits the entry, and 48 more of its bits check it (see [`Slot`]). A line whose measurement or last tag
 //! value had escapes has no borrowed raw key and is decoded as before.
 //!
 //! What is stored depends on the line's numeric fields, as without the
@@ -37,7 +37,7 @@
 use std::ffi::c_void;
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 
@@ -64,8 +64,8 @@ pub fn intern_bounds(memory_bytes: u64) -> (usize, u64) {
 static SIZED_FROM: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
 /// Independently locked parts.
 const INTERN_SHARDS: usize = 32;
-/// Bytes of slots per entry the table can hold: two slots of 24 bytes (key,
-/// check, pointer), since at most half the slots hold an entry. A part's slots
+/// Bytes of slots per entry the table can hold: two slots of 16 bytes (key
+/// bits and generation, check, pointer), since at most half the slots hold an entry. A part's slots
 /// are allocated whole, so they count against its byte bound from the start;
 /// the labels it holds (see [`SharedPart::heap_bytes`]) get the rest.
 const ENTRY_OVERHEAD: usize = SLOTS_PER_ENTRY * std::mem::size_of::<Slot>();
@@ -86,7 +86,7 @@ const GENERATIONS_PER_FILL: usize = 32;
 /// inserted since) is taken for a stopped series and evicted at once; else
 /// the stalest of the slots swept goes. A new entry starts one generation
 /// old, so a series seen once goes before one seen again.
-const STALE_GENERATIONS: u32 = 8;
+const STALE_GENERATIONS: u16 = 8;
 /// Slots a full part's clock hand passes over to find the entry to evict:
 /// about 32 entries, so the stalest of them is almost always a stopped series
 /// while any is left in the part.
@@ -98,25 +98,53 @@ const SWEEP: usize = 64;
 /// [`SeriesInterner::prefetch`]). Its words are atomic, written only under the
 /// part's write lock, so that [`SeriesInterner::prefetch_labels`] may read
 /// them without the lock: what it reads there is only a hint.
+///
+/// 16 bytes, four to a cache line. A slot keeps 48 bits of the key's 128-bit
+/// digest ([`key_tag`] and `check`); with the home slot and the part the
+/// digest also chose, about 67 bits tell keys apart.
 #[derive(Default)]
 struct Slot {
-    /// The key's high half (its low half chose the home slot); with `check`,
-    /// 96 bits of the digest are compared.
-    key_high: AtomicU32,
-    /// The part's generation when the entry was last stored or looked up.
-    seen: AtomicU32,
-    check: AtomicU64,
+    /// [`key_tag`] in the high half; the part's generation when the entry was
+    /// last stored or looked up in the low half.
+    tag: AtomicU32,
+    /// [`InternKey::check`]'s low half.
+    check: AtomicU32,
     /// The labels, packed ([`SharedPart::into_raw`]: the slot holds a
     /// reference); null: free.
     labels: AtomicPtr<c_void>,
 }
 
+const _: () = assert!(std::mem::size_of::<Slot>() == 16);
+
+/// Bits 32–47 of the key, in the high half of a [`Slot::tag`]: its low half
+/// chose the home slot and its top bits the part, so these add to them.
+#[inline(always)]
+fn key_tag(key: InternKey) -> u32 {
+    ((key.key >> 32) as u32) << 16
+}
+
 impl Slot {
     #[inline(always)]
     fn holds(&self, key: InternKey) -> bool {
-        self.key_high.load(Ordering::Relaxed) == (key.key >> 32) as u32
-            && self.check.load(Ordering::Relaxed) == key.check
+        self.tag.load(Ordering::Relaxed) & 0xffff_0000 == key_tag(key)
+            && self.check.load(Ordering::Relaxed) == key.check as u32
             && !self.is_free()
+    }
+
+    /// The part's generation when the entry was last stored or looked up.
+    #[inline(always)]
+    fn seen(&self) -> u16 {
+        self.tag.load(Ordering::Relaxed) as u16
+    }
+
+    /// Stamps the entry as looked up in `generation` (under the part's read lock:
+    /// every reader that stamps writes the same word).
+    #[inline(always)]
+    fn stamp(&self, generation: u16) {
+        let tag = self.tag.load(Ordering::Relaxed);
+        if tag as u16 != generation {
+            self.tag.store(tag & 0xffff_0000 | u32::from(generation), Ordering::Relaxed);
+        }
     }
 
     #[inline(always)]
@@ -142,10 +170,9 @@ impl Slot {
     }
 
     /// Stores an entry in the free slot. Only under the part's write lock.
-    fn fill(&self, key: InternKey, seen: u32, labels: SharedPart) {
-        self.key_high.store((key.key >> 32) as u32, Ordering::Relaxed);
-        self.seen.store(seen, Ordering::Relaxed);
-        self.check.store(key.check, Ordering::Relaxed);
+    fn fill(&self, key: InternKey, seen: u16, labels: SharedPart) {
+        self.tag.store(key_tag(key) | u32::from(seen), Ordering::Relaxed);
+        self.check.store(key.check as u32, Ordering::Relaxed);
         let old = self.labels.swap(labels.into_raw().cast_mut(), Ordering::Relaxed);
         debug_assert!(old.is_null(), "a slot is filled only when free");
     }
@@ -165,7 +192,7 @@ struct Shard {
     len: usize,
     bytes: usize,
     /// See [`GENERATIONS_PER_FILL`].
-    generation: u32,
+    generation: u16,
     /// Inserts since the generation last advanced.
     inserts: usize,
     /// The clock hand: the slot the next eviction to make room starts at.
@@ -183,21 +210,21 @@ impl Shard {
     fn stalest(&self, home: usize) -> Option<usize> {
         self.window(home)
             .filter(|&at| !self.slots[at].is_free())
-            .max_by_key(|&at| self.generation.wrapping_sub(self.slots[at].seen.load(Ordering::Relaxed)))
+            .max_by_key(|&at| self.generation.wrapping_sub(self.slots[at].seen()))
     }
 
     /// Evicts the stalest entry of the [`SWEEP`] slots from the clock hand on (the first
     /// one [`STALE_GENERATIONS`] old, if any); `false` when the part holds none to evict.
     fn evict_stale(&mut self) -> bool {
         let len = self.slots.len();
-        let mut stalest: Option<(u32, usize)> = None;
+        let mut stalest: Option<(u16, usize)> = None;
         for _ in 0..SWEEP.min(len) {
             let at = self.hand;
             self.hand = if at + 1 == len { 0 } else { at + 1 };
             if self.slots[at].is_free() {
                 continue;
             }
-            let age = self.generation.wrapping_sub(self.slots[at].seen.load(Ordering::Relaxed));
+            let age = self.generation.wrapping_sub(self.slots[at].seen());
             if age >= STALE_GENERATIONS {
                 self.evict(at);
                 return true;
@@ -362,7 +389,7 @@ impl SeriesInterner {
             let slot = unsafe { &*base.add(at) };
             // Read without the lock, the words may be torn across an insert: a wrong
             // address only wastes the hint (a prefetch never faults).
-            if slot.key_high.load(Ordering::Relaxed) == (key.key >> 32) as u32 {
+            if slot.tag.load(Ordering::Relaxed) & 0xffff_0000 == key_tag(key) {
                 crate::model::prefetch(slot.labels.load(Ordering::Relaxed) as *const u8);
                 return true;
             }
@@ -385,9 +412,7 @@ impl SeriesInterner {
         for _ in 0..MAX_PROBE.min(slots.len()) {
             let slot = &slots[at];
             if slot.holds(key) {
-                if slot.seen.load(Ordering::Relaxed) != shard.generation {
-                    slot.seen.store(shard.generation, Ordering::Relaxed);
-                }
+                slot.stamp(shard.generation);
                 return slot.labels().map(Labels::from_shared_whole);
             }
             at = if at + 1 == slots.len() { 0 } else { at + 1 };
