@@ -39,8 +39,10 @@ impl<V: Copy + Default> Default for SeriesTable<V> {
     }
 }
 
+/// The key series `hash` is kept under (what [`SeriesTable::retain`] and
+/// [`SeriesTable::keys`] hand back for it).
 #[inline(always)]
-fn key_of(hash: u64) -> u64 {
+pub fn key_of(hash: u64) -> u64 {
     if hash == EMPTY { 1 } else { hash }
 }
 
