@@ -23,5 +23,7 @@ pub mod registry;
 pub mod sinks;
 pub mod status;
 pub mod telemetry;
+#[cfg(test)]
+mod test_rng;
 pub mod tls;
 pub mod top;

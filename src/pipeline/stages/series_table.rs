@@ -207,18 +207,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-
-    /// A small deterministic generator (xorshift), so failures repeat.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// Random inserts, replacements, lookups and removals (through `retain`),
     /// checked against a `HashMap` after every step; keys are drawn from a

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::super::Precision;
 use super::first_difference;
+use crate::test_rng::Rng;
 
 const PRECISIONS: [Precision; 6] = [
     Precision::Nanosecond,
@@ -14,26 +15,6 @@ const PRECISIONS: [Precision; 6] = [
     Precision::Minute,
     Precision::Hour,
 ];
-
-/// A small deterministic generator (xorshift64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'t, T>(&mut self, items: &'t [T]) -> &'t T {
-        &items[self.below(items.len())]
-    }
-}
 
 fn assert_same(body: &[u8], precision: Precision) {
     if let Some(why) = first_difference(body, precision) {
