@@ -6,7 +6,8 @@
 //! - `b_…`: 3× overload for a minute against a slow backend: RSS stays under
 //!   `limits.memory_bytes`, senders get RESOURCE_EXHAUSTED, nothing accepted is lost.
 //! - `c_…`: `kill -9` under load with a disk queue: after the restart every
-//!   acknowledged sample is delivered (duplicates counted and reported).
+//!   acknowledged sample is delivered (duplicates counted and reported; a record the
+//!   kill tore, never acknowledged, is counted as `reason="corrupt"`).
 //! - `d_…`: a torn tail in a queue segment: tsrelay starts, counts the loss
 //!   exactly (`reason="corrupt"`), delivers the rest.
 //! - `e_…`: a small `max_bytes` under a long outage: `drop_oldest` and
@@ -261,7 +262,14 @@ fn c_kill_9_under_load_delivers_everything_acknowledged() {
     backend.set_rate(0);
     let acked = report.acked_keys();
     let books = drained(&t, "out", Duration::from_secs(60));
-    assert_eq!(books.dropped, 0.0, "{books:?}");
+    // The kill can land inside the write of a record: the kernel stops a write between pages
+    // once a fatal signal is pending, so the queue file may end in a torn record. That record
+    // was never acknowledged (acks wait for its fsync), and the restart counts its samples as
+    // dropped with reason="corrupt". Records are written one at a time, so at most one is torn;
+    // nothing else may be dropped.
+    let corrupt = metric(&t, "tsrelay_dropped_samples_total", &["sink=\"out\"", "reason=\"corrupt\""]);
+    assert_eq!(books.dropped, corrupt, "only a torn record may be dropped: {books:?}");
+    assert!(corrupt <= 100.0, "more than one request's record torn ({corrupt} samples): {books:?}");
     let delivered = wait_for(Duration::from_secs(30), "every acknowledged sample", || {
         let d = delivered_keys(&backend);
         acked.is_subset(&d).then_some(d)
@@ -269,11 +277,12 @@ fn c_kill_9_under_load_delivers_everything_acknowledged() {
     let lines = backend.lines();
     let duplicates: u64 = lines.values().map(|&n| u64::from(n.saturating_sub(1))).sum();
     println!(
-        "kill -9 test: {} samples acknowledged, {} delivered, {} duplicates, {} replayed, {} torn lines, backlog at kill {}",
+        "kill -9 test: {} samples acknowledged, {} delivered, {} duplicates, {} replayed, {} lost to a torn record, {} torn lines, backlog at kill {}",
         acked.len(),
         delivered.len(),
         duplicates,
         replayed,
+        corrupt,
         backend.torn(),
         before.queued
     );
