@@ -179,7 +179,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Daemon, DaemonError> {
     let budget = MemoryBudget::estimate(config);
     budget.check().map_err(|source| DaemonError::MemoryBudget { origin: loaded.origin(), source })?;
     // The budget above counted the line-protocol interner at this size.
-    crate::codecs::line_protocol::SeriesInterner::size_global_from(config.limits.memory_bytes);
+    crate::codecs::intern::SeriesInterner::size_global_from(config.limits.memory_bytes);
     for d in &config.derived {
         tracing::info!(bound = %d, limit = config.limits.memory_bytes, "bound derived from limits.memory_bytes");
     }

@@ -77,8 +77,8 @@ fn measured_lp_bytes_per_sample(tags: usize) -> f64 {
         body.push_str(" value=1 1700000000000000000\n");
     }
     // The line-protocol series-key table allocates its slots whole, once per part, at its
-    // first entries: a fixed cost, counted in the start-up memory budget on its own ("line-
-    // protocol series keys"), not per sample. Other series fill it first.
+    // first entries: a fixed cost, counted in the start-up memory budget on its own ("series
+    // keys, labels decoded once"), not per sample. Other series fill it first.
     let warm_up: String = (0..2_000).map(|i| format!("warm_up,k=v{i} value=1\n")).collect();
     decode_body(warm_up.as_bytes(), Precision::Nanosecond, 0, &mut Vec::new(), &mut LineErrors::new());
     let before = LIVE.load(Ordering::Relaxed);

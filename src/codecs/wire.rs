@@ -85,6 +85,11 @@ impl<'a> Fields<'a> {
         self.rest.is_empty()
     }
 
+    /// The bytes not read yet (so a caller can tell how far it has read).
+    pub fn remaining(&self) -> &'a [u8] {
+        self.rest
+    }
+
     /// The next field's number and wire type, or `None` at the end.
     #[inline]
     pub fn next_key(&mut self) -> Result<Option<(u32, WireType)>, WireError> {

@@ -153,7 +153,8 @@ impl MemoryBudget {
                 });
             }
         }
-        let takes_line_protocol = config.receivers.values().any(|r| match r {
+        // Line protocol (HTTP, TCP, UDP, Kafka) and remote-write 1.0 (HTTP) keep series keys.
+        let keeps_series_keys = config.receivers.values().any(|r| match r {
             crate::receivers::ReceiverConfig::Http(_)
             | crate::receivers::ReceiverConfig::InfluxTcp(_)
             | crate::receivers::ReceiverConfig::InfluxUdp(_) => true,
@@ -162,10 +163,10 @@ impl MemoryBudget {
             }
             crate::receivers::ReceiverConfig::Grpc(_) => false,
         });
-        if takes_line_protocol {
-            let (series, bytes) = crate::codecs::line_protocol::intern_bounds(config.limits.memory_bytes);
+        if keeps_series_keys {
+            let (series, bytes) = crate::codecs::intern::intern_bounds(config.limits.memory_bytes);
             items.push(BudgetItem {
-                what: format!("line-protocol series keys, decoded once (at most {series} series, whole process)"),
+                what: format!("series keys, labels decoded once (at most {series} series, whole process)"),
                 bytes,
             });
         }

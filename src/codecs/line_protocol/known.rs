@@ -5,10 +5,10 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 
-use super::intern::{InternKey, SeriesInterner};
 use super::point::Point;
 use super::samples::{check_fields, name_label};
 use super::stops::Stops;
+use crate::codecs::intern::{InternKey, SeriesInterner};
 use crate::codecs::limits::{Checker, DecodeLimits, LimitError};
 use crate::codecs::report::DecodeSummary;
 use crate::model::{MetricKind, Sample};

@@ -12,7 +12,6 @@
 
 mod classes;
 mod error;
-mod intern;
 mod known;
 mod number;
 mod parser;
@@ -28,7 +27,6 @@ mod stops;
 mod tests;
 
 pub use error::{Found, LineError, Part, Position, Problem, ValueType};
-pub use intern::{INTERN_MAX_BYTES, INTERN_MAX_SERIES, INTERN_MEMORY_SHARE, InternKey, SeriesInterner, intern_bounds};
 pub use parser::{LineParser, Parsed, parse_line};
 pub use point::{Field, FieldValue, Point, Tag};
 pub use precision::{Precision, UnknownPrecision};

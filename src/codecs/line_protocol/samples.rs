@@ -3,11 +3,11 @@
 use std::borrow::Cow;
 
 use super::error::{LineError, Position, Problem};
-use super::intern::SeriesInterner;
 use super::known::{KnownLine, Lookahead, Stop};
 use super::parser::{LineParser, Parsed};
 use super::point::{Point, Tag};
 use super::precision::Precision;
+use crate::codecs::intern::SeriesInterner;
 use crate::codecs::limits::{Checker, DecodeLimits, LimitError};
 use crate::codecs::report::{DecodeSummary, LineErrors};
 use crate::model::{LabelStr, Labels, METRIC_NAME_LABEL, MetricKind, Sample};

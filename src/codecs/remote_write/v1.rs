@@ -7,10 +7,18 @@
 use prost::Message;
 
 use super::{DecodeError, DecodeLimits, Decoded, MetadataCache, add_series, build_labels, kind_of_metadata_type};
+use crate::codecs::intern::{InternKey, SeriesInterner};
 use crate::codecs::wire::{Fields, WireError, WireType};
 use crate::proto::prometheus::WriteRequest;
 
 pub const MESSAGE: &str = "prometheus.WriteRequest";
+
+/// Mixed into a series' key in the series-key table, apart from line protocol's.
+const KEY_DOMAIN: &[u8] = b"\0prometheus.TimeSeries.labels";
+/// How many series ahead the decoder asks for a series' slot in the table…
+const SLOT_PREFETCH_DISTANCE: usize = 8;
+/// …and for the labels the slot points to (once the slot is in cache).
+const LABELS_PREFETCH_DISTANCE: usize = 4;
 
 /// Decodes a snappy-compressed `prometheus.WriteRequest`.
 pub fn decode(
@@ -59,7 +67,7 @@ pub fn decode_message_with_prost(
 /// labels and samples in two flat lists, ranges per series.
 #[derive(Default)]
 struct Request<'a> {
-    series: Vec<SeriesRanges>,
+    series: Vec<SeriesRanges<'a>>,
     labels: Vec<(&'a str, &'a str)>,
     samples: Vec<(f64, i64)>,
     /// `(metric_family_name, type)` of each `MetricMetadata`.
@@ -67,7 +75,11 @@ struct Request<'a> {
 }
 
 #[derive(Default)]
-struct SeriesRanges {
+struct SeriesRanges<'a> {
+    /// The series' bytes from its start to the end of its last label: all
+    /// that decides its labels, so the key of its entry in the series-key
+    /// table ([`SeriesInterner`]). Empty when prost decoded the request.
+    key: &'a [u8],
     labels: std::ops::Range<usize>,
     samples: std::ops::Range<usize>,
     /// Counted, not kept.
@@ -84,6 +96,7 @@ impl<'a> Request<'a> {
             out.labels.extend(series.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
             out.samples.extend(series.samples.iter().map(|s| (s.value, s.timestamp)));
             out.series.push(SeriesRanges {
+                key: &[],
                 labels: labels_from..out.labels.len(),
                 samples: samples_from..out.samples.len(),
                 histograms: series.histograms.len() as u64,
@@ -108,11 +121,27 @@ impl<'a> Request<'a> {
         }
         let types = metadata.reader();
         let checker = limits.pipeline.checker(now_ms);
+        let interner = SeriesInterner::global();
+        let keys = self.series_keys(interner, limits);
         for (i, series) in self.series.iter().enumerate() {
             out.histograms += series.histograms;
             out.exemplars += series.exemplars;
+            // The table is out of cache at many series: ask for the slot,
+            // then for the labels it points to, a few series ahead.
+            if let Some(Some(ahead)) = keys.get(i + SLOT_PREFETCH_DISTANCE) {
+                interner.prefetch(*ahead);
+            }
+            if let Some(Some(ahead)) = keys.get(i + LABELS_PREFETCH_DISTANCE) {
+                interner.prefetch_labels(*ahead);
+            }
             let pairs = &self.labels[series.labels.clone()];
-            let labels = build_labels(pairs.iter().copied(), &checker);
+            let labels = match keys.get(i).copied().flatten() {
+                Some(key) => match interner.get(key) {
+                    Some(known) => Ok(known),
+                    None => build_labels(pairs.iter().copied(), &checker).map(|l| interner.insert(key, l)),
+                },
+                None => build_labels(pairs.iter().copied(), &checker),
+            };
             let kind = match &labels {
                 Ok(l) => types.kind_of(l.name().unwrap_or("")),
                 Err(_) => Default::default(),
@@ -121,6 +150,16 @@ impl<'a> Request<'a> {
             add_series(&mut out, i, labels, samples.iter().copied(), kind, &checker, || describe_pairs(pairs));
         }
         Ok(out)
+    }
+
+    /// Each series' key in the series-key table (`None`: no labels, or a
+    /// request prost decoded). The digest covers the limits the labels are
+    /// checked against, as for line protocol, and a domain of its own; a
+    /// line-protocol key could not be the same bytes anyway (these start
+    /// with a field tag, 0x0a, a newline in line protocol).
+    fn series_keys(&self, interner: &SeriesInterner, limits: &DecodeLimits) -> Vec<Option<InternKey>> {
+        let checks = limits.pipeline.key_checks_fingerprint();
+        self.series.iter().map(|s| (!s.key.is_empty()).then(|| interner.key(s.key, Some(KEY_DOMAIN), checks))).collect()
     }
 
     /// Walks the whole body (every wire error comes out before anything is
@@ -152,16 +191,22 @@ impl<'a> Request<'a> {
     /// One `TimeSeries`; false when it has exemplars or histograms.
     fn series(&mut self, mut fields: Fields<'a>) -> Result<bool, WireError> {
         let (labels_from, samples_from) = (self.labels.len(), self.samples.len());
+        let whole = fields.remaining();
+        let mut key_len = 0;
         while let Some((tag, wire_type)) = fields.next_key()? {
             match tag {
                 1 | 2 => {
                     fields.label_or_sample(tag, wire_type, &mut self.labels, &mut self.samples)?;
+                    if tag == 1 {
+                        key_len = whole.len() - fields.remaining().len();
+                    }
                 }
                 3 | 4 => return Ok(false),
                 _ => fields.skip(tag, wire_type)?,
             }
         }
         self.series.push(SeriesRanges {
+            key: &whole[..key_len],
             labels: labels_from..self.labels.len(),
             samples: samples_from..self.samples.len(),
             ..Default::default()
@@ -213,7 +258,10 @@ fn describe_pairs(labels: &[(&str, &str)]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::codecs::limits::DecodeLimits as PipelineLimits;
     use crate::model::MetricKind;
     use crate::proto::prometheus::{Label, MetricMetadata, Sample, TimeSeries};
 
@@ -275,6 +323,50 @@ mod tests {
         assert_eq!((d.refused.get(DropReason::InvalidName), d.refused.get(DropReason::TimestampOutOfWindow)), (1, 1));
         assert_eq!((d.histograms, d.exemplars), (1, 2));
         assert!(d.errors[0].contains("series 1") && d.errors[0].contains("__name__"), "{:?}", d.errors);
+    }
+
+    /// A series seen before takes its labels from the series-key table (the
+    /// stored copy, no new one), but only under the limits they were checked
+    /// against: the same bytes under stricter limits are refused. A series
+    /// whose labels come after its samples decodes the same.
+    #[test]
+    fn known_series_come_from_the_table_under_the_same_limits_only() {
+        use crate::model::SharedPart;
+        let cache = MetadataCache::new();
+        let series = |job: &str| TimeSeries {
+            labels: vec![label("__name__", "interned_total"), label("job", job), label("zone", "z1")],
+            samples: vec![Sample { value: 1.0, timestamp: NOW }],
+            ..Default::default()
+        };
+        // A job of its own: no other test shares these entries.
+        let req = WriteRequest { timeseries: vec![series("v1-table-a"), series("v1-table-a")], ..Default::default() };
+        let first = decode(&compress(&req), NOW, &limits(), &cache).expect("decodes");
+        let second = decode(&compress(&req), NOW, &limits(), &cache).expect("decodes");
+        assert_eq!((first.samples.len(), second.samples.len()), (2, 2));
+        let stored =
+            |d: &Decoded, i: usize| d.samples[i].labels.shared_whole().cloned().expect("labels from the table");
+        assert!(SharedPart::ptr_eq(&stored(&first, 0), &stored(&second, 1)), "the second request built its own labels");
+        assert_eq!(second.samples[1].labels.to_string(), r#"interned_total{job="v1-table-a",zone="z1"}"#);
+
+        let strict =
+            DecodeLimits::new(1 << 20, Arc::new(PipelineLimits { max_labels: 1, ..PipelineLimits::unlimited() }));
+        let refused = decode(&compress(&req), NOW, &strict, &cache).expect("decodes");
+        assert_eq!((refused.samples.len(), refused.refused.total()), (0, 2), "{:?}", refused.errors);
+
+        // Labels after the sample: the key then covers the sample too; same labels either way.
+        let mut interleaved =
+            TimeSeries { samples: vec![Sample { value: 2.0, timestamp: NOW }], ..Default::default() }.encode_to_vec();
+        interleaved.extend(TimeSeries { labels: series("v1-table-b").labels, ..Default::default() }.encode_to_vec());
+        let mut body = Vec::new();
+        prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut body);
+        prost::encoding::encode_varint(interleaved.len() as u64, &mut body);
+        body.extend(&interleaved);
+        for _ in 0..2 {
+            let walked = decode_message(&body, NOW, &limits(), &cache).expect("decodes");
+            let generated = decode_message_with_prost(&body, NOW, &limits(), &cache).expect("decodes");
+            assert_eq!(walked.samples, generated.samples);
+            assert_eq!(walked.samples[0].labels.get("job"), Some("v1-table-b"));
+        }
     }
 
     /// The in-place walk and the generated decoder give the same result,

@@ -1,4 +1,7 @@
-//! Labels decoded once per series key (issue #17 item 1).
+//! Labels decoded once per series key (issue #17 item 1), for every decoder
+//! whose series arrive as bytes that alone decide their labels: line protocol
+//! (the measurement and tags of a line) and remote-write 1.0 (the `labels`
+//! fields of a `TimeSeries`; see `codecs::remote_write::v1`).
 //!
 //! A sender repeats a series' measurement and tags in every line, and the
 //! labels a line decodes to depend on those bytes (and the field key)
