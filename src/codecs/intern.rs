@@ -95,6 +95,11 @@ const STALE_GENERATIONS: u16 = 8;
 /// while any is left in the part.
 const SWEEP: usize = 64;
 
+/// How many series ahead [`SeriesInterner::prefetch_ahead`] asks for a slot…
+const SLOT_LOOKAHEAD: usize = 8;
+/// …and for the labels a slot points to.
+const LABELS_LOOKAHEAD: usize = 4;
+
 /// One place in a part: open addressing with linear probing, the entry
 /// inline, so a lookup costs one cache miss, not two (control bytes, then
 /// the entry), and its address is known from the key alone (see
@@ -421,6 +426,36 @@ impl SeriesInterner {
             at = if at + 1 == slots.len() { 0 } else { at + 1 };
         }
         None
+    }
+
+    /// The labels of the series keyed `key`: the stored ones, else what
+    /// `build` makes of it (checking it), stored if it passed. No key (a
+    /// series the decoder has no raw key for): `build` alone.
+    #[inline]
+    pub fn get_or_build<E>(
+        &self,
+        key: Option<InternKey>,
+        build: impl FnOnce() -> Result<Labels, E>,
+    ) -> Result<Labels, E> {
+        let Some(key) = key else { return build() };
+        match self.get(key) {
+            Some(known) => Ok(known),
+            None => build().map(|labels| self.insert(key, labels)),
+        }
+    }
+
+    /// For decoders that key every series of a request first: asks for the
+    /// slot of the series [`SLOT_LOOKAHEAD`] after the `i`th and for the
+    /// labels of the one [`LABELS_LOOKAHEAD`] after it (its slot should be
+    /// in cache by then), so that [`Self::get`] rarely waits for memory.
+    #[inline]
+    pub fn prefetch_ahead(&self, keys: &[Option<InternKey>], i: usize) {
+        if let Some(Some(ahead)) = keys.get(i + SLOT_LOOKAHEAD) {
+            self.prefetch(*ahead);
+        }
+        if let Some(Some(ahead)) = keys.get(i + LABELS_LOOKAHEAD) {
+            self.prefetch_labels(*ahead);
+        }
     }
 
     /// Stores `labels` under `key` and returns them shared (clones are

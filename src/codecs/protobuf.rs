@@ -7,6 +7,7 @@
 //! reference the `grpc_write_request` fuzz target compares the walk with);
 //! both run the same builder.
 
+use super::intern::{InternKey, SeriesInterner};
 #[cfg(test)]
 use super::limits::MAX_ABS_TIMESTAMP_MS;
 use super::limits::{Checker, DecodeLimits, LimitError, RefusedSamples};
@@ -14,6 +15,9 @@ use super::wire::{Fields, WireError, WireType};
 use crate::model::{Labels, METRIC_NAME_LABEL, MetricKind, Sample};
 use crate::proto::v1::{MetricType, WriteRequest};
 use crate::telemetry::DropReason;
+
+/// Mixed into a series' key in the series-key table, apart from other formats'.
+const KEY_DOMAIN: &[u8] = b"\0tsrelay.v1.Series.labels";
 
 /// Errors reported back to the sender; later ones are only counted.
 pub const MAX_REPORTED_ERRORS: usize = 10;
@@ -78,13 +82,17 @@ pub fn decode_request_limited(req: WriteRequest, now_ms: i64, limits: &DecodeLim
 #[derive(Default)]
 struct Walked<'a> {
     id: u64,
-    series: Vec<SeriesParts>,
+    series: Vec<SeriesParts<'a>>,
     labels: Vec<(&'a str, &'a str)>,
     samples: Vec<(f64, i64)>,
 }
 
 #[derive(Default)]
-struct SeriesParts {
+struct SeriesParts<'a> {
+    /// The series' bytes from its start to the end of its last label: what
+    /// decides its labels, so its key in the series-key table. Empty when
+    /// prost decoded the request.
+    key: &'a [u8],
     labels: std::ops::Range<usize>,
     samples: std::ops::Range<usize>,
     /// `MetricType` as sent (unknown numbers read as unspecified).
@@ -99,6 +107,7 @@ impl<'a> Walked<'a> {
             out.labels.extend(series.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
             out.samples.extend(series.samples.iter().map(|s| (s.value, s.timestamp)));
             out.series.push(SeriesParts {
+                key: &[],
                 labels: labels_from..out.labels.len(),
                 samples: samples_from..out.samples.len(),
                 kind: series.r#type,
@@ -130,11 +139,16 @@ impl<'a> Walked<'a> {
 
     fn series(&mut self, mut fields: Fields<'a>) -> Result<(), WireError> {
         let (labels_from, samples_from) = (self.labels.len(), self.samples.len());
+        let whole = fields.remaining();
+        let mut key_len = 0;
         let mut kind = 0;
         while let Some((tag, wire_type)) = fields.next_key()? {
             match tag {
                 1 | 2 => {
                     fields.label_or_sample(tag, wire_type, &mut self.labels, &mut self.samples)?;
+                    if tag == 1 {
+                        key_len = whole.len() - fields.remaining().len();
+                    }
                 }
                 3 => {
                     wire_type.must_be(WireType::Varint)?;
@@ -148,6 +162,7 @@ impl<'a> Walked<'a> {
             }
         }
         self.series.push(SeriesParts {
+            key: &whole[..key_len],
             labels: labels_from..self.labels.len(),
             samples: samples_from..self.samples.len(),
             kind,
@@ -162,20 +177,41 @@ impl<'a> Walked<'a> {
         }
         let checker = limits.checker(now_ms);
         let mut out = Decoded { id: self.id, samples: Vec::with_capacity(total), total, ..Default::default() };
+        let interner = SeriesInterner::global();
+        let checks = limits.key_checks_fingerprint();
+        // The key covers the limits the labels are checked against, and a domain
+        // of its own (a line-protocol key could not be these bytes anyway: they
+        // start with a field tag, a newline in line protocol).
+        let keys: Vec<Option<InternKey>> = self
+            .series
+            .iter()
+            .map(|s| (!s.key.is_empty()).then(|| interner.key(s.key, Some(KEY_DOMAIN), checks)))
+            .collect();
         for (i, series) in self.series.iter().enumerate() {
+            interner.prefetch_ahead(&keys, i);
             let pairs = &self.labels[series.labels.clone()];
             let samples = &self.samples[series.samples.clone()];
             let n = samples.len() as u64;
-            if let Some(problem) = label_problem(pairs) {
-                out.refused.add(DropReason::InvalidName, n);
-                out.reject(i, || problem);
-                continue;
-            }
-            if let Err(refusal) = check_series(pairs, &checker) {
-                out.refused.add(refusal.reason(), n);
-                out.reject(i, || refusal.message());
-                continue;
-            }
+            let labels = interner.get_or_build(keys[i], || {
+                if let Some(problem) = label_problem(pairs) {
+                    return Err((DropReason::InvalidName, problem));
+                }
+                check_series(pairs, &checker).map_err(|refusal| (refusal.reason(), refusal.message()))?;
+                let text: usize = pairs.iter().map(|(name, value)| name.len() + value.len()).sum();
+                let mut labels = Labels::with_capacity(pairs.len(), text);
+                for (name, value) in pairs {
+                    labels.push(name, value);
+                }
+                Ok(labels)
+            });
+            let labels = match labels {
+                Ok(labels) => labels,
+                Err((reason, message)) => {
+                    out.refused.add(reason, n);
+                    out.reject(i, || message);
+                    continue;
+                }
+            };
             let kind = match MetricType::try_from(series.kind).unwrap_or(MetricType::Unspecified) {
                 MetricType::Unspecified => MetricKind::Unspecified,
                 MetricType::Counter => MetricKind::Counter,
@@ -183,11 +219,6 @@ impl<'a> Walked<'a> {
                 MetricType::Histogram => MetricKind::Histogram,
                 MetricType::Summary => MetricKind::Summary,
             };
-            let text: usize = pairs.iter().map(|(name, value)| name.len() + value.len()).sum();
-            let mut labels = Labels::with_capacity(pairs.len(), text);
-            for (name, value) in pairs {
-                labels.push(name, value);
-            }
             let values = samples.iter().map(|&(value, ts)| (value, if ts == 0 { now_ms } else { ts }));
             if let Some(refused) = checker.push_series(&mut out.samples, labels, kind, values) {
                 out.refused.add(DropReason::TimestampOutOfWindow, refused.count);
@@ -270,6 +301,40 @@ mod tests {
         assert_eq!(d.refused.get(DropReason::TimestampOutOfWindow), 1);
         assert_eq!(d.errors.len(), 3);
         assert!(d.errors[0].contains("series 1") && d.errors[0].contains("__name__"), "{:?}", d.errors);
+    }
+
+    /// A series seen before takes its labels from the series-key table (the
+    /// stored copy), but only under the limits they were checked against:
+    /// the same bytes under stricter limits are refused with the reason.
+    #[test]
+    fn known_series_come_from_the_table_under_the_same_limits_only() {
+        use prost::Message;
+
+        use crate::model::SharedPart;
+        let series = Series {
+            // A job of its own: no other test shares the entry.
+            labels: vec![label("__name__", "interned_total"), label("job", "grpc-table-a"), label("zone", "z1")],
+            samples: vec![PbSample { value: 1.0, timestamp: 5 }],
+            ..Default::default()
+        };
+        let body = WriteRequest { id: 1, series: vec![series.clone(), series] }.encode_to_vec();
+        let lenient = DecodeLimits::unlimited();
+        let first = decode_bytes(&body, 1000, &lenient).expect("decodes");
+        let second = decode_bytes(&body, 1000, &lenient).expect("decodes");
+        assert_eq!((first.samples.len(), second.samples.len()), (2, 2));
+        let stored =
+            |d: &Decoded, i: usize| d.samples[i].labels.shared_whole().cloned().expect("labels from the table");
+        assert!(SharedPart::ptr_eq(&stored(&first, 0), &stored(&second, 1)), "the second request built its own labels");
+        assert!(second.same_as(&decode_request_limited(
+            WriteRequest::decode(&body[..]).expect("valid"),
+            1000,
+            &lenient
+        )));
+
+        let strict = DecodeLimits { max_labels: 1, ..DecodeLimits::unlimited() };
+        let refused = decode_bytes(&body, 1000, &strict).expect("decodes");
+        assert_eq!(refused.samples.len(), 0);
+        assert_eq!(refused.refused.get(DropReason::TooManyLabels), 2, "{:?}", refused.errors);
     }
 
     proptest::proptest! {

@@ -13,12 +13,8 @@ use crate::proto::prometheus::WriteRequest;
 
 pub const MESSAGE: &str = "prometheus.WriteRequest";
 
-/// Mixed into a series' key in the series-key table, apart from line protocol's.
+/// Mixed into a series' key in the series-key table, apart from other formats'.
 const KEY_DOMAIN: &[u8] = b"\0prometheus.TimeSeries.labels";
-/// How many series ahead the decoder asks for a series' slot in the table…
-const SLOT_PREFETCH_DISTANCE: usize = 8;
-/// …and for the labels the slot points to (once the slot is in cache).
-const LABELS_PREFETCH_DISTANCE: usize = 4;
 
 /// Decodes a snappy-compressed `prometheus.WriteRequest`.
 pub fn decode(
@@ -126,22 +122,9 @@ impl<'a> Request<'a> {
         for (i, series) in self.series.iter().enumerate() {
             out.histograms += series.histograms;
             out.exemplars += series.exemplars;
-            // The table is out of cache at many series: ask for the slot,
-            // then for the labels it points to, a few series ahead.
-            if let Some(Some(ahead)) = keys.get(i + SLOT_PREFETCH_DISTANCE) {
-                interner.prefetch(*ahead);
-            }
-            if let Some(Some(ahead)) = keys.get(i + LABELS_PREFETCH_DISTANCE) {
-                interner.prefetch_labels(*ahead);
-            }
+            interner.prefetch_ahead(&keys, i);
             let pairs = &self.labels[series.labels.clone()];
-            let labels = match keys.get(i).copied().flatten() {
-                Some(key) => match interner.get(key) {
-                    Some(known) => Ok(known),
-                    None => build_labels(pairs.iter().copied(), &checker).map(|l| interner.insert(key, l)),
-                },
-                None => build_labels(pairs.iter().copied(), &checker),
-            };
+            let labels = interner.get_or_build(keys[i], || build_labels(pairs.iter().copied(), &checker));
             let kind = match &labels {
                 Ok(l) => types.kind_of(l.name().unwrap_or("")),
                 Err(_) => Default::default(),
