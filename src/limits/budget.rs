@@ -153,15 +153,14 @@ impl MemoryBudget {
                 });
             }
         }
-        // Line protocol (HTTP, TCP, UDP, Kafka) and remote-write 1.0 (HTTP) keep series keys.
+        // Line protocol (HTTP, TCP, UDP, Kafka), remote-write 1.0 (HTTP) and tsrelay's
+        // protobuf (gRPC, Kafka) keep series keys; NDJSON does not.
         let keeps_series_keys = config.receivers.values().any(|r| match r {
             crate::receivers::ReceiverConfig::Http(_)
             | crate::receivers::ReceiverConfig::InfluxTcp(_)
-            | crate::receivers::ReceiverConfig::InfluxUdp(_) => true,
-            crate::receivers::ReceiverConfig::Kafka(k) => {
-                k.format == crate::receivers::kafka::KafkaFormat::LineProtocol
-            }
-            crate::receivers::ReceiverConfig::Grpc(_) => false,
+            | crate::receivers::ReceiverConfig::InfluxUdp(_)
+            | crate::receivers::ReceiverConfig::Grpc(_) => true,
+            crate::receivers::ReceiverConfig::Kafka(k) => k.format != crate::receivers::kafka::KafkaFormat::Json,
         });
         if keeps_series_keys {
             let (series, bytes) = crate::codecs::intern::intern_bounds(config.limits.memory_bytes);
