@@ -14,9 +14,15 @@ ARG DEBIAN_RELEASE=bookworm
 # ---- build ------------------------------------------------------------------
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 WORKDIR /src
-# Nothing to install: the rdkafka crate builds its bundled librdkafka with the
-# C toolchain, make and zlib headers this image has, and protoc comes from
-# the protoc-bin-vendored crate.
+# The rdkafka crate builds its bundled librdkafka with the C toolchain, make
+# and zlib headers this image has, and protoc comes from the
+# protoc-bin-vendored crate. The profile-guided build (scripts/build-dist)
+# needs llvm-profdata, and python3 and curl for its training run on
+# 127.0.0.1.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && rustup component add llvm-tools
 COPY . .
 # The cache mounts keep the crate registry and compiled dependencies between
 # builds; the binaries are copied out because the target cache is not part
@@ -24,8 +30,8 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin tsrelay --bin tsrelay-loadgen \
- && install -D -m 0755 -t /out target/release/tsrelay target/release/tsrelay-loadgen
+    scripts/build-dist \
+ && install -D -m 0755 -t /out target/dist/tsrelay target/dist/tsrelay-loadgen
 
 # ---- runtime ----------------------------------------------------------------
 FROM debian:${DEBIAN_RELEASE}-slim

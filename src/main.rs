@@ -296,6 +296,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // Before the runtime's threads exist: glibc reads its settings once per arena.
+            for (setting, value) in tsrelay::limits::tune_allocator() {
+                tracing::debug!(setting, value, "allocator setting");
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(r) => r,
                 Err(e) => {

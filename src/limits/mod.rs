@@ -6,11 +6,13 @@
 //! resident set and raises [`MemoryPressure`] above the high-water mark;
 //! receivers then refuse data instead of growing.
 
+mod allocator;
 mod budget;
 mod derive;
 mod rss;
 mod system;
 
+pub use allocator::{MMAP_THRESHOLD, TRIM_THRESHOLD, tune_allocator};
 pub use budget::{BudgetError, BudgetItem, MemoryBudget};
 pub use derive::{Explicit, derive_defaults};
 pub use rss::{MemoryPressure, read_rss_bytes, watch_rss};
