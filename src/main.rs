@@ -296,7 +296,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            // Before the runtime's threads exist: glibc reads its settings once per arena.
+            // Before the runtime's threads exist, so that every arena they get is made under these settings.
             for (setting, value) in tsrelay::limits::tune_allocator() {
                 tracing::debug!(setting, value, "allocator setting");
             }

@@ -12,7 +12,7 @@ mod derive;
 mod rss;
 mod system;
 
-pub use allocator::{MMAP_THRESHOLD, TRIM_THRESHOLD, tune_allocator};
+pub use allocator::tune_allocator;
 pub use budget::{BudgetError, BudgetItem, MemoryBudget};
 pub use derive::{Explicit, derive_defaults};
 pub use rss::{MemoryPressure, read_rss_bytes, watch_rss};
