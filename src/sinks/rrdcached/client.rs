@@ -71,8 +71,9 @@ pub enum ClientError {
     Io { address: String, source: std::io::Error },
     #[error("rrdcached at {address} did not answer within {timeout:?}")]
     Timeout { address: String, timeout: Duration },
-    #[error("rrdcached at {address} answered {line:?} to {context}")]
-    Protocol { address: String, context: &'static str, line: String },
+    /// `line`: the bytes answered, escaped (`\xNN` for any that are not printable ASCII).
+    #[error("rrdcached at {address} answered \"{line}\" to {context}")]
+    Protocol { address: String, context: String, line: String },
 }
 
 /// One open connection.
@@ -184,8 +185,17 @@ impl Connection {
             }
             self.write(&out).await?;
             let mut replies = Vec::with_capacity(commands.len());
-            for _ in commands {
-                let (code, message) = self.status("a command").await?;
+            for (i, command) in commands.iter().enumerate() {
+                let (code, message) = match self.status("a command").await {
+                    Ok(status) => status,
+                    // Name the command whose reply was unusable (and where it stood in the pipeline).
+                    Err(ClientError::Protocol { address, line, .. }) => {
+                        let command: String = command.as_ref().trim_end().chars().take(200).collect();
+                        let context = format!("command {} of {} ({command:?})", i + 1, commands.len());
+                        return Err(ClientError::Protocol { address, context, line });
+                    }
+                    Err(e) => return Err(e),
+                };
                 let message = message.to_string();
                 // Positive codes announce that many lines of detail.
                 let count = usize::try_from(code).unwrap_or(0);
@@ -228,7 +238,7 @@ impl Connection {
                 source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed by rrdcached"),
             }),
             Ok(_) if self.bytes.len() > MAX_LINE_BYTES => {
-                self.line = String::from_utf8_lossy(&self.bytes[..80]).into_owned();
+                self.bytes.truncate(80);
                 Err(self.protocol("a line longer than 64 KiB"))
             }
             Ok(_) => {
@@ -247,8 +257,16 @@ impl Connection {
         Ok(parse_status(&self.line).unwrap_or((0, "")))
     }
 
-    fn protocol(&self, context: &'static str) -> ClientError {
-        ClientError::Protocol { address: self.address.clone(), context, line: self.line.trim_end().to_string() }
+    /// The last line read did not fit `context`. The line is quoted from its bytes, escaped,
+    /// so that a reply that is not text shows what it was.
+    fn protocol(&self, context: &str) -> ClientError {
+        let raw = self.bytes.strip_suffix(b"\n").unwrap_or(&self.bytes);
+        let shown = &raw[..raw.len().min(200)];
+        ClientError::Protocol {
+            address: self.address.clone(),
+            context: context.to_string(),
+            line: shown.escape_ascii().to_string(),
+        }
     }
 }
 
@@ -274,6 +292,19 @@ mod tests {
         let e = c.batch(b"UPDATE /a.rrd 1:1\n", Duration::from_secs(5)).await.unwrap_err();
         assert!(matches!(e, ClientError::Io { .. }), "{e}");
         assert!(c.commands_sent());
+    }
+
+    /// A reply that is not a status line names the command it answered, and its bytes are
+    /// shown escaped (CI once saw rrdcached answer three bytes of binary).
+    #[tokio::test]
+    async fn an_unusable_reply_names_its_command() {
+        let reply: &[u8] = b"0 Info for /a.rrd follows\nZ\xe9\x7f\n";
+        let mut c = Connection::over(tokio::io::join(reply, tokio::io::sink()), "scripted".into());
+        let e = c.pipeline(&["INFO /a.rrd", "FETCH /a.rrd AVERAGE 1 2"], Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"rrdcached at scripted answered "Z\xe9\x7f" to command 2 of 2 ("FETCH /a.rrd AVERAGE 1 2")"#
+        );
     }
 
     #[tokio::test]
