@@ -23,8 +23,7 @@ pub fn decode(
     limits: &DecodeLimits,
     metadata: &MetadataCache,
 ) -> Result<Decoded, DecodeError> {
-    let raw = super::decompress(body, limits.max_body_bytes)?;
-    decode_message(&raw, now_ms, limits, metadata)
+    super::with_decompressed(body, limits.max_body_bytes, |raw| decode_message(raw, now_ms, limits, metadata))?
 }
 
 /// Decodes an uncompressed `prometheus.WriteRequest`, walking the bytes in

@@ -2,6 +2,7 @@
 //! OTLP/HTTP metrics in (DESIGN §4).
 
 mod answer;
+mod body;
 mod config;
 mod decode;
 mod otlp;
@@ -9,5 +10,6 @@ mod remote_write;
 
 mod server;
 
+pub use body::BODY_POOL_BYTES;
 pub use config::HttpReceiverConfig;
 pub use server::{open_paths, router, serve};

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -38,7 +38,8 @@ pub fn routes(config: &HttpReceiverConfig, submitter: Submitter) -> Router {
     });
     Router::new()
         .route("/v1/metrics", post(export))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        // Bodies are read by `read_whole` under max_body_bytes (gunzip is checked separately).
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
@@ -80,7 +81,7 @@ async fn export(
     State(state): State<Arc<OtlpState>>,
     key: Option<Extension<Principal>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let encoding = match ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
@@ -93,6 +94,10 @@ async fn export(
             )
                 .into_response();
         }
+    };
+    let body = match super::body::read_whole(body, &headers, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return failure(encoding, e.status(), e.to_string()),
     };
     let body = match super::server::unpack(&headers, body, state.max_body_bytes) {
         Ok(b) => b,

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -24,6 +24,8 @@ use crate::codecs::remote_write::{DecodeLimits, Decoded, MetadataCache, v1, v2};
 use crate::receivers::submit::Submitter;
 use crate::telemetry::DropReason;
 
+use super::body::read_whole;
+
 const SAMPLES_WRITTEN: HeaderName = HeaderName::from_static("x-prometheus-remote-write-samples-written");
 const HISTOGRAMS_WRITTEN: HeaderName = HeaderName::from_static("x-prometheus-remote-write-histograms-written");
 const EXEMPLARS_WRITTEN: HeaderName = HeaderName::from_static("x-prometheus-remote-write-exemplars-written");
@@ -32,6 +34,7 @@ struct RemoteWriteState {
     submitter: Submitter,
     limits: DecodeLimits,
     metadata: MetadataCache,
+    max_body_bytes: usize,
 }
 
 /// The remote-write route, with its own state and the receiver's body limit.
@@ -40,10 +43,12 @@ pub fn routes(config: &HttpReceiverConfig, submitter: Submitter) -> Router {
         limits: DecodeLimits::new(config.max_body_bytes, submitter.limits.clone()),
         submitter,
         metadata: MetadataCache::new(),
+        max_body_bytes: config.max_body_bytes,
     });
     Router::new()
         .route("/api/v1/write", post(write))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        // Bodies are read by `read_whole` under max_body_bytes.
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
@@ -93,11 +98,15 @@ async fn write(
     State(state): State<Arc<RemoteWriteState>>,
     key: Option<Extension<Principal>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let version = match version(&headers) {
         Ok(v) => v,
         Err(message) => return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, message),
+    };
+    let body = match read_whole(body, &headers, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return text(e.status(), e.to_string()),
     };
     if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
         let encoding = encoding.to_str().unwrap_or("?").trim();

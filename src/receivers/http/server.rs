@@ -4,7 +4,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Extension, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use super::HttpReceiverConfig;
+use super::body::{WholeBody, read_whole};
 use super::decode::{BodyFormat, DecodedBody, decode_body};
 use crate::auth::{Principal, rate_limited_response};
 use crate::listener::{Admission, ListenerOptions};
@@ -61,8 +62,8 @@ pub fn router(config: &HttpReceiverConfig, submitter: Submitter) -> Router {
         .route("/api/v1/ingest", post(write_ndjson))
         // InfluxDB clients (the 1.x CLI, Telegraf) ping before they write.
         .route("/ping", axum::routing::get(ping).head(ping))
-        // The raw body may not exceed the limit either; gunzip is checked separately.
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        // Bodies are read by `read_whole` under max_body_bytes (gunzip is checked separately).
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
         .merge(remote_write)
         .merge(otlp)
@@ -103,7 +104,7 @@ async fn write_line_protocol(
     Query(params): Query<WriteParams>,
     key: Option<Extension<Principal>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let format = match BodyFormat::line_protocol(params.precision.as_deref()) {
         Ok(f) => f,
@@ -116,7 +117,7 @@ async fn write_ndjson(
     State(state): State<Arc<AppState>>,
     key: Option<Extension<Principal>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     handle(&state, BodyFormat::Ndjson, key.map(|k| k.0), &headers, body).await
 }
@@ -126,8 +127,12 @@ async fn handle(
     format: BodyFormat,
     key: Option<Principal>,
     headers: &HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let body = match read_whole(body, headers, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return error(e.status(), e.to_string()),
+    };
     let body = match unpack(headers, body, state.max_body_bytes) {
         Ok(b) => b,
         Err(resp) => return resp,
@@ -194,12 +199,12 @@ async fn handle(
 
 /// Applies `Content-Encoding`, keeping the size limit after decompression.
 #[allow(clippy::result_large_err)]
-pub(super) fn unpack(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, Response> {
+pub(super) fn unpack(headers: &HeaderMap, body: WholeBody, max: usize) -> Result<WholeBody, Response> {
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
     match encoding.trim().to_ascii_lowercase().as_str() {
         "" | "identity" => Ok(body),
         "gzip" | "x-gzip" => {
-            let mut out = Vec::with_capacity((body.len() * 4).min(max));
+            let mut out = WholeBody::buffer((body.len() * 4).min(max));
             let mut reader = flate2::read::MultiGzDecoder::new(&body[..]).take(max as u64 + 1);
             if let Err(e) = reader.read_to_end(&mut out) {
                 return Err(error(StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")));
@@ -210,7 +215,7 @@ pub(super) fn unpack(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Byt
                     format!("body exceeds max_body_bytes ({max} bytes) after gunzip"),
                 ));
             }
-            Ok(Bytes::from(out))
+            Ok(WholeBody::Pooled(out))
         }
         other => Err(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

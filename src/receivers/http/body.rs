@@ -1,0 +1,221 @@
+//! A request body read whole into one buffer sized from `Content-Length`,
+//! taken from a small pool of buffers the previous requests used.
+//!
+//! Why not axum's `Bytes` extractor: it gathers the frames hyper hands over
+//! and then copies them into a new buffer for every request. A body of some
+//! hundred kilobytes is above the allocator's mmap threshold
+//! (`limits::allocator`), so that buffer was mapped, faulted in page by page
+//! (the kernel zeroing each page) and unmapped for every request. A pooled
+//! buffer is already resident. A body of a single frame is kept as it came.
+
+use std::ops::Deref;
+
+use axum::body::{Body, Bytes};
+use futures::StreamExt;
+use hyper::HeaderMap;
+use hyper::header::CONTENT_LENGTH;
+use parking_lot::Mutex;
+
+/// Bytes of body buffers the pool keeps between requests, all of them together.
+pub const BODY_POOL_BYTES: usize = 8 << 20;
+
+/// Buffers of finished requests, for the next bodies.
+struct BodyPool {
+    inner: Mutex<Pooled>,
+    max_bytes: usize,
+}
+
+struct Pooled {
+    buffers: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+/// The process's pool (at most [`BODY_POOL_BYTES`]).
+static POOL: BodyPool = BodyPool::new(BODY_POOL_BYTES);
+
+impl BodyPool {
+    const fn new(max_bytes: usize) -> Self {
+        BodyPool { inner: Mutex::new(Pooled { buffers: Vec::new(), bytes: 0 }), max_bytes }
+    }
+
+    /// An empty buffer of at least `capacity` bytes: the smallest pooled one that is
+    /// large enough, else a new one.
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        let mut pool = self.inner.lock();
+        let best = (pool.buffers.iter().enumerate())
+            .filter(|(_, b)| b.capacity() >= capacity)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        match best {
+            Some(i) => {
+                let buf = pool.buffers.swap_remove(i);
+                pool.bytes -= buf.capacity();
+                buf
+            }
+            None => {
+                drop(pool);
+                Vec::with_capacity(capacity)
+            }
+        }
+    }
+
+    /// Keeps `buf` for a later body if the pool has room for it, else frees it.
+    fn give_back(&self, mut buf: Vec<u8>) {
+        let mut pool = self.inner.lock();
+        if pool.bytes + buf.capacity() <= self.max_bytes {
+            buf.clear();
+            pool.bytes += buf.capacity();
+            pool.buffers.push(buf);
+        }
+    }
+}
+
+/// A whole request body: one frame as it came, or a buffer that goes back to the pool.
+#[derive(Debug)]
+pub enum WholeBody {
+    Frame(Bytes),
+    Pooled(Vec<u8>),
+}
+
+impl WholeBody {
+    /// An empty buffer for a body of `capacity` bytes (a gunzipped one), from the pool;
+    /// [`WholeBody::Pooled`] returns it there.
+    pub fn buffer(capacity: usize) -> Vec<u8> {
+        POOL.take(capacity)
+    }
+}
+
+impl Deref for WholeBody {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            WholeBody::Frame(b) => b,
+            WholeBody::Pooled(v) => v,
+        }
+    }
+}
+
+impl Drop for WholeBody {
+    fn drop(&mut self) {
+        if let WholeBody::Pooled(v) = self {
+            POOL.give_back(std::mem::take(v));
+        }
+    }
+}
+
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("body exceeds max_body_bytes ({max} bytes)")]
+    TooLarge { max: usize },
+    #[error("reading the request body: {0}")]
+    Read(String),
+}
+
+impl BodyError {
+    /// 413 for a body over the limit, 400 for one that broke off.
+    pub fn status(&self) -> hyper::StatusCode {
+        match self {
+            BodyError::TooLarge { .. } => hyper::StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Read(_) => hyper::StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Reads `body` whole, at most `max` bytes; a declared length over `max` is refused
+/// before anything is read.
+pub async fn read_whole(body: Body, headers: &HeaderMap, max: usize) -> Result<WholeBody, BodyError> {
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge { max });
+    }
+    let mut frames = body.into_data_stream();
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<Vec<u8>> = None;
+    let mut len = 0usize;
+    while let Some(data) = frames.next().await {
+        let data = data.map_err(|e| BodyError::Read(e.to_string()))?;
+        len += data.len();
+        if len > max {
+            return Err(BodyError::TooLarge { max });
+        }
+        match (&mut joined, first.take()) {
+            (Some(buf), _) => buf.extend_from_slice(&data),
+            (None, None) => first = Some(data),
+            (None, Some(earlier)) => {
+                // A second frame: from here on one buffer, sized once when the length is known.
+                let capacity = declared.map_or(0, |n| n as usize).max(earlier.len() + data.len());
+                let mut buf = POOL.take(capacity);
+                buf.extend_from_slice(&earlier);
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+        }
+    }
+    Ok(match (joined, first) {
+        (Some(buf), _) => WholeBody::Pooled(buf),
+        (None, Some(only)) => WholeBody::Frame(only),
+        (None, None) => WholeBody::Frame(Bytes::new()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunked(parts: &[&'static [u8]]) -> Body {
+        let frames = parts.iter().map(|p| Ok::<_, std::io::Error>(Bytes::from_static(p))).collect::<Vec<_>>();
+        Body::from_stream(futures::stream::iter(frames))
+    }
+
+    fn declared(n: usize) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_LENGTH, n.into());
+        h
+    }
+
+    #[tokio::test]
+    async fn frames_are_joined_into_one_buffer_of_the_declared_size() {
+        let body = read_whole(chunked(&[b"m v=1\n", b"m v=2\n", b"m v=3\n"]), &declared(18), 100).await.unwrap();
+        assert_eq!(&body[..], b"m v=1\nm v=2\nm v=3\n");
+        // Without a declared length too.
+        let body = read_whole(chunked(&[b"ab", b"cd"]), &HeaderMap::new(), 100).await.unwrap();
+        assert_eq!(&body[..], b"abcd");
+        let body = read_whole(chunked(&[]), &HeaderMap::new(), 100).await.unwrap();
+        assert!(body.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_single_frame_is_not_copied() {
+        static ONE: &[u8] = b"m v=1\n";
+        let body = read_whole(chunked(&[ONE]), &declared(ONE.len()), 100).await.unwrap();
+        assert_eq!(body.as_ptr(), ONE.as_ptr());
+    }
+
+    #[test]
+    fn the_pool_hands_out_the_smallest_buffer_that_fits_and_keeps_its_bound() {
+        let pool = BodyPool::new(10_000);
+        pool.give_back(Vec::with_capacity(8_000));
+        pool.give_back(Vec::with_capacity(1_000));
+        // Over the bound with the two above: freed, not kept.
+        pool.give_back(Vec::with_capacity(2_000));
+        assert_eq!(pool.inner.lock().bytes, 9_000);
+        assert_eq!(pool.take(500).capacity(), 1_000);
+        let big = pool.take(5_000);
+        assert_eq!(big.capacity(), 8_000);
+        assert!(big.is_empty());
+        assert_eq!(pool.inner.lock().bytes, 0);
+        // Nothing pooled fits: a new buffer.
+        assert!(pool.take(20_000).capacity() >= 20_000);
+    }
+
+    #[tokio::test]
+    async fn over_the_limit_declared_or_sent_is_refused() {
+        let e = read_whole(chunked(&[b"0123456789"]), &declared(10), 9).await.unwrap_err();
+        assert!(matches!(e, BodyError::TooLarge { max: 9 }), "{e}");
+        // A sender that declares less than it sends (or nothing) is cut off at the limit.
+        let e = read_whole(chunked(&[b"01234", b"56789"]), &HeaderMap::new(), 9).await.unwrap_err();
+        assert_eq!(e.to_string(), "body exceeds max_body_bytes (9 bytes)");
+        assert_eq!(e.status(), hyper::StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}
