@@ -160,7 +160,7 @@ impl<'a> Fields<'a> {
     /// A `string` field.
     #[inline]
     pub fn str(&mut self) -> Result<&'a str, WireError> {
-        std::str::from_utf8(self.bytes()?).map_err(|_| WireError::InvalidUtf8)
+        utf8(self.bytes()?)
     }
 
     /// The fields of an embedded message (wire type already checked), one level deeper.
@@ -175,23 +175,31 @@ impl<'a> Fields<'a> {
 
     /// Reads a message of two strings, fields 1 and 2 (`prometheus.Label`,
     /// `tsrelay.v1.Label`): `("", "")` for absent ones.
-    pub fn name_value(mut self) -> Result<(&'a str, &'a str), WireError> {
-        let (mut name, mut value) = ("", "");
+    pub fn name_value(self) -> Result<(&'a str, &'a str), WireError> {
+        let (name, value) = self.name_value_bytes()?;
+        Ok((utf8(name)?, utf8(value)?))
+    }
+
+    /// [`Self::name_value`] without checking that the two strings kept are UTF-8,
+    /// for a decoder that can tell it checked the same bytes before; the caller
+    /// checks them otherwise. A string sent twice is checked as it is replaced
+    /// (prost refuses the message for either copy).
+    pub fn name_value_bytes(mut self) -> Result<(&'a [u8], &'a [u8]), WireError> {
+        let (mut name, mut value): (Option<&[u8]>, Option<&[u8]>) = (None, None);
         while let Some((tag, wire_type)) = self.next_key()? {
             match tag {
                 1 | 2 => {
                     wire_type.must_be(WireType::LengthDelimited)?;
-                    let text = self.str()?;
-                    if tag == 1 {
-                        name = text;
-                    } else {
-                        value = text;
+                    let text = self.bytes()?;
+                    let slot = if tag == 1 { &mut name } else { &mut value };
+                    if let Some(replaced) = slot.replace(text) {
+                        utf8(replaced)?;
                     }
                 }
                 _ => self.skip(tag, wire_type)?,
             }
         }
-        Ok((name, value))
+        Ok((name.unwrap_or_default(), value.unwrap_or_default()))
     }
 
     /// Reads a sample message: `double value = 1`, `int64 timestamp = 2`,
@@ -243,6 +251,29 @@ impl<'a> Fields<'a> {
         Ok(true)
     }
 
+    /// [`Self::label_or_sample`] with the label's strings as unchecked bytes (see
+    /// [`Self::name_value_bytes`]).
+    pub fn label_bytes_or_sample(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        labels: &mut Vec<(&'a [u8], &'a [u8])>,
+        samples: &mut Vec<(f64, i64)>,
+    ) -> Result<bool, WireError> {
+        match tag {
+            1 => {
+                wire_type.must_be(WireType::LengthDelimited)?;
+                labels.push(self.message()?.name_value_bytes()?);
+            }
+            2 => {
+                wire_type.must_be(WireType::LengthDelimited)?;
+                samples.push(self.message()?.value_timestamp(&[])?);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
     /// Skips a field this decoder does not read.
     pub fn skip(&mut self, tag: u32, wire_type: WireType) -> Result<(), WireError> {
         self.skip_at(tag, wire_type, self.depth)
@@ -282,6 +313,12 @@ impl<'a> Fields<'a> {
         }
         Ok(())
     }
+}
+
+/// The bytes of a `string` field as text; prost refuses a message whose string is not UTF-8.
+#[inline]
+pub fn utf8(bytes: &[u8]) -> Result<&str, WireError> {
+    std::str::from_utf8(bytes).map_err(|_| WireError::InvalidUtf8)
 }
 
 #[cfg(test)]

@@ -65,6 +65,16 @@ impl ListenerOptions {
 /// its side. Receivers bound the work itself with `max_concurrent_requests`.
 const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 16;
 
+/// Largest read buffer of an HTTP/1 connection (hyper's default is about 408 KiB).
+/// hyper grows it while a large body streams in and hands the body out in
+/// pieces of it, so a new buffer is allocated whenever the pieces still hold
+/// the last one. Kept under the allocator's mmap threshold
+/// (`limits::allocator`), that buffer comes from the heap and its memory is
+/// used again; above it, every one was mapped, faulted in page by page and
+/// unmapped (perf: 1.5 % of the daemon's CPU in the kernel on the bench-e2e
+/// load). Headers must fit in it too: 128 KiB is far above any header limit.
+pub(crate) const H1_READ_BUFFER_BYTES: usize = 128 * 1024;
+
 /// Bytes a client may send on one HTTP/2 stream before the server reads them.
 pub(crate) const H2_STREAM_WINDOW_BYTES: u32 = 128 * 1024;
 

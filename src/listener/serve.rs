@@ -117,7 +117,12 @@ fn is_per_connection_error(e: &std::io::Error) -> bool {
 fn connection_builder(options: &ListenerOptions) -> auto::Builder<TokioExecutor> {
     let t = &options.timeouts;
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(t.header_read).keep_alive(true);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(t.header_read)
+        .keep_alive(true)
+        .max_buf_size(super::H1_READ_BUFFER_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())

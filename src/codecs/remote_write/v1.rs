@@ -8,7 +8,8 @@ use prost::Message;
 
 use super::{DecodeError, DecodeLimits, Decoded, MetadataCache, add_series, build_labels, kind_of_metadata_type};
 use crate::codecs::intern::{InternKey, SeriesInterner};
-use crate::codecs::wire::{Fields, WireError, WireType};
+use crate::codecs::wire::{Fields, WireError, WireType, utf8};
+use crate::model::Labels;
 use crate::proto::prometheus::WriteRequest;
 
 pub const MESSAGE: &str = "prometheus.WriteRequest";
@@ -63,7 +64,9 @@ pub fn decode_message_with_prost(
 #[derive(Default)]
 struct Request<'a> {
     series: Vec<SeriesRanges<'a>>,
-    labels: Vec<(&'a str, &'a str)>,
+    /// Names and values as sent: checked to be UTF-8 only for a series the
+    /// series-key table does not know (see [`Request::decode`]).
+    labels: Vec<(&'a [u8], &'a [u8])>,
     samples: Vec<(f64, i64)>,
     /// `(metric_family_name, type)` of each `MetricMetadata`.
     metadata: Vec<(&'a str, i32)>,
@@ -88,7 +91,7 @@ impl<'a> Request<'a> {
         let mut out = Request::default();
         for series in &req.timeseries {
             let (labels_from, samples_from) = (out.labels.len(), out.samples.len());
-            out.labels.extend(series.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+            out.labels.extend(series.labels.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())));
             out.samples.extend(series.samples.iter().map(|s| (s.value, s.timestamp)));
             out.series.push(SeriesRanges {
                 key: &[],
@@ -103,7 +106,24 @@ impl<'a> Request<'a> {
     }
 
     /// The samples, refusals and counts of the request.
+    ///
+    /// First every series is looked up in the series-key table: a known one's
+    /// labels are the stored copy, and its label bytes are not checked to be
+    /// UTF-8 again (its key is a digest of those very bytes, stored only after
+    /// they were checked). The others' are checked before anything else is
+    /// done, so a request prost would refuse is refused whole, as before.
     fn decode(&self, now_ms: i64, limits: &DecodeLimits, metadata: &MetadataCache) -> Result<Decoded, DecodeError> {
+        let interner = SeriesInterner::global();
+        let keys = self.series_keys(interner, limits);
+        let mut known: Vec<Option<Labels>> = Vec::with_capacity(self.series.len());
+        for (i, series) in self.series.iter().enumerate() {
+            interner.prefetch_ahead(&keys, i);
+            let hit = keys[i].and_then(|key| interner.get(key));
+            if hit.is_none() {
+                self.check_utf8(series)?;
+            }
+            known.push(hit);
+        }
         let count =
             self.samples.len() + self.series.iter().map(|s| (s.histograms + s.exemplars) as usize).sum::<usize>();
         if count > limits.max_samples() {
@@ -116,14 +136,16 @@ impl<'a> Request<'a> {
         }
         let types = metadata.reader();
         let checker = limits.pipeline.checker(now_ms);
-        let interner = SeriesInterner::global();
-        let keys = self.series_keys(interner, limits);
-        for (i, series) in self.series.iter().enumerate() {
+        for ((i, series), hit) in self.series.iter().enumerate().zip(known) {
             out.histograms += series.histograms;
             out.exemplars += series.exemplars;
-            interner.prefetch_ahead(&keys, i);
             let pairs = &self.labels[series.labels.clone()];
-            let labels = interner.get_or_build(keys[i], || build_labels(pairs.iter().copied(), &checker));
+            let labels = match hit {
+                Some(stored) => Ok(stored),
+                // Looked up again: an earlier series of this request may have stored it.
+                None => interner
+                    .get_or_build(keys[i], || build_labels(pairs.iter().map(|&(n, v)| (text(n), text(v))), &checker)),
+            };
             let kind = match &labels {
                 Ok(l) => types.kind_of(l.name().unwrap_or("")),
                 Err(_) => Default::default(),
@@ -132,6 +154,16 @@ impl<'a> Request<'a> {
             add_series(&mut out, i, labels, samples.iter().copied(), kind, &checker, || describe_pairs(pairs));
         }
         Ok(out)
+    }
+
+    /// Refuses the request if a label of `series` is not UTF-8 (as prost does).
+    fn check_utf8(&self, series: &SeriesRanges<'_>) -> Result<(), DecodeError> {
+        for &(name, value) in &self.labels[series.labels.clone()] {
+            if utf8(name).and(utf8(value)).is_err() {
+                return Err(DecodeError::Wire { message: MESSAGE, source: WireError::InvalidUtf8 });
+            }
+        }
+        Ok(())
     }
 
     /// Each series' key in the series-key table (`None`: no labels, or a
@@ -178,7 +210,7 @@ impl<'a> Request<'a> {
         while let Some((tag, wire_type)) = fields.next_key()? {
             match tag {
                 1 | 2 => {
-                    fields.label_or_sample(tag, wire_type, &mut self.labels, &mut self.samples)?;
+                    fields.label_bytes_or_sample(tag, wire_type, &mut self.labels, &mut self.samples)?;
                     if tag == 1 {
                         key_len = whole.len() - fields.remaining().len();
                     }
@@ -221,10 +253,15 @@ impl<'a> Request<'a> {
     }
 }
 
+/// A label's bytes as text, once [`Request::check_utf8`] passed (else empty).
+fn text(bytes: &[u8]) -> &str {
+    utf8(bytes).unwrap_or_default()
+}
+
 /// `{name="value", ...}` of a refused series, shortened.
-fn describe_pairs(labels: &[(&str, &str)]) -> String {
+fn describe_pairs(labels: &[(&[u8], &[u8])]) -> String {
     let mut s = String::from("{");
-    for (i, (name, value)) in labels.iter().take(8).enumerate() {
+    for (i, (name, value)) in labels.iter().map(|&(n, v)| (text(n), text(v))).take(8).enumerate() {
         if i > 0 {
             s.push_str(", ");
         }
@@ -348,6 +385,63 @@ mod tests {
             let generated = decode_message_with_prost(&body, NOW, &limits(), &cache).expect("decodes");
             assert_eq!(walked.samples, generated.samples);
             assert_eq!(walked.samples[0].labels.get("job"), Some("v1-table-b"));
+        }
+    }
+
+    /// Label bytes are checked to be UTF-8 only for series the table does not know,
+    /// and a request with any that are not is refused whole, as prost refuses it:
+    /// also when it is over the sample limit, and when the bad copy of a label name
+    /// was replaced by a later one.
+    #[test]
+    fn labels_that_are_not_utf8_refuse_the_request_as_prost_does() {
+        use prost::encoding::{WireType as PbWire, encode_key, encode_varint};
+        fn field(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
+            encode_key(tag, PbWire::LengthDelimited, out);
+            encode_varint(bytes.len() as u64, out);
+            out.extend_from_slice(bytes);
+        }
+        // One series: labels given as raw (name, value) fields, one sample.
+        let request = |labels: &[&[(u32, &[u8])]], samples: usize| {
+            let mut series = Vec::new();
+            for label in labels {
+                let mut l = Vec::new();
+                for &(tag, bytes) in *label {
+                    field(tag, bytes, &mut l);
+                }
+                field(1, &l, &mut series);
+            }
+            for _ in 0..samples {
+                field(2, &Sample { value: 1.0, timestamp: NOW }.encode_to_vec(), &mut series);
+            }
+            let mut body = Vec::new();
+            field(1, &series, &mut body);
+            body
+        };
+        let name: &[(u32, &[u8])] = &[(1, b"__name__"), (2, b"utf8_check_total")];
+        let cases = [
+            request(&[name, &[(1, b"job"), (2, b"\xff")]], 1),
+            request(&[name, &[(1, b"\xc3"), (2, b"a")]], 1),
+            // Over the sample limit too: prost's refusal comes first.
+            request(&[name, &[(1, b"job"), (2, b"\xff")]], 3),
+            // A name sent twice, the first copy not UTF-8.
+            request(&[name, &[(1, b"\xff"), (1, b"job"), (2, b"a")]], 1),
+        ];
+        let small =
+            DecodeLimits::new(1 << 20, Arc::new(PipelineLimits { max_samples: 2, ..PipelineLimits::unlimited() }));
+        for (i, body) in cases.iter().enumerate() {
+            let limits = if i == 2 { &small } else { &limits() };
+            let walked = decode_message(body, NOW, limits, &MetadataCache::new()).expect_err("refused");
+            let generated = decode_message_with_prost(body, NOW, limits, &MetadataCache::new()).expect_err("refused");
+            assert!(!walked.is_too_large() && !generated.is_too_large(), "case {i}: {walked} / {generated}");
+            assert!(walked.to_string().contains("UTF-8") || walked.to_string().contains("utf"), "case {i}: {walked}");
+        }
+        let over = request(&[name, &[(1, b"job"), (2, b"utf8-check")]], 3);
+        assert!(decode_message(&over, NOW, &small, &MetadataCache::new()).expect_err("over").is_too_large());
+        // The same request with valid labels decodes, the first time and from the table.
+        let valid = request(&[name, &[(1, b"job"), (2, b"utf8-check")]], 1);
+        for _ in 0..2 {
+            let d = decode_message(&valid, NOW, &limits(), &MetadataCache::new()).expect("decodes");
+            assert_eq!(d.samples[0].labels.get("job"), Some("utf8-check"));
         }
     }
 
