@@ -4,6 +4,7 @@
 //! message into samples happens here, once, so the same limits and the same error
 //! messages apply whichever way the bytes arrived.
 
+pub mod buffers;
 pub mod intern;
 pub mod limits;
 pub mod line_protocol;

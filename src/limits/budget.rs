@@ -154,14 +154,9 @@ impl MemoryBudget {
             }
         }
         if config.receivers.values().any(|r| matches!(r, crate::receivers::ReceiverConfig::Http(_))) {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-            let kept = crate::receivers::http::BODY_POOL_BYTES as u64
-                + threads * crate::codecs::remote_write::KEPT_DECOMPRESS_BUFFER_BYTES as u64;
             items.push(BudgetItem {
-                what: format!(
-                    "HTTP body buffers kept between requests (whole process), remote-write decompression buffers ({threads} threads)"
-                ),
-                bytes: kept,
+                what: "HTTP body buffers kept between requests (whole process)".into(),
+                bytes: crate::codecs::buffers::KEPT_BUFFER_BYTES as u64,
             });
         }
         // Line protocol (HTTP, TCP, UDP, Kafka), remote-write 1.0 (HTTP) and tsrelay's

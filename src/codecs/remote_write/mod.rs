@@ -75,19 +75,6 @@ impl DecodeError {
     }
 }
 
-/// Decompressed bodies up to this size are undone into a buffer the thread
-/// keeps for its next request. A fresh buffer of a megabyte per request is
-/// above the allocator's mmap threshold (`limits::allocator`), so it would be
-/// mapped, faulted in page by page and unmapped every time: a fifth of the
-/// daemon's CPU on remote-write in (perf, BENCHMARKS.md, fourteenth session).
-/// Larger bodies get a buffer of their own, freed after use.
-pub const KEPT_DECOMPRESS_BUFFER_BYTES: usize = 4 << 20;
-
-thread_local! {
-    /// See [`KEPT_DECOMPRESS_BUFFER_BYTES`]: at most that much per runtime thread.
-    static DECOMPRESSED: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
 /// Undoes the snappy block format, refusing output over the body limit
 /// before allocating it, and hands the bytes to `decode`.
 pub fn with_decompressed<R>(
@@ -99,19 +86,12 @@ pub fn with_decompressed<R>(
     if size > max_body_bytes {
         return Err(DecodeError::TooLarge { size, max: max_body_bytes });
     }
-    if size > KEPT_DECOMPRESS_BUFFER_BYTES {
-        let raw = snap::raw::Decoder::new().decompress_vec(body)?;
-        return Ok(decode(&raw));
-    }
-    // Taken out while in use: a nested call (none today) would get an empty one.
-    let mut buf = DECOMPRESSED.take();
-    if buf.len() < size {
-        // Zeroes only the part not used before; the buffer never shrinks below its largest body.
-        buf.resize(size, 0);
-    }
-    let result = snap::raw::Decoder::new().decompress(body, &mut buf[..size]);
+    // A buffer kept between requests (see `codecs::buffers`): not mapped and faulted
+    // in again for every request.
+    let mut buf = super::buffers::take_len(size);
+    let result = snap::raw::Decoder::new().decompress(body, &mut buf);
     let out = result.map(|n| decode(&buf[..n]));
-    DECOMPRESSED.set(buf);
+    super::buffers::give_back(buf);
     Ok(out?)
 }
 

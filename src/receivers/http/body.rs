@@ -1,5 +1,5 @@
 //! A request body read whole into one buffer sized from `Content-Length`,
-//! taken from a small pool of buffers the previous requests used.
+//! taken from the buffers earlier requests used ([`crate::codecs::buffers`]).
 //!
 //! Why not axum's `Bytes` extractor: it gathers the frames hyper hands over
 //! and then copies them into a new buffer for every request. A body of some
@@ -14,61 +14,8 @@ use axum::body::{Body, Bytes};
 use futures::StreamExt;
 use hyper::HeaderMap;
 use hyper::header::CONTENT_LENGTH;
-use parking_lot::Mutex;
 
-/// Bytes of body buffers the pool keeps between requests, all of them together.
-pub const BODY_POOL_BYTES: usize = 8 << 20;
-
-/// Buffers of finished requests, for the next bodies.
-struct BodyPool {
-    inner: Mutex<Pooled>,
-    max_bytes: usize,
-}
-
-struct Pooled {
-    buffers: Vec<Vec<u8>>,
-    bytes: usize,
-}
-
-/// The process's pool (at most [`BODY_POOL_BYTES`]).
-static POOL: BodyPool = BodyPool::new(BODY_POOL_BYTES);
-
-impl BodyPool {
-    const fn new(max_bytes: usize) -> Self {
-        BodyPool { inner: Mutex::new(Pooled { buffers: Vec::new(), bytes: 0 }), max_bytes }
-    }
-
-    /// An empty buffer of at least `capacity` bytes: the smallest pooled one that is
-    /// large enough, else a new one.
-    fn take(&self, capacity: usize) -> Vec<u8> {
-        let mut pool = self.inner.lock();
-        let best = (pool.buffers.iter().enumerate())
-            .filter(|(_, b)| b.capacity() >= capacity)
-            .min_by_key(|(_, b)| b.capacity())
-            .map(|(i, _)| i);
-        match best {
-            Some(i) => {
-                let buf = pool.buffers.swap_remove(i);
-                pool.bytes -= buf.capacity();
-                buf
-            }
-            None => {
-                drop(pool);
-                Vec::with_capacity(capacity)
-            }
-        }
-    }
-
-    /// Keeps `buf` for a later body if the pool has room for it, else frees it.
-    fn give_back(&self, mut buf: Vec<u8>) {
-        let mut pool = self.inner.lock();
-        if pool.bytes + buf.capacity() <= self.max_bytes {
-            buf.clear();
-            pool.bytes += buf.capacity();
-            pool.buffers.push(buf);
-        }
-    }
-}
+use crate::codecs::buffers;
 
 /// A whole request body: one frame as it came, or a buffer that goes back to the pool.
 #[derive(Debug)]
@@ -81,7 +28,7 @@ impl WholeBody {
     /// An empty buffer for a body of `capacity` bytes (a gunzipped one), from the pool;
     /// [`WholeBody::Pooled`] returns it there.
     pub fn buffer(capacity: usize) -> Vec<u8> {
-        POOL.take(capacity)
+        buffers::take_empty(capacity)
     }
 }
 
@@ -98,7 +45,7 @@ impl Deref for WholeBody {
 impl Drop for WholeBody {
     fn drop(&mut self) {
         if let WholeBody::Pooled(v) = self {
-            POOL.give_back(std::mem::take(v));
+            buffers::give_back(std::mem::take(v));
         }
     }
 }
@@ -145,7 +92,7 @@ pub async fn read_whole(body: Body, headers: &HeaderMap, max: usize) -> Result<W
             (None, Some(earlier)) => {
                 // A second frame: from here on one buffer, sized once when the length is known.
                 let capacity = declared.map_or(0, |n| n as usize).max(earlier.len() + data.len());
-                let mut buf = POOL.take(capacity);
+                let mut buf = buffers::take_empty(capacity);
                 buf.extend_from_slice(&earlier);
                 buf.extend_from_slice(&data);
                 joined = Some(buf);
@@ -190,23 +137,6 @@ mod tests {
         static ONE: &[u8] = b"m v=1\n";
         let body = read_whole(chunked(&[ONE]), &declared(ONE.len()), 100).await.unwrap();
         assert_eq!(body.as_ptr(), ONE.as_ptr());
-    }
-
-    #[test]
-    fn the_pool_hands_out_the_smallest_buffer_that_fits_and_keeps_its_bound() {
-        let pool = BodyPool::new(10_000);
-        pool.give_back(Vec::with_capacity(8_000));
-        pool.give_back(Vec::with_capacity(1_000));
-        // Over the bound with the two above: freed, not kept.
-        pool.give_back(Vec::with_capacity(2_000));
-        assert_eq!(pool.inner.lock().bytes, 9_000);
-        assert_eq!(pool.take(500).capacity(), 1_000);
-        let big = pool.take(5_000);
-        assert_eq!(big.capacity(), 8_000);
-        assert!(big.is_empty());
-        assert_eq!(pool.inner.lock().bytes, 0);
-        // Nothing pooled fits: a new buffer.
-        assert!(pool.take(20_000).capacity() >= 20_000);
     }
 
     #[tokio::test]

@@ -10,6 +10,5 @@ mod remote_write;
 
 mod server;
 
-pub use body::BODY_POOL_BYTES;
 pub use config::HttpReceiverConfig;
 pub use server::{open_paths, router, serve};
