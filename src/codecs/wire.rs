@@ -237,18 +237,7 @@ impl<'a> Fields<'a> {
         labels: &mut Vec<(&'a str, &'a str)>,
         samples: &mut Vec<(f64, i64)>,
     ) -> Result<bool, WireError> {
-        match tag {
-            1 => {
-                wire_type.must_be(WireType::LengthDelimited)?;
-                labels.push(self.message()?.name_value()?);
-            }
-            2 => {
-                wire_type.must_be(WireType::LengthDelimited)?;
-                samples.push(self.message()?.value_timestamp(&[])?);
-            }
-            _ => return Ok(false),
-        }
-        Ok(true)
+        self.series_field(tag, wire_type, Fields::name_value, labels, samples)
     }
 
     /// [`Self::label_or_sample`] with the label's strings as unchecked bytes (see
@@ -260,10 +249,23 @@ impl<'a> Fields<'a> {
         labels: &mut Vec<(&'a [u8], &'a [u8])>,
         samples: &mut Vec<(f64, i64)>,
     ) -> Result<bool, WireError> {
+        self.series_field(tag, wire_type, Fields::name_value_bytes, labels, samples)
+    }
+
+    /// Both of the above: a label read by `read_label`, or a sample.
+    #[inline(always)]
+    fn series_field<L>(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        read_label: impl FnOnce(Fields<'a>) -> Result<L, WireError>,
+        labels: &mut Vec<L>,
+        samples: &mut Vec<(f64, i64)>,
+    ) -> Result<bool, WireError> {
         match tag {
             1 => {
                 wire_type.must_be(WireType::LengthDelimited)?;
-                labels.push(self.message()?.name_value_bytes()?);
+                labels.push(read_label(self.message()?)?);
             }
             2 => {
                 wire_type.must_be(WireType::LengthDelimited)?;
