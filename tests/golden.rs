@@ -191,6 +191,10 @@ fn rrdcached_serves_the_golden_graphs_with_its_declared_quirks() {
     );
     let relay = start_relay(dir.path(), &["rrd"], &sink);
     write_through(&relay, &data, &["rrd"]);
+    // Every update written before the renders: rrdcached 1.7.2's flush (which `FETCH` does
+    // first) does not wait for a write already under way, so two renders reading a file whose
+    // backlog another render's `FETCH` is writing at that moment would see part of it.
+    rrd.flush_all();
     let quirks = Quirks {
         reset_bucket_may_be_null: true,
         hole_edge_may_be_null: true,
@@ -203,4 +207,30 @@ fn rrdcached_serves_the_golden_graphs_with_its_declared_quirks() {
     let files = Rrdcached::files_under(&rrd.base);
     assert_eq!(files.len(), 12, "{files:?}");
     assert!(files.contains(&"golden/sw2/ge-1.rrd".to_string()) && files.contains(&"golden/load/h3.rrd".to_string()));
+    // The octets template `golden/{device}/{port}.rrd` also matches the load files
+    // (device "load", port "h1"): each listed file is asked `INFO`, and only the files
+    // holding the `octets` data source are fetched. rrdcached 1.7.2 answers a `FETCH` of
+    // a data source a file lacks with an error quoting freed memory, which once held a
+    // newline and broke the rest of the pipeline (CI saw `"T\x07\x7f"` as a status line).
+    // (A step no check above used, so that the render is not served from the cache.)
+    let calls = || relay.tsrelay.metric_sum("tsrelay_query_backend_requests_total", &[]);
+    let before = calls();
+    let (got, answer) = render(
+        relay.query,
+        &serde_json::json!({"graph": "golden.rate.by_device", "backend": "rrd", "start": data.t0, "end": data.t_end, "step": 1200}),
+    );
+    assert_eq!(got, 200, "{answer}");
+    let octets_files = files.iter().filter(|f| !f.starts_with("golden/load/")).count();
+    assert!(octets_files > 0 && octets_files < files.len(), "{files:?}");
+    let expected = (1 + files.len() + octets_files) as f64;
+    let counted = common::wait_for(Duration::from_secs(5), "the render's backend requests counted", || {
+        let n = calls() - before;
+        (n >= expected).then_some(n)
+    });
+    assert_eq!(
+        counted,
+        expected,
+        "LIST, INFO of each of {} files, FETCH of the {octets_files} octets files",
+        files.len()
+    );
 }

@@ -1,6 +1,6 @@
 //! The exchanges of one render with rrdcached: `LIST RECURSIVE`, then `INFO`
-//! and `FETCH` for every matching file, pipelined over a few connections.
-
+//! for every matching file and `FETCH` for those holding the data source,
+//! pipelined over a few connections.
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use crate::sinks::rrdcached::client::{Address, ClientError, Connection, Reply};
 
 /// Connections one render opens at most.
 pub const MAX_CONNECTIONS: usize = 4;
-/// Files whose `INFO` and `FETCH` go out in one write.
+/// Files whose `INFO`s (then `FETCH`es) go out in one write.
 const FILES_PER_PIPELINE: usize = 64;
 
 pub(super) fn client_error(backend: &str, e: ClientError) -> BackendError {
@@ -84,27 +84,24 @@ fn select(plan: &FetchPlan, paths: Vec<String>, warnings: &mut Vec<String>) -> V
     out
 }
 
-/// Turns one file's `INFO` and `FETCH` replies into a series (or nothing, for
-/// a file that does not hold the plan's data source).
-fn series(
-    backend: &str,
-    plan: &FetchPlan,
-    grid: &TimeGrid,
-    file: File,
-    info: &Reply,
-    fetched: &Reply,
-) -> Result<Option<RawSeries>, BackendError> {
+/// Whether a file holds the plan's data source, from its `INFO` reply. A file
+/// gone since it was listed, or one holding another metric's data source (a
+/// shared path template), is not fetched: rrdcached 1.7.2 answers a `FETCH` of
+/// a data source a file lacks with an error that quotes freed memory where the
+/// path belongs, and when those bytes hold a newline the reply splits in two
+/// and every later reply of the pipeline is misread.
+fn holds_source(backend: &str, plan: &FetchPlan, file: &File, info: &Reply) -> Result<bool, BackendError> {
     if info.code < 0 {
         // Listed a moment ago, gone now: nothing to read.
         if info.message.contains("No such file") {
-            return Ok(None);
+            return Ok(false);
         }
         return Err(bad(backend, format!("INFO {}: {}", file.path, info.message)));
     }
     let info: FileInfo = reply::parse_info(&info.lines).map_err(|e| bad(backend, format!("{}: {e}", file.path)))?;
     let Some(ds_type) = info.source_type(&plan.ds) else {
         // Another metric's file under the same template (a shared path, another data source).
-        return Ok(None);
+        return Ok(false);
     };
     if (ds_type != "GAUGE") != plan.stores_rate {
         return Err(bad(
@@ -117,6 +114,17 @@ fn series(
             ),
         ));
     }
+    Ok(true)
+}
+
+/// Turns one file's `FETCH` reply into a series.
+fn series(
+    backend: &str,
+    plan: &FetchPlan,
+    grid: &TimeGrid,
+    file: File,
+    fetched: &Reply,
+) -> Result<RawSeries, BackendError> {
     if fetched.code < 0 {
         return Err(bad(backend, format!("FETCH {}: {}", file.path, fetched.message)));
     }
@@ -146,10 +154,27 @@ fn series(
             .filter_map(|(t, v)| Some((t * 1000, v?)))
             .collect(),
     };
-    Ok(Some(RawSeries { labels: file.labels, points }))
+    Ok(RawSeries { labels: file.labels, points })
 }
 
-/// Runs the plan: list, select, then `INFO` + `FETCH` per file.
+/// Sends `commands` in one write and reads one reply for each.
+async fn exchange(
+    backend: &str,
+    conn: &mut Connection,
+    commands: &[String],
+    timeout: Duration,
+    requests: &metrics::Counter,
+) -> Result<Vec<Reply>, BackendError> {
+    requests.increment(commands.len() as u64);
+    let replies = conn.pipeline(commands, timeout).await.map_err(|e| client_error(backend, e))?;
+    if replies.len() != commands.len() {
+        return Err(bad(backend, format!("{} replies to {} commands", replies.len(), commands.len())));
+    }
+    Ok(replies)
+}
+
+/// Runs the plan: list, select, then `INFO` per file and `FETCH` per file
+/// that holds the data source.
 /// `requests` counts every command sent (`tsrelay_query_backend_requests_total`).
 pub async fn run(
     backend: &str,
@@ -205,23 +230,27 @@ pub async fn run(
             };
             let mut out = Vec::new();
             for chunk in lane {
-                let mut commands = Vec::with_capacity(chunk.len() * 2);
-                for f in &chunk {
-                    commands.push(format!("INFO {}", f.path));
-                    commands.push(format!(
-                        "FETCH {} {} {} {} {}",
-                        f.path, plan.cf, plan.fetch_start_s, plan.fetch_end_s, plan.ds
-                    ));
-                }
-                requests.increment(commands.len() as u64);
-                let replies = conn.pipeline(&commands, timeout).await.map_err(|e| client_error(backend, e))?;
-                if replies.len() != commands.len() {
-                    return Err(bad(backend, format!("{} replies to {} commands", replies.len(), commands.len())));
-                }
-                for (file, pair) in chunk.into_iter().zip(replies.chunks(2)) {
-                    if let Some(s) = series(backend, plan, grid, file, &pair[0], &pair[1])? {
-                        out.push(s);
+                // INFO first, then FETCH only the files that hold the data source (see holds_source).
+                let commands: Vec<String> = chunk.iter().map(|f| format!("INFO {}", f.path)).collect();
+                let infos = exchange(backend, &mut conn, &commands, timeout, requests).await?;
+                let mut wanted = Vec::with_capacity(chunk.len());
+                for (file, info) in chunk.into_iter().zip(&infos) {
+                    if holds_source(backend, plan, &file, info)? {
+                        wanted.push(file);
                     }
+                }
+                if wanted.is_empty() {
+                    continue;
+                }
+                let commands: Vec<String> = wanted
+                    .iter()
+                    .map(|f| {
+                        format!("FETCH {} {} {} {} {}", f.path, plan.cf, plan.fetch_start_s, plan.fetch_end_s, plan.ds)
+                    })
+                    .collect();
+                let fetched = exchange(backend, &mut conn, &commands, timeout, requests).await?;
+                for (file, reply) in wanted.into_iter().zip(&fetched) {
+                    out.push(series(backend, plan, grid, file, reply)?);
                 }
             }
             Ok::<_, BackendError>(out)
