@@ -9,11 +9,14 @@
 mod allocator;
 mod budget;
 mod derive;
+mod kept;
 mod rss;
 mod system;
 
+pub use allocator::MMAP_THRESHOLD;
 pub use allocator::tune_allocator;
 pub use budget::{BudgetError, BudgetItem, MemoryBudget};
 pub use derive::{Explicit, derive_defaults};
+pub use kept::KeptVecs;
 pub use rss::{MemoryPressure, read_rss_bytes, watch_rss};
 pub use system::{SystemMemory, available_memory};
