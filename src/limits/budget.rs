@@ -163,12 +163,6 @@ impl MemoryBudget {
                 bytes: crate::codecs::remote_write::v1::kept::BYTES as u64,
             });
         }
-        if !config.receivers.is_empty() {
-            items.push(BudgetItem {
-                what: "sample vectors kept between requests (whole process)".into(),
-                bytes: crate::model::sample_vecs::KEPT_SAMPLE_VEC_BYTES as u64,
-            });
-        }
         // Line protocol (HTTP, TCP, UDP, Kafka), remote-write 1.0 (HTTP) and tsrelay's
         // protobuf (gRPC, Kafka) keep series keys; NDJSON does not.
         let keeps_series_keys = config.receivers.values().any(|r| match r {

@@ -9,7 +9,6 @@ use std::time::Instant;
 mod ack;
 mod labels;
 pub mod regex;
-pub mod sample_vecs;
 pub mod selector;
 mod series_map;
 

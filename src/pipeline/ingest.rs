@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::{ShardBatch, StatelessStage, flush_drops, split_by_series};
-use crate::model::{Batch, Sample, sample_vecs};
+use crate::model::{Batch, Sample};
 use crate::telemetry::{DropReason, Stage, pipeline_dropped};
 
 #[derive(Debug, thiserror::Error)]
@@ -189,20 +189,17 @@ impl PipelineInput {
 /// Each part gets a buffer of its own size and every sample is moved once; the request's
 /// buffer is freed when the split is done. (Splitting with `split_off` left every part
 /// holding the whole remaining buffer: a 200,000-sample request then held ~50 buffers of
-/// up to its full size, ~25× its samples' memory.) The emptied request buffer goes back to
-/// [`sample_vecs`] for the next request.
+/// up to its full size, ~25× its samples' memory.)
 fn split(batch: Batch) -> Vec<Batch> {
-    let Batch { mut samples, ack, received_at, .. } = batch;
+    let Batch { samples, ack, received_at, .. } = batch;
     let count = samples.len().div_ceil(INGEST_BATCH_MAX_SAMPLES);
     let mut parts = Vec::with_capacity(count);
-    let mut rest = samples.drain(..);
+    let mut rest = samples.into_iter();
     for _ in 1..count {
         let part: Vec<Sample> = rest.by_ref().take(INGEST_BATCH_MAX_SAMPLES).collect();
         parts.push(Batch { samples: part, hashes: Vec::new(), ack: ack.clone(), received_at });
     }
     parts.push(Batch { samples: rest.collect(), hashes: Vec::new(), ack, received_at });
-    // The request's own vector, empty now, serves the next request's decoder.
-    sample_vecs::give_back(samples);
     parts
 }
 

@@ -140,14 +140,13 @@ fn split_by_series(batch: Batch, shard_count: usize) -> Vec<Option<ShardBatch>> 
             })
         })
         .collect();
-    for (s, h) in samples.drain(..).zip(hashes) {
+    for (s, h) in samples.into_iter().zip(hashes) {
         // Always a part: every shard a hash picks was counted above.
         if let Some(part) = &mut parts[shard_of(h, shard_count)] {
             part.samples.push(s);
             part.hashes.push(h);
         }
     }
-    crate::model::sample_vecs::give_back(samples);
     parts
 }
 

@@ -10,7 +10,7 @@ use super::precision::Precision;
 use crate::codecs::intern::SeriesInterner;
 use crate::codecs::limits::{Checker, DecodeLimits, LimitError};
 use crate::codecs::report::{DecodeSummary, LineErrors};
-use crate::model::{LabelStr, Labels, METRIC_NAME_LABEL, MetricKind, Sample, sample_vecs};
+use crate::model::{LabelStr, Labels, METRIC_NAME_LABEL, MetricKind, Sample};
 
 /// Decodes a line-protocol body into samples appended to `out`, without limits (see
 /// [`decode_body_limited`]).
@@ -175,13 +175,7 @@ fn reserve_estimate(
     let rest = (body_len as u128).saturating_sub(consumed);
     let expected = rest * u128::from(summary.accepted_samples) / consumed;
     let room = (limits.max_samples as u64).saturating_sub(summary.accepted_samples);
-    let wanted = out.len() + (expected + expected / 16).min(u128::from(room)) as usize;
-    if out.capacity() < wanted {
-        // A kept vector if one fits (a large body's samples would be a fresh mapping each time).
-        let mut larger = sample_vecs::take(wanted);
-        larger.append(out);
-        *out = larger;
-    }
+    out.reserve((expected + expected / 16).min(u128::from(room)) as usize);
 }
 
 /// The raw bytes of a line's series key, from its measurement to the end of its last tag,

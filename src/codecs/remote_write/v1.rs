@@ -9,7 +9,7 @@ use prost::Message;
 use super::{DecodeError, DecodeLimits, Decoded, MetadataCache, add_series, build_labels, kind_of_metadata_type};
 use crate::codecs::intern::{InternKey, SeriesInterner};
 use crate::codecs::wire::{Fields, WireError, WireType, utf8};
-use crate::model::{Labels, sample_vecs};
+use crate::model::Labels;
 use crate::proto::prometheus::WriteRequest;
 
 pub const MESSAGE: &str = "prometheus.WriteRequest";
@@ -171,7 +171,7 @@ impl<'a> Request<'a> {
         if count > limits.max_samples() {
             return Err(DecodeError::TooManySamples { count, max: limits.max_samples() });
         }
-        let mut out = Decoded { samples: sample_vecs::take(count), ..Default::default() };
+        let mut out = Decoded { samples: Vec::with_capacity(count), ..Default::default() };
         if !self.metadata.is_empty() {
             out.metadata = self.metadata.len() as u64;
             metadata.learn(self.metadata.iter().map(|&(name, kind)| (name, kind_of_metadata_type(kind))));

@@ -18,7 +18,7 @@ use prost::Message;
 
 use super::{DecodeError, DecodeLimits, Decoded, MetadataCache, add_series, build_labels, kind_of_metadata_type};
 use crate::codecs::wire::{Fields, WireError, WireType};
-use crate::model::{MetricKind, sample_vecs};
+use crate::model::MetricKind;
 use crate::proto::write_v2::Request;
 
 pub const MESSAGE: &str = "io.prometheus.write.v2.Request";
@@ -127,7 +127,7 @@ impl<'a> Walked<'a> {
         metadata.learn(stated);
         let types = metadata.reader();
         let checker = limits.pipeline.checker(now_ms);
-        let mut out = Decoded { samples: sample_vecs::take(count), ..Default::default() };
+        let mut out = Decoded { samples: Vec::with_capacity(count), ..Default::default() };
         for (i, series) in self.series.iter().enumerate() {
             out.histograms += series.histograms;
             out.exemplars += series.exemplars;
