@@ -13,4 +13,5 @@ pub mod otlp;
 pub mod protobuf;
 pub mod remote_write;
 pub mod report;
+pub mod walk_vecs;
 pub mod wire;

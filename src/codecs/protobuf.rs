@@ -11,7 +11,9 @@ use super::intern::{InternKey, SeriesInterner};
 #[cfg(test)]
 use super::limits::MAX_ABS_TIMESTAMP_MS;
 use super::limits::{Checker, DecodeLimits, LimitError, RefusedSamples};
+use super::walk_vecs;
 use super::wire::{Fields, WireError, WireType};
+use crate::limits::KeptVecs;
 use crate::model::{Labels, METRIC_NAME_LABEL, MetricKind, Sample};
 use crate::proto::v1::{MetricType, WriteRequest};
 use crate::telemetry::DropReason;
@@ -87,6 +89,18 @@ struct Walked<'a> {
     samples: Vec<(f64, i64)>,
 }
 
+/// Series entries of walks, kept between requests ([`walk_vecs`]).
+static KEPT_SERIES: KeptVecs<SeriesParts<'static>> = KeptVecs::new(walk_vecs::SERIES_BYTES);
+
+impl Drop for Walked<'_> {
+    /// The vectors go back to their pools for the next request ([`walk_vecs`]).
+    fn drop(&mut self) {
+        KEPT_SERIES.give_back(walk_vecs::recycle(std::mem::take(&mut self.series)));
+        walk_vecs::LABELS.give_back(walk_vecs::recycle(std::mem::take(&mut self.labels)));
+        walk_vecs::give_back_samples(std::mem::take(&mut self.samples));
+    }
+}
+
 #[derive(Default)]
 struct SeriesParts<'a> {
     /// The series' bytes from its start to the end of its last label: what
@@ -101,7 +115,8 @@ struct SeriesParts<'a> {
 
 impl<'a> Walked<'a> {
     fn from_generated(req: &'a WriteRequest) -> Self {
-        let mut out = Walked { id: req.id, ..Default::default() };
+        let mut out = Walked::default();
+        out.id = req.id;
         for series in &req.series {
             let (labels_from, samples_from) = (out.labels.len(), out.samples.len());
             out.labels.extend(series.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
@@ -118,7 +133,13 @@ impl<'a> Walked<'a> {
 
     /// Walks the whole body; every wire error comes out before anything is built.
     fn walk(raw: &'a [u8]) -> Result<Walked<'a>, WireError> {
-        let mut out = Walked::default();
+        let mut out = Walked {
+            id: 0,
+            series: KEPT_SERIES.take_largest(),
+            // Kept as byte slices: the same layout as these `&str` pairs.
+            labels: walk_vecs::recycle(walk_vecs::LABELS.take_largest()),
+            samples: walk_vecs::SAMPLES.take_largest(),
+        };
         let mut fields = Fields::new(raw);
         while let Some((tag, wire_type)) = fields.next_key()? {
             match tag {

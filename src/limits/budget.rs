@@ -158,9 +158,18 @@ impl MemoryBudget {
                 what: "HTTP body buffers kept between requests (whole process)".into(),
                 bytes: crate::codecs::buffers::KEPT_BUFFER_BYTES as u64,
             });
+        }
+        if config.receivers.values().any(|r| {
+            matches!(
+                r,
+                crate::receivers::ReceiverConfig::Http(_)
+                    | crate::receivers::ReceiverConfig::Grpc(_)
+                    | crate::receivers::ReceiverConfig::Kafka(_)
+            )
+        }) {
             items.push(BudgetItem {
-                what: "remote-write decoding vectors kept between requests (whole process)".into(),
-                bytes: crate::codecs::remote_write::v1::kept::BYTES as u64,
+                what: "protobuf request walk vectors kept between requests (whole process)".into(),
+                bytes: crate::codecs::walk_vecs::BYTES as u64,
             });
         }
         // Line protocol (HTTP, TCP, UDP, Kafka), remote-write 1.0 (HTTP) and tsrelay's

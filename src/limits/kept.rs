@@ -4,9 +4,9 @@
 //! is above the allocator's mmap threshold ([`MMAP_THRESHOLD`](super::MMAP_THRESHOLD)):
 //! it is mapped, faulted in page by page (the kernel zeroing each page) and
 //! unmapped every time. A kept vector is already resident. Request bodies
-//! (`codecs::buffers`) and remote-write's decoding vectors
-//! (`codecs::remote_write::v1::kept`) have pools; they are items of the
-//! start-up memory budget.
+//! (`codecs::buffers`) and the vectors of protobuf request walks
+//! (`codecs::walk_vecs`) have pools; they are items of the start-up memory
+//! budget.
 
 use parking_lot::Mutex;
 

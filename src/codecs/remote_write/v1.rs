@@ -8,7 +8,9 @@ use prost::Message;
 
 use super::{DecodeError, DecodeLimits, Decoded, MetadataCache, add_series, build_labels, kind_of_metadata_type};
 use crate::codecs::intern::{InternKey, SeriesInterner};
+use crate::codecs::walk_vecs;
 use crate::codecs::wire::{Fields, WireError, WireType, utf8};
+use crate::limits::KeptVecs;
 use crate::model::Labels;
 use crate::proto::prometheus::WriteRequest;
 
@@ -72,36 +74,8 @@ struct Request<'a> {
     metadata: Vec<(&'a str, i32)>,
 }
 
-/// The walk's vectors, kept between requests. A 10,000-series request's
-/// labels alone take 1.6 MB; grown by doubling from empty for every request,
-/// they were fresh mappings faulted in page by page and the most of remote-write
-/// in's remaining page faults (BENCHMARKS.md, fifteenth session). At most one
-/// request's worth of each is kept, bounded in bytes (an item of the start-up
-/// memory budget).
-pub(crate) mod kept {
-    use super::SeriesRanges;
-    use crate::limits::KeptVecs;
-
-    const SERIES_BYTES: usize = 1 << 20;
-    const LABEL_BYTES: usize = 2 << 20;
-    const SAMPLE_BYTES: usize = 256 << 10;
-    /// All of them together.
-    pub const BYTES: usize = SERIES_BYTES + LABEL_BYTES + SAMPLE_BYTES;
-
-    pub(super) static SERIES: KeptVecs<SeriesRanges<'static>> = KeptVecs::new(SERIES_BYTES);
-    pub(super) static LABELS: KeptVecs<(&'static [u8], &'static [u8])> = KeptVecs::new(LABEL_BYTES);
-    pub(super) static SAMPLES: KeptVecs<(f64, i64)> = KeptVecs::new(SAMPLE_BYTES);
-
-    /// The allocation of an emptied vector of borrowed slices, as a vector of
-    /// another lifetime: collecting nothing from a vector's own iterator into
-    /// elements of the same layout reuses its allocation (std's in-place
-    /// collection; were it not applied, the result would merely be a new empty
-    /// vector, which the pool does not keep).
-    pub(super) fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
-        v.clear();
-        v.into_iter().filter_map(|_| None).collect()
-    }
-}
+/// Series entries of walks, kept between requests ([`walk_vecs`]).
+static KEPT_SERIES: KeptVecs<SeriesRanges<'static>> = KeptVecs::new(walk_vecs::SERIES_BYTES);
 
 #[derive(Default)]
 struct SeriesRanges<'a> {
@@ -117,13 +91,11 @@ struct SeriesRanges<'a> {
 }
 
 impl Drop for Request<'_> {
-    /// The vectors go back to [`kept`] for the next request.
+    /// The vectors go back to their pools for the next request ([`walk_vecs`]).
     fn drop(&mut self) {
-        kept::SERIES.give_back(kept::recycle(std::mem::take(&mut self.series)));
-        kept::LABELS.give_back(kept::recycle(std::mem::take(&mut self.labels)));
-        let mut samples = std::mem::take(&mut self.samples);
-        samples.clear();
-        kept::SAMPLES.give_back(samples);
+        KEPT_SERIES.give_back(walk_vecs::recycle(std::mem::take(&mut self.series)));
+        walk_vecs::LABELS.give_back(walk_vecs::recycle(std::mem::take(&mut self.labels)));
+        walk_vecs::give_back_samples(std::mem::take(&mut self.samples));
     }
 }
 
@@ -223,9 +195,9 @@ impl<'a> Request<'a> {
     /// histograms.
     fn walk(raw: &'a [u8]) -> Result<Option<Request<'a>>, WireError> {
         let mut request = Request {
-            series: kept::SERIES.take_largest(),
-            labels: kept::LABELS.take_largest(),
-            samples: kept::SAMPLES.take_largest(),
+            series: KEPT_SERIES.take_largest(),
+            labels: walk_vecs::LABELS.take_largest(),
+            samples: walk_vecs::SAMPLES.take_largest(),
             metadata: Vec::new(),
         };
         let mut fields = Fields::new(raw);
@@ -495,17 +467,9 @@ mod tests {
     /// The in-place walk and the generated decoder give the same result,
     /// with exemplars (the generated path), metadata, refusals and fields
     /// tsrelay does not know (appended raw).
-    /// The walk's vectors come back to the pool with their allocation (std's
-    /// in-place collection), empty, and serve the next request.
+    /// The walk's vectors come back to the pools, empty, and serve the next request.
     #[test]
     fn the_walk_keeps_its_vectors_for_the_next_request() {
-        let bytes = b"abc".to_vec();
-        let mut v: Vec<(&[u8], &[u8])> = Vec::with_capacity(1000);
-        v.push((&bytes[..1], &bytes[1..]));
-        let ptr = v.as_ptr() as usize;
-        let back: Vec<(&'static [u8], &'static [u8])> = kept::recycle(v);
-        assert_eq!((back.as_ptr() as usize, back.capacity(), back.len()), (ptr, 1000, 0));
-
         let series: Vec<TimeSeries> = (0..2000)
             .map(|i| TimeSeries {
                 labels: vec![label("__name__", "kept_walk"), label("i", &i.to_string())],
@@ -518,12 +482,12 @@ mod tests {
         assert_eq!((request.series.len(), request.labels.len()), (2000, 4000));
         drop(request);
         // Tests share the process-wide pool: another walk may hold the vectors now.
-        let labels = kept::LABELS.take_largest();
+        let labels = walk_vecs::LABELS.take_largest();
         assert!(labels.is_empty());
         if labels.capacity() > 0 {
             assert!(labels.capacity() >= 4000);
         }
-        kept::LABELS.give_back(labels);
+        walk_vecs::LABELS.give_back(labels);
     }
 
     #[test]
