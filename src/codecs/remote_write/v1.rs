@@ -481,7 +481,8 @@ mod tests {
             })
             .collect();
         let raw = WriteRequest { timeseries: series, ..Default::default() }.encode_to_vec();
-        fn view<'a>(r: &Request<'a>) -> (Vec<(&'a [u8], &'a [u8])>, Vec<(f64, i64)>, usize) {
+        type View<'a> = (Vec<(&'a [u8], &'a [u8])>, Vec<(f64, i64)>, usize);
+        fn view<'a>(r: &Request<'a>) -> View<'a> {
             (r.labels.clone(), r.samples.clone(), r.series.len())
         }
         let first = Request::walk(&raw).unwrap().unwrap();
