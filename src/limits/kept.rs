@@ -21,6 +21,15 @@ struct Idle<T> {
     bytes: usize,
 }
 
+impl<T> Idle<T> {
+    /// Takes idle vector `i` out, and its bytes out of the count.
+    fn remove(&mut self, i: usize) -> Vec<T> {
+        let v = self.vecs.swap_remove(i);
+        self.bytes -= KeptVecs::bytes_of(&v);
+        v
+    }
+}
+
 impl<T> KeptVecs<T> {
     pub const fn new(max_bytes: usize) -> Self {
         KeptVecs { inner: Mutex::new(Idle { vecs: Vec::new(), bytes: 0 }), max_bytes }
@@ -40,11 +49,7 @@ impl<T> KeptVecs<T> {
             .min_by_key(|(_, v)| v.capacity())
             .map(|(i, _)| i);
         match best {
-            Some(i) => {
-                let v = idle.vecs.swap_remove(i);
-                idle.bytes -= Self::bytes_of(&v);
-                v
-            }
+            Some(i) => idle.remove(i),
             None => {
                 drop(idle);
                 Vec::with_capacity(capacity)
@@ -57,14 +62,7 @@ impl<T> KeptVecs<T> {
     pub fn take_largest(&self) -> Vec<T> {
         let mut idle = self.inner.lock();
         let largest = (idle.vecs.iter().enumerate()).max_by_key(|(_, v)| v.capacity()).map(|(i, _)| i);
-        match largest {
-            Some(i) => {
-                let v = idle.vecs.swap_remove(i);
-                idle.bytes -= Self::bytes_of(&v);
-                v
-            }
-            None => Vec::new(),
-        }
+        largest.map_or_else(Vec::new, |i| idle.remove(i))
     }
 
     /// Keeps `v` for a later request if there is room for it, else frees it.
