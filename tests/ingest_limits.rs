@@ -223,6 +223,66 @@ fn large_bodies_from_several_senders_are_all_accepted_with_bounded_memory() {
     assert!(t.process.is_running());
 }
 
+/// A body larger than the decoder's piece (256 KiB) is decoded while it arrives: the
+/// answer is the same whether it comes with a length, chunked or gzipped — line numbers
+/// of refused lines counted over the whole body, a string value with line feeds kept whole.
+#[test]
+fn a_large_body_decoded_as_it_arrives_answers_as_a_whole_one() {
+    const LINES: usize = 60_000;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let t = start(dir.path(), port, BLACKHOLE_SINK, "");
+    let now = now_ns();
+    let mut body = String::new();
+    let mut bad_lines = Vec::new();
+    for i in 1..=LINES {
+        match i {
+            // Every 20,000th line is not line protocol.
+            _ if i % 20_000 == 7 => {
+                body.push_str("not line protocol\n");
+                bad_lines.push(i);
+            }
+            // A string value with two line feeds, two thirds into the body: lines 40,001–40,003.
+            40_001 => body.push_str(&format!("note,host=a text=\"one\ntwo\nthree\",v=1 {now}\n")),
+            40_002 | 40_003 => {}
+            _ => body.push_str(&format!("cpu,host=h{},core=c{} usage={}.5 {now}\n", i % 500, i % 16, i % 100)),
+        }
+    }
+    assert!(body.len() > 8 * 256 * 1024, "{} bytes", body.len());
+    let plain = dir.path().join("big.lp");
+    std::fs::write(&plain, &body).unwrap();
+    let zipped = dir.path().join("big.lp.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(body.as_bytes()).unwrap();
+    let zipped_bytes = gz.finish().unwrap();
+    std::fs::write(&zipped, &zipped_bytes).unwrap();
+    let url = format!("http://127.0.0.1:{port}/write");
+    let accepted = (LINES - 2 - bad_lines.len()) as u64;
+    let ways: [(&str, &Path, &[&str]); 3] = [
+        ("with a length", &plain, &[]),
+        ("chunked", &plain, &["-H", "Transfer-Encoding: chunked"]),
+        ("gzipped", &zipped, &["-H", "Content-Encoding: gzip"]),
+    ];
+    for (way, file, extra) in ways {
+        let (code, answer) = curl_post(&url, file, extra);
+        assert_eq!(code, 400, "{way}: {answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["accepted"].as_u64(), Some(accepted), "{way}: {answer}");
+        assert_eq!(answer["rejected"].as_u64(), Some(bad_lines.len() as u64), "{way}: {answer}");
+        let lines: Vec<usize> =
+            answer["errors"].as_array().unwrap().iter().map(|e| e["line"].as_u64().unwrap() as usize).collect();
+        assert_eq!(lines, bad_lines, "{way}: {answer}");
+    }
+    assert_eq!(t.metric_sum("tsrelay_received_samples_total", &[]), 3.0 * accepted as f64);
+    // A gzip stream cut short is refused whole, by name.
+    let cut = dir.path().join("cut.lp.gz");
+    std::fs::write(&cut, &zipped_bytes[..zipped_bytes.len() / 2]).unwrap();
+    let (code, answer) = curl_post(&url, &cut, &["-H", "Content-Encoding: gzip"]);
+    assert_eq!(code, 400, "{answer}");
+    assert!(answer.contains("invalid gzip body"), "{answer}");
+    assert_eq!(t.metric_sum("tsrelay_received_samples_total", &[]), 3.0 * accepted as f64);
+}
+
 #[test]
 fn a_body_over_the_sample_limit_is_refused_whole() {
     let dir = tempfile::tempdir().unwrap();

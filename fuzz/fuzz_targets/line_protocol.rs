@@ -2,13 +2,17 @@
 //! reports, must point its errors inside the body, must agree with itself between its
 //! entry points, and what it accepts must survive the sinks' line-protocol encoder
 //! (decode → encode → decode gives the same samples: a Kafka or file relay loses nothing),
-//! and decoding it again, once its series keys are known, must give exactly the same.
+//! and decoding it again, once its series keys are known, or while it arrives in pieces,
+//! must give exactly the same.
 //! And it must decide every entry exactly as the parser before its fast path did (the
 //! `reference` module): same points, same errors and messages, same positions.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tsrelay::codecs::line_protocol::{LineErrors, LineParser, Precision, decode_body, parse_line, reference};
+use tsrelay::codecs::limits::DecodeLimits;
+use tsrelay::codecs::line_protocol::{
+    LineErrors, LineParser, LineStream, Precision, decode_body, parse_line, reference,
+};
 use tsrelay::sinks::line_protocol::encode_sample;
 
 const NOW_NS: i64 = 1_700_000_000_000_000_000;
@@ -78,6 +82,28 @@ fuzz_target!(|body: &[u8]| {
     assert_eq!(again_errors.reported(), errors.reported(), "errors differ once the keys are known");
     assert_eq!(again.len(), samples.len());
     for (a, s) in again.iter().zip(&samples) {
+        assert_eq!(a.labels, s.labels);
+        assert_eq!(a.value.to_bits(), s.value.to_bits());
+        assert_eq!(a.timestamp_ms, s.timestamp_ms);
+    }
+
+    // Decoded while it arrives (the HTTP receiver's way), in frames and pieces of sizes the
+    // body picks, in parts of a few samples: exactly the same samples, summary and errors.
+    let frame = 1 + usize::from(body.get(1).copied().unwrap_or(0) % 29);
+    let piece = 1 + usize::from(body.get(2).copied().unwrap_or(0) % 97);
+    let part = 1 + usize::from(body.get(3).copied().unwrap_or(0) % 7);
+    let unlimited = DecodeLimits::unlimited();
+    let mut stream = LineStream::new(precision, NOW_NS, &unlimited, part, body.len()).with_piece_bytes(piece);
+    for bytes in body.chunks(frame) {
+        stream.push(bytes);
+    }
+    let streamed = stream.finish();
+    assert_eq!(streamed.summary, summary, "summary differs when streamed (frame {frame}, piece {piece})");
+    assert_eq!(streamed.errors.reported(), errors.reported(), "errors differ when streamed");
+    assert!(streamed.parts.iter().all(|p| !p.is_empty() && p.len() <= part));
+    let streamed: Vec<_> = streamed.parts.into_iter().flatten().collect();
+    assert_eq!(streamed.len(), samples.len());
+    for (a, s) in streamed.iter().zip(&samples) {
         assert_eq!(a.labels, s.labels);
         assert_eq!(a.value.to_bits(), s.value.to_bits());
         assert_eq!(a.timestamp_ms, s.timestamp_ms);

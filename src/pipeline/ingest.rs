@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::{ShardBatch, StatelessStage, flush_drops, split_by_series};
-use crate::model::{Batch, Sample};
+use crate::model::{Ack, Batch, Sample};
 use crate::telemetry::{DropReason, Stage, pipeline_dropped};
 
 #[derive(Debug, thiserror::Error)]
@@ -82,10 +82,18 @@ impl PipelineInput {
                 Err(_) => Err(IngestError::Full { pipeline: self.pipeline.clone(), waited: max_wait, batch }),
             };
         }
+        self.send_parts_within(split(batch), max_wait).await
+    }
+
+    /// [`send_within`](Self::send_within) for a request already in parts of at most
+    /// [`INGEST_BATCH_MAX_SAMPLES`] samples (see [`parts_of`]): accepted whole or not at all.
+    pub async fn send_parts_within(&self, parts: Vec<Batch>, max_wait: Duration) -> Result<(), IngestError> {
+        if self.closed() {
+            return Err(IngestError::Closed { pipeline: self.pipeline.clone(), batch: join(parts) });
+        }
         // The first part is admitted within `max_wait` or the whole request
         // is refused; once admitted, the rest follow as the pipeline makes
         // room, so a request is never half accepted.
-        let parts = split(batch);
         let slot = match tokio::time::timeout(max_wait, self.slot()).await {
             Ok(Some(slot)) => slot,
             Ok(None) => return Err(IngestError::Closed { pipeline: self.pipeline.clone(), batch: join(parts) }),
@@ -203,6 +211,23 @@ fn split(batch: Batch) -> Vec<Batch> {
     parts
 }
 
+/// The batches of a request a decoder delivered in parts (each of at most
+/// [`INGEST_BATCH_MAX_SAMPLES`] samples), each carrying the request's ack, for
+/// [`PipelineInput::send_parts_within`]. A decoder that fills parts as it goes saves
+/// the split's copy of every sample, made when they are long out of cache.
+pub fn parts_of(parts: Vec<Vec<Sample>>, mut ack: Option<Ack>) -> Vec<Batch> {
+    debug_assert!(parts.iter().all(|p| p.len() <= INGEST_BATCH_MAX_SAMPLES));
+    let received_at = std::time::Instant::now();
+    let mut batches = Vec::with_capacity(parts.len());
+    let mut parts = parts.into_iter().peekable();
+    while let Some(samples) = parts.next() {
+        // Every part holds an obligation; the last one takes the caller's.
+        let ack = if parts.peek().is_some() { ack.clone() } else { ack.take() };
+        batches.push(Batch { samples, hashes: Vec::new(), ack, received_at });
+    }
+    batches
+}
+
 /// Puts refused parts back together for the caller.
 fn join(parts: Vec<Batch>) -> Batch {
     let mut parts = parts.into_iter();
@@ -248,6 +273,22 @@ mod tests {
         }
         assert_eq!(values, (0..n).map(|i| i as f64).collect::<Vec<_>>());
         assert!(done.await.is_ok(), "ack completes once every part is gone");
+    }
+
+    #[tokio::test]
+    async fn parts_from_a_decoder_enter_as_they_are_and_share_one_ack() {
+        let (input, mut rx) = input(8);
+        let (ack, done) = Ack::new();
+        let sizes = [INGEST_BATCH_MAX_SAMPLES, INGEST_BATCH_MAX_SAMPLES, 5];
+        let parts = sizes.iter().map(|&n| samples(n)).collect();
+        input.send_parts_within(parts_of(parts, Some(ack)), Duration::from_millis(100)).await.unwrap();
+        for &n in &sizes {
+            let mut part = rx.recv().await.unwrap();
+            assert_eq!(part.samples.len(), n);
+            part.ack.take().expect("every part holds an obligation").settle();
+        }
+        let outcome = done.await.unwrap();
+        assert!(outcome.settled(), "every part settled: the request is acknowledged");
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinSet;
 
 pub use config::PipelineConfig;
-pub use ingest::{INGEST_BATCH_MAX_SAMPLES, IngestError, PipelineInput};
+pub use ingest::{INGEST_BATCH_MAX_SAMPLES, IngestError, PipelineInput, parts_of};
 pub use stage::{DropTally, StatefulStage, StatelessStage};
 
 use crate::model::{Ack, Batch, Sample};

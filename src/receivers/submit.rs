@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::codecs::limits::DecodeLimits;
 use crate::limits::MemoryPressure;
 use crate::model::{Ack, AckOutcome, Batch, Sample};
-use crate::pipeline::{INGEST_BATCH_MAX_SAMPLES, IngestError, PipelineInput};
+use crate::pipeline::{INGEST_BATCH_MAX_SAMPLES, IngestError, PipelineInput, parts_of};
 use crate::telemetry::ReceiverMetrics;
 
 /// When a receiver answers its sender.
@@ -76,7 +76,34 @@ impl Submitter {
             return Err(SubmitError::MemoryPressure);
         }
         let max_wait = self.max_wait;
-        self.submit_with(samples, move |input, batch| async move { input.send_within(batch, max_wait).await }).await
+        let n = samples.len() as u64;
+        self.submit_with(n, move |input, ack| async move {
+            input.send_within(Batch::with_ack(samples, ack), max_wait).await
+        })
+        .await
+    }
+
+    /// [`submit`](Self::submit) for a request its decoder delivered in parts of at most
+    /// [`INGEST_BATCH_MAX_SAMPLES`] samples (line protocol over HTTP): they enter as they
+    /// are, whole or not at all, without being split again.
+    pub async fn submit_parts(&self, parts: Vec<Vec<Sample>>) -> Result<Option<AckOutcome>, SubmitError> {
+        let parts = match <[Vec<Sample>; 1]>::try_from(parts) {
+            // One vector, of any size (`submit` splits it if it must).
+            Ok([samples]) => return self.submit(samples).await,
+            Err(parts) => parts,
+        };
+        debug_assert!(parts.iter().all(|p| p.len() <= INGEST_BATCH_MAX_SAMPLES));
+        if self.pressure.is_high() {
+            self.metrics.requests_rejected_memory.increment(1);
+            return Err(SubmitError::MemoryPressure);
+        }
+        let max_wait = self.max_wait;
+        let n = parts.iter().map(|p| p.len() as u64).sum();
+        self.submit_with(
+            n,
+            move |input, ack| async move { input.send_parts_within(parts_of(parts, ack), max_wait).await },
+        )
+        .await
     }
 
     /// Like [`submit`](Self::submit) but waits for room as long as it takes
@@ -85,7 +112,8 @@ impl Submitter {
         while self.pressure.is_high() {
             tokio::time::sleep(PRESSURE_POLL).await;
         }
-        self.submit_with(samples, |input, batch| async move { input.send(batch).await }).await
+        let n = samples.len() as u64;
+        self.submit_with(n, |input, ack| async move { input.send(Batch::with_ack(samples, ack)).await }).await
     }
 
     /// Offers a batch that carries the caller's own acknowledgement, waiting
@@ -104,12 +132,13 @@ impl Submitter {
         }
     }
 
-    async fn submit_with<F, Fut>(&self, samples: Vec<Sample>, send: F) -> Result<Option<AckOutcome>, SubmitError>
+    /// Admits `n` samples with `send`, which gets the pipeline and the request's
+    /// acknowledgement (with `ack = "delivered"`).
+    async fn submit_with<F, Fut>(&self, n: u64, send: F) -> Result<Option<AckOutcome>, SubmitError>
     where
-        F: FnOnce(PipelineInput, Batch) -> Fut,
+        F: FnOnce(PipelineInput, Option<Ack>) -> Fut,
         Fut: std::future::Future<Output = Result<(), IngestError>> + Send + 'static,
     {
-        let n = samples.len() as u64;
         if n == 0 {
             return Ok(None);
         }
@@ -120,7 +149,7 @@ impl Submitter {
                 (Some(a), Some(rx))
             }
         };
-        let admission = send(self.input.clone(), Batch::with_ack(samples, ack));
+        let admission = send(self.input.clone(), ack);
         let admitted = if n as usize > INGEST_BATCH_MAX_SAMPLES {
             // A split request enters part by part. Admission runs on its own
             // task, counting included, so a client that disconnects (or a gRPC

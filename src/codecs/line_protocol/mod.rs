@@ -23,6 +23,7 @@ mod precision;
 pub mod reference;
 mod samples;
 mod stops;
+mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -31,5 +32,6 @@ pub use parser::{LineParser, Parsed, parse_line};
 pub use point::{Field, FieldValue, Point, Tag};
 pub use precision::{Precision, UnknownPrecision};
 pub use samples::{decode_body, decode_body_limited, metric_name};
+pub use stream::{LineStream, PIECE_BYTES, StreamedBody};
 
 pub use crate::codecs::report::{DecodeSummary, LineErrors, MAX_REPORTED_ERRORS, ReportedError};

@@ -59,12 +59,18 @@ pub enum Parsed {
 
 impl<'a> LineParser<'a> {
     pub fn new(body: &'a [u8], precision: Precision) -> Self {
+        Self::starting_at_line(body, precision, 1)
+    }
+
+    /// A parser of a piece of a body that starts at the beginning of line `line` (1-based):
+    /// its errors give the lines' numbers in the whole body.
+    pub fn starting_at_line(body: &'a [u8], precision: Precision, line: usize) -> Self {
         LineParser {
             bytes: body,
             text: std::str::from_utf8(body).ok(),
             precision,
             pos: 0,
-            line: 1,
+            line,
             line_start: 0,
             stops: Stops::new(body),
             entry: Entry::default(),
@@ -146,6 +152,12 @@ impl<'a> LineParser<'a> {
     /// Bytes of the body consumed so far.
     pub fn offset(&self) -> usize {
         self.pos
+    }
+
+    /// The 1-based number of the line the parser is on: once the input is exhausted, one
+    /// more than the line feeds it held.
+    pub fn line(&self) -> usize {
+        self.line
     }
 
     #[inline(always)]

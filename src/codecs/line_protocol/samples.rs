@@ -49,13 +49,62 @@ pub fn decode_body_limited(
     out: &mut Vec<Sample>,
     errors: &mut LineErrors,
 ) -> DecodeSummary {
+    let mut progress = Progress::new(body.len());
+    decode_lines(body, &mut progress, &Settings { precision, default_time_ns, limits }, out, errors);
+    progress.summary
+}
+
+/// What every piece of one body is decoded with.
+pub(super) struct Settings<'l> {
+    pub precision: Precision,
+    /// For lines without a timestamp (nanoseconds; truncated to the precision).
+    pub default_time_ns: i64,
+    pub limits: &'l DecodeLimits,
+}
+
+/// How far the decoding of one body has got: a body decoded piece by piece
+/// ([`super::LineStream`]) continues its line numbers, its sample limit and
+/// its estimate of the samples still to come from here.
+#[derive(Debug)]
+pub(super) struct Progress {
+    pub summary: DecodeSummary,
+    /// The 1-based number of the line the next piece starts on.
+    pub line: usize,
+    /// Bytes of the body before the next piece.
+    pub offset: usize,
+    /// The whole body's expected length (0: unknown), for the one reservation of the output.
+    pub body_len: usize,
+    estimated: bool,
+}
+
+impl Progress {
+    pub fn new(body_len: usize) -> Self {
+        Progress { summary: DecodeSummary::default(), line: 1, offset: 0, body_len, estimated: false }
+    }
+
+    /// The body holds more samples than allowed: nothing more is decoded.
+    pub fn stopped(&self) -> bool {
+        self.summary.over_sample_limit
+    }
+}
+
+/// Decodes `body`, a run of whole lines (the whole body, or a piece of it that ends
+/// with a line feed), continuing `progress`.
+pub(super) fn decode_lines(
+    body: &[u8],
+    progress: &mut Progress,
+    settings: &Settings<'_>,
+    out: &mut Vec<Sample>,
+    errors: &mut LineErrors,
+) {
+    let Settings { precision, default_time_ns, limits } = *settings;
     let default_ns = precision.truncate(default_time_ns);
     let checker = limits.checker(default_time_ns.div_euclid(1_000_000));
-    let mut parser = LineParser::new(body, precision);
+    let mut parser = LineParser::starting_at_line(body, precision, progress.line);
     let interner = SeriesInterner::global();
     let mut point = Point::default();
-    let mut summary = DecodeSummary::default();
-    let mut estimated = false;
+    let Progress { summary, estimated, .. } = progress;
+    let reach = Reach { before: progress.offset, body_len: progress.body_len.max(progress.offset + body.len()) };
     let salt = limits.key_checks_fingerprint();
     let mut ahead = Lookahead::new(body);
     loop {
@@ -76,11 +125,11 @@ pub fn decode_body_limited(
                     measurement,
                 });
                 let decoded = known.and_then(|known| {
-                    known.decode(&point, &mut ahead, salt, default_ns, &checker, limits, &mut summary, out)
+                    known.decode(&point, &mut ahead, salt, default_ns, &checker, limits, summary, out)
                 });
                 match decoded {
                     Some(Ok(())) => {
-                        reserve_estimate(&mut estimated, &parser, body.len(), limits, &summary, out);
+                        reserve_estimate(estimated, &parser, reach, limits, summary, out);
                         continue;
                     }
                     Some(Err(Stop::OverSampleLimit)) => break,
@@ -149,9 +198,19 @@ pub fn decode_body_limited(
             }
         }
         summary.accepted_samples += numeric;
-        reserve_estimate(&mut estimated, &parser, body.len(), limits, &summary, out);
+        reserve_estimate(estimated, &parser, reach, limits, summary, out);
     }
-    summary
+    progress.line = parser.line();
+    progress.offset += body.len();
+}
+
+/// Where the bytes being parsed sit in their body.
+#[derive(Debug, Clone, Copy)]
+struct Reach {
+    /// Bytes of the body before this piece.
+    before: usize,
+    /// The whole body's (expected) length.
+    body_len: usize,
 }
 
 /// Once [`PROBE_SAMPLES`] are decoded, grows `out` once for the rest of the body, estimated
@@ -162,7 +221,7 @@ pub fn decode_body_limited(
 fn reserve_estimate(
     estimated: &mut bool,
     parser: &LineParser<'_>,
-    body_len: usize,
+    reach: Reach,
     limits: &DecodeLimits,
     summary: &DecodeSummary,
     out: &mut Vec<Sample>,
@@ -171,8 +230,8 @@ fn reserve_estimate(
         return;
     }
     *estimated = true;
-    let consumed = parser.offset().max(1) as u128;
-    let rest = (body_len as u128).saturating_sub(consumed);
+    let consumed = (reach.before + parser.offset()).max(1) as u128;
+    let rest = (reach.body_len as u128).saturating_sub(consumed);
     let expected = rest * u128::from(summary.accepted_samples) / consumed;
     let room = (limits.max_samples as u64).saturating_sub(summary.accepted_samples);
     out.reserve((expected + expected / 16).min(u128::from(room)) as usize);

@@ -8,12 +8,13 @@
 //! (the kernel zeroing each page) and unmapped for every request. A pooled
 //! buffer is already resident. A body of a single frame is kept as it came.
 
+use std::io::Write;
 use std::ops::Deref;
 
 use axum::body::{Body, Bytes};
 use futures::StreamExt;
 use hyper::HeaderMap;
-use hyper::header::CONTENT_LENGTH;
+use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 
 use crate::codecs::buffers;
 
@@ -55,27 +56,144 @@ impl Drop for WholeBody {
 pub enum BodyError {
     #[error("body exceeds max_body_bytes ({max} bytes)")]
     TooLarge { max: usize },
+    #[error("body exceeds max_body_bytes ({max} bytes) after gunzip")]
+    TooLargeUnpacked { max: usize },
     #[error("reading the request body: {0}")]
     Read(String),
+    #[error("invalid gzip body: {0}")]
+    Gzip(String),
+    #[error("unsupported Content-Encoding {0:?}; use gzip or none")]
+    Encoding(String),
 }
 
 impl BodyError {
-    /// 413 for a body over the limit, 400 for one that broke off.
+    /// 413 for a body over the limit, 415 for an unknown encoding, 400 for one that broke off
+    /// or does not gunzip.
     pub fn status(&self) -> hyper::StatusCode {
         match self {
-            BodyError::TooLarge { .. } => hyper::StatusCode::PAYLOAD_TOO_LARGE,
-            BodyError::Read(_) => hyper::StatusCode::BAD_REQUEST,
+            BodyError::TooLarge { .. } | BodyError::TooLargeUnpacked { .. } => hyper::StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Encoding(_) => hyper::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BodyError::Read(_) | BodyError::Gzip(_) => hyper::StatusCode::BAD_REQUEST,
         }
+    }
+}
+
+/// A body's `Content-Encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+}
+
+impl Encoding {
+    pub fn of(headers: &HeaderMap) -> Result<Encoding, BodyError> {
+        let encoding = headers
+            .get(CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("identity")
+            .trim()
+            .to_ascii_lowercase();
+        match encoding.as_str() {
+            "" | "identity" => Ok(Encoding::Identity),
+            "gzip" | "x-gzip" => Ok(Encoding::Gzip),
+            _ => Err(BodyError::Encoding(encoding)),
+        }
+    }
+}
+
+/// The declared `Content-Length`, refused when over `max` (before anything is read).
+fn declared_length(headers: &HeaderMap, max: usize) -> Result<Option<u64>, BodyError> {
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge { max });
+    }
+    Ok(declared)
+}
+
+/// Hands `body` to `consume` as it arrives, gunzipped if its `Content-Encoding` says so:
+/// for decoders that work on a stream (line protocol), so that the body is never held
+/// whole. At most `max` bytes, on the wire and after gunzip. Returns the declared
+pub async fn read_streaming(
+    body: Body,
+    headers: &HeaderMap,
+    max: usize,
+    mut consume: impl FnMut(&[u8]),
+) -> Result<(), BodyError> {
+    let encoding = Encoding::of(headers)?;
+    declared_length(headers, max)?;
+    let mut frames = body.into_data_stream();
+    let mut len = 0usize;
+    let mut to = match encoding {
+        Encoding::Identity => Destination::Plain(&mut consume),
+        Encoding::Gzip => Destination::Gunzip(Box::new(flate2::write::MultiGzDecoder::new(Unpacked {
+            consume: &mut consume,
+            len: 0,
+            max,
+        }))),
+    };
+    while let Some(data) = frames.next().await {
+        let data = data.map_err(|e| BodyError::Read(e.to_string()))?;
+        len += data.len();
+        if len > max {
+            return Err(BodyError::TooLarge { max });
+        }
+        match &mut to {
+            Destination::Plain(consume) => consume(&data),
+            Destination::Gunzip(decoder) => decoder.write_all(&data).map_err(|e| unpack_error(e, max))?,
+        }
+    }
+    if let Destination::Gunzip(decoder) = to {
+        decoder.finish().map_err(|e| unpack_error(e, max))?;
+    }
+    Ok(())
+}
+
+/// Where [`read_streaming`] hands a body's bytes.
+enum Destination<'c, F: FnMut(&[u8])> {
+    Plain(&'c mut F),
+    // Boxed: the decoder's state is large, and most bodies are not gzipped.
+    Gunzip(Box<flate2::write::MultiGzDecoder<Unpacked<'c, F>>>),
+}
+
+/// Where gunzipped bytes go, counted against the limit.
+struct Unpacked<'c, F> {
+    consume: &'c mut F,
+    len: usize,
+    max: usize,
+}
+
+/// What [`Unpacked`] reports when the limit is passed (told apart from a gzip error).
+#[derive(Debug, thiserror::Error)]
+#[error("over the limit after gunzip")]
+struct OverLimit;
+
+impl<F: FnMut(&[u8])> std::io::Write for Unpacked<'_, F> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.len += buf.len();
+        if self.len > self.max {
+            return Err(std::io::Error::other(OverLimit));
+        }
+        (self.consume)(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn unpack_error(e: std::io::Error, max: usize) -> BodyError {
+    if e.get_ref().is_some_and(|inner| inner.is::<OverLimit>()) {
+        BodyError::TooLargeUnpacked { max }
+    } else {
+        BodyError::Gzip(e.to_string())
     }
 }
 
 /// Reads `body` whole, at most `max` bytes; a declared length over `max` is refused
 /// before anything is read.
 pub async fn read_whole(body: Body, headers: &HeaderMap, max: usize) -> Result<WholeBody, BodyError> {
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(BodyError::TooLarge { max });
-    }
+    let declared = declared_length(headers, max)?;
     let mut frames = body.into_data_stream();
     let mut first: Option<Bytes> = None;
     let mut joined: Option<Vec<u8>> = None;

@@ -3,6 +3,7 @@
 use crate::model::Sample;
 
 use crate::codecs::limits::{DecodeLimits, RefusedSamples};
+use crate::codecs::report::{DecodeSummary, LineErrors};
 use crate::codecs::{line_protocol, ndjson};
 
 /// Which decoder a route uses.
@@ -27,7 +28,9 @@ impl BodyFormat {
 /// The decoded samples and what was refused.
 #[derive(Debug, Default)]
 pub struct DecodedBody {
-    pub samples: Vec<Sample>,
+    /// The samples: one vector, or parts of at most the pipeline's batch size from a
+    /// decoder that fills them as it goes (see [`crate::receivers::submit::Submitter::submit_parts`]).
+    pub parts: Vec<Vec<Sample>>,
     /// Lines refused as a whole (syntax or a limit).
     pub rejected_lines: u64,
     /// Of those, lines refused for their syntax (counted once each as `parse_error`).
@@ -43,7 +46,7 @@ pub struct DecodedBody {
 }
 
 pub fn decode_body(format: BodyFormat, body: &[u8], now_ms: i64, limits: &DecodeLimits) -> DecodedBody {
-    let mut out = DecodedBody::default();
+    let mut samples = Vec::new();
     let mut errors = line_protocol::LineErrors::new();
     let summary = match format {
         BodyFormat::LineProtocol(precision) => line_protocol::decode_body_limited(
@@ -51,16 +54,25 @@ pub fn decode_body(format: BodyFormat, body: &[u8], now_ms: i64, limits: &Decode
             precision,
             now_ms.saturating_mul(1_000_000),
             limits,
-            &mut out.samples,
+            &mut samples,
             &mut errors,
         ),
-        BodyFormat::Ndjson => ndjson::decode_body_limited(body, now_ms, limits, &mut out.samples, &mut errors),
+        BodyFormat::Ndjson => ndjson::decode_body_limited(body, now_ms, limits, &mut samples, &mut errors),
     };
-    out.rejected_lines = summary.rejected_lines;
-    out.unparsable_lines = summary.unparsable_lines();
-    out.refused = summary.refused;
-    out.non_numeric = summary.non_numeric;
-    out.over_sample_limit = summary.over_sample_limit;
-    out.errors = errors.reported().iter().map(|e| (e.line, e.message.clone())).collect();
-    out
+    DecodedBody::new(vec![samples], summary, &errors)
+}
+
+impl DecodedBody {
+    /// The result of a decoder (whole body or [`line_protocol::LineStream`]) in the answer's shape.
+    pub fn new(parts: Vec<Vec<Sample>>, summary: DecodeSummary, errors: &LineErrors) -> Self {
+        DecodedBody {
+            parts,
+            rejected_lines: summary.rejected_lines,
+            unparsable_lines: summary.unparsable_lines(),
+            refused: summary.refused,
+            non_numeric: summary.non_numeric,
+            over_sample_limit: summary.over_sample_limit,
+            errors: errors.reported().iter().map(|e| (e.line, e.message.clone())).collect(),
+        }
+    }
 }

@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use super::HttpReceiverConfig;
-use super::body::{WholeBody, read_whole};
+use super::body::{Encoding, WholeBody, read_streaming, read_whole};
 use super::decode::{BodyFormat, DecodedBody, decode_body};
 use crate::auth::{Principal, rate_limited_response};
+use crate::codecs::line_protocol::{LineStream, StreamedBody};
 use crate::listener::{Admission, ListenerOptions};
+use crate::pipeline::INGEST_BATCH_MAX_SAMPLES;
 use crate::receivers::submit::{SubmitError, Submitter};
 use crate::telemetry::DropReason;
 
@@ -129,19 +131,40 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    let body = match read_whole(body, headers, state.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return error(e.status(), e.to_string()),
-    };
-    let body = match unpack(headers, body, state.max_body_bytes) {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
     let limits = &state.submitter.limits;
-    let decoded = decode_body(format, &body, crate::model::now_ms(), limits);
-    // The body is not needed any more: free it before the samples wait for the queue.
-    drop(body);
-    let DecodedBody { samples, rejected_lines, unparsable_lines, refused, non_numeric, over_sample_limit, errors } =
+    let decoded = match format {
+        BodyFormat::LineProtocol(precision) => {
+            // Decoded as it arrives: the text is never held whole (see `LineStream`).
+            let identity = matches!(Encoding::of(headers), Ok(Encoding::Identity));
+            let declared = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .filter(|_| identity)
+                .unwrap_or(0);
+            let now_ns = crate::model::now_ms().saturating_mul(1_000_000);
+            let part = INGEST_BATCH_MAX_SAMPLES;
+            let mut lines = LineStream::new(precision, now_ns, limits, part, declared.min(state.max_body_bytes));
+            if let Err(e) = read_streaming(body, headers, state.max_body_bytes, |bytes| lines.push(bytes)).await {
+                return error(e.status(), e.to_string());
+            }
+            let StreamedBody { parts, summary, errors } = lines.finish();
+            DecodedBody::new(parts, summary, &errors)
+        }
+        BodyFormat::Ndjson => {
+            let body = match read_whole(body, headers, state.max_body_bytes).await {
+                Ok(b) => b,
+                Err(e) => return error(e.status(), e.to_string()),
+            };
+            let body = match unpack(headers, body, state.max_body_bytes) {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            decode_body(format, &body, crate::model::now_ms(), limits)
+            // The body is freed here, before the samples wait for the queue.
+        }
+    };
+    let DecodedBody { parts, rejected_lines, unparsable_lines, refused, non_numeric, over_sample_limit, errors } =
         decoded;
     if over_sample_limit {
         let message = format!(
@@ -152,7 +175,7 @@ async fn handle(
         );
         return error(StatusCode::PAYLOAD_TOO_LARGE, message);
     }
-    let accepted = samples.len() as u64;
+    let accepted = parts.iter().map(|p| p.len() as u64).sum();
     // The key's sample bucket: all of the request or none of it enters.
     if let Some(k) = &key
         && let Err(limited) = k.check_samples(accepted)
@@ -165,7 +188,7 @@ async fn handle(
     for (reason, n) in refused.iter() {
         m.dropped(reason, n);
     }
-    match state.submitter.submit(samples).await {
+    match state.submitter.submit_parts(parts).await {
         Ok(_) => {
             if let Some(k) = &key {
                 k.received(accepted);
@@ -200,10 +223,10 @@ async fn handle(
 /// Applies `Content-Encoding`, keeping the size limit after decompression.
 #[allow(clippy::result_large_err)]
 pub(super) fn unpack(headers: &HeaderMap, body: WholeBody, max: usize) -> Result<WholeBody, Response> {
-    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
-    match encoding.trim().to_ascii_lowercase().as_str() {
-        "" | "identity" => Ok(body),
-        "gzip" | "x-gzip" => {
+    match Encoding::of(headers) {
+        Err(e) => Err(error(e.status(), e.to_string())),
+        Ok(Encoding::Identity) => Ok(body),
+        Ok(Encoding::Gzip) => {
             let mut out = WholeBody::buffer((body.len() * 4).min(max));
             let mut reader = flate2::read::MultiGzDecoder::new(&body[..]).take(max as u64 + 1);
             if let Err(e) = reader.read_to_end(&mut out) {
@@ -217,9 +240,5 @@ pub(super) fn unpack(headers: &HeaderMap, body: WholeBody, max: usize) -> Result
             }
             Ok(WholeBody::Pooled(out))
         }
-        other => Err(error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("unsupported Content-Encoding {other:?}; use gzip or none"),
-        )),
     }
 }
