@@ -274,13 +274,35 @@ fn a_large_body_decoded_as_it_arrives_answers_as_a_whole_one() {
         assert_eq!(lines, bad_lines, "{way}: {answer}");
     }
     assert_eq!(t.metric_sum("tsrelay_received_samples_total", &[]), 3.0 * accepted as f64);
+    // NDJSON the same way (chunked): a record is one line, whatever its strings hold.
+    let now_ms = now / 1_000_000;
+    let mut records = String::new();
+    for i in 1..=30_000 {
+        if i == 25_001 {
+            records.push_str("{\"name\": \"cut\n");
+        } else {
+            let labels = format!("{{\"host\": \"h{}\", \"note\": \"a \\\"quoted\\\" word\"}}", i % 500);
+            records.push_str(&format!(
+                "{{\"name\": \"temp\", \"labels\": {labels}, \"value\": {i}, \"timestamp\": {now_ms}}}\n"
+            ));
+        }
+    }
+    let ndjson = dir.path().join("big.ndjson");
+    std::fs::write(&ndjson, &records).unwrap();
+    let ingest = format!("http://127.0.0.1:{port}/api/v1/ingest");
+    let (code, answer) = curl_post(&ingest, &ndjson, &["-H", "Transfer-Encoding: chunked"]);
+    assert_eq!(code, 400, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!((answer["accepted"].as_u64(), answer["rejected"].as_u64()), (Some(29_999), Some(1)), "{answer}");
+    assert_eq!(answer["errors"][0]["line"].as_u64(), Some(25_001), "{answer}");
+    assert_eq!(t.metric_sum("tsrelay_received_samples_total", &[]), 3.0 * accepted as f64 + 29_999.0);
     // A gzip stream cut short is refused whole, by name.
     let cut = dir.path().join("cut.lp.gz");
     std::fs::write(&cut, &zipped_bytes[..zipped_bytes.len() / 2]).unwrap();
     let (code, answer) = curl_post(&url, &cut, &["-H", "Content-Encoding: gzip"]);
     assert_eq!(code, 400, "{answer}");
     assert!(answer.contains("invalid gzip body"), "{answer}");
-    assert_eq!(t.metric_sum("tsrelay_received_samples_total", &[]), 3.0 * accepted as f64);
+    assert_eq!(t.metric_sum("tsrelay_received_samples_total", &[]), 3.0 * accepted as f64 + 29_999.0);
 }
 
 #[test]

@@ -10,9 +10,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use tsrelay::codecs::limits::DecodeLimits;
-use tsrelay::codecs::line_protocol::{
-    LineErrors, LineParser, LineStream, Precision, decode_body, parse_line, reference,
-};
+use tsrelay::codecs::line_protocol::{LineErrors, LineParser, Precision, decode_body, parse_line, reference};
+use tsrelay::codecs::stream::LineStream;
 use tsrelay::sinks::line_protocol::encode_sample;
 
 const NOW_NS: i64 = 1_700_000_000_000_000_000;
@@ -93,7 +92,7 @@ fuzz_target!(|body: &[u8]| {
     let piece = 1 + usize::from(body.get(2).copied().unwrap_or(0) % 97);
     let part = 1 + usize::from(body.get(3).copied().unwrap_or(0) % 7);
     let unlimited = DecodeLimits::unlimited();
-    let mut stream = LineStream::new(precision, NOW_NS, &unlimited, part, body.len()).with_piece_bytes(piece);
+    let mut stream = LineStream::line_protocol(precision, NOW_NS, &unlimited, part, body.len()).with_piece_bytes(piece);
     for bytes in body.chunks(frame) {
         stream.push(bytes);
     }

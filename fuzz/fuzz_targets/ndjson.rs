@@ -1,10 +1,13 @@
 //! Any body: the NDJSON decoder must not panic, must account for every line, must point
-//! its errors inside the body, and must agree with its one-line entry point. RFC 3339
+//! its errors inside the body, and must agree with its one-line entry point and with
+//! itself when the body arrives in pieces. RFC 3339
 //! timestamps (any text) must not panic, and one that parses must print and parse back.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use tsrelay::codecs::limits::DecodeLimits;
 use tsrelay::codecs::ndjson::{LineErrors, decode_body, parse_line, parse_rfc3339_ms};
+use tsrelay::codecs::stream::LineStream;
 
 fuzz_target!(|body: &[u8]| {
     let mut samples = Vec::new();
@@ -37,6 +40,24 @@ fuzz_target!(|body: &[u8]| {
         }
     }
     assert_eq!(accepted, summary.accepted_lines);
+
+    // Decoded while it arrives (the HTTP receiver's way), in frames, pieces and parts of
+    // sizes the body picks: exactly the same samples, summary and errors.
+    let frame = 1 + usize::from(body.first().copied().unwrap_or(0) % 29);
+    let piece = 1 + usize::from(body.get(1).copied().unwrap_or(0) % 97);
+    let part = 1 + usize::from(body.get(2).copied().unwrap_or(0) % 7);
+    let unlimited = DecodeLimits::unlimited();
+    let mut stream = LineStream::ndjson(1_700_000_000_000, &unlimited, part, body.len()).with_piece_bytes(piece);
+    for bytes in body.chunks(frame) {
+        stream.push(bytes);
+    }
+    let streamed = stream.finish();
+    assert_eq!(streamed.summary, summary, "summary differs when streamed (frame {frame}, piece {piece})");
+    assert_eq!(streamed.errors.reported(), errors.reported(), "errors differ when streamed");
+    assert!(streamed.parts.iter().all(|p| !p.is_empty() && p.len() <= part));
+    let streamed: Vec<_> = streamed.parts.into_iter().flatten().collect();
+    assert_eq!(streamed.len(), samples.len());
+    assert!(streamed.iter().zip(&samples).all(|(a, s)| a.identical(s)));
 
     if let Ok(text) = std::str::from_utf8(body) {
         if let Some(ms) = parse_rfc3339_ms(text) {

@@ -13,5 +13,6 @@ pub mod otlp;
 pub mod protobuf;
 pub mod remote_write;
 pub mod report;
+pub mod stream;
 pub mod walk_vecs;
 pub mod wire;

@@ -16,6 +16,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use super::limits::{Checker, DecodeLimits, LimitError};
 use super::line_protocol::Position;
 pub use super::line_protocol::{DecodeSummary, LineErrors, MAX_REPORTED_ERRORS, ReportedError};
+use super::report::Progress;
+use super::stream::PieceDecoder;
 use crate::model::{LabelStr, Labels, METRIC_NAME_LABEL, MetricKind, Sample};
 
 /// One valid line.
@@ -620,12 +622,44 @@ pub fn decode_body_limited(
     out: &mut Vec<Sample>,
     errors: &mut LineErrors,
 ) -> DecodeSummary {
+    let mut progress = Progress::new(body.len());
+    decode_lines(body, &mut progress, default_time_ms, limits, out, errors);
+    progress.summary
+}
+
+/// What every piece of one NDJSON body is decoded with: the body's [`PieceDecoder`]
+/// for [`crate::codecs::stream::LineStream`].
+pub struct Pieces<'l> {
+    /// For records without a timestamp.
+    pub default_time_ms: i64,
+    pub limits: &'l DecodeLimits,
+}
+
+impl PieceDecoder for Pieces<'_> {
+    // A record is one line: a line feed inside a string is an error of that line.
+    const QUOTES_SPAN_LINES: bool = false;
+
+    fn decode(&self, lines: &[u8], progress: &mut Progress, out: &mut Vec<Sample>, errors: &mut LineErrors) {
+        decode_lines(lines, progress, self.default_time_ms, self.limits, out, errors);
+    }
+}
+
+/// Decodes `body`, whole lines (the whole body, or a piece of it that ends with a line
+/// feed), continuing `progress`.
+fn decode_lines(
+    body: &[u8],
+    progress: &mut Progress,
+    default_time_ms: i64,
+    limits: &DecodeLimits,
+    out: &mut Vec<Sample>,
+    errors: &mut LineErrors,
+) {
     let checker = limits.checker(default_time_ms);
     // Enough to tell "over the limit" from "within it" whatever the static labels are.
     let keep_labels = limits.max_labels.saturating_add(limits.static_labels.len()).saturating_add(1);
-    let mut summary = DecodeSummary::default();
+    let summary = &mut progress.summary;
     let mut rest = body;
-    let mut line_number = 0usize;
+    let mut line_number = progress.line - 1;
     while !rest.is_empty() {
         line_number += 1;
         let (line, next) = match memchr(b'\n', rest) {
@@ -657,7 +691,8 @@ pub fn decode_body_limited(
             }
         }
     }
-    summary
+    progress.line = line_number + 1;
+    progress.offset += body.len();
 }
 
 /// The limits one record can break, checked before its sample is built. `label_count`

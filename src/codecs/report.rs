@@ -97,3 +97,30 @@ impl DecodeSummary {
         self.rejected_lines - self.refused_lines
     }
 }
+
+/// How far the decoding of one body has got: a body decoded piece by piece
+/// ([`crate::codecs::stream::LineStream`]) continues its line numbers, its sample
+/// limit and its estimate of the samples still to come from here.
+#[derive(Debug)]
+pub struct Progress {
+    pub summary: DecodeSummary,
+    /// The 1-based number of the line the next piece starts on.
+    pub line: usize,
+    /// Bytes of the body before the next piece.
+    pub offset: usize,
+    /// The whole body's expected length (0: unknown), for one reservation of the output.
+    pub body_len: usize,
+    /// Whether that reservation was made.
+    pub estimated: bool,
+}
+
+impl Progress {
+    pub fn new(body_len: usize) -> Self {
+        Progress { summary: DecodeSummary::default(), line: 1, offset: 0, body_len, estimated: false }
+    }
+
+    /// The body holds more samples than allowed: nothing more is decoded.
+    pub fn stopped(&self) -> bool {
+        self.summary.over_sample_limit
+    }
+}

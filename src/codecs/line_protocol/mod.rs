@@ -23,7 +23,6 @@ mod precision;
 pub mod reference;
 mod samples;
 mod stops;
-mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -31,7 +30,6 @@ pub use error::{Found, LineError, Part, Position, Problem, ValueType};
 pub use parser::{LineParser, Parsed, parse_line};
 pub use point::{Field, FieldValue, Point, Tag};
 pub use precision::{Precision, UnknownPrecision};
-pub use samples::{decode_body, decode_body_limited, metric_name};
-pub use stream::{LineStream, PIECE_BYTES, StreamedBody};
+pub use samples::{Pieces, decode_body, decode_body_limited, metric_name};
 
 pub use crate::codecs::report::{DecodeSummary, LineErrors, MAX_REPORTED_ERRORS, ReportedError};

@@ -9,7 +9,8 @@ use super::point::{Point, Tag};
 use super::precision::Precision;
 use crate::codecs::intern::SeriesInterner;
 use crate::codecs::limits::{Checker, DecodeLimits, LimitError};
-use crate::codecs::report::{DecodeSummary, LineErrors};
+use crate::codecs::report::{DecodeSummary, LineErrors, Progress};
+use crate::codecs::stream::PieceDecoder;
 use crate::model::{LabelStr, Labels, METRIC_NAME_LABEL, MetricKind, Sample};
 
 /// Decodes a line-protocol body into samples appended to `out`, without limits (see
@@ -50,54 +51,38 @@ pub fn decode_body_limited(
     errors: &mut LineErrors,
 ) -> DecodeSummary {
     let mut progress = Progress::new(body.len());
-    decode_lines(body, &mut progress, &Settings { precision, default_time_ns, limits }, out, errors);
+    decode_lines(body, &mut progress, &Pieces { precision, default_time_ns, limits }, out, errors);
     progress.summary
 }
 
-/// What every piece of one body is decoded with.
-pub(super) struct Settings<'l> {
+/// What every piece of one line-protocol body is decoded with: the body's
+/// [`PieceDecoder`] for [`crate::codecs::stream::LineStream`].
+pub struct Pieces<'l> {
     pub precision: Precision,
     /// For lines without a timestamp (nanoseconds; truncated to the precision).
     pub default_time_ns: i64,
     pub limits: &'l DecodeLimits,
 }
 
-/// How far the decoding of one body has got: a body decoded piece by piece
-/// ([`super::LineStream`]) continues its line numbers, its sample limit and
-/// its estimate of the samples still to come from here.
-#[derive(Debug)]
-pub(super) struct Progress {
-    pub summary: DecodeSummary,
-    /// The 1-based number of the line the next piece starts on.
-    pub line: usize,
-    /// Bytes of the body before the next piece.
-    pub offset: usize,
-    /// The whole body's expected length (0: unknown), for the one reservation of the output.
-    pub body_len: usize,
-    estimated: bool,
-}
+impl PieceDecoder for Pieces<'_> {
+    // A string field value may hold a raw line feed.
+    const QUOTES_SPAN_LINES: bool = true;
 
-impl Progress {
-    pub fn new(body_len: usize) -> Self {
-        Progress { summary: DecodeSummary::default(), line: 1, offset: 0, body_len, estimated: false }
-    }
-
-    /// The body holds more samples than allowed: nothing more is decoded.
-    pub fn stopped(&self) -> bool {
-        self.summary.over_sample_limit
+    fn decode(&self, lines: &[u8], progress: &mut Progress, out: &mut Vec<Sample>, errors: &mut LineErrors) {
+        decode_lines(lines, progress, self, out, errors);
     }
 }
 
 /// Decodes `body`, a run of whole lines (the whole body, or a piece of it that ends
 /// with a line feed), continuing `progress`.
-pub(super) fn decode_lines(
+fn decode_lines(
     body: &[u8],
     progress: &mut Progress,
-    settings: &Settings<'_>,
+    settings: &Pieces<'_>,
     out: &mut Vec<Sample>,
     errors: &mut LineErrors,
 ) {
-    let Settings { precision, default_time_ns, limits } = *settings;
+    let Pieces { precision, default_time_ns, limits } = *settings;
     let default_ns = precision.truncate(default_time_ns);
     let checker = limits.checker(default_time_ns.div_euclid(1_000_000));
     let mut parser = LineParser::starting_at_line(body, precision, progress.line);

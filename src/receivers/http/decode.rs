@@ -1,10 +1,10 @@
-//! Body → samples, for each supported format, with one result shape.
+//! Which decoder a route uses, and what it decoded in the answer's shape.
 
 use crate::model::Sample;
 
-use crate::codecs::limits::{DecodeLimits, RefusedSamples};
+use crate::codecs::limits::RefusedSamples;
+use crate::codecs::line_protocol;
 use crate::codecs::report::{DecodeSummary, LineErrors};
-use crate::codecs::{line_protocol, ndjson};
 
 /// Which decoder a route uses.
 #[derive(Debug, Clone, Copy)]
@@ -45,25 +45,8 @@ pub struct DecodedBody {
     pub errors: Vec<(usize, String)>,
 }
 
-pub fn decode_body(format: BodyFormat, body: &[u8], now_ms: i64, limits: &DecodeLimits) -> DecodedBody {
-    let mut samples = Vec::new();
-    let mut errors = line_protocol::LineErrors::new();
-    let summary = match format {
-        BodyFormat::LineProtocol(precision) => line_protocol::decode_body_limited(
-            body,
-            precision,
-            now_ms.saturating_mul(1_000_000),
-            limits,
-            &mut samples,
-            &mut errors,
-        ),
-        BodyFormat::Ndjson => ndjson::decode_body_limited(body, now_ms, limits, &mut samples, &mut errors),
-    };
-    DecodedBody::new(vec![samples], summary, &errors)
-}
-
 impl DecodedBody {
-    /// The result of a decoder (whole body or [`line_protocol::LineStream`]) in the answer's shape.
+    /// What [`crate::codecs::stream::LineStream`] decoded, in the answer's shape.
     pub fn new(parts: Vec<Vec<Sample>>, summary: DecodeSummary, errors: &LineErrors) -> Self {
         DecodedBody {
             parts,

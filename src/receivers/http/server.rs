@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use super::HttpReceiverConfig;
-use super::body::{Encoding, WholeBody, read_streaming, read_whole};
-use super::decode::{BodyFormat, DecodedBody, decode_body};
+use super::body::{BodyError, Encoding, WholeBody, read_streaming};
+use super::decode::{BodyFormat, DecodedBody};
 use crate::auth::{Principal, rate_limited_response};
-use crate::codecs::line_protocol::{LineStream, StreamedBody};
+use crate::codecs::stream::{LineStream, PieceDecoder, StreamedBody};
 use crate::listener::{Admission, ListenerOptions};
 use crate::pipeline::INGEST_BATCH_MAX_SAMPLES;
 use crate::receivers::submit::{SubmitError, Submitter};
@@ -64,7 +64,7 @@ pub fn router(config: &HttpReceiverConfig, submitter: Submitter) -> Router {
         .route("/api/v1/ingest", post(write_ndjson))
         // InfluxDB clients (the 1.x CLI, Telegraf) ping before they write.
         .route("/ping", axum::routing::get(ping).head(ping))
-        // Bodies are read by `read_whole` under max_body_bytes (gunzip is checked separately).
+        // Bodies are read as they arrive by `read_streaming`, under max_body_bytes on the wire and after gunzip.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
         .merge(remote_write)
@@ -132,37 +132,29 @@ async fn handle(
     body: Body,
 ) -> Response {
     let limits = &state.submitter.limits;
-    let decoded = match format {
+    // Decoded as it arrives, in parts of the pipeline's batch size: the text is never held
+    // whole (see `LineStream`). The declared length of a body that is not gzipped sizes
+    // the first part.
+    let identity = matches!(Encoding::of(headers), Ok(Encoding::Identity));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|_| identity)
+        .unwrap_or(0)
+        .min(state.max_body_bytes);
+    let (part, max) = (INGEST_BATCH_MAX_SAMPLES, state.max_body_bytes);
+    let now_ms = crate::model::now_ms();
+    let streamed = match format {
         BodyFormat::LineProtocol(precision) => {
-            // Decoded as it arrives: the text is never held whole (see `LineStream`).
-            let identity = matches!(Encoding::of(headers), Ok(Encoding::Identity));
-            let declared = headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .filter(|_| identity)
-                .unwrap_or(0);
-            let now_ns = crate::model::now_ms().saturating_mul(1_000_000);
-            let part = INGEST_BATCH_MAX_SAMPLES;
-            let mut lines = LineStream::new(precision, now_ns, limits, part, declared.min(state.max_body_bytes));
-            if let Err(e) = read_streaming(body, headers, state.max_body_bytes, |bytes| lines.push(bytes)).await {
-                return error(e.status(), e.to_string());
-            }
-            let StreamedBody { parts, summary, errors } = lines.finish();
-            DecodedBody::new(parts, summary, &errors)
+            let now_ns = now_ms.saturating_mul(1_000_000);
+            read_lines(body, headers, max, LineStream::line_protocol(precision, now_ns, limits, part, declared)).await
         }
-        BodyFormat::Ndjson => {
-            let body = match read_whole(body, headers, state.max_body_bytes).await {
-                Ok(b) => b,
-                Err(e) => return error(e.status(), e.to_string()),
-            };
-            let body = match unpack(headers, body, state.max_body_bytes) {
-                Ok(b) => b,
-                Err(resp) => return resp,
-            };
-            decode_body(format, &body, crate::model::now_ms(), limits)
-            // The body is freed here, before the samples wait for the queue.
-        }
+        BodyFormat::Ndjson => read_lines(body, headers, max, LineStream::ndjson(now_ms, limits, part, declared)).await,
+    };
+    let decoded = match streamed {
+        Ok(StreamedBody { parts, summary, errors }) => DecodedBody::new(parts, summary, &errors),
+        Err(e) => return error(e.status(), e.to_string()),
     };
     let DecodedBody { parts, rejected_lines, unparsable_lines, refused, non_numeric, over_sample_limit, errors } =
         decoded;
@@ -218,6 +210,17 @@ async fn handle(
         errors: errors.into_iter().map(|(line, message)| LineErrorBody { line, message }).collect(),
     };
     (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
+/// Reads a body of lines into `lines` as it arrives.
+async fn read_lines<D: PieceDecoder>(
+    body: Body,
+    headers: &HeaderMap,
+    max: usize,
+    mut lines: LineStream<D>,
+) -> Result<StreamedBody, BodyError> {
+    read_streaming(body, headers, max, |bytes| lines.push(bytes)).await?;
+    Ok(lines.finish())
 }
 
 /// Applies `Content-Encoding`, keeping the size limit after decompression.

@@ -1,4 +1,5 @@
-//! A line-protocol body decoded while it arrives, a piece of whole lines at a time.
+//! A body of lines (line protocol, NDJSON) decoded while it arrives, a piece of whole
+//! lines at a time.
 //!
 //! Why: a body read whole before decoding holds all of its bytes and all of its
 //! samples at once. A 200,000-line body is ~20 MB of text; three of them in flight
@@ -9,17 +10,27 @@
 //! frame of its text. The samples come in parts of a fixed size (the pipeline's
 //! batch), filled while they are in cache, so the request is not split again later.
 //!
-//! Where a piece may end: after a line feed, and only when no `"` came before it
-//! in the piece. A string field value may hold a raw line feed, and only a
-//! quote can open one; a body with quotes in it is decoded from its first quote
-//! to its end in one piece, exactly as before.
+//! Where a piece may end: after a line feed. In line protocol only when no `"`
+//! came before it in the piece: a string field value may hold a raw line feed,
+//! and only a quote can open one, so a body with quotes in it is decoded from its
+//! first quote to its end in one piece, exactly as before. (An NDJSON record is
+//! one line whatever its strings hold.)
 
-use super::precision::Precision;
-use super::samples::{Progress, Settings, decode_lines};
 use crate::codecs::buffers;
 use crate::codecs::limits::DecodeLimits;
-use crate::codecs::report::{DecodeSummary, LineErrors};
+use crate::codecs::line_protocol::{self, Precision};
+use crate::codecs::ndjson;
+use crate::codecs::report::{DecodeSummary, LineErrors, Progress};
 use crate::model::Sample;
+
+/// A format's decoder of whole lines, continuing a body's [`Progress`].
+pub trait PieceDecoder {
+    /// Whether a `"` may carry a line across a line feed.
+    const QUOTES_SPAN_LINES: bool;
+
+    /// Decodes `lines` (whole lines; the last needs no line feed only at the body's end).
+    fn decode(&self, lines: &[u8], progress: &mut Progress, out: &mut Vec<Sample>, errors: &mut LineErrors);
+}
 
 /// Text decoded at once when a body arrives in pieces: large enough that a piece's
 /// fixed costs do not show, small enough to stay in the second-level cache.
@@ -30,8 +41,8 @@ pub const PIECE_BYTES: usize = 256 * 1024;
 const SHORTEST_LINE_GUESS: usize = 32;
 
 /// Decodes one body from the bytes handed to [`LineStream::push`], in order.
-pub struct LineStream<'l> {
-    settings: Settings<'l>,
+pub struct LineStream<D> {
+    decoder: D,
     progress: Progress,
     /// Text not decoded yet: a line's start, or everything since the first quote.
     pending: Vec<u8>,
@@ -55,19 +66,33 @@ pub struct StreamedBody {
     pub errors: LineErrors,
 }
 
-impl<'l> LineStream<'l> {
-    /// Samples come in parts of at most `part_samples`; `body_len` is the body's declared
-    /// length (0 if unknown): a guess for the first part's room.
-    pub fn new(
+impl<'l> LineStream<line_protocol::Pieces<'l>> {
+    /// A line-protocol body; lines without a timestamp get `default_time_ns`.
+    pub fn line_protocol(
         precision: Precision,
         default_time_ns: i64,
         limits: &'l DecodeLimits,
         part_samples: usize,
         body_len: usize,
     ) -> Self {
+        LineStream::new(line_protocol::Pieces { precision, default_time_ns, limits }, part_samples, body_len)
+    }
+}
+
+impl<'l> LineStream<ndjson::Pieces<'l>> {
+    /// An NDJSON body; records without a timestamp get `default_time_ms`.
+    pub fn ndjson(default_time_ms: i64, limits: &'l DecodeLimits, part_samples: usize, body_len: usize) -> Self {
+        LineStream::new(ndjson::Pieces { default_time_ms, limits }, part_samples, body_len)
+    }
+}
+
+impl<D: PieceDecoder> LineStream<D> {
+    /// Samples come in parts of at most `part_samples`; `body_len` is the body's declared
+    /// length (0 if unknown): a guess for the first part's room.
+    pub fn new(decoder: D, part_samples: usize, body_len: usize) -> Self {
         let part_samples = part_samples.max(1);
         LineStream {
-            settings: Settings { precision, default_time_ns, limits },
+            decoder,
             // No reservation from the decoder: parts are sized here.
             progress: Progress::new(0),
             pending: Vec::new(),
@@ -125,7 +150,7 @@ impl<'l> LineStream<'l> {
 
     /// Decodes whole lines and moves every full part out of the one being filled.
     fn decode(&mut self, lines: &[u8]) {
-        decode_lines(lines, &mut self.progress, &self.settings, &mut self.current, &mut self.errors);
+        self.decoder.decode(lines, &mut self.progress, &mut self.current, &mut self.errors);
         while self.current.len() >= self.part_samples {
             let part: Vec<Sample> = self.current.drain(..self.part_samples).collect();
             self.parts.push(part);
@@ -137,7 +162,7 @@ impl<'l> LineStream<'l> {
     fn decode_whole_lines(&mut self, bytes: &[u8]) -> usize {
         let Some(last_feed) = memchr::memrchr(b'\n', bytes) else { return 0 };
         let piece = &bytes[..=last_feed];
-        if memchr::memchr(b'"', piece).is_some() {
+        if D::QUOTES_SPAN_LINES && memchr::memchr(b'"', piece).is_some() {
             self.whole = true;
             return 0;
         }
@@ -175,8 +200,8 @@ mod tests {
         let mut whole_errors = LineErrors::new();
         let summary =
             decode_body_limited(body, Precision::Nanosecond, 7_000_000, limits, &mut whole, &mut whole_errors);
-        let mut stream =
-            LineStream::new(Precision::Nanosecond, 7_000_000, limits, PART, body.len()).with_piece_bytes(piece_bytes);
+        let mut stream = LineStream::line_protocol(Precision::Nanosecond, 7_000_000, limits, PART, body.len())
+            .with_piece_bytes(piece_bytes);
         for piece in body.chunks(step.max(1)) {
             stream.push(piece);
         }
@@ -221,7 +246,7 @@ mod tests {
     fn errors_keep_their_line_numbers_across_pieces() {
         let body = body_of(12_000, |i| if i % 1_000 == 999 { "bad line here\n".into() } else { String::new() });
         let unlimited = DecodeLimits::unlimited();
-        let mut stream = LineStream::new(Precision::Nanosecond, 0, &unlimited, PART, 0);
+        let mut stream = LineStream::line_protocol(Precision::Nanosecond, 0, &unlimited, PART, 0);
         for piece in body.chunks(70_001) {
             stream.push(piece);
         }
@@ -245,7 +270,7 @@ mod tests {
             same_both_ways(&body, step, &DecodeLimits::unlimited());
         }
         let unlimited = DecodeLimits::unlimited();
-        let mut stream = LineStream::new(Precision::Nanosecond, 0, &unlimited, PART, 0);
+        let mut stream = LineStream::line_protocol(Precision::Nanosecond, 0, &unlimited, PART, 0);
         stream.push(&body);
         let StreamedBody { parts, summary, .. } = stream.finish();
         assert_eq!(summary.rejected_lines, 0);
@@ -257,13 +282,48 @@ mod tests {
         let body = body_of(10_000, |_| String::new());
         let mut limits = DecodeLimits::unlimited();
         limits.max_samples = 15_000;
-        let mut stream = LineStream::new(Precision::Nanosecond, 0, &limits, PART, body.len());
+        let mut stream = LineStream::line_protocol(Precision::Nanosecond, 0, &limits, PART, body.len());
         for piece in body.chunks(8192) {
             stream.push(piece);
         }
         assert!(stream.finish().summary.over_sample_limit);
         limits.max_samples = 20_000;
         same_both_ways(&body, 8192, &limits);
+    }
+
+    #[test]
+    fn ndjson_pieces_decode_as_the_whole_body() {
+        let mut body = String::new();
+        for i in 0..20_000 {
+            match i % 5_000 {
+                17 => body.push_str("{\"name\": \"broken\"\n"),
+                18 => body.push('\n'),
+                _ => body.push_str(&format!(
+                    "{{\"name\": \"temp\", \"labels\": {{\"room\": \"r{}\"}}, \"value\": {i}, \"timestamp\": {}}}\n",
+                    i % 300,
+                    1_700_000_000_000i64 + i
+                )),
+            }
+        }
+        let body = body.into_bytes();
+        assert!(body.len() > 4 * PIECE_BYTES);
+        let unlimited = DecodeLimits::unlimited();
+        let mut whole = Vec::new();
+        let mut whole_errors = LineErrors::new();
+        let summary = ndjson::decode_body_limited(&body, 5, &unlimited, &mut whole, &mut whole_errors);
+        assert_eq!(summary.rejected_lines, 4);
+        for (step, piece_bytes) in [(PIECE_BYTES, PIECE_BYTES), (7_001, PIECE_BYTES), (333, 1_000), (body.len(), 50)] {
+            let mut stream = LineStream::ndjson(5, &unlimited, PART, body.len()).with_piece_bytes(piece_bytes);
+            for bytes in body.chunks(step) {
+                stream.push(bytes);
+            }
+            let StreamedBody { parts, summary: streamed, errors } = stream.finish();
+            assert_eq!(streamed, summary, "step {step}");
+            assert_eq!(errors.reported(), whole_errors.reported(), "step {step}");
+            let samples: Vec<Sample> = parts.into_iter().flatten().collect();
+            assert_eq!(samples.len(), whole.len());
+            assert!(samples.iter().zip(&whole).all(|(a, b)| a.identical(b)), "step {step}");
+        }
     }
 
     #[test]
