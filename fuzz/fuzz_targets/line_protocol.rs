@@ -11,7 +11,7 @@
 use libfuzzer_sys::fuzz_target;
 use tsrelay::codecs::limits::DecodeLimits;
 use tsrelay::codecs::line_protocol::{LineErrors, LineParser, Precision, decode_body, parse_line, reference};
-use tsrelay::codecs::stream::LineStream;
+use tsrelay::codecs::stream::{LineStream, assert_streams_as_whole};
 use tsrelay::sinks::line_protocol::encode_sample;
 
 const NOW_NS: i64 = 1_700_000_000_000_000_000;
@@ -92,21 +92,8 @@ fuzz_target!(|body: &[u8]| {
     let piece = 1 + usize::from(body.get(2).copied().unwrap_or(0) % 97);
     let part = 1 + usize::from(body.get(3).copied().unwrap_or(0) % 7);
     let unlimited = DecodeLimits::unlimited();
-    let mut stream = LineStream::line_protocol(precision, NOW_NS, &unlimited, part, body.len()).with_piece_bytes(piece);
-    for bytes in body.chunks(frame) {
-        stream.push(bytes);
-    }
-    let streamed = stream.finish();
-    assert_eq!(streamed.summary, summary, "summary differs when streamed (frame {frame}, piece {piece})");
-    assert_eq!(streamed.errors.reported(), errors.reported(), "errors differ when streamed");
-    assert!(streamed.parts.iter().all(|p| !p.is_empty() && p.len() <= part));
-    let streamed: Vec<_> = streamed.parts.into_iter().flatten().collect();
-    assert_eq!(streamed.len(), samples.len());
-    for (a, s) in streamed.iter().zip(&samples) {
-        assert_eq!(a.labels, s.labels);
-        assert_eq!(a.value.to_bits(), s.value.to_bits());
-        assert_eq!(a.timestamp_ms, s.timestamp_ms);
-    }
+    let stream = LineStream::line_protocol(precision, NOW_NS, &unlimited, part, body.len()).with_piece_bytes(piece);
+    assert_streams_as_whole(stream, body, frame, (&summary, &errors, &samples));
 
     // A body that is one valid entry parses the same through parse_line.
     if valid_lines == 1 && bad_lines == 0 && reserved_name_lines == 0 {

@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use tsrelay::codecs::limits::DecodeLimits;
 use tsrelay::codecs::ndjson::{LineErrors, decode_body, parse_line, parse_rfc3339_ms};
-use tsrelay::codecs::stream::LineStream;
+use tsrelay::codecs::stream::{LineStream, assert_streams_as_whole};
 
 fuzz_target!(|body: &[u8]| {
     let mut samples = Vec::new();
@@ -47,17 +47,8 @@ fuzz_target!(|body: &[u8]| {
     let piece = 1 + usize::from(body.get(1).copied().unwrap_or(0) % 97);
     let part = 1 + usize::from(body.get(2).copied().unwrap_or(0) % 7);
     let unlimited = DecodeLimits::unlimited();
-    let mut stream = LineStream::ndjson(1_700_000_000_000, &unlimited, part, body.len()).with_piece_bytes(piece);
-    for bytes in body.chunks(frame) {
-        stream.push(bytes);
-    }
-    let streamed = stream.finish();
-    assert_eq!(streamed.summary, summary, "summary differs when streamed (frame {frame}, piece {piece})");
-    assert_eq!(streamed.errors.reported(), errors.reported(), "errors differ when streamed");
-    assert!(streamed.parts.iter().all(|p| !p.is_empty() && p.len() <= part));
-    let streamed: Vec<_> = streamed.parts.into_iter().flatten().collect();
-    assert_eq!(streamed.len(), samples.len());
-    assert!(streamed.iter().zip(&samples).all(|(a, s)| a.identical(s)));
+    let stream = LineStream::ndjson(1_700_000_000_000, &unlimited, part, body.len()).with_piece_bytes(piece);
+    assert_streams_as_whole(stream, body, frame, (&summary, &errors, &samples));
 
     if let Ok(text) = std::str::from_utf8(body) {
         if let Some(ms) = parse_rfc3339_ms(text) {

@@ -181,6 +181,35 @@ impl<D: PieceDecoder> LineStream<D> {
     }
 }
 
+/// A body delivered in frames of `frame` bytes to `stream`, checked against the same body
+/// decoded whole (`summary`, `errors`, `samples`): the same outcome, in parts that are all
+/// full but the last (tests and fuzzing).
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub fn assert_streams_as_whole<D: PieceDecoder>(
+    mut stream: LineStream<D>,
+    body: &[u8],
+    frame: usize,
+    whole: (&DecodeSummary, &LineErrors, &[Sample]),
+) {
+    let (summary, errors, samples) = whole;
+    let part = stream.part_samples;
+    for bytes in body.chunks(frame.max(1)) {
+        stream.push(bytes);
+    }
+    let streamed = stream.finish();
+    let context = format!("frames of {frame} bytes, parts of {part} samples");
+    assert_eq!(&streamed.summary, summary, "summary differs in pieces ({context})");
+    assert_eq!(streamed.errors.reported(), errors.reported(), "errors differ in pieces ({context})");
+    assert!(streamed.parts.iter().all(|p| !p.is_empty() && p.len() <= part), "{context}");
+    assert!(streamed.parts.iter().rev().skip(1).all(|p| p.len() == part), "only the last part is short ({context})");
+    let streamed: Vec<Sample> = streamed.parts.into_iter().flatten().collect();
+    assert_eq!(streamed.len(), samples.len(), "{context}");
+    for (a, b) in streamed.iter().zip(samples) {
+        assert!(a.identical(b), "{context}: {a:?} against {b:?}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,21 +229,9 @@ mod tests {
         let mut whole_errors = LineErrors::new();
         let summary =
             decode_body_limited(body, Precision::Nanosecond, 7_000_000, limits, &mut whole, &mut whole_errors);
-        let mut stream = LineStream::line_protocol(Precision::Nanosecond, 7_000_000, limits, PART, body.len())
+        let stream = LineStream::line_protocol(Precision::Nanosecond, 7_000_000, limits, PART, body.len())
             .with_piece_bytes(piece_bytes);
-        for piece in body.chunks(step.max(1)) {
-            stream.push(piece);
-        }
-        let StreamedBody { parts, summary: streamed, errors } = stream.finish();
-        assert!(parts.iter().all(|p| !p.is_empty() && p.len() <= PART), "step {step}");
-        assert!(parts.iter().rev().skip(1).all(|p| p.len() == PART), "step {step}: only the last part is short");
-        let samples: Vec<Sample> = parts.into_iter().flatten().collect();
-        assert_eq!(streamed, summary, "step {step}");
-        assert_eq!(errors.reported(), whole_errors.reported(), "step {step}");
-        assert_eq!(samples.len(), whole.len(), "step {step}");
-        for (a, b) in samples.iter().zip(&whole) {
-            assert!(a.identical(b), "step {step}: {a:?} against {b:?}");
-        }
+        assert_streams_as_whole(stream, body, step, (&summary, &whole_errors, &whole));
     }
 
     fn body_of(lines: usize, extra: impl Fn(usize) -> String) -> Vec<u8> {
@@ -313,16 +330,8 @@ mod tests {
         let summary = ndjson::decode_body_limited(&body, 5, &unlimited, &mut whole, &mut whole_errors);
         assert_eq!(summary.rejected_lines, 4);
         for (step, piece_bytes) in [(PIECE_BYTES, PIECE_BYTES), (7_001, PIECE_BYTES), (333, 1_000), (body.len(), 50)] {
-            let mut stream = LineStream::ndjson(5, &unlimited, PART, body.len()).with_piece_bytes(piece_bytes);
-            for bytes in body.chunks(step) {
-                stream.push(bytes);
-            }
-            let StreamedBody { parts, summary: streamed, errors } = stream.finish();
-            assert_eq!(streamed, summary, "step {step}");
-            assert_eq!(errors.reported(), whole_errors.reported(), "step {step}");
-            let samples: Vec<Sample> = parts.into_iter().flatten().collect();
-            assert_eq!(samples.len(), whole.len());
-            assert!(samples.iter().zip(&whole).all(|(a, b)| a.identical(b)), "step {step}");
+            let stream = LineStream::ndjson(5, &unlimited, PART, body.len()).with_piece_bytes(piece_bytes);
+            assert_streams_as_whole(stream, &body, step, (&summary, &whole_errors, &whole));
         }
     }
 
