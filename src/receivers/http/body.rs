@@ -110,6 +110,15 @@ fn declared_length(headers: &HeaderMap, max: usize) -> Result<Option<u64>, BodyE
     Ok(declared)
 }
 
+/// The length a body arrives with when it is not gzipped (its declared `Content-Length`, at most
+/// `max`), 0 otherwise: a hint for sizing what it decodes to.
+pub fn plain_length_hint(headers: &HeaderMap, max: usize) -> usize {
+    match (Encoding::of(headers), declared_length(headers, max)) {
+        (Ok(Encoding::Identity), Ok(Some(n))) => n as usize,
+        _ => 0,
+    }
+}
+
 /// Hands `body` to `consume` as it arrives, gunzipped if its `Content-Encoding` says so:
 /// for decoders that work on a stream (line protocol), so that the body is never held
 /// whole. At most `max` bytes, on the wire and after gunzip. Returns the declared

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use super::HttpReceiverConfig;
-use super::body::{BodyError, Encoding, WholeBody, read_streaming};
+use super::body::{BodyError, Encoding, WholeBody, plain_length_hint, read_streaming};
 use super::decode::{BodyFormat, DecodedBody};
 use crate::auth::{Principal, rate_limited_response};
 use crate::codecs::stream::{LineStream, PieceDecoder, StreamedBody};
@@ -135,14 +135,7 @@ async fn handle(
     // Decoded as it arrives, in parts of the pipeline's batch size: the text is never held
     // whole (see `LineStream`). The declared length of a body that is not gzipped sizes
     // the first part.
-    let identity = matches!(Encoding::of(headers), Ok(Encoding::Identity));
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|_| identity)
-        .unwrap_or(0)
-        .min(state.max_body_bytes);
+    let declared = plain_length_hint(headers, state.max_body_bytes);
     let (part, max) = (INGEST_BATCH_MAX_SAMPLES, state.max_body_bytes);
     let now_ms = crate::model::now_ms();
     let streamed = match format {
