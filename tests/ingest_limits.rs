@@ -305,6 +305,32 @@ fn a_large_body_decoded_as_it_arrives_answers_as_a_whole_one() {
     assert_eq!(t.metric_sum("tsrelay_received_samples_total", &[]), 3.0 * accepted as f64 + 29_999.0);
 }
 
+/// The InfluxDB 1.x CLI (`influx -import`) writes a file through `/write` as it does to
+/// InfluxDB: it pings first, then posts batches of 5,000 lines, decoded as they arrive.
+#[test]
+fn the_influx_cli_imports_line_protocol() {
+    let influx = require_binary("influx", "apt-get install -y influxdb-client");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let t = start(dir.path(), port, BLACKHOLE_SINK, "");
+    let now = now_ns();
+    let mut file = String::from("# DML\n# CONTEXT-DATABASE: db\n");
+    for i in 0..12_000i64 {
+        file.push_str(&format!("imported,host=h{} usage={i} {}\n", i % 50, now + i));
+    }
+    let path = dir.path().join("import.txt");
+    std::fs::write(&path, file).unwrap();
+    let out = Command::new(influx)
+        .args(["-host", "127.0.0.1", "-port", &port.to_string(), "-precision", "ns", "-import", "-path"])
+        .arg(&path)
+        .output()
+        .expect("run influx");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Processed 12000 inserts") && text.contains("Failed 0 inserts"), "{text}");
+    assert_eq!(t.metric_sum("tsrelay_received_samples_total", &[]), 12_000.0);
+}
+
 #[test]
 fn a_body_over_the_sample_limit_is_refused_whole() {
     let dir = tempfile::tempdir().unwrap();
